@@ -1,0 +1,526 @@
+"""The neutral scenario format (shared/spec/scenario.md) as a declared, validated schema.
+
+A scenario states billing facts once, in one vocabulary; the emulators render it as each
+API's native objects. Because tests compare the marts against these facts, a scenario
+that breaks a rule is refused whole, with every problem named as
+``section[index] (id).field: reason``, rather than served half-right.
+
+The schema below is the single source of truth: `load_scenario` validates against it and
+`describe_schema` prints it (``retention sandbox schema``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+BILLING_SYSTEMS = ("stripe", "recurly", "chargebee")
+INTERVALS = ("day", "week", "month", "year")
+COUPON_DURATIONS = ("once", "repeating", "forever")
+INVOICE_STATUSES = ("paid", "open", "void")
+DUNNING_STATES = ("past_due", "unpaid")
+ACTIONS = ("canceled", "offer_accepted", "deflected")
+OFFER_TYPES = ("pause", "discount", "extension", "plan_change", "custom")
+
+# ISO 4217 minor-unit exponents that differ from 2 (the APIs' zero-decimal currencies).
+ZERO_DECIMAL_CURRENCIES = frozenset(
+    "BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split()
+)
+THREE_DECIMAL_CURRENCIES = frozenset("BHD JOD KWD OMR TND".split())
+_MONEY_RE = re.compile(r"^-?\d+(\.\d+)?$")
+_CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+
+
+def currency_exponent(currency: str) -> int:
+    """Decimal places of a currency's minor unit (JPY 0, USD 2, KWD 3)."""
+    if currency in ZERO_DECIMAL_CURRENCIES:
+        return 0
+    return 3 if currency in THREE_DECIMAL_CURRENCIES else 2
+
+
+def to_minor_units(amount: Decimal, currency: str) -> int:
+    """Major-unit decimal to the integer minor units Stripe and Chargebee send."""
+    return int((amount * (10 ** currency_exponent(currency))).to_integral_value())
+
+
+class ScenarioError(ValueError):
+    """A scenario broke the format; `problems` lists every problem found."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        shown = "\n  ".join(problems[:50])
+        more = f"\n  … and {len(problems) - 50} more" if len(problems) > 50 else ""
+        super().__init__(f"scenario refused, {len(problems)} problem(s):\n  {shown}{more}")
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a section: its kind decides parsing, `required` whether null is allowed."""
+
+    name: str
+    kind: str  # id | text | ts | money | decimal | int | currency | enum | json
+    required: bool = False
+    doc: str = ""
+    choices: tuple[str, ...] = ()
+
+
+def _f(name: str, kind: str, doc: str, required: bool = False, choices=()) -> Field:
+    return Field(name, kind, required, doc, tuple(choices))
+
+
+_SYSTEM = _f("billing_system", "enum", "stripe, recurly or chargebee", True, BILLING_SYSTEMS)
+
+SCHEMA: dict[str, tuple[Field, ...]] = {
+    "plans": (
+        _SYSTEM,
+        _f("plan_id", "id", "Stripe price id, Recurly plan code, Chargebee item price id", True),
+        _f("product_id", "id", "product (Stripe product, Chargebee item)", True),
+        _f("product_name", "text", "product's display name", True),
+        _f("currency", "currency", "ISO 4217 code", True),
+        _f("unit_amount", "money", "price per unit per interval, major units", True),
+        _f("interval", "enum", "billing interval", True, INTERVALS),
+        _f("interval_count", "int", "intervals per billing period (>= 1)", True),
+    ),
+    "coupons": (
+        _SYSTEM,
+        _f("coupon_id", "id", "coupon id (Recurly coupon code)", True),
+        _f("name", "text", "display name"),
+        _f("percent_off", "decimal", "0 < percent_off <= 100; exactly one of percent/amount"),
+        _f("amount_off", "money", "fixed discount, major units, with currency"),
+        _f("currency", "currency", "currency of amount_off"),
+        _f("duration", "enum", "how long the discount lasts", True, COUPON_DURATIONS),
+        _f("duration_in_months", "int", "months, when duration is repeating"),
+    ),
+    "customers": (
+        _SYSTEM,
+        _f("customer_id", "id", "Stripe cus_ id, Recurly account code, Chargebee id", True),
+        _f("email", "text", "e-mail address"),
+        _f("name", "text", "full name"),
+        _f("created_at", "ts", "when the customer was created", True),
+    ),
+    "subscriptions": (
+        _SYSTEM,
+        _f("subscription_id", "id", "native subscription id", True),
+        _f("customer_id", "id", "owning customer of the same system", True),
+        _f("plan_id", "id", "plan of the same system", True),
+        _f("quantity", "int", "units (>= 1)", True),
+        _f("coupon_id", "id", "applied coupon of the same system"),
+        _f("created_at", "ts", "when the subscription was created", True),
+        _f("activated_at", "ts", "start of paid or trial service", True),
+        _f("trial_start", "ts", "trial start"),
+        _f("trial_end", "ts", "trial end (after trial_start)"),
+        _f("canceled_at", "ts", "when a cancel was requested; needs ended_at"),
+        _f("ended_at", "ts", "when service ends/ended (>= activated_at)"),
+        _f("paused_at", "ts", "pause start"),
+        _f("resumes_at", "ts", "pause end; needs paused_at"),
+        _f("dunning", "enum", "Stripe only: past_due or unpaid", False, DUNNING_STATES),
+    ),
+    "invoices": (
+        _SYSTEM,
+        _f("invoice_id", "id", "native invoice id (Recurly: number)", True),
+        _f("customer_id", "id", "customer of the same system", True),
+        _f("subscription_id", "id", "subscription of that customer"),
+        _f("currency", "currency", "ISO 4217 code", True),
+        _f("total", "money", "invoice total, major units (>= 0)", True),
+        _f("status", "enum", "paid, open or void", True, INVOICE_STATUSES),
+        _f("created_at", "ts", "when the invoice was issued", True),
+        _f("paid_at", "ts", "when it was paid: set exactly when status is paid"),
+    ),
+    "exit_sessions": (
+        _f("session_id", "id", "unique per visit", True),
+        _f("app_id", "text", "cancel-flow app/site"),
+        _SYSTEM,
+        _f("billing_id", "id", "subscription id or customer id of that system", True),
+        _f("email", "text", "visitor e-mail"),
+        _f("started_at", "ts", "landing time", True),
+        _f("action", "enum", "what the visitor did; null = closed the page", False, ACTIONS),
+        _f("action_at", "ts", "set exactly when action is set; >= started_at"),
+        _f("offer_id", "text", "accepted offer id"),
+        _f("offer_type", "enum", "set with offer_accepted", False, OFFER_TYPES),
+        _f("page_id", "text", "page variant shown (holdout = no offers)"),
+        _f("cancel_reason", "text", "survey answer"),
+        _f("custom", "json", "any extra JSON object the page sent"),
+    ),
+}
+
+ID_FIELD = {
+    "plans": "plan_id",
+    "coupons": "coupon_id",
+    "customers": "customer_id",
+    "subscriptions": "subscription_id",
+    "invoices": "invoice_id",
+    "exit_sessions": "session_id",
+}
+
+
+def describe_schema() -> str:
+    """The schema as a Markdown table per section (printed by `retention sandbox schema`)."""
+    lines = [
+        "Top level: as_of (timestamp, required), reporting_currency (ISO code, required),",
+        "fx_rates (currency -> decimal string: reporting-currency units per 1 unit; every",
+        "currency used needs one), then the sections below (arrays, may be empty).",
+    ]
+    for section, fields in SCHEMA.items():
+        lines += ["", f"## {section}", "", "| field | kind | required | meaning |", "|---|---|---|---|"]
+        for f in fields:
+            kind = f"{f.kind}: {'/'.join(f.choices)}" if f.choices else f.kind
+            lines.append(f"| {f.name} | {kind} | {'yes' if f.required else 'no'} | {f.doc} |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_ts(value: str) -> datetime:
+    """ISO-8601 with an explicit UTC offset ('Z' or +00:00 style) to an aware UTC datetime."""
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("has no UTC offset (write e.g. 2026-06-30T00:00:00Z)")
+    return parsed.astimezone(UTC)
+
+
+def format_ts(value: datetime) -> str:
+    """The scenario's own timestamp spelling: second precision, 'Z'."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_money(value: Any) -> Decimal:
+    if not isinstance(value, str) or not _MONEY_RE.match(value):
+        raise ValueError(f"{value!r} is not a decimal string such as \"49.00\"")
+    return Decimal(value)
+
+
+def _parse_decimal(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"{value!r} is not a number")
+    try:
+        return Decimal(str(value))
+    except InvalidOperation as exc:
+        raise ValueError(f"{value!r} is not a number") from exc
+
+
+def _parse_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{value!r} is not an integer")
+    return value
+
+
+def _parse_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a string")
+    return value
+
+
+def _parse_id(value: Any) -> str:
+    text = _parse_text(value)
+    if not text.strip():
+        raise ValueError("is empty")
+    return text
+
+
+def _parse_ts_field(value: Any) -> datetime:
+    try:
+        return parse_ts(_parse_text(value))
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an ISO-8601 UTC timestamp: {exc}") from None
+
+
+def _parse_currency(value: Any) -> str:
+    if not isinstance(value, str) or not _CURRENCY_RE.match(value):
+        raise ValueError(f"{value!r} is not an upper-case ISO 4217 code")
+    return value
+
+
+def _parse_json(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"{value!r} is not a JSON object")
+    return value
+
+
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "id": _parse_id,
+    "text": _parse_text,
+    "ts": _parse_ts_field,
+    "money": _parse_money,
+    "decimal": _parse_decimal,
+    "int": _parse_int,
+    "currency": _parse_currency,
+    "json": _parse_json,
+}
+
+
+# --------------------------------------------------------------------------- scenario
+
+
+@dataclass
+class Scenario:
+    """A validated scenario: records keep the scenario's field names, with parsed values
+    (aware UTC datetimes, Decimal money, int counts)."""
+
+    as_of: datetime
+    reporting_currency: str
+    fx_rates: dict[str, Decimal]
+    plans: list[dict] = field(default_factory=list)
+    coupons: list[dict] = field(default_factory=list)
+    customers: list[dict] = field(default_factory=list)
+    subscriptions: list[dict] = field(default_factory=list)
+    invoices: list[dict] = field(default_factory=list)
+    exit_sessions: list[dict] = field(default_factory=list)
+
+    def for_system(self, section: str, system: str) -> list[dict]:
+        """The records of one section that belong to one billing system."""
+        return [r for r in getattr(self, section) if r["billing_system"] == system]
+
+
+class _Problems:
+    """Collects problems with the object and field they concern."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, where: str, reason: str) -> None:
+        self.items.append(f"{where}: {reason}")
+
+
+def _where(section: str, index: int, record: dict, field_name: str | None = None) -> str:
+    ident = record.get(ID_FIELD[section]) if isinstance(record, dict) else None
+    system = record.get("billing_system") if isinstance(record, dict) else None
+    label = f"{section}[{index}]"
+    if ident is not None:
+        label += f" ({system} {ident})" if system else f" ({ident})"
+    return f"{label}.{field_name}" if field_name else label
+
+
+def _parse_section(section: str, raw: Any, problems: _Problems) -> list[dict]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        problems.add(section, "must be a JSON array")
+        return []
+    fields = SCHEMA[section]
+    known = {f.name for f in fields}
+    out = []
+    for index, record in enumerate(raw):
+        if not isinstance(record, dict):
+            problems.add(f"{section}[{index}]", "must be a JSON object")
+            continue
+        parsed: dict[str, Any] = {}
+        for name in record.keys() - known:
+            problems.add(_where(section, index, record, name), "unknown field")
+        for f in fields:
+            value = record.get(f.name)
+            if value is None:
+                if f.required:
+                    problems.add(_where(section, index, record, f.name), "is required")
+                parsed[f.name] = None
+                continue
+            try:
+                if f.kind == "enum":
+                    if value not in f.choices:
+                        raise ValueError(f"{value!r} is not one of {', '.join(f.choices)}")
+                    parsed[f.name] = value
+                else:
+                    parsed[f.name] = _PARSERS[f.kind](value)
+            except ValueError as exc:
+                problems.add(_where(section, index, record, f.name), str(exc))
+                parsed[f.name] = None
+        out.append(parsed)
+    return out
+
+
+def _check_unique(section: str, records: list[dict], problems: _Problems) -> None:
+    key_field = ID_FIELD[section]
+    seen: set[tuple] = set()
+    for index, r in enumerate(records):
+        # Session ids are unique across systems; billing ids only within their system.
+        system = None if section == "exit_sessions" else r.get("billing_system")
+        key = (system, r[key_field])
+        if r[key_field] is None:
+            continue
+        if key in seen:
+            problems.add(_where(section, index, r, key_field), f"duplicate id {r[key_field]!r}")
+        seen.add(key)
+
+
+def _check_money_places(where: str, amount: Decimal | None, currency: str | None, p: _Problems):
+    if amount is None or currency is None:
+        return
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > currency_exponent(currency):
+        p.add(where, f"{amount} has more decimals than {currency} allows")
+
+
+def _index(records: Iterable[dict], key: str) -> dict[tuple[str, str], dict]:
+    return {(r["billing_system"], r[key]): r for r in records if r.get(key) is not None}
+
+
+def _check_order(where: Callable[[str], str], r: dict, early: str, late: str, p: _Problems):
+    if r.get(early) and r.get(late) and r[late] < r[early]:
+        p.add(where(late), f"is before {early}")
+
+
+def _check_plans(s: Scenario, p: _Problems) -> None:
+    for i, r in enumerate(s.plans):
+        if r["interval_count"] is not None and r["interval_count"] < 1:
+            p.add(_where("plans", i, r, "interval_count"), "must be >= 1")
+        if r["unit_amount"] is not None and r["unit_amount"] < 0:
+            p.add(_where("plans", i, r, "unit_amount"), "must be >= 0")
+        _check_money_places(_where("plans", i, r, "unit_amount"), r["unit_amount"], r["currency"], p)
+
+
+def _check_coupons(s: Scenario, p: _Problems) -> None:
+    for i, r in enumerate(s.coupons):
+        w = lambda name, i=i, r=r: _where("coupons", i, r, name)  # noqa: E731
+        if (r["percent_off"] is None) == (r["amount_off"] is None):
+            p.add(w("percent_off"), "exactly one of percent_off and amount_off must be set")
+        if r["percent_off"] is not None and not (0 < r["percent_off"] <= 100):
+            p.add(w("percent_off"), "must be in (0, 100]")
+        if r["amount_off"] is not None and r["currency"] is None:
+            p.add(w("currency"), "is required with amount_off")
+        _check_money_places(w("amount_off"), r["amount_off"], r["currency"], p)
+        if r["duration"] == "repeating" and not r["duration_in_months"]:
+            p.add(w("duration_in_months"), "is required when duration is repeating")
+
+
+def _check_subscriptions(s: Scenario, p: _Problems) -> None:
+    customers = _index(s.customers, "customer_id")
+    plans = _index(s.plans, "plan_id")
+    coupons = _index(s.coupons, "coupon_id")
+    for i, r in enumerate(s.subscriptions):
+        w = lambda name, i=i, r=r: _where("subscriptions", i, r, name)  # noqa: E731
+        system = r["billing_system"]
+        for ref, index, what in (
+            ("customer_id", customers, "customer"),
+            ("plan_id", plans, "plan"),
+            ("coupon_id", coupons, "coupon"),
+        ):
+            if r[ref] is not None and (system, r[ref]) not in index:
+                p.add(w(ref), f"unknown {what} {r[ref]!r} in {system}")
+        if r["quantity"] is not None and r["quantity"] < 1:
+            p.add(w("quantity"), "must be >= 1")
+        _check_order(w, r, "activated_at", "ended_at", p)
+        _check_order(w, r, "trial_start", "trial_end", p)
+        _check_order(w, r, "canceled_at", "ended_at", p)
+        _check_order(w, r, "paused_at", "resumes_at", p)
+        if r["canceled_at"] and not r["ended_at"]:
+            p.add(w("ended_at"), "is required when canceled_at is set (the end of service)")
+        if r["resumes_at"] and not r["paused_at"]:
+            p.add(w("paused_at"), "is required when resumes_at is set")
+        if r["dunning"] and system != "stripe":
+            p.add(w("dunning"), "is Stripe only")
+        if system == "stripe" and r["activated_at"] and r["activated_at"] > s.as_of:
+            p.add(w("activated_at"), "is after as_of: Stripe has no future subscriptions")
+
+
+def _check_invoices(s: Scenario, p: _Problems) -> None:
+    customers = _index(s.customers, "customer_id")
+    subscriptions = _index(s.subscriptions, "subscription_id")
+    for i, r in enumerate(s.invoices):
+        w = lambda name, i=i, r=r: _where("invoices", i, r, name)  # noqa: E731
+        system = r["billing_system"]
+        if r["customer_id"] is not None and (system, r["customer_id"]) not in customers:
+            p.add(w("customer_id"), f"unknown customer {r['customer_id']!r} in {system}")
+        if r["subscription_id"] is not None:
+            sub = subscriptions.get((system, r["subscription_id"]))
+            if sub is None:
+                p.add(w("subscription_id"), f"unknown subscription {r['subscription_id']!r}")
+            elif sub["customer_id"] != r["customer_id"]:
+                p.add(w("subscription_id"), f"belongs to customer {sub['customer_id']!r}")
+        if r["total"] is not None and r["total"] < 0:
+            p.add(w("total"), "must be >= 0")
+        _check_money_places(w("total"), r["total"], r["currency"], p)
+        if (r["status"] == "paid") != (r["paid_at"] is not None):
+            p.add(w("paid_at"), "must be set exactly when status is paid")
+        _check_order(w, r, "created_at", "paid_at", p)
+
+
+def _check_exit_sessions(s: Scenario, p: _Problems) -> None:
+    for i, r in enumerate(s.exit_sessions):
+        w = lambda name, i=i, r=r: _where("exit_sessions", i, r, name)  # noqa: E731
+        if (r["action"] is None) != (r["action_at"] is None):
+            p.add(w("action_at"), "must be set exactly when action is set")
+        _check_order(w, r, "started_at", "action_at", p)
+        if r["action"] == "offer_accepted" and r["offer_type"] is None:
+            p.add(w("offer_type"), "is required when action is offer_accepted")
+
+
+def _check_currencies(s: Scenario, p: _Problems) -> None:
+    for section in ("plans", "coupons", "invoices"):
+        for i, r in enumerate(getattr(s, section)):
+            currency = r.get("currency")
+            if currency is not None and currency not in s.fx_rates:
+                p.add(_where(section, i, r, "currency"), f"{currency} has no rate in fx_rates")
+
+
+def _parse_header(doc: dict, p: _Problems) -> tuple[datetime | None, str | None, dict]:
+    as_of = currency = None
+    rates: dict[str, Decimal] = {}
+    try:
+        as_of = _parse_ts_field(doc.get("as_of"))
+    except ValueError as exc:
+        p.add("as_of", str(exc))
+    try:
+        currency = _parse_currency(doc.get("reporting_currency"))
+    except ValueError as exc:
+        p.add("reporting_currency", str(exc))
+    raw_rates = doc.get("fx_rates")
+    if not isinstance(raw_rates, dict):
+        p.add("fx_rates", "must be an object of currency -> rate")
+        raw_rates = {}
+    for code, rate in raw_rates.items():
+        try:
+            rates[_parse_currency(code)] = _parse_money(rate)
+        except ValueError as exc:
+            p.add(f"fx_rates.{code}", str(exc))
+    if currency and rates and rates.get(currency) != Decimal(1):
+        p.add(f"fx_rates.{currency}", "the reporting currency's rate must be \"1\"")
+    for key in doc.keys() - {"as_of", "reporting_currency", "fx_rates", *SCHEMA}:
+        p.add(key, "unknown top-level field")
+    return as_of, currency, rates
+
+
+def validate_scenario(doc: Any) -> Scenario:
+    """Parse and check a scenario document; raise ScenarioError naming every problem."""
+    problems = _Problems()
+    if not isinstance(doc, dict):
+        raise ScenarioError(["scenario: must be a JSON object"])
+    as_of, currency, rates = _parse_header(doc, problems)
+    sections = {name: _parse_section(name, doc.get(name), problems) for name in SCHEMA}
+    for name, records in sections.items():
+        _check_unique(name, records, problems)
+    scenario = Scenario(as_of=as_of, reporting_currency=currency, fx_rates=rates, **sections)
+    if as_of is not None:
+        for check in (
+            _check_plans,
+            _check_coupons,
+            _check_subscriptions,
+            _check_invoices,
+            _check_exit_sessions,
+            _check_currencies,
+        ):
+            check(scenario, problems)
+    if problems.items:
+        raise ScenarioError(problems.items)
+    return scenario
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file; errors name the file."""
+    path = Path(path)
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise ScenarioError([f"{path}: no such file"]) from None
+    except orjson.JSONDecodeError as exc:
+        raise ScenarioError([f"{path}: not valid JSON ({exc})"]) from None
+    return validate_scenario(doc)

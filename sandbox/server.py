@@ -1,0 +1,467 @@
+"""HTTP plumbing shared by the three emulators: routing, auth, idempotency, faults, logs.
+
+Each emulator (stripe_api, recurly_api, chargebee_api) subclasses `Emulator`, declares its
+routes and renders errors in its API's shape; this module turns that into a threaded
+HTTP/1.1 server (keep-alive, as the SDKs expect) that also
+
+- refuses any key but the configured one with the API's 401,
+- replays a repeated idempotency key's first response without applying it again,
+- injects faults (429 with rate-limit headers, 500/503, slow answers, dropped
+  connections before or after the write is applied) by share or by script,
+- limits requests per second when asked,
+- logs every request (method, path, parameters without secrets, idempotency key, status,
+  sandbox time) for tests to read, in process or at `GET /_sandbox/requests`.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import re
+import secrets
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+
+from sandbox.clock import Clock
+from sandbox.store import SystemStore
+
+DEFAULT_API_KEY = "sk_test_sandbox"
+ADMIN_PREFIX = "/_sandbox/"
+_SECRET_PARAM = re.compile(r"(api_?key|secret|password|token|card\[number\]|cvc)", re.I)
+FAULT_KINDS = ("429", "500", "503", "slow", "drop", "drop_after")
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: list[tuple[str, str]]
+    body_pairs: list[tuple[str, str]]
+    json_body: Any
+    headers: dict[str, str]  # lower-cased names
+
+    @property
+    def params(self) -> dict[str, str]:
+        """Query and form parameters flattened, last value wins (`a[b]` kept verbatim)."""
+        return dict(self.query + self.body_pairs)
+
+    def nested(self) -> dict:
+        """Query + form parameters decoded the way Stripe and Chargebee encode nesting:
+        `items[0][price]=p` -> {"items": [{"price": "p"}]}, `expand[]=x` -> {"expand": ["x"]}."""
+        return decode_nested(self.query + self.body_pairs)
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any = None  # JSON-able, or bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def encoded(self) -> bytes:
+        if self.body is None:
+            return b""
+        if isinstance(self.body, bytes):
+            return self.body
+        return orjson.dumps(self.body)
+
+
+class ApiError(Exception):
+    """Raised by a handler; the emulator renders it in its API's error shape."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any):
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+def decode_nested(pairs: list[tuple[str, str]]) -> dict:
+    root: dict = {}
+    for key, value in pairs:
+        names = _split_key(key)
+        node: Any = root
+        for name, following in zip(names, names[1:], strict=False):
+            if not isinstance(node, dict):
+                break
+            node = node.setdefault(name, [] if following == "" else {})
+        if isinstance(node, list):
+            node.append(value)
+        elif isinstance(node, dict):
+            node[names[-1]] = value
+    return _lists_from_digit_dicts(root)
+
+
+def _split_key(key: str) -> list[str]:
+    """`items[0][price]` -> ["items", "0", "price"]; `expand[]` -> ["expand", ""]."""
+    head, bracket, rest = key.partition("[")
+    if not bracket:
+        return [key]
+    return [head, *re.findall(r"\[?([^\[\]]*)\]", "[" + rest)]
+
+
+def _lists_from_digit_dicts(node: Any) -> Any:
+    if isinstance(node, dict):
+        node = {k: _lists_from_digit_dicts(v) for k, v in node.items()}
+        if node and all(k.isdigit() for k in node):
+            return [node[k] for k in sorted(node, key=int)]
+    elif isinstance(node, list):
+        return [_lists_from_digit_dicts(v) for v in node]
+    return node
+
+
+# --------------------------------------------------------------------------- faults
+
+
+@dataclass
+class FaultConfig:
+    """Shares of requests (0..1) answered with each fault, and a script that wins over them.
+
+    `script` is a list of fault kinds applied to the next API requests in order
+    (429, 500, 503, slow, drop, drop_after); `only_paths` limits faults to paths that
+    contain one of its strings (empty = every API path).
+    """
+
+    rate_429: float = 0.0
+    rate_500: float = 0.0
+    rate_503: float = 0.0
+    rate_slow: float = 0.0
+    rate_drop: float = 0.0
+    rate_drop_after: float = 0.0
+    slow_seconds: float = 2.0
+    retry_after: int = 1
+    seed: int | None = None
+    only_paths: list[str] = field(default_factory=list)
+    script: deque = field(default_factory=deque)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        self.script = deque(self.script)
+
+    def pick(self, path: str) -> str | None:
+        if self.only_paths and not any(p in path for p in self.only_paths):
+            return None
+        if self.script:
+            return self.script.popleft()
+        roll = self._rng.random()
+        for kind in FAULT_KINDS:
+            share = getattr(self, f"rate_{kind}")
+            if roll < share:
+                return kind
+            roll -= share
+        return None
+
+    def public(self) -> dict:
+        data = asdict(self)
+        data["script"] = list(self.script)
+        return data
+
+
+class RateLimiter:
+    """Token bucket: at most `per_second` requests a second, bursts up to one second's worth."""
+
+    def __init__(self, per_second: float | None):
+        self.per_second = per_second
+        self._tokens = per_second or 0.0
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        if not self.per_second:
+            return True
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.per_second, self._tokens + (now - self._last) * self.per_second)
+            self._last = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return True
+            return False
+
+
+# --------------------------------------------------------------------------- emulator
+
+
+Handler = Callable[..., Any]
+
+
+class Emulator:
+    """Base of the three API emulators. Subclasses set `name`, `idempotency_header`,
+    `request_id_header`, fill `routes` in `register_routes`, and implement the error
+    renderers in their API's shape."""
+
+    name = "base"
+    idempotency_header: str | None = None
+    request_id_header = "Request-Id"
+    replay_header: str | None = None
+
+    def __init__(
+        self,
+        store: SystemStore,
+        api_key: str = DEFAULT_API_KEY,
+        faults: FaultConfig | None = None,
+        rate_limit: float | None = None,
+    ):
+        self.store = store
+        self.clock: Clock = store.clock
+        self.api_key = api_key
+        self.faults = faults or FaultConfig()
+        self.limiter = RateLimiter(rate_limit)
+        self.request_log: list[dict] = []
+        self._idempotent: dict[str, tuple[str, Response]] = {}
+        self.routes: list[tuple[str, re.Pattern, Handler]] = []
+        self.register_routes()
+
+    # -- to implement ---------------------------------------------------------------
+    def register_routes(self) -> None:
+        raise NotImplementedError
+
+    def render_error(self, error: ApiError) -> Response:
+        raise NotImplementedError
+
+    def unauthorized(self) -> ApiError:
+        return ApiError(401, "unauthorized", "Invalid API key provided.")
+
+    def not_found(self, what: str, ident: str) -> ApiError:
+        return ApiError(404, "not_found", f"No such {what}: '{ident}'")
+
+    def rate_limited(self, retry_after: int) -> Response:
+        response = self.render_error(ApiError(429, "rate_limit", "Too many requests."))
+        response.headers.update(self.rate_limit_headers(retry_after))
+        return response
+
+    def rate_limit_headers(self, retry_after: int) -> dict[str, str]:
+        return {"Retry-After": str(retry_after)}
+
+    def server_error(self, status: int) -> Response:
+        return self.render_error(ApiError(status, "api_error", "The server had a problem."))
+
+    # -- helpers for subclasses -----------------------------------------------------
+    def route(self, method: str, pattern: str, handler: Handler) -> None:
+        self.routes.append((method, re.compile(f"^{pattern}$"), handler))
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def new_request_id(self) -> str:
+        return "req_" + secrets.token_hex(8)
+
+    # -- dispatch -------------------------------------------------------------------
+    def presented_key(self, request: Request) -> str | None:
+        header = request.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer":
+            return value.strip()
+        if scheme.lower() == "basic":
+            try:
+                return base64.b64decode(value).decode().partition(":")[0]
+            except (ValueError, UnicodeDecodeError):
+                return None
+        return None
+
+    def handle(self, request: Request) -> tuple[Response, str | None]:
+        """Answer one request; the second value is a connection fault to apply after
+        answering (`drop` before anything is done, `drop_after` once it is done)."""
+        if request.path.startswith(ADMIN_PREFIX):
+            return self._admin(request), None
+        fault = self.faults.pick(request.path)
+        if fault == "slow":
+            time.sleep(self.faults.slow_seconds)
+        if fault == "drop":
+            self._log(request, 0, fault)
+            return Response(0), "drop"
+        if fault == "429" or not self.limiter.allow():
+            response = self.rate_limited(self.faults.retry_after)
+        elif fault in ("500", "503"):
+            response = self.server_error(int(fault))
+        else:
+            response = self._answer(request)
+        response.headers.setdefault(self.request_id_header, self.new_request_id())
+        self._log(request, response.status, fault)
+        return response, "drop" if fault == "drop_after" else None
+
+    def _answer(self, request: Request) -> Response:
+        if self.presented_key(request) != self.api_key:
+            return self.render_error(self.unauthorized())
+        key = request.headers.get(self.idempotency_header.lower()) if self.idempotency_header else None
+        if key and request.method == "POST":
+            with self.store.lock:
+                fingerprint = f"{request.method} {request.path} {sorted(request.params.items())}"
+                stored = self._idempotent.get(key)
+                if stored is not None:
+                    return self._replay(stored, fingerprint)
+                response = self._route(request)
+                if response.status < 500:
+                    self._idempotent[key] = (fingerprint, response)
+                return response
+        return self._route(request)
+
+    def _replay(self, stored: tuple[str, Response], fingerprint: str) -> Response:
+        first_fingerprint, first = stored
+        if first_fingerprint != fingerprint:
+            return self.render_error(
+                ApiError(
+                    400,
+                    "idempotency_error",
+                    "Keys for idempotent requests can only be used with the same parameters "
+                    "they were first used with.",
+                )
+            )
+        headers = dict(first.headers)
+        if self.replay_header:
+            headers[self.replay_header] = "true"
+        return Response(first.status, first.body, headers)
+
+    def _route(self, request: Request) -> Response:
+        path_matched = False
+        for method, pattern, handler in self.routes:
+            match = pattern.match(request.path)
+            if not match:
+                continue
+            path_matched = True
+            if method != request.method:
+                continue
+            try:
+                with self.store.lock:
+                    result = handler(request, **match.groupdict())
+            except ApiError as error:
+                return self.render_error(error)
+            return result if isinstance(result, Response) else Response(200, result)
+        if path_matched:
+            return self.render_error(ApiError(405, "method_not_allowed", "Method not allowed."))
+        return self.render_error(ApiError(404, "not_found", f"Unrecognized request URL ({request.path})."))
+
+    def _log(self, request: Request, status: int, fault: str | None) -> None:
+        params = {
+            k: ("[redacted]" if _SECRET_PARAM.search(k) else v)
+            for k, v in request.query + request.body_pairs
+        }
+        if isinstance(request.json_body, dict):
+            params.update({k: v for k, v in request.json_body.items() if not _SECRET_PARAM.search(k)})
+        self.request_log.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "params": params,
+                "idempotency_key": request.headers.get((self.idempotency_header or "").lower()),
+                "status": status,
+                "fault": fault,
+                "at": self.now().isoformat(),
+                "wall_time": time.time(),
+            }
+        )
+
+    # -- admin: control and observation for tests in other processes ----------------
+    def _admin(self, request: Request) -> Response:
+        if self.presented_key(request) != self.api_key:
+            return self.render_error(self.unauthorized())
+        what = request.path[len(ADMIN_PREFIX) :]
+        if what == "requests" and request.method == "GET":
+            return Response(200, {"data": self.request_log})
+        if what == "requests" and request.method == "DELETE":
+            self.request_log.clear()
+            return Response(200, {"cleared": True})
+        if what == "faults" and request.method == "POST":
+            body = request.json_body or {}
+            self.faults = FaultConfig(**body)
+            return Response(200, self.faults.public())
+        if what == "clock" and request.method == "GET":
+            return Response(200, {"now": self.now().isoformat(), "frozen": self.clock.frozen})
+        return Response(404, {"error": f"unknown sandbox admin call {request.method} {what}"})
+
+
+# --------------------------------------------------------------------------- HTTP server
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet access log
+        pass
+
+    def _serve(self) -> None:
+        split = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        content_type = self.headers.get("Content-Type", "")
+        body_pairs: list[tuple[str, str]] = []
+        json_body = None
+        if raw and "json" in content_type:
+            try:
+                json_body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                json_body = None
+        elif raw:
+            body_pairs = parse_qsl(raw.decode(), keep_blank_values=True)
+        request = Request(
+            method=self.command,
+            path=split.path,
+            query=parse_qsl(split.query, keep_blank_values=True),
+            body_pairs=body_pairs,
+            json_body=json_body,
+            headers={k.lower(): v for k, v in self.headers.items()},
+        )
+        response, fault = self.server.emulator.handle(request)
+        if fault == "drop" and response.status == 0:
+            self._drop()
+            return
+        payload = b"" if self.command == "HEAD" else response.encoded()
+        self.send_response(response.status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if fault == "drop":  # the write happened; the answer is lost on the way
+            self._drop()
+            return
+        self.wfile.write(payload)
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], emulator: Emulator):
+        self.emulator = emulator
+        super().__init__(address, _Handler)
+
+
+class RunningServer:
+    """An emulator served on a background thread; `url` is its base address."""
+
+    def __init__(self, emulator: Emulator, host: str = "127.0.0.1", port: int = 0):
+        self.emulator = emulator
+        self._server = _Server((host, port), emulator)
+        self.host, self.port = self._server.server_address[:2]
+        self.url = f"http://{self.host}:{self.port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name=f"sandbox-{emulator.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
