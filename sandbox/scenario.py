@@ -171,7 +171,13 @@ def describe_schema() -> str:
         "currency used needs one), then the sections below (arrays, may be empty).",
     ]
     for section, fields in SCHEMA.items():
-        lines += ["", f"## {section}", "", "| field | kind | required | meaning |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"## {section}",
+            "",
+            "| field | kind | required | meaning |",
+            "|---|---|---|---|",
+        ]
         for f in fields:
             kind = f"{f.kind}: {'/'.join(f.choices)}" if f.choices else f.kind
             lines.append(f"| {f.name} | {kind} | {'yes' if f.required else 'no'} | {f.doc} |")
@@ -196,7 +202,7 @@ def format_ts(value: datetime) -> str:
 
 def _parse_money(value: Any) -> Decimal:
     if not isinstance(value, str) or not _MONEY_RE.match(value):
-        raise ValueError(f"{value!r} is not a decimal string such as \"49.00\"")
+        raise ValueError(f'{value!r} is not a decimal string such as "49.00"')
     return Decimal(value)
 
 
@@ -375,7 +381,9 @@ def _check_plans(s: Scenario, p: _Problems) -> None:
             p.add(_where("plans", i, r, "interval_count"), "must be >= 1")
         if r["unit_amount"] is not None and r["unit_amount"] < 0:
             p.add(_where("plans", i, r, "unit_amount"), "must be >= 0")
-        _check_money_places(_where("plans", i, r, "unit_amount"), r["unit_amount"], r["currency"], p)
+        _check_money_places(
+            _where("plans", i, r, "unit_amount"), r["unit_amount"], r["currency"], p
+        )
 
 
 def _check_coupons(s: Scenario, p: _Problems) -> None:
@@ -483,7 +491,7 @@ def _parse_header(doc: dict, p: _Problems) -> tuple[datetime | None, str | None,
         except ValueError as exc:
             p.add(f"fx_rates.{code}", str(exc))
     if currency and rates and rates.get(currency) != Decimal(1):
-        p.add(f"fx_rates.{currency}", "the reporting currency's rate must be \"1\"")
+        p.add(f"fx_rates.{currency}", 'the reporting currency\'s rate must be "1"')
     for key in doc.keys() - {"as_of", "reporting_currency", "fx_rates", *SCHEMA}:
         p.add(key, "unknown top-level field")
     return as_of, currency, rates

@@ -1,0 +1,152 @@
+"""`retention sandbox …`: generate scenarios and serve them as local billing APIs."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from sandbox.scenario import ScenarioError, describe_schema, load_scenario, parse_ts
+from sandbox.server import DEFAULT_API_KEY, FaultConfig
+
+DEFAULT_PORTS = {"stripe": 12111, "recurly": 12112, "chargebee": 12113}
+
+
+def _timestamp(_ctx, _param, value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    try:
+        return parse_ts(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r}: {exc}; write e.g. 2026-06-30T00:00:00Z") from None
+
+
+@click.group()
+def sandbox() -> None:
+    """Local Stripe, Recurly and Chargebee emulators and their scenarios."""
+
+
+@sandbox.command()
+@click.option("--customers", type=click.IntRange(min=1), default=3000, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option(
+    "--as-of",
+    callback=_timestamp,
+    help="The scenario's clock (UTC, e.g. 2026-06-30T00:00:00Z). Default: today 00:00 UTC.",
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def generate(customers: int, seed: int, as_of: datetime, out: Path) -> None:
+    """Write a deterministic scenario: the same seed and as_of give the same file."""
+    from sandbox.generate import GenerateOptions, write_scenario
+
+    started = time.perf_counter()
+    counts = write_scenario(GenerateOptions(customers=customers, seed=seed, as_of=as_of), out)
+    took = time.perf_counter() - started
+    click.echo(f"wrote {out} (as_of {as_of:%Y-%m-%dT%H:%M:%SZ}, seed {seed}) in {took:.1f}s")
+    for section, rows in counts.items():
+        click.echo(f"  {section:<14} {rows:>10,}")
+
+
+@sandbox.command()
+@click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def validate(scenario: Path) -> None:
+    """Check a scenario file against the schema and say what is wrong."""
+    try:
+        loaded = load_scenario(scenario)
+    except ScenarioError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"{scenario}: valid; {len(loaded.subscriptions):,} subscriptions, "
+        f"{len(loaded.exit_sessions):,} exit sessions, as_of {loaded.as_of.isoformat()}"
+    )
+
+
+@sandbox.command()
+def schema() -> None:
+    """Print the scenario format's fields (the validated schema)."""
+    click.echo(describe_schema())
+
+
+def _faults(rate_429: float, rate_500: float, rate_drop: float, seed: int | None) -> FaultConfig:
+    return FaultConfig(rate_429=rate_429, rate_500=rate_500, rate_drop=rate_drop, seed=seed)
+
+
+@sandbox.command()
+@click.option(
+    "--scenario",
+    "scenario_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--stripe-port", type=int, default=DEFAULT_PORTS["stripe"], show_default=True)
+@click.option("--recurly-port", type=int, default=DEFAULT_PORTS["recurly"], show_default=True)
+@click.option("--chargebee-port", type=int, default=DEFAULT_PORTS["chargebee"], show_default=True)
+@click.option(
+    "--api-key", default=DEFAULT_API_KEY, show_default=True, help="The one key all three accept."
+)
+@click.option("--frozen", is_flag=True, help="Keep the clock at as_of instead of running on.")
+@click.option(
+    "--fault-429", type=click.FloatRange(0, 1), default=0.0, help="Share of requests answered 429."
+)
+@click.option("--fault-500", type=click.FloatRange(0, 1), default=0.0, help="Share answered 500.")
+@click.option(
+    "--fault-drop", type=click.FloatRange(0, 1), default=0.0, help="Share of dropped connections."
+)
+@click.option("--fault-seed", type=int, default=None, help="Seed for repeatable fault draws.")
+@click.option("--rps", type=float, default=None, help="Requests per second allowed per server.")
+def serve(
+    scenario_path: Path,
+    host: str,
+    stripe_port: int,
+    recurly_port: int,
+    chargebee_port: int,
+    api_key: str,
+    frozen: bool,
+    fault_429: float,
+    fault_500: float,
+    fault_drop: float,
+    fault_seed: int | None,
+    rps: float | None,
+) -> None:
+    """Serve the scenario as Stripe, Recurly and Chargebee APIs until stopped."""
+    from sandbox.app import start_sandbox
+
+    try:
+        scenario = load_scenario(scenario_path)
+    except ScenarioError as exc:
+        raise click.ClickException(str(exc)) from None
+    ports = {"stripe": stripe_port, "recurly": recurly_port, "chargebee": chargebee_port}
+    systems = tuple(ports)
+    try:
+        running = start_sandbox(
+            scenario,
+            host=host,
+            ports=ports,
+            api_key=api_key,
+            frozen=frozen,
+            faults={s: _faults(fault_429, fault_500, fault_drop, fault_seed) for s in systems},
+            rate_limits={s: rps for s in systems} if rps else None,
+        )
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}: {exc}; pick other ports") from None
+    click.echo(
+        f"sandbox clock starts at {scenario.as_of.isoformat()} ({'frozen' if frozen else 'running'})"
+    )
+    for system, url in running.urls.items():
+        click.echo(f"  {system:<10} {url}")
+    click.echo(f"API key (all three): {api_key}")
+    click.echo("Press Ctrl-C to stop.", nl=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.stop()
+        click.echo("sandbox stopped")

@@ -1,0 +1,182 @@
+"""validation.md computed directly from a scenario's facts, in plain Python.
+
+An independent reference for tests: it reads the neutral scenario (not the APIs, not the
+warehouse) and applies the rules one episode at a time, so the marts built from native
+API data can be compared with it, and the generator can be shown to cover every rule.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sandbox.billing import neutral_status
+from sandbox.scenario import Scenario
+
+MONTHS_FACTOR = {
+    "month": Decimal(1),
+    "year": Decimal(1) / 12,
+    "week": Decimal(52) / 12,
+    "day": Decimal(365) / 12,
+}
+
+
+def mrr(sub: dict, plan: dict, rates: dict[str, Decimal]) -> Decimal:
+    """List-price MRR in the reporting currency (validation.md §1)."""
+    local = (
+        plan["unit_amount"]
+        * sub["quantity"]
+        * MONTHS_FACTOR[plan["interval"]]
+        / plan["interval_count"]
+    )
+    return local * rates[plan["currency"]]
+
+
+def episodes(scenario: Scenario, window: timedelta = timedelta(days=30)) -> list[dict]:
+    """Episodes of §2, each a dict with its sessions, S, E and page outcome."""
+    by_id: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for session in scenario.exit_sessions:
+        by_id[(session["billing_system"], session["billing_id"])].append(session)
+    out = []
+    for (system, billing_id), sessions in by_id.items():
+        sessions.sort(key=lambda s: (s["started_at"], s["session_id"]))
+        current: list[dict] = []
+        for session in sessions:
+            if current and session["started_at"] >= current[0]["started_at"] + window:
+                out.append(_episode(system, billing_id, current, window, scenario.as_of))
+                current = []
+            current.append(session)
+        out.append(_episode(system, billing_id, current, window, scenario.as_of))
+    return out
+
+
+def _episode(system: str, billing_id: str, sessions: list[dict], window, as_of) -> dict:
+    start = sessions[0]["started_at"]
+    cancels = [s["action_at"] for s in sessions if s["action"] == "canceled"]
+    offers = sorted(
+        (s for s in sessions if s["action"] == "offer_accepted"),
+        key=lambda s: (s["action_at"], s["started_at"], s["session_id"]),
+    )
+    if cancels:
+        outcome, outcome_at = "canceled", min(cancels)
+    elif start + window > as_of:
+        outcome, outcome_at = "watch_list", None
+    else:
+        outcome, outcome_at = "saved", start + window
+    save_type = None
+    if outcome != "canceled":
+        if offers:
+            save_type = "offer"
+        elif any(s["action"] == "deflected" for s in sessions):
+            save_type = "deflect"
+        else:
+            save_type = "passive"
+    return {
+        "episode_id": sessions[0]["session_id"],
+        "billing_system": system,
+        "billing_id": billing_id,
+        "sessions": sessions,
+        "first_landed_at": start,
+        "save_event_at": start + window,
+        "page_outcome": outcome,
+        "outcome_at": outcome_at,
+        "save_type": save_type,
+        "offer_id": offers[-1]["offer_id"] if offers else None,
+        "offer_type": offers[-1]["offer_type"] if offers else None,
+        "page_id": sessions[0]["page_id"],
+    }
+
+
+class Matcher:
+    """§3: billing id to subscription, by subscription id first, then customer id."""
+
+    def __init__(self, scenario: Scenario):
+        rates = scenario.fx_rates
+        plans = {(p["billing_system"], p["plan_id"]): p for p in scenario.plans}
+        self.subs = {(s["billing_system"], s["subscription_id"]): s for s in scenario.subscriptions}
+        self.mrr = {
+            key: mrr(s, plans[(s["billing_system"], s["plan_id"])], rates)
+            for key, s in self.subs.items()
+        }
+        self.by_customer: dict[tuple[str, str], list[dict]] = defaultdict(list)
+        for s in scenario.subscriptions:
+            self.by_customer[(s["billing_system"], s["customer_id"])].append(s)
+
+    def match(self, system: str, billing_id: str, start: datetime) -> dict | None:
+        sub = self.subs.get((system, billing_id))
+        if sub is not None:
+            return sub
+        candidates = self.by_customer.get((system, billing_id), [])
+        in_service = [
+            s
+            for s in candidates
+            if s["activated_at"] <= start and (s["ended_at"] is None or s["ended_at"] > start)
+        ]
+        if in_service:
+            return min(
+                in_service,
+                key=lambda s: (
+                    -self.mrr[(system, s["subscription_id"])],
+                    -s["activated_at"].timestamp(),
+                    s["subscription_id"],
+                ),
+            )
+        before = [s for s in candidates if s["activated_at"] <= start]
+        if before:
+            return min(before, key=lambda s: (-s["activated_at"].timestamp(), s["subscription_id"]))
+        after = [s for s in candidates if s["activated_at"] > start]
+        if after:
+            return min(after, key=lambda s: (s["activated_at"], s["subscription_id"]))
+        return None
+
+
+def validate(scenario: Scenario, window: timedelta = timedelta(days=30)) -> list[dict]:
+    """Every episode with its §4 status, validated outcome and §5 revenue."""
+    matcher = Matcher(scenario)
+    as_of = scenario.as_of
+    out = []
+    for ep in episodes(scenario, window):
+        sub = matcher.match(ep["billing_system"], ep["billing_id"], ep["first_landed_at"])
+        status, outcome = _status(ep, sub, as_of)
+        value = matcher.mrr[(sub["billing_system"], sub["subscription_id"])] if sub else None
+        ep.update(
+            subscription_id=sub["subscription_id"] if sub else None,
+            customer_id=sub["customer_id"] if sub else None,
+            validation_status=status,
+            validated_outcome=outcome,
+            mrr=value,
+            saved_mrr=value if outcome == "saved" else Decimal(0),
+            lost_mrr=value if outcome == "canceled" and sub else Decimal(0),
+        )
+        out.append(ep)
+    return out
+
+
+def _status(ep: dict, sub: dict | None, as_of: datetime) -> tuple[str, str]:
+    start = ep["first_landed_at"]
+    if ep["page_outcome"] == "canceled":
+        if sub is None:
+            return "no_match", "canceled"
+        if sub["ended_at"] is not None and sub["ended_at"] <= start:
+            return "expired_pre_session", "unknown"
+        if sub["canceled_at"] is not None and sub["canceled_at"] < start:
+            return "canceled_pre_session", "canceled"
+        return "valid_cancel", "canceled"
+    upto = ep["save_event_at"] if ep["page_outcome"] == "saved" else as_of
+    if sub is None:
+        return "no_match", "unknown"
+    canceled, ended = sub["canceled_at"], sub["ended_at"]
+    if ended is not None and ended <= start:
+        return "expired_pre_session", "unknown"
+    if canceled is not None and canceled < start:
+        return "canceled_pre_session", "canceled"
+    if sub["activated_at"] > start:
+        return "activated_post_session", "unknown"
+    if (
+        (canceled is not None and start <= canceled <= upto)
+        or (ended is not None and start < ended <= upto)
+        or neutral_status(sub, as_of) == "unpaid"
+    ):
+        return "invalid_save", "canceled"
+    return "valid_save", "saved" if ep["page_outcome"] == "saved" else "pending"

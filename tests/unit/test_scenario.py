@@ -1,0 +1,299 @@
+"""The scenario schema refuses broken scenarios and names the object and field."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from orchestration.cli import main
+from sandbox.scenario import ScenarioError, load_scenario, validate_scenario
+
+BASE = {
+    "as_of": "2026-06-30T00:00:00Z",
+    "reporting_currency": "USD",
+    "fx_rates": {"USD": "1", "JPY": "0.0067"},
+    "plans": [
+        {
+            "billing_system": "stripe",
+            "plan_id": "price_m",
+            "product_id": "prod_p",
+            "product_name": "Pro",
+            "currency": "USD",
+            "unit_amount": "49.00",
+            "interval": "month",
+            "interval_count": 1,
+        },
+        {
+            "billing_system": "recurly",
+            "plan_id": "pro-jpy",
+            "product_id": "pro",
+            "product_name": "Pro",
+            "currency": "JPY",
+            "unit_amount": "4900",
+            "interval": "month",
+            "interval_count": 1,
+        },
+    ],
+    "coupons": [
+        {
+            "billing_system": "stripe",
+            "coupon_id": "SAVE50",
+            "name": "50% off",
+            "percent_off": "50",
+            "amount_off": None,
+            "currency": None,
+            "duration": "repeating",
+            "duration_in_months": 3,
+        },
+    ],
+    "customers": [
+        {
+            "billing_system": "stripe",
+            "customer_id": "cus_1",
+            "email": "a@example.com",
+            "name": "Ada",
+            "created_at": "2025-01-03T10:00:00Z",
+        },
+        {
+            "billing_system": "stripe",
+            "customer_id": "cus_2",
+            "email": None,
+            "name": None,
+            "created_at": "2025-01-03T10:00:00Z",
+        },
+        {
+            "billing_system": "recurly",
+            "customer_id": "acct-1",
+            "email": None,
+            "name": None,
+            "created_at": "2025-01-03T10:00:00Z",
+        },
+    ],
+    "subscriptions": [
+        {
+            "billing_system": "stripe",
+            "subscription_id": "sub_1",
+            "customer_id": "cus_1",
+            "plan_id": "price_m",
+            "quantity": 1,
+            "coupon_id": "SAVE50",
+            "created_at": "2025-01-03T10:00:00Z",
+            "activated_at": "2025-01-03T10:00:00Z",
+            "trial_start": None,
+            "trial_end": None,
+            "canceled_at": None,
+            "ended_at": None,
+            "paused_at": None,
+            "resumes_at": None,
+            "dunning": None,
+        },
+    ],
+    "invoices": [
+        {
+            "billing_system": "stripe",
+            "invoice_id": "in_1",
+            "customer_id": "cus_1",
+            "subscription_id": "sub_1",
+            "currency": "USD",
+            "total": "49.00",
+            "status": "paid",
+            "created_at": "2025-01-03T10:00:00Z",
+            "paid_at": "2025-01-03T10:05:00Z",
+        },
+    ],
+    "exit_sessions": [
+        {
+            "session_id": "es_1",
+            "app_id": "app",
+            "billing_system": "stripe",
+            "billing_id": "sub_1",
+            "email": None,
+            "started_at": "2026-04-02T08:00:00Z",
+            "action": "offer_accepted",
+            "action_at": "2026-04-02T08:03:00Z",
+            "offer_id": "pause_2m",
+            "offer_type": "pause",
+            "page_id": "page_a",
+            "cancel_reason": None,
+            "custom": {"seats": 3},
+        },
+    ],
+}
+
+
+def broken(section: str, index: int, **changes) -> dict:
+    doc = copy.deepcopy(BASE)
+    doc[section][index].update(changes)
+    return doc
+
+
+def problems_of(doc: dict) -> list[str]:
+    with pytest.raises(ScenarioError) as caught:
+        validate_scenario(doc)
+    return caught.value.problems
+
+
+def test_valid_scenario_parses_values():
+    scenario = validate_scenario(BASE)
+    assert scenario.as_of == datetime(2026, 6, 30, tzinfo=UTC)
+    assert scenario.plans[0]["unit_amount"] == Decimal("49.00")
+    assert scenario.plans[1]["unit_amount"] == Decimal("4900")
+    assert scenario.subscriptions[0]["activated_at"].tzinfo is not None
+    assert scenario.fx_rates["JPY"] == Decimal("0.0067")
+    assert scenario.exit_sessions[0]["custom"] == {"seats": 3}
+    assert [c["customer_id"] for c in scenario.for_system("customers", "stripe")] == [
+        "cus_1",
+        "cus_2",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        (
+            broken("subscriptions", 0, plan_id="price_x"),
+            "subscriptions[0] (stripe sub_1).plan_id: unknown plan 'price_x' in stripe",
+        ),
+        (
+            broken("subscriptions", 0, customer_id="acct-1"),
+            "subscriptions[0] (stripe sub_1).customer_id: unknown customer 'acct-1' in stripe",
+        ),
+        (
+            broken("subscriptions", 0, coupon_id="NOPE"),
+            "subscriptions[0] (stripe sub_1).coupon_id: unknown coupon 'NOPE' in stripe",
+        ),
+        (
+            broken("plans", 0, unit_amount="49,00"),
+            "plans[0] (stripe price_m).unit_amount: '49,00' is not a decimal string",
+        ),
+        (
+            broken("plans", 0, unit_amount=49),
+            "plans[0] (stripe price_m).unit_amount: 49 is not a decimal string",
+        ),
+        (
+            broken("plans", 1, unit_amount="4900.50"),
+            "plans[1] (recurly pro-jpy).unit_amount: 4900.50 has more decimals than JPY allows",
+        ),
+        (
+            broken("plans", 0, interval="fortnight"),
+            "plans[0] (stripe price_m).interval: 'fortnight' is not one of day, week, month, year",
+        ),
+        (
+            broken("plans", 0, interval_count=0),
+            "plans[0] (stripe price_m).interval_count: must be >= 1",
+        ),
+        (
+            broken("subscriptions", 0, ended_at="2024-01-01T00:00:00Z"),
+            "subscriptions[0] (stripe sub_1).ended_at: is before activated_at",
+        ),
+        (
+            broken("subscriptions", 0, canceled_at="2026-01-01T00:00:00Z"),
+            "subscriptions[0] (stripe sub_1).ended_at: is required when canceled_at is set",
+        ),
+        (
+            broken("subscriptions", 0, activated_at="2026-07-01T00:00:00Z"),
+            "subscriptions[0] (stripe sub_1).activated_at: is after as_of: Stripe has no future subscriptions",
+        ),
+        (
+            broken("subscriptions", 0, resumes_at="2026-07-01T00:00:00Z"),
+            "subscriptions[0] (stripe sub_1).paused_at: is required when resumes_at is set",
+        ),
+        (
+            broken("subscriptions", 0, created_at="2025-01-03 10:00:00"),
+            "subscriptions[0] (stripe sub_1).created_at: '2025-01-03 10:00:00' is not an ISO-8601 UTC timestamp",
+        ),
+        (
+            broken("subscriptions", 0, quantity="2"),
+            "subscriptions[0] (stripe sub_1).quantity: '2' is not an integer",
+        ),
+        (
+            broken("subscriptions", 0, colour="red"),
+            "subscriptions[0] (stripe sub_1).colour: unknown field",
+        ),
+        (
+            broken("customers", 1, customer_id="cus_1"),
+            "customers[1] (stripe cus_1).customer_id: duplicate id 'cus_1'",
+        ),
+        (
+            broken("customers", 0, created_at=None),
+            "customers[0] (stripe cus_1).created_at: is required",
+        ),
+        (
+            broken("invoices", 0, paid_at=None),
+            "invoices[0] (stripe in_1).paid_at: must be set exactly when status is paid",
+        ),
+        (
+            broken("invoices", 0, customer_id="cus_2"),
+            "invoices[0] (stripe in_1).subscription_id: belongs to customer 'cus_1'",
+        ),
+        (
+            broken("invoices", 0, currency="EUR"),
+            "invoices[0] (stripe in_1).currency: EUR has no rate in fx_rates",
+        ),
+        (
+            broken("exit_sessions", 0, action_at="2026-04-01T00:00:00Z"),
+            "exit_sessions[0] (stripe es_1).action_at: is before started_at",
+        ),
+        (
+            broken("exit_sessions", 0, action="left"),
+            "exit_sessions[0] (stripe es_1).action: 'left' is not one of canceled, offer_accepted, deflected",
+        ),
+        (
+            broken("exit_sessions", 0, offer_type=None),
+            "exit_sessions[0] (stripe es_1).offer_type: is required when action is offer_accepted",
+        ),
+        (
+            broken("exit_sessions", 0, action=None),
+            "exit_sessions[0] (stripe es_1).action_at: must be set exactly when action is set",
+        ),
+        (
+            broken("coupons", 0, amount_off="5.00"),
+            "coupons[0] (stripe SAVE50).percent_off: exactly one of percent_off and amount_off must be set",
+        ),
+    ],
+)
+def test_broken_scenario_names_object_and_field(doc, expected):
+    problems = problems_of(doc)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_top_level_problems_are_named():
+    doc = copy.deepcopy(BASE)
+    doc["as_of"] = "yesterday"
+    doc["fx_rates"]["USD"] = "2"
+    doc["extra"] = 1
+    problems = problems_of(doc)
+    assert any(p.startswith("as_of: 'yesterday' is not an ISO-8601") for p in problems)
+    assert 'fx_rates.USD: the reporting currency\'s rate must be "1"' in problems
+    assert "extra: unknown top-level field" in problems
+
+
+def test_every_problem_is_reported_at_once():
+    doc = broken("subscriptions", 0, plan_id="x", quantity=0)
+    doc["exit_sessions"].append(copy.deepcopy(doc["exit_sessions"][0]))
+    problems = problems_of(doc)
+    assert len(problems) == 3
+    assert "exit_sessions[1] (stripe es_1).session_id: duplicate id 'es_1'" in problems
+
+
+def test_load_names_the_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ScenarioError, match="bad.json: not valid JSON"):
+        load_scenario(bad)
+
+
+def test_cli_validate_reports_problems(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_bytes(orjson.dumps(broken("subscriptions", 0, plan_id="price_x")))
+    result = CliRunner().invoke(main, ["sandbox", "validate", str(path)])
+    assert result.exit_code == 1
+    assert "subscriptions[0] (stripe sub_1).plan_id: unknown plan 'price_x'" in result.output
+    path.write_bytes(orjson.dumps(BASE))
+    result = CliRunner().invoke(main, ["sandbox", "validate", str(path)])
+    assert result.exit_code == 0 and "valid; 1 subscriptions, 1 exit sessions" in result.output
