@@ -293,7 +293,11 @@ class Emulator:
     def _answer(self, request: Request) -> Response:
         if self.presented_key(request) != self.api_key:
             return self.render_error(self.unauthorized())
-        key = request.headers.get(self.idempotency_header.lower()) if self.idempotency_header else None
+        key = (
+            request.headers.get(self.idempotency_header.lower())
+            if self.idempotency_header
+            else None
+        )
         if key and request.method == "POST":
             with self.store.lock:
                 fingerprint = f"{request.method} {request.path} {sorted(request.params.items())}"
@@ -339,7 +343,9 @@ class Emulator:
             return result if isinstance(result, Response) else Response(200, result)
         if path_matched:
             return self.render_error(ApiError(405, "method_not_allowed", "Method not allowed."))
-        return self.render_error(ApiError(404, "not_found", f"Unrecognized request URL ({request.path})."))
+        return self.render_error(
+            ApiError(404, "not_found", f"Unrecognized request URL ({request.path}).")
+        )
 
     def _log(self, request: Request, status: int, fault: str | None) -> None:
         params = {
@@ -347,7 +353,9 @@ class Emulator:
             for k, v in request.query + request.body_pairs
         }
         if isinstance(request.json_body, dict):
-            params.update({k: v for k, v in request.json_body.items() if not _SECRET_PARAM.search(k)})
+            params.update(
+                {k: v for k, v in request.json_body.items() if not _SECRET_PARAM.search(k)}
+            )
         self.request_log.append(
             {
                 "method": request.method,

@@ -284,7 +284,7 @@ def test_every_problem_is_reported_at_once():
 def test_load_names_the_file(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(ScenarioError, match="bad.json: not valid JSON"):
+    with pytest.raises(ScenarioError, match=r"bad\.json: not valid JSON"):
         load_scenario(bad)
 
 
