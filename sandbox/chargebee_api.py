@@ -1,13 +1,745 @@
-"""Placeholder: being written."""
+"""Chargebee API v2 (Product Catalog 2.0) emulator: reads and subscription write-backs.
 
-from sandbox.server import ApiError, Emulator, Response
+Enough of Chargebee for the official `chargebee` SDK (3.x) to work unmodified: lists with
+opaque `next_offset` cursors, `sort_by`, the timestamp/string/enum filters the SDK encodes
+as `attr[op]=value`, retrieves, the subscription lifecycle writes a retention flow makes,
+and Chargebee's error JSON (which the SDK needs `api_error_code` in to raise its errors).
+
+Deviations, chosen so that the sandbox never pretends to do what it does not:
+- a filter or operator the sandbox does not implement is refused with 400 instead of being
+  ignored; `on` for timestamps matches the exact second;
+- a subscription holds one plan and one coupon (the neutral record's), so
+  `update_for_items` refuses several coupons; writes return no invoices or credit notes.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import unquote
+
+from sandbox.billing import current_period, is_ended, is_future, is_paused, is_scheduled_to_cancel
+from sandbox.chargebee_render import (
+    EPOCH,
+    INVOICE_STATUS,
+    ChargebeeRenderer,
+    epoch,
+    from_epoch,
+    subscription_status,
+)
+from sandbox.server import ApiError, Emulator, Request, Response
+from sandbox.store import SystemStore
+
+API = "/api/v2"
+_ID = r"(?P<ident>[^/]+)"
+_MIN = datetime.min.replace(tzinfo=UTC)  # the store's sort key for a missing time
+_LIST_PARAMS = {"limit", "offset", "sort_by", "include_deleted"}
+_STRING_OPS = ("is", "is_not", "starts_with", "in", "not_in")
+_ENUM_OPS = ("is", "is_not", "in", "not_in")
+_TIMESTAMP_OPS = ("after", "before", "on", "on_or_after", "between")
+# Codes the base server raises on its own, in Chargebee's vocabulary (api_error_code, type).
+_BASE_CODES = {
+    "not_found": ("resource_not_found", None),
+    "rate_limit": ("api_request_limit_exceeded", None),
+    "method_not_allowed": ("http_method_not_supported", "invalid_request"),
+    "idempotency_error": ("invalid_request", "invalid_request"),
+}
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _param_error(param: str, message: str) -> ApiError:
+    return ApiError(
+        400, "param_wrong_value", f"{param} : {message}", type="invalid_request", param=param
+    )
+
+
+def _invalid_state(message: str) -> ApiError:
+    return ApiError(400, "invalid_state_for_request", message, type="invalid_request")
+
+
+def _missing_reference(param: str, what: str, ident: str) -> ApiError:
+    """A write naming an unknown coupon or item price: Chargebee answers 404 on the param."""
+    return ApiError(
+        404,
+        "resource_not_found",
+        f"{param} : The {what} {ident} cannot be found",
+        type="invalid_request",
+        param=param,
+        error_code="referenced_resource_not_found",
+    )
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def _scalar(params: dict, name: str) -> str | None:
+    value = params.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise _param_error(name, "must be a single value")
+
+
+def _bool(params: dict, name: str, default: bool = False) -> bool:
+    value = _scalar(params, name)
+    if value is None or value == "":
+        return default
+    if value not in ("true", "false"):
+        raise _param_error(name, "must be true or false")
+    return value == "true"
+
+
+def _int(value: Any, param: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise _param_error(param, f"{value!r} is not an integer") from None
+
+
+def _time(params: dict, name: str, required: bool = False) -> datetime | None:
+    value = _scalar(params, name)
+    if value is None or value == "":
+        if required:
+            raise _param_error(name, "cannot be blank")
+        return None
+    return from_epoch(_int(value, name))
+
+
+def _choice(params: dict, name: str, choices: tuple[str, ...], default: str) -> str:
+    value = _scalar(params, name) or default
+    if value not in choices:
+        raise _param_error(name, f"must be one of {', '.join(choices)}")
+    return value
+
+
+def _values(raw: Any, param: str) -> list[str]:
+    """A list filter value as the SDK sends it: JSON (`["a","b"]`), Python's str() of a
+    list (`['a', 'b']`, what SDK 3.x sends for nested `in`/`between`), or `a,b`."""
+    if isinstance(raw, list):
+        return [str(v) for v in raw]
+    text = str(raw).strip()
+    if not text.startswith("["):
+        return [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        try:
+            parsed = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise _param_error(param, "is not a list") from None
+    if not isinstance(parsed, list):
+        raise _param_error(param, "is not a list")
+    return [str(v) for v in parsed]
+
+
+# --------------------------------------------------------------------------- listing
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A filterable attribute: its type, its API value on a record at `now`, and for
+    timestamps the store field behind it (so a filter on the sort field can seek)."""
+
+    kind: str  # string | enum | timestamp
+    value: Callable[[dict, datetime], Any]
+    field: str | None = None
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One list endpoint: the store kind it pages over, the list entry it renders, the
+    sortable attributes (API name -> store field) and the filters."""
+
+    kind: str
+    id_field: str
+    entry: Callable[[dict, datetime], dict]
+    sorts: dict[str, str]
+    filters: dict[str, Filter]
+    by_customer: bool = False  # customer_id[is] can use the store's per-customer index
+
+
+@dataclass
+class ListQuery:
+    """A list request decoded: page size, order, cursor, and the filters as predicates.
+    `low`/`high` bound the sort field (inclusive/exclusive) when a filter allows seeking."""
+
+    limit: int = 10
+    sort_field: str = "created_at"
+    descending: bool = True
+    cursor: tuple | None = None
+    tests: list[tuple[Callable[[dict, datetime], Any], Callable[[Any], bool]]] = field(
+        default_factory=list
+    )
+    low: datetime | None = None
+    high: datetime | None = None
+    ids: list[str] | None = None
+    customer_id: str | None = None
+
+
+def _encode_offset(key: tuple) -> str:
+    """Chargebee's offsets are opaque JSON arrays; this one holds (sort value, id)."""
+    value, ident = key
+    return json.dumps([str((value - EPOCH) // timedelta(microseconds=1)), ident])
+
+
+def _decode_offset(raw: str) -> tuple:
+    try:
+        micros, ident = json.loads(raw)
+        return EPOCH + timedelta(microseconds=int(micros)), str(ident)
+    except (ValueError, TypeError, OverflowError):
+        raise _param_error("offset", "is not a valid offset") from None
+
+
+def _sort_key(record: dict, sort_field: str, id_field: str) -> tuple:
+    value = record.get(sort_field)
+    return (_MIN if value is None else value, record[id_field])
+
+
+def _string_test(op: str, raw: Any, param: str, choices: tuple[str, ...]) -> Callable:
+    wanted = _values(raw, param) if op in ("in", "not_in") else [str(raw)]
+    unknown = [w for w in wanted if choices and w not in choices]
+    if unknown:
+        raise _param_error(param, f"{unknown[0]!r} is not one of {', '.join(choices)}")
+    if op == "is":
+        return lambda v: v == wanted[0]
+    if op == "is_not":
+        return lambda v: v != wanted[0]
+    if op == "starts_with":
+        return lambda v: v is not None and v.startswith(wanted[0])
+    members = set(wanted)
+    if op == "in":
+        return lambda v: v in members
+    return lambda v: v not in members
+
+
+def _timestamp_range(op: str, raw: Any, param: str) -> tuple[int | None, int | None]:
+    """[low, high) in epoch seconds that a timestamp operator keeps."""
+    if op == "between":
+        bounds = [_int(v, param) for v in _values(raw, param)]
+        if len(bounds) != 2:
+            raise _param_error(param, "needs exactly two timestamps")
+        return bounds[0], bounds[1] + 1
+    value = _int(raw, param)
+    return {
+        "after": (value + 1, None),
+        "on_or_after": (value, None),
+        "before": (None, value),
+        "on": (value, value + 1),
+    }[op]
+
+
+def _range_test(low: int | None, high: int | None) -> Callable[[Any], bool]:
+    """A record without the attribute (None) never matches a time filter."""
+    return lambda v: v is not None and (low is None or v >= low) and (high is None or v < high)
+
+
+# --------------------------------------------------------------------------- emulator
 
 
 class ChargebeeEmulator(Emulator):
+    """Chargebee v2 at `/api/v2`, Basic auth with the API key as user.
+
+    `legacy_updated_at_days`: real Chargebee sites hold old records that predate
+    `updated_at`; the sandbox shows a record without `updated_at` and `resource_version`
+    when its last change is more than this many days before the scenario's `as_of` and it
+    was never written through the API. `updated_at[...]` filters skip such records (they
+    have no value), listings without one return them, and any write stamps them again.
+    """
+
     name = "chargebee"
+    idempotency_header = "chargebee-idempotency-key"
+    replay_header = "chargebee-idempotency-replayed"  # read by the SDK's is_idempotency_replayed
+    legacy_updated_at_days = 730
 
-    def register_routes(self) -> None:
-        self.route("GET", "/ping", lambda request: {"ok": True})
+    def __init__(self, store: SystemStore, *args: Any, **kwargs: Any):
+        cutoff = store.as_of - timedelta(days=self.legacy_updated_at_days)
+        self.render = ChargebeeRenderer(store, cutoff)
+        super().__init__(store, *args, **kwargs)
 
+    # -- errors ---------------------------------------------------------------------
     def render_error(self, error: ApiError) -> Response:
-        return Response(error.status, {"error": {"message": error.message}})
+        api_code, error_type = _BASE_CODES.get(error.code, (error.code, None))
+        if error.code == "api_error":
+            api_code = "internal_temporary_error" if error.status == 503 else "internal_error"
+        body = {
+            "message": error.message,
+            "type": error.extra.get("type", error_type),
+            "api_error_code": api_code,
+            "param": error.extra.get("param"),
+            "error_code": error.extra.get("error_code", api_code),
+            "error_msg": error.message,
+            "http_status_code": error.status,
+        }
+        return Response(error.status, {k: v for k, v in body.items() if v is not None})
+
+    def unauthorized(self) -> ApiError:
+        return ApiError(
+            401, "api_authentication_failed", "Sorry, authentication failed. Invalid api key"
+        )
+
+    def not_found(self, what: str, ident: str) -> ApiError:
+        """A retrieve of an unknown id: Chargebee's 404 carries no `type`."""
+        return ApiError(404, "resource_not_found", f"Sorry, we couldn't find that {what} ({ident})")
+
+    def server_error(self, status: int) -> Response:
+        return self.render_error(
+            ApiError(
+                status,
+                "api_error",
+                "Sorry, something went wrong when trying to process the request.",
+            )
+        )
+
+    # -- routes ---------------------------------------------------------------------
+    def register_routes(self) -> None:
+        self.listings = self._listings()
+        for path, listing in self.listings.items():
+            self.route(
+                "GET",
+                f"{API}/{path}",
+                lambda request, listing=listing: self._list(listing, request),
+            )
+        self.route("GET", f"{API}/customers/{_ID}", self._retrieve_customer)
+        self.route("GET", f"{API}/subscriptions/{_ID}", self._retrieve_subscription)
+        self.route("GET", f"{API}/items/{_ID}", self._retrieve_item)
+        self.route("GET", f"{API}/item_prices/{_ID}", self._retrieve_item_price)
+        self.route("GET", f"{API}/plans/{_ID}", self._retrieve_plan)
+        self.route("GET", f"{API}/coupons/{_ID}", self._retrieve_coupon)
+        self.route("GET", f"{API}/invoices/{_ID}", self._retrieve_invoice)
+        writes: dict[str, Callable[[dict, dict, datetime], None]] = {
+            "cancel_for_items": self._cancel,
+            "cancel": self._cancel,  # the Product Catalog 1.0 name, same parameters
+            "remove_scheduled_cancellation": self._remove_scheduled_cancellation,
+            "pause": self._pause,
+            "resume": self._resume,
+            "change_term_end": self._change_term_end,
+            "update_for_items": self._update_for_items,
+        }
+        for action, apply in writes.items():
+            self.route(
+                "POST",
+                f"{API}/subscriptions/{_ID}/{action}",
+                lambda request, ident, apply=apply: self._write(request, ident, apply),
+            )
+
+    def _listings(self) -> dict[str, Listing]:
+        render, timestamps = self.render, {"created_at": "created_at", "updated_at": "updated_at"}
+
+        def stamp(store_field: str) -> Filter:
+            return Filter("timestamp", lambda r, now: epoch(r[store_field]), store_field)
+
+        updated = Filter("timestamp", lambda r, now: epoch(render.updated_at(r)), "updated_at")
+        active = Filter("enum", lambda r, now: "active", choices=("active", "archived"))
+
+        def key(name: str) -> Filter:
+            return Filter("string", lambda r, now: r[name])
+
+        return {
+            "customers": Listing(
+                "customers",
+                "customer_id",
+                lambda r, now: {"customer": render.customer(r)},
+                timestamps,
+                {
+                    "id": key("customer_id"),
+                    "email": key("email"),
+                    "created_at": stamp("created_at"),
+                    "updated_at": updated,
+                },
+            ),
+            "subscriptions": Listing(
+                "subscriptions",
+                "subscription_id",
+                self._subscription_entry,
+                timestamps,
+                {
+                    "id": key("subscription_id"),
+                    "customer_id": key("customer_id"),
+                    "item_price_id": key("plan_id"),
+                    "status": Filter(
+                        "enum",
+                        subscription_status,
+                        choices=(
+                            "future",
+                            "in_trial",
+                            "active",
+                            "non_renewing",
+                            "paused",
+                            "cancelled",
+                            "transferred",
+                        ),
+                    ),
+                    "created_at": stamp("created_at"),
+                    "updated_at": updated,
+                },
+                by_customer=True,
+            ),
+            "invoices": Listing(
+                "invoices",
+                "invoice_id",
+                lambda r, now: {"invoice": render.invoice(r)},
+                {"date": "created_at", "updated_at": "updated_at"},
+                {
+                    "id": key("invoice_id"),
+                    "customer_id": key("customer_id"),
+                    "subscription_id": key("subscription_id"),
+                    "status": Filter(
+                        "enum",
+                        lambda r, now: INVOICE_STATUS[r["status"]],
+                        choices=("paid", "posted", "payment_due", "not_paid", "voided", "pending"),
+                    ),
+                    "date": stamp("created_at"),
+                    "paid_at": stamp("paid_at"),
+                    "updated_at": updated,
+                },
+                by_customer=True,
+            ),
+            "coupons": Listing(
+                "coupons",
+                "coupon_id",
+                lambda r, now: {"coupon": render.coupon(r)},
+                timestamps,
+                {
+                    "id": key("coupon_id"),
+                    "status": active,
+                    "created_at": stamp("created_at"),
+                    "updated_at": updated,
+                },
+            ),
+            "items": Listing(
+                "items",
+                "item_id",
+                lambda r, now: {"item": render.item(r)},
+                timestamps,
+                {"id": key("item_id"), "status": active, "updated_at": updated},
+            ),
+            "item_prices": Listing(
+                "plans",
+                "plan_id",
+                lambda r, now: {"item_price": render.item_price(r)},
+                timestamps,
+                {
+                    "id": key("plan_id"),
+                    "item_id": key("product_id"),
+                    "currency_code": key("currency"),
+                    "status": active,
+                    "updated_at": updated,
+                },
+            ),
+            "plans": Listing(
+                "plans",
+                "plan_id",
+                lambda r, now: {"plan": render.plan(r)},
+                timestamps,
+                {"id": key("plan_id"), "status": active, "updated_at": updated},
+            ),
+        }
+
+    def _subscription_entry(self, sub: dict, now: datetime) -> dict:
+        """Every subscription entry carries its customer: the SDK's list model requires it."""
+        customer = self.store.get("customers", sub["customer_id"])
+        return {
+            "subscription": self.render.subscription(sub, now),
+            "customer": self.render.customer(customer),
+        }
+
+    # -- lists ----------------------------------------------------------------------
+    def _list(self, listing: Listing, request: Request) -> dict:
+        """One page in O(limit) after a seek: walk the ordered view from the cursor (or
+        the filter's bound on the sort field), stop past the bound, and look one match
+        further to know whether to give a `next_offset`."""
+        now = self.now()
+        query = self._query(listing, request.nested())
+        page: list[dict] = []
+        more = False
+        for row in self._rows(listing, query):
+            value = row.get(query.sort_field)
+            if query.descending and query.low is not None and (value or _MIN) < query.low:
+                break
+            if not query.descending and query.high is not None and (value or _MIN) >= query.high:
+                break
+            if all(test(get(row, now)) for get, test in query.tests):
+                if len(page) == query.limit:
+                    more = True
+                    break
+                page.append(row)
+        body: dict[str, Any] = {"list": [listing.entry(row, now) for row in page]}
+        if more:
+            body["next_offset"] = _encode_offset(
+                _sort_key(page[-1], query.sort_field, listing.id_field)
+            )
+        return body
+
+    def _rows(self, listing: Listing, query: ListQuery) -> Iterator[dict]:
+        """Records in list order from just after the cursor. An id or customer filter
+        narrows to a handful of records, sorted here; otherwise the store's cached view
+        is entered by bisection."""
+        candidates = self._candidates(listing, query)
+        if candidates is None:
+            rows, start = self.store.page_after(
+                listing.kind, query.sort_field, query.descending, query.cursor
+            )
+            bound = query.high if query.descending else query.low
+            if bound is not None:
+                seek = self.store.page_after(
+                    listing.kind, query.sort_field, query.descending, (bound, "")
+                )
+                start = max(start, seek[1])
+            return itertools.islice(rows, start, None)
+        keyed = sorted(
+            ((_sort_key(r, query.sort_field, listing.id_field), r) for r in candidates),
+            key=lambda pair: pair[0],
+            reverse=query.descending,
+        )
+        cursor = query.cursor
+        return (
+            row
+            for k, row in keyed
+            if cursor is None or (k < cursor if query.descending else k > cursor)
+        )
+
+    def _candidates(self, listing: Listing, query: ListQuery) -> Iterable[dict] | None:
+        if listing.kind == "items":
+            return self.render.items().values()
+        if query.ids is not None:
+            found = (self.store.get(listing.kind, i) for i in dict.fromkeys(query.ids))
+            return [r for r in found if r is not None]
+        if query.customer_id is not None and listing.by_customer:
+            return list(self.store.by_customer[listing.kind].get(query.customer_id, ()))
+        return None
+
+    def _query(self, listing: Listing, params: dict) -> ListQuery:
+        query = ListQuery()
+        limit = _scalar(params, "limit")
+        if limit is not None:
+            query.limit = _int(limit, "limit")
+            if not 1 <= query.limit <= 100:
+                raise _param_error("limit", "should be between 1 and 100")
+        _bool(params, "include_deleted")  # validated; the sandbox has no deleted records
+        self._sort(listing, params.get("sort_by"), query)
+        offset = _scalar(params, "offset")
+        if offset:
+            query.cursor = _decode_offset(offset)
+        for attribute, ops in params.items():
+            if attribute in _LIST_PARAMS:
+                continue
+            spec = listing.filters.get(attribute)
+            if spec is None or not isinstance(ops, dict):
+                raise _param_error(attribute, "is not a filter the sandbox supports here")
+            for op, raw in ops.items():
+                self._add_filter(query, attribute, spec, op, raw)
+        return query
+
+    @staticmethod
+    def _sort(listing: Listing, sort_by: Any, query: ListQuery) -> None:
+        if sort_by is None:
+            query.sort_field = listing.sorts.get("created_at", "created_at")
+            return  # Chargebee's default: newest first
+        if not isinstance(sort_by, dict) or len(sort_by) != 1:
+            raise _param_error("sort_by", "give one of sort_by[asc] or sort_by[desc]")
+        ((direction, attribute),) = sort_by.items()
+        if direction not in ("asc", "desc") or attribute not in listing.sorts:
+            raise _param_error("sort_by", f"supported: {', '.join(listing.sorts)} with asc or desc")
+        query.sort_field, query.descending = listing.sorts[attribute], direction == "desc"
+
+    @staticmethod
+    def _add_filter(query: ListQuery, attribute: str, spec: Filter, op: str, raw: Any) -> None:
+        param = f"{attribute}[{op}]"
+        if spec.kind == "timestamp":
+            if op not in _TIMESTAMP_OPS:
+                raise _param_error(param, f"supported operators: {', '.join(_TIMESTAMP_OPS)}")
+            low, high = _timestamp_range(op, raw, param)
+            query.tests.append((spec.value, _range_test(low, high)))
+            if spec.field == query.sort_field:  # a bound on the sort field lets the page seek
+                if low is not None:
+                    query.low = max(query.low or _MIN, from_epoch(low))
+                if high is not None:
+                    bound = from_epoch(high)
+                    query.high = bound if query.high is None else min(query.high, bound)
+            return
+        ops = _STRING_OPS if spec.kind == "string" else _ENUM_OPS
+        if op not in ops:
+            raise _param_error(param, f"supported operators: {', '.join(ops)}")
+        query.tests.append((spec.value, _string_test(op, raw, param, spec.choices)))
+        if attribute == "id" and op in ("is", "in"):
+            query.ids = [str(raw)] if op == "is" else _values(raw, param)
+        elif attribute == "customer_id" and op == "is":
+            query.customer_id = str(raw)
+
+    # -- retrieves ------------------------------------------------------------------
+    def _get(self, kind: str, ident: str, what: str) -> dict:
+        record = self.store.get(kind, unquote(ident))
+        if record is None:
+            raise self.not_found(what, unquote(ident))
+        return record
+
+    def _retrieve_customer(self, request: Request, ident: str) -> dict:
+        return {"customer": self.render.customer(self._get("customers", ident, "customer"))}
+
+    def _retrieve_subscription(self, request: Request, ident: str) -> dict:
+        sub = self._get("subscriptions", ident, "subscription")
+        return self._subscription_entry(sub, self.now())
+
+    def _retrieve_item(self, request: Request, ident: str) -> dict:
+        item = self.render.items().get(unquote(ident))
+        if item is None:
+            raise self.not_found("item", unquote(ident))
+        return {"item": self.render.item(item)}
+
+    def _retrieve_item_price(self, request: Request, ident: str) -> dict:
+        return {"item_price": self.render.item_price(self._get("plans", ident, "item price"))}
+
+    def _retrieve_plan(self, request: Request, ident: str) -> dict:
+        return {"plan": self.render.plan(self._get("plans", ident, "plan"))}
+
+    def _retrieve_coupon(self, request: Request, ident: str) -> dict:
+        return {"coupon": self.render.coupon(self._get("coupons", ident, "coupon"))}
+
+    def _retrieve_invoice(self, request: Request, ident: str) -> dict:
+        return {"invoice": self.render.invoice(self._get("invoices", ident, "invoice"))}
+
+    # -- writes ---------------------------------------------------------------------
+    def _write(
+        self, request: Request, ident: str, apply: Callable[[dict, dict, datetime], None]
+    ) -> dict:
+        """Validate and apply one subscription write on the neutral record, stamp it, and
+        answer {subscription, customer} as every Chargebee subscription action does."""
+        sub = self._get("subscriptions", ident, "subscription")
+        now = self.now()
+        apply(sub, request.nested(), now)
+        self.store.touch("subscriptions", sub)
+        return self._subscription_entry(sub, now)
+
+    def _period_end(self, sub: dict, now: datetime) -> datetime:
+        return current_period(sub, self.store.get("plans", sub["plan_id"]), now)[1]
+
+    def _cancel(self, sub: dict, params: dict, now: datetime) -> None:
+        if is_ended(sub, now):
+            raise _invalid_state("The subscription is already cancelled.")
+        default = "end_of_term" if _bool(params, "end_of_term") else "immediately"
+        option = _choice(
+            params, "cancel_option", ("immediately", "end_of_term", "specific_date"), default
+        )
+        if option == "immediately":
+            ends = now
+        elif option == "end_of_term":
+            if is_future(sub, now):
+                raise _invalid_state("A future subscription can only be cancelled immediately.")
+            ends = self._period_end(sub, now)
+        else:
+            ends = _time(params, "cancel_at", required=True)
+            if ends <= now:
+                raise _param_error("cancel_at", "should be in the future")
+        sub["canceled_at"], sub["ended_at"] = now, ends
+
+    def _remove_scheduled_cancellation(self, sub: dict, params: dict, now: datetime) -> None:
+        if not is_scheduled_to_cancel(sub, now):
+            raise _invalid_state("The subscription has no scheduled cancellation.")
+        sub["canceled_at"] = sub["ended_at"] = None
+
+    def _pause(self, sub: dict, params: dict, now: datetime) -> None:
+        if is_ended(sub, now) or is_future(sub, now):
+            raise _invalid_state(
+                f"A {subscription_status(sub, now)} subscription cannot be paused."
+            )
+        if is_paused(sub, now):
+            raise _invalid_state("The subscription is already paused.")
+        option = _choice(
+            params, "pause_option", ("immediately", "end_of_term", "specific_date"), "immediately"
+        )
+        if option == "immediately":
+            starts = now
+        elif option == "end_of_term":
+            starts = self._period_end(sub, now)
+        else:
+            starts = _time(params, "pause_date", required=True)
+            if starts < now:
+                raise _param_error("pause_date", "cannot be in the past")
+        resumes = _time(params, "resume_date")
+        if resumes is not None and resumes <= starts:
+            raise _param_error("resume_date", "should be after the pause date")
+        sub["paused_at"], sub["resumes_at"] = starts, resumes
+
+    def _resume(self, sub: dict, params: dict, now: datetime) -> None:
+        scheduled = sub["paused_at"] is not None and sub["paused_at"] > now
+        if is_ended(sub, now) or not (is_paused(sub, now) or scheduled):
+            raise _invalid_state("The subscription is not paused.")
+        option = _choice(params, "resume_option", ("immediately", "specific_date"), "immediately")
+        if option == "specific_date":
+            resumes = _time(params, "resume_date", required=True)
+            if resumes <= now:
+                raise _param_error("resume_date", "should be in the future")
+            sub["resumes_at"] = resumes
+        elif scheduled:  # the pause had not started: drop it
+            sub["paused_at"] = sub["resumes_at"] = None
+        else:
+            sub["resumes_at"] = now
+
+    def _change_term_end(self, sub: dict, params: dict, now: datetime) -> None:
+        if is_ended(sub, now) or is_future(sub, now):
+            raise _invalid_state(
+                f"The term end of a {subscription_status(sub, now)} subscription cannot change."
+            )
+        term_end = _time(params, "term_ends_at", required=True)
+        if term_end <= now:
+            raise _param_error("term_ends_at", "should be in the future")
+        start = current_period(sub, self.store.get("plans", sub["plan_id"]), now)[0]
+        sub["term_start"], sub["term_end"] = start, term_end
+        if is_scheduled_to_cancel(sub, now):  # a non-renewing subscription ends at its term end
+            sub["ended_at"] = term_end
+
+    def _update_for_items(self, sub: dict, params: dict, now: datetime) -> None:
+        """Coupon (`coupon_ids[0]`) and plan (`subscription_items[item_price_id][0]`)
+        changes; everything is checked before anything is changed."""
+        if is_ended(sub, now):
+            raise _invalid_state("A cancelled subscription cannot be updated.")
+        coupon_ids = params.get("coupon_ids") or []
+        if not isinstance(coupon_ids, list):
+            raise _param_error("coupon_ids", "should be a list")
+        if len(coupon_ids) > 1:
+            raise _param_error("coupon_ids", "the sandbox keeps one coupon per subscription")
+        for index, coupon_id in enumerate(coupon_ids):
+            if self.store.get("coupons", coupon_id) is None:
+                raise _missing_reference(f"coupon_ids[{index}]", "coupon", coupon_id)
+        plan, quantity = self._new_plan(sub, params.get("subscription_items"))
+        _bool(params, "replace_items_list")  # one plan item either way
+        if coupon_ids:
+            sub["coupon_id"] = coupon_ids[0]
+        if plan is not None:
+            sub["plan_id"] = plan["plan_id"]
+        if quantity is not None:
+            sub["quantity"] = quantity
+
+    def _new_plan(self, sub: dict, items: Any) -> tuple[dict | None, int | None]:
+        """The plan item price and quantity that `subscription_items` asks for, if any."""
+        if items is None:
+            return None, None
+        ids = items.get("item_price_id") if isinstance(items, dict) else None
+        if not isinstance(ids, list) or not ids:
+            raise _param_error("subscription_items[item_price_id][0]", "cannot be blank")
+        if len(ids) > 1:
+            raise _param_error(
+                "subscription_items[item_price_id][1]", "only one plan item price is allowed"
+            )
+        plan = self.store.get("plans", ids[0])
+        if plan is None:
+            raise _missing_reference("subscription_items[item_price_id][0]", "item price", ids[0])
+        current = self.store.get("plans", sub["plan_id"])
+        if plan["currency"] != current["currency"]:
+            raise _param_error(
+                "subscription_items[item_price_id][0]",
+                f"its currency {plan['currency']} differs from the subscription's "
+                f"{current['currency']}",
+            )
+        quantities = items.get("quantity") or []
+        quantity = _int(quantities[0], "subscription_items[quantity][0]") if quantities else None
+        if quantity is not None and quantity < 1:
+            raise _param_error("subscription_items[quantity][0]", "should be at least 1")
+        return plan, quantity

@@ -281,7 +281,66 @@ def subscriptions_frame(
         "paused_at",
         "resumes_at",
     ]
-    return subs.with_columns(pl.when(pl.col(c) > 0).then(pl.col(c)).alias(c) for c in zero_is_null)
+    subs = subs.with_columns(pl.when(pl.col(c) > 0).then(pl.col(c)).alias(c) for c in zero_is_null)
+    # Most scheduled cancels take effect at the end of the current period (Stripe's
+    # cancel_at_period_end); the rest at a chosen date (cancel_at).
+    at_period_end = (kind == "scheduled") & (rng.random(m) < 0.8)
+    return _end_at_period_end(subs, plans, as_of, pl.Series(at_period_end))
+
+
+def _with_period_math(frame: pl.DataFrame, plans: pl.DataFrame) -> pl.DataFrame:
+    """Join each subscription's plan and add `months` (month/year plans) or `days`
+    (day/week plans) per period, and `anchor`, the start of paid periods."""
+    return frame.join(
+        plans.select(
+            "billing_system", "plan_id", "interval", "interval_count", "unit_minor", "currency"
+        ),
+        on=["billing_system", "plan_id"],
+    ).with_columns(
+        anchor=pl.coalesce("trial_end", "activated_at"),
+        months=pl.when(pl.col("interval") == "year")
+        .then(12 * pl.col("interval_count"))
+        .when(pl.col("interval") == "month")
+        .then(pl.col("interval_count")),
+        days=pl.when(pl.col("interval") == "week")
+        .then(7 * pl.col("interval_count"))
+        .when(pl.col("interval") == "day")
+        .then(pl.col("interval_count")),
+    )
+
+
+def _period_start(k: pl.Expr) -> pl.Expr:
+    """Epoch seconds of the start of period k from `anchor` (months clamp to month end)."""
+    anchor = pl.from_epoch("anchor", time_unit="s")
+    return (
+        pl.when(pl.col("months").is_not_null())
+        .then(anchor.dt.offset_by(pl.format("{}mo", k * pl.col("months"))))
+        .otherwise(anchor + pl.duration(days=k * pl.col("days")))
+        .dt.epoch("s")
+    )
+
+
+def _end_at_period_end(
+    subs: pl.DataFrame, plans: pl.DataFrame, as_of: int, chosen: pl.Series
+) -> pl.DataFrame:
+    """ended_at moved to the first period boundary after as_of where `chosen`."""
+    math = _with_period_math(
+        subs.select("billing_system", "plan_id", "trial_end", "activated_at"), plans
+    )
+    approx_len = pl.coalesce(pl.col("months") * 30 * DAY, pl.col("days") * DAY)
+    k = ((as_of - pl.col("anchor")) // approx_len).clip(lower_bound=0)
+    # The estimate is at most two periods short for month-based plans: step past as_of.
+    ends = math.select(
+        pl.min_horizontal(
+            *(
+                pl.when(_period_start(k + step) > as_of).then(_period_start(k + step))
+                for step in range(0, 4)
+            )
+        ).alias("end")
+    )["end"]
+    return subs.with_columns(
+        ended_at=pl.when(chosen).then(pl.max_horizontal(ends, as_of + 60)).otherwise("ended_at")
+    )
 
 
 def _lifecycle(rng: np.random.Generator, systems: np.ndarray) -> np.ndarray:
@@ -320,19 +379,8 @@ def invoices_frame(
 ) -> pl.DataFrame:
     """The last INVOICE_PERIODS billing periods of each subscription's paid service."""
     base = (
-        subs.join(plans, on=["billing_system", "plan_id"])
-        .with_columns(
-            anchor=pl.coalesce("trial_end", "activated_at"),
-            until=pl.min_horizontal(pl.col("ended_at").fill_null(as_of), pl.lit(as_of)),
-            months=pl.when(pl.col("interval") == "year")
-            .then(12 * pl.col("interval_count"))
-            .when(pl.col("interval") == "month")
-            .then(pl.col("interval_count")),
-            days=pl.when(pl.col("interval") == "week")
-            .then(7 * pl.col("interval_count"))
-            .when(pl.col("interval") == "day")
-            .then(pl.col("interval_count")),
-        )
+        _with_period_math(subs, plans)
+        .with_columns(until=pl.min_horizontal(pl.col("ended_at").fill_null(as_of), pl.lit(as_of)))
         .filter(pl.col("anchor") < pl.col("until"))
         .with_columns(min_len=pl.coalesce(pl.col("months") * 28, pl.col("days")) * DAY)
         .with_columns(k_max=(pl.col("until") - pl.col("anchor")) // pl.col("min_len"))
@@ -341,14 +389,8 @@ def invoices_frame(
         )
         .explode("k")
     )
-    anchor_dt = pl.from_epoch("anchor", time_unit="s")
-    start = (
-        pl.when(pl.col("months").is_not_null())
-        .then(anchor_dt.dt.offset_by(pl.format("{}mo", pl.col("k") * pl.col("months"))))
-        .otherwise(anchor_dt + pl.duration(days=pl.col("k") * pl.col("days")))
-    )
     periods = (
-        base.with_columns(period_start=start.dt.epoch("s"))
+        base.with_columns(period_start=_period_start(pl.col("k")))
         .filter(pl.col("period_start") < pl.col("until"))
         .with_columns(
             rank=pl.col("period_start").rank("ordinal", descending=True).over("subscription_id")

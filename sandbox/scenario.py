@@ -31,9 +31,26 @@ OFFER_TYPES = ("pause", "discount", "extension", "plan_change", "custom")
 
 # ISO 4217 minor-unit exponents that differ from 2 (the APIs' zero-decimal currencies).
 ZERO_DECIMAL_CURRENCIES = frozenset(
-    "BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split()
+    [
+        "BIF",
+        "CLP",
+        "DJF",
+        "GNF",
+        "JPY",
+        "KMF",
+        "KRW",
+        "MGA",
+        "PYG",
+        "RWF",
+        "UGX",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
+    ]
 )
-THREE_DECIMAL_CURRENCIES = frozenset("BHD JOD KWD OMR TND".split())
+THREE_DECIMAL_CURRENCIES = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
 _MONEY_RE = re.compile(r"^-?\d+(\.\d+)?$")
 _CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 

@@ -10,8 +10,8 @@ import pytest
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
-from sandbox.app import Sandbox, start_sandbox  # noqa: E402
-from sandbox.scenario import validate_scenario  # noqa: E402
+from sandbox.app import Sandbox, start_sandbox
+from sandbox.scenario import validate_scenario
 
 
 @pytest.fixture

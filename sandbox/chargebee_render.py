@@ -1,0 +1,479 @@
+"""Neutral records rendered as Chargebee API v2 (Product Catalog 2.0) objects.
+
+Field names follow the official SDK's models (`chargebee/models/<resource>/responses.py`).
+Chargebee leaves unset attributes out of its JSON instead of sending null, so every
+object is built as a flat dict and stripped of None values; nothing is deep-copied, which
+keeps a 100-entry list page cheap to render.
+
+Mapping choices that the neutral scenario does not state directly:
+
+- Products become items (`item.id` = product_id) and plans item prices (`item_price.id` =
+  plan_id, `name` = plan_id because Chargebee needs a unique name, `external_name` =
+  product name); PC1 readers also get the plans as `plan` objects.
+- A subscription's neutral `activated_at` (start of paid or trial service) is Chargebee's
+  `started_at`, or `start_date` while it is `future`; Chargebee's own `activated_at` is when
+  it became active (the trial end, if there was a trial).
+- `resource_version` is the update time in milliseconds plus the number of writes, so it
+  still increases when two writes land in the same millisecond of a frozen clock.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sandbox.billing import add_interval, current_period, neutral_status
+from sandbox.scenario import to_minor_units
+from sandbox.store import SystemStore
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+SUBSCRIPTION_STATUS = {
+    "future": "future",
+    "trialing": "in_trial",
+    "active": "active",
+    "paused": "paused",
+    "non_renewing": "non_renewing",
+    "canceled": "cancelled",
+    # Dunning states are Stripe-only in scenarios; Chargebee keeps such a subscription active.
+    "past_due": "active",
+    "unpaid": "active",
+}
+INVOICE_STATUS = {"paid": "paid", "open": "payment_due", "void": "voided"}
+COUPON_DURATION = {"once": "one_time", "forever": "forever", "repeating": "limited_period"}
+# Billing periods per month, to normalise a price to monthly recurring revenue.
+_PERIODS_PER_MONTH = {
+    "day": Decimal(365) / 12,
+    "week": Decimal(52) / 12,
+    "month": Decimal(1),
+    "year": Decimal(1) / 12,
+}
+
+
+def epoch(value: datetime | None) -> int | None:
+    """Whole epoch seconds (floored), the unit of every Chargebee timestamp."""
+    return None if value is None else (value - EPOCH) // timedelta(seconds=1)
+
+
+def from_epoch(seconds: int) -> datetime:
+    return EPOCH + timedelta(seconds=seconds)
+
+
+def compact(fields: dict) -> dict:
+    """Chargebee omits unset attributes rather than sending null."""
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def subscription_status(sub: dict, now: datetime) -> str:
+    return SUBSCRIPTION_STATUS[neutral_status(sub, now)]
+
+
+class ChargebeeRenderer:
+    """Renders one store's neutral records as Chargebee objects at a given time.
+
+    `legacy_cutoff`: a record whose last change is older than this and that was never
+    written through the API is shown without `updated_at`/`resource_version`, as old
+    Chargebee records are (see `ChargebeeEmulator.legacy_updated_at_days`).
+    """
+
+    def __init__(self, store: SystemStore, legacy_cutoff: datetime):
+        self.store = store
+        self.legacy_cutoff = legacy_cutoff
+        self._items_source: list | None = None
+        self._items: dict[str, dict] = {}
+
+    # -- shared stamps -------------------------------------------------------------
+    def updated_at(self, record: dict) -> datetime | None:
+        """The record's `updated_at` as the API shows it: None for a legacy record.
+
+        The store bumps `version` on every write, so version 1 means "as loaded"."""
+        value = record["updated_at"]
+        if value is None or (record["version"] == 1 and value < self.legacy_cutoff):
+            return None
+        return value
+
+    def _stamps(self, record: dict) -> dict:
+        updated = self.updated_at(record)
+        if updated is None:
+            return {}
+        millis = (updated - EPOCH) // timedelta(milliseconds=1)
+        return {"updated_at": epoch(updated), "resource_version": millis + record["version"] - 1}
+
+    # -- catalog -------------------------------------------------------------------
+    def items(self) -> dict[str, dict]:
+        """Chargebee items are the scenario's products, derived from its plans: one per
+        product_id with the earliest created_at, latest updated_at and highest version of
+        its prices. Rebuilt only when the store's plan view changes."""
+        source, _ = self.store.ordered("plans", "created_at")
+        if source is not self._items_source:
+            items: dict[str, dict] = {}
+            for plan in source:  # ascending created_at: the first plan seen is the oldest
+                item = items.setdefault(
+                    plan["product_id"],
+                    {
+                        "item_id": plan["product_id"],
+                        "name": plan["product_name"],
+                        "created_at": plan["created_at"],
+                        "updated_at": plan["updated_at"],
+                        "version": plan["version"],
+                    },
+                )
+                item["updated_at"] = max(item["updated_at"], plan["updated_at"])
+                item["version"] = max(item["version"], plan["version"])
+            self._items_source, self._items = source, items
+        return self._items
+
+    def item(self, item: dict) -> dict:
+        return {
+            "id": item["item_id"],
+            "object": "item",
+            "name": item["name"],
+            "external_name": item["name"],
+            "status": "active",
+            "type": "plan",
+            "item_family_id": "default",
+            "is_shippable": False,
+            "is_giftable": False,
+            "enabled_for_checkout": True,
+            "enabled_in_portal": True,
+            "item_applicability": "all",
+            "metered": False,
+            "channel": "web",
+            "created_at": epoch(item["created_at"]),
+            "deleted": False,
+            **self._stamps(item),
+        }
+
+    def item_price(self, plan: dict) -> dict:
+        return {
+            "id": plan["plan_id"],
+            "object": "item_price",
+            "name": plan["plan_id"],
+            "external_name": plan["product_name"],
+            "item_family_id": "default",
+            "item_id": plan["product_id"],
+            "item_type": "plan",
+            "status": "active",
+            "pricing_model": "per_unit",
+            "price": to_minor_units(plan["unit_amount"], plan["currency"]),
+            "currency_code": plan["currency"],
+            "period": plan["interval_count"],
+            "period_unit": plan["interval"],
+            "free_quantity": 0,
+            "is_taxable": True,
+            "channel": "web",
+            "created_at": epoch(plan["created_at"]),
+            "deleted": False,
+            **self._stamps(plan),
+        }
+
+    def plan(self, plan: dict) -> dict:
+        """The Product Catalog 1.0 view of a plan, for readers still on `/plans`."""
+        return {
+            "id": plan["plan_id"],
+            "object": "plan",
+            "name": plan["product_name"],
+            "invoice_name": plan["product_name"],
+            "price": to_minor_units(plan["unit_amount"], plan["currency"]),
+            "currency_code": plan["currency"],
+            "period": plan["interval_count"],
+            "period_unit": plan["interval"],
+            "pricing_model": "per_unit",
+            "charge_model": "per_unit",
+            "free_quantity": 0,
+            "status": "active",
+            "enabled_in_hosted_pages": True,
+            "enabled_in_portal": True,
+            "addon_applicability": "all",
+            "is_shippable": False,
+            "giftable": False,
+            "taxable": True,
+            **self._stamps(plan),
+        }
+
+    def coupon(self, coupon: dict) -> dict:
+        percent, amount = coupon["percent_off"], coupon["amount_off"]
+        repeating = coupon["duration"] == "repeating"
+        return compact(
+            {
+                "id": coupon["coupon_id"],
+                "object": "coupon",
+                "name": coupon["name"] or coupon["coupon_id"],
+                "discount_type": "percentage" if percent is not None else "fixed_amount",
+                "discount_percentage": float(percent) if percent is not None else None,
+                "discount_amount": (
+                    to_minor_units(amount, coupon["currency"]) if amount is not None else None
+                ),
+                "currency_code": coupon["currency"],
+                "duration_type": COUPON_DURATION[coupon["duration"]],
+                "period": coupon["duration_in_months"] if repeating else None,
+                "period_unit": "month" if repeating else None,
+                "duration_month": coupon["duration_in_months"] if repeating else None,
+                "status": "active",
+                "apply_on": "invoice_amount",
+                "item_constraints": [{"item_type": "plan", "constraint": "all"}],
+                "created_at": epoch(coupon["created_at"]),
+                "deleted": False,
+                **self._stamps(coupon),
+            }
+        )
+
+    # -- customers -----------------------------------------------------------------
+    def customer(self, customer: dict) -> dict:
+        first, _, last = (customer["name"] or "").strip().partition(" ")
+        return compact(
+            {
+                "id": customer["customer_id"],
+                "object": "customer",
+                "first_name": first or None,
+                "last_name": last.strip() or None,
+                "email": customer["email"],
+                "auto_collection": "on",
+                "net_term_days": 0,
+                "allow_direct_debit": False,
+                "taxability": "taxable",
+                "pii_cleared": "active",
+                "channel": "web",
+                "card_status": "no_card",
+                "promotional_credits": 0,
+                "refundable_credits": 0,
+                "excess_payments": 0,
+                "unbilled_charges": 0,
+                "created_at": epoch(customer["created_at"]),
+                "deleted": False,
+                **self._stamps(customer),
+            }
+        )
+
+    # -- subscriptions -------------------------------------------------------------
+    def subscription(self, sub: dict, now: datetime) -> dict:
+        plan = self.store.get("plans", sub["plan_id"])
+        status = subscription_status(sub, now)
+        future = status == "future"
+        term_start, term_end = current_period(sub, plan, now)
+        unit_price = to_minor_units(plan["unit_amount"], plan["currency"])
+        ends = status in ("cancelled", "non_renewing")
+        pause_date, resume_date = self._pause_window(sub, now)
+        return compact(
+            {
+                "id": sub["subscription_id"],
+                "object": "subscription",
+                "customer_id": sub["customer_id"],
+                "status": status,
+                "currency_code": plan["currency"],
+                "billing_period": plan["interval_count"],
+                "billing_period_unit": plan["interval"],
+                "subscription_items": [
+                    {
+                        "item_price_id": plan["plan_id"],
+                        "item_type": "plan",
+                        "quantity": sub["quantity"],
+                        "unit_price": unit_price,
+                        "amount": unit_price * sub["quantity"],
+                        "free_quantity": 0,
+                        "object": "subscription_item",
+                    }
+                ],
+                "coupons": self._applied_coupons(sub, future),
+                "auto_collection": "on",
+                "channel": "web",
+                "has_scheduled_changes": False,
+                "created_at": epoch(sub["created_at"]),
+                "start_date": epoch(sub["activated_at"]) if future else None,
+                "started_at": None if future else epoch(sub["activated_at"]),
+                "activated_at": epoch(self._became_active_at(sub, status, now)),
+                "trial_start": epoch(sub["trial_start"]),
+                "trial_end": epoch(sub["trial_end"]),
+                "current_term_start": None if future else epoch(term_start),
+                "current_term_end": None if future else epoch(term_end),
+                "next_billing_at": epoch(self._next_billing_at(sub, status, term_end, resume_date)),
+                "cancelled_at": epoch(sub["ended_at"]) if ends else None,
+                "cancel_schedule_created_at": epoch(self._cancel_requested_at(sub, status)),
+                "pause_date": epoch(pause_date),
+                "resume_date": epoch(resume_date),
+                "mrr": self._mrr(sub, plan, status, unit_price, now),
+                **self._dues(sub),
+                "deleted": False,
+                **self._stamps(sub),
+            }
+        )
+
+    @staticmethod
+    def _became_active_at(sub: dict, status: str, now: datetime) -> datetime | None:
+        """Chargebee's `activated_at`: when the subscription turned active, i.e. the end of
+        its trial if it had one; absent while future or in trial, or if it ended in trial."""
+        if status in ("future", "in_trial"):
+            return None
+        until = min(now, sub["ended_at"]) if sub["ended_at"] is not None else now
+        trial_end = sub["trial_end"]
+        if trial_end is None:
+            return sub["activated_at"]
+        return trial_end if trial_end <= until else None
+
+    @staticmethod
+    def _next_billing_at(
+        sub: dict, status: str, term_end: datetime, resume_date: datetime | None
+    ) -> datetime | None:
+        if status in ("active", "in_trial"):
+            return term_end
+        if status == "future":
+            return sub["activated_at"]
+        if status == "paused":
+            return resume_date
+        return None  # cancelled, or non_renewing: it will not bill again
+
+    @staticmethod
+    def _cancel_requested_at(sub: dict, status: str) -> datetime | None:
+        """When a cancel at a later date was scheduled; an immediate cancel has none."""
+        canceled_at = sub["canceled_at"]
+        if canceled_at is None:
+            return None
+        if status == "non_renewing" or canceled_at < sub["ended_at"]:
+            return canceled_at
+        return None
+
+    @staticmethod
+    def _pause_window(sub: dict, now: datetime) -> tuple[datetime | None, datetime | None]:
+        """pause_date/resume_date while a pause is current or scheduled; cleared once the
+        subscription has resumed or ended, as Chargebee does."""
+        paused_at, resumes_at = sub["paused_at"], sub["resumes_at"]
+        ended = sub["ended_at"] is not None and sub["ended_at"] <= now
+        if paused_at is None or ended or (resumes_at is not None and resumes_at <= now):
+            return None, None
+        return paused_at, resumes_at
+
+    def _applied_coupons(self, sub: dict, future: bool) -> list[dict] | None:
+        coupon_id = sub["coupon_id"]
+        if coupon_id is None:
+            return None
+        coupon = self.store.get("coupons", coupon_id)
+        apply_till = None
+        if coupon["duration"] == "repeating":
+            apply_till = add_interval(sub["activated_at"], "month", coupon["duration_in_months"])
+        return [
+            compact(
+                {
+                    "coupon_id": coupon_id,
+                    "applied_count": 0 if future else 1,
+                    "apply_till": epoch(apply_till),
+                    "object": "coupon",
+                }
+            )
+        ]
+
+    def _mrr(self, sub: dict, plan: dict, status: str, unit_price: int, now: datetime) -> int:
+        """Monthly recurring revenue in minor units: what an active or non-renewing
+        subscription brings per month after a lasting discount; 0 otherwise."""
+        if status not in ("active", "non_renewing"):
+            return 0
+        per_period = Decimal(unit_price * sub["quantity"])
+        coupon = self.store.get("coupons", sub["coupon_id"]) if sub["coupon_id"] else None
+        if coupon is not None and self._discount_applies(coupon, sub, now):
+            if coupon["percent_off"] is not None:
+                per_period *= 1 - coupon["percent_off"] / 100
+            elif coupon["currency"] == plan["currency"]:
+                off = to_minor_units(coupon["amount_off"], coupon["currency"])
+                per_period = max(Decimal(0), per_period - off)
+        monthly = per_period * _PERIODS_PER_MONTH[plan["interval"]] / plan["interval_count"]
+        return int(monthly.to_integral_value())
+
+    @staticmethod
+    def _discount_applies(coupon: dict, sub: dict, now: datetime) -> bool:
+        if coupon["duration"] == "forever":
+            return True
+        if coupon["duration"] == "repeating":
+            months = coupon["duration_in_months"]
+            return now < add_interval(sub["activated_at"], "month", months)
+        return False  # a one-time discount does not recur
+
+    def _dues(self, sub: dict) -> dict:
+        """due_invoices_count, total_dues and due_since from the subscription's open invoices."""
+        due = [
+            invoice
+            for invoice in self.store.by_customer["invoices"].get(sub["customer_id"], ())
+            if invoice["subscription_id"] == sub["subscription_id"] and invoice["status"] == "open"
+        ]
+        if not due:
+            return {"due_invoices_count": 0}
+        return {
+            "due_invoices_count": len(due),
+            "total_dues": sum(to_minor_units(i["total"], i["currency"]) for i in due),
+            "due_since": epoch(min(i["created_at"] for i in due)),
+        }
+
+    # -- invoices ------------------------------------------------------------------
+    def invoice(self, invoice: dict) -> dict:
+        total = to_minor_units(invoice["total"], invoice["currency"])
+        status = invoice["status"]
+        return compact(
+            {
+                "id": invoice["invoice_id"],
+                "object": "invoice",
+                "customer_id": invoice["customer_id"],
+                "subscription_id": invoice["subscription_id"],
+                "recurring": invoice["subscription_id"] is not None,
+                "status": INVOICE_STATUS[status],
+                "price_type": "tax_exclusive",
+                "date": epoch(invoice["created_at"]),
+                "due_date": epoch(invoice["created_at"]),
+                "net_term_days": 0,
+                "currency_code": invoice["currency"],
+                "exchange_rate": 1.0,
+                "sub_total": total,
+                "tax": 0,
+                "total": total,
+                "amount_paid": total if status == "paid" else 0,
+                "amount_adjusted": 0,
+                "write_off_amount": 0,
+                "credits_applied": 0,
+                "amount_due": total if status == "open" else 0,
+                "amount_to_collect": total if status == "open" else 0,
+                "round_off_amount": 0,
+                "paid_at": epoch(invoice["paid_at"]),
+                "term_finalized": True,
+                "has_advance_charges": False,
+                "line_items": [self._line_item(invoice, total)],
+                "channel": "web",
+                "deleted": False,
+                **self._stamps(invoice),
+            }
+        )
+
+    def _line_item(self, invoice: dict, total: int) -> dict:
+        """One line: the subscription's plan for the period the invoice falls in (the plan
+        price × quantity when that is the total), or a single charge without one."""
+        date = invoice["created_at"]
+        line = {
+            "id": f"li_{invoice['invoice_id']}",
+            "object": "line_item",
+            "customer_id": invoice["customer_id"],
+            "subscription_id": invoice["subscription_id"],
+            "date_from": epoch(date),
+            "date_to": epoch(date),
+            "unit_amount": total,
+            "quantity": 1,
+            "amount": total,
+            "pricing_model": "per_unit",
+            "is_taxed": False,
+            "tax_amount": 0,
+            "discount_amount": 0,
+            "item_level_discount_amount": 0,
+            "entity_type": "adhoc",
+            "description": "Charge",
+        }
+        sub = self.store.get("subscriptions", invoice["subscription_id"] or "")
+        if sub is None:
+            return line
+        plan = self.store.get("plans", sub["plan_id"])
+        start, end = current_period(sub, plan, date)
+        unit = to_minor_units(plan["unit_amount"], plan["currency"])
+        if unit * sub["quantity"] == total:
+            line.update(unit_amount=unit, quantity=sub["quantity"])
+        line.update(
+            date_from=epoch(start),
+            date_to=epoch(end),
+            entity_type="plan_item_price",
+            entity_id=plan["plan_id"],
+            description=plan["product_name"],
+        )
+        return line

@@ -1,0 +1,565 @@
+"""Stripe API objects rendered from the neutral records, and the history Stripe would have kept.
+
+Objects follow the shape of the API version the installed SDK pins (2026), plus the legacy
+fields older readers still use (`plan`, `quantity`, top-level `current_period_*`, `discount`,
+invoice `subscription`), so code written against either generation reads native data.
+Everything is derived at request time from the neutral record and the clock: a write changes
+one record and every later read, expansion and event shows it.
+
+Prices, plans, products and coupons never change through the API, so their rendered dicts
+are cached and shared between responses; expansion therefore copies on write and never
+mutates a rendered dict in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+
+from sandbox.billing import add_interval, current_period, is_ended, is_paused, is_trialing
+from sandbox.scenario import to_minor_units
+from sandbox.server import ApiError
+from sandbox.store import SystemStore
+
+API_VERSION = "2026-10-28.endive"  # the version stripe 16.1.0 pins; events carry it
+EVENT_RETENTION = timedelta(days=30)  # Stripe lists and retrieves events for 30 days
+_JUST_BEFORE = timedelta(microseconds=1)
+
+
+def ts(value: datetime | None) -> int | None:
+    """Stripe timestamps are integer epoch seconds."""
+    return None if value is None else int(value.timestamp())
+
+
+def discount_id(subscription_id: str, coupon_id: str, start: datetime) -> str:
+    """Stable `di_` id: the same application of a coupon always has the same id."""
+    digest = hashlib.blake2b(f"{subscription_id}|{coupon_id}|{start}".encode(), digest_size=8)
+    return "di_" + digest.hexdigest()
+
+
+def item_id(subscription_id: str) -> str:
+    """The subscription's single item; its id is derived so writes can name it."""
+    return "si_" + subscription_id
+
+
+def cannot_expand(path: str) -> ApiError:
+    return ApiError(400, "expand_invalid", f"This property cannot be expanded ({path}).")
+
+
+class StripeRenderer:
+    """Renders one system's neutral records as Stripe objects and expands references."""
+
+    def __init__(self, store: SystemStore):
+        self.store = store
+        self.products = self._products_from_plans()
+        self.invoices_by_subscription = self._invoices_by_subscription()
+        self._prices: dict[str, dict] = {}
+        self._plans: dict[str, dict] = {}
+        self._coupons: dict[str, dict] = {}
+        # (object type, field) -> loader(parent object, id, now) for expandable references.
+        self._expanders: dict[tuple[str, str], Callable[[dict, str, datetime], dict]] = {
+            ("subscription", "customer"): self._load_customer,
+            ("subscription", "latest_invoice"): self._load_invoice,
+            ("subscription", "discounts"): self._load_discount,
+            ("price", "product"): self._load_product,
+            ("plan", "product"): self._load_product,
+            ("invoice", "customer"): self._load_customer,
+            ("invoice", "subscription"): self._load_subscription,
+            ("discount", "customer"): self._load_customer,
+        }
+        # Expandable references this sandbox always leaves null (no such objects here).
+        self._always_null = {
+            ("subscription", "default_payment_method"),
+            ("subscription", "default_source"),
+            ("subscription", "schedule"),
+            ("subscription", "test_clock"),
+            ("customer", "default_source"),
+            ("customer", "test_clock"),
+        }
+
+    # -- indexes over records the API never changes ---------------------------------
+    def _products_from_plans(self) -> dict[str, dict]:
+        """Products are implied by plans: first plan's name, earliest plan's creation."""
+        products: dict[str, dict] = {}
+        for plan in self.store.all("plans"):
+            product = products.setdefault(
+                plan["product_id"],
+                {
+                    "product_id": plan["product_id"],
+                    "name": plan["product_name"],
+                    "created_at": plan["created_at"],
+                },
+            )
+            product["created_at"] = min(product["created_at"], plan["created_at"])
+        return products
+
+    def _invoices_by_subscription(self) -> dict[str, list[dict]]:
+        """Invoices of each subscription, oldest first (the last one is `latest_invoice`)."""
+        index: dict[str, list[dict]] = {}
+        for invoice in self.store.all("invoices"):
+            if invoice["subscription_id"] is not None:
+                index.setdefault(invoice["subscription_id"], []).append(invoice)
+        for invoices in index.values():
+            invoices.sort(key=lambda r: (r["created_at"], r["invoice_id"]))
+        return index
+
+    # -- catalogue objects (cached: immutable through the API) ----------------------
+    def price(self, plan: dict) -> dict:
+        cached = self._prices.get(plan["plan_id"])
+        if cached is None:
+            amount = to_minor_units(plan["unit_amount"], plan["currency"])
+            cached = self._prices[plan["plan_id"]] = {
+                "id": plan["plan_id"],
+                "object": "price",
+                "active": True,
+                "billing_scheme": "per_unit",
+                "created": ts(plan["created_at"]),
+                "currency": plan["currency"].lower(),
+                "livemode": False,
+                "lookup_key": None,
+                "metadata": {},
+                "nickname": None,
+                "product": plan["product_id"],
+                "recurring": {
+                    "interval": plan["interval"],
+                    "interval_count": plan["interval_count"],
+                    "meter": None,
+                    "trial_period_days": None,
+                    "usage_type": "licensed",
+                },
+                "tax_behavior": "unspecified",
+                "type": "recurring",
+                "unit_amount": amount,
+                "unit_amount_decimal": str(amount),
+            }
+        return cached
+
+    def plan(self, plan: dict) -> dict:
+        """The legacy Plan object that older readers take from `subscription.plan`."""
+        cached = self._plans.get(plan["plan_id"])
+        if cached is None:
+            amount = to_minor_units(plan["unit_amount"], plan["currency"])
+            cached = self._plans[plan["plan_id"]] = {
+                "id": plan["plan_id"],
+                "object": "plan",
+                "active": True,
+                "amount": amount,
+                "amount_decimal": str(amount),
+                "billing_scheme": "per_unit",
+                "created": ts(plan["created_at"]),
+                "currency": plan["currency"].lower(),
+                "interval": plan["interval"],
+                "interval_count": plan["interval_count"],
+                "livemode": False,
+                "metadata": {},
+                "nickname": None,
+                "product": plan["product_id"],
+                "usage_type": "licensed",
+            }
+        return cached
+
+    def product(self, product: dict) -> dict:
+        created = ts(product["created_at"])
+        return {
+            "id": product["product_id"],
+            "object": "product",
+            "active": True,
+            "created": created,
+            "default_price": None,
+            "description": None,
+            "livemode": False,
+            "metadata": {},
+            "name": product["name"],
+            "type": "service",
+            "updated": created,
+        }
+
+    def coupon(self, coupon: dict) -> dict:
+        cached = self._coupons.get(coupon["coupon_id"])
+        if cached is None:
+            amount_off = coupon["amount_off"]
+            cached = self._coupons[coupon["coupon_id"]] = {
+                "id": coupon["coupon_id"],
+                "object": "coupon",
+                "amount_off": None
+                if amount_off is None
+                else to_minor_units(amount_off, coupon["currency"]),
+                "created": ts(coupon["created_at"]),
+                "currency": coupon["currency"].lower() if coupon["currency"] else None,
+                "duration": coupon["duration"],
+                "duration_in_months": coupon["duration_in_months"],
+                "livemode": False,
+                "max_redemptions": None,
+                "metadata": {},
+                "name": coupon["name"],
+                "percent_off": None
+                if coupon["percent_off"] is None
+                else float(coupon["percent_off"]),
+                "redeem_by": None,
+                "valid": True,
+            }
+        return cached
+
+    # -- customers, subscriptions, invoices (derived at `now`) ----------------------
+    def customer(self, customer: dict, now: datetime) -> dict:
+        subscriptions = self.store.by_customer["subscriptions"].get(customer["customer_id"], [])
+        currency = None
+        if subscriptions:
+            currency = self.store.get("plans", subscriptions[0]["plan_id"])["currency"].lower()
+        return {
+            "id": customer["customer_id"],
+            "object": "customer",
+            "address": None,
+            "balance": 0,
+            "created": ts(customer["created_at"]),
+            "currency": currency,
+            "default_source": None,
+            "delinquent": any(s["dunning"] and not is_ended(s, now) for s in subscriptions),
+            "description": None,
+            "email": customer["email"],
+            "invoice_prefix": None,
+            "livemode": False,
+            "metadata": {},
+            "name": customer["name"],
+            "phone": None,
+            "preferred_locales": [],
+            "shipping": None,
+            "tax_exempt": "none",
+            "test_clock": None,
+        }
+
+    def status(self, sub: dict, now: datetime) -> str:
+        """Stripe's status: a pending cancel stays active and a collection pause keeps the
+        status, so only the end, a trial and dunning change it."""
+        if is_ended(sub, now):
+            return "canceled"
+        if is_trialing(sub, now):
+            return "trialing"
+        return sub["dunning"] or "active"
+
+    def subscription(self, sub: dict, now: datetime) -> dict:
+        plan = self.store.get("plans", sub["plan_id"])
+        period_start, period_end = current_period(sub, plan, now)
+        ended = is_ended(sub, now)
+        pending_end = sub["ended_at"] if sub["ended_at"] is not None and not ended else None
+        discount = self.discount(sub)
+        invoices = self.invoices_by_subscription.get(sub["subscription_id"])
+        legacy_plan = self.plan(plan)
+        item = {
+            "id": item_id(sub["subscription_id"]),
+            "object": "subscription_item",
+            "billing_thresholds": None,
+            "created": ts(sub["created_at"]),
+            "current_period_end": ts(period_end),
+            "current_period_start": ts(period_start),
+            "discounts": [],
+            "metadata": {},
+            "plan": legacy_plan,
+            "price": self.price(plan),
+            "quantity": sub["quantity"],
+            "subscription": sub["subscription_id"],
+            "tax_rates": [],
+        }
+        return {
+            "id": sub["subscription_id"],
+            "object": "subscription",
+            "application": None,
+            "application_fee_percent": None,
+            "automatic_tax": {"enabled": False, "liability": None},
+            "billing_cycle_anchor": ts(
+                sub.get("term_end") or sub["trial_end"] or sub["activated_at"]
+            ),
+            "billing_thresholds": None,
+            "cancel_at": ts(pending_end),
+            "cancel_at_period_end": pending_end is not None and pending_end == period_end,
+            "canceled_at": ts(sub["canceled_at"] or (sub["ended_at"] if ended else None)),
+            "cancellation_details": self._cancellation_details(sub),
+            "collection_method": "charge_automatically",
+            "created": ts(sub["created_at"]),
+            "currency": plan["currency"].lower(),
+            "current_period_end": ts(period_end),
+            "current_period_start": ts(period_start),
+            "customer": sub["customer_id"],
+            "days_until_due": None,
+            "default_payment_method": None,
+            "default_source": None,
+            "description": None,
+            "discount": discount,
+            "discounts": [discount["id"]] if discount else [],
+            "ended_at": ts(sub["ended_at"]) if ended else None,
+            "items": {
+                "object": "list",
+                "data": [item],
+                "has_more": False,
+                "total_count": 1,
+                "url": f"/v1/subscription_items?subscription={sub['subscription_id']}",
+            },
+            "latest_invoice": invoices[-1]["invoice_id"] if invoices else None,
+            "livemode": False,
+            "metadata": sub.get("metadata") or {},
+            "pause_collection": self._pause_collection(sub, now),
+            "plan": legacy_plan,
+            "quantity": sub["quantity"],
+            "schedule": None,
+            "start_date": ts(sub["activated_at"]),
+            "status": self.status(sub, now),
+            "test_clock": None,
+            "trial_end": ts(sub["trial_end"]),
+            "trial_start": ts(sub["trial_start"]),
+        }
+
+    def _pause_collection(self, sub: dict, now: datetime) -> dict | None:
+        if is_ended(sub, now) or not is_paused(sub, now):
+            return None
+        return {
+            "behavior": sub.get("pause_behavior") or "void",
+            "resumes_at": ts(sub["resumes_at"]),
+        }
+
+    def _cancellation_details(self, sub: dict) -> dict:
+        details = sub.get("cancellation_details") or {}
+        requested = sub["canceled_at"] is not None or sub["ended_at"] is not None
+        return {
+            "comment": details.get("comment"),
+            "feedback": details.get("feedback"),
+            "reason": "cancellation_requested" if requested else None,
+        }
+
+    def discount(self, sub: dict) -> dict | None:
+        """The applied coupon as a Discount. The neutral record keeps only the coupon, so
+        the discount starts when a write applied it (`coupon_applied_at`) or at activation."""
+        if sub["coupon_id"] is None:
+            return None
+        coupon = self.store.get("coupons", sub["coupon_id"])
+        start = sub.get("coupon_applied_at") or sub["activated_at"]
+        end = None
+        if coupon["duration"] == "repeating":
+            end = add_interval(start, "month", coupon["duration_in_months"])
+        return {
+            "id": discount_id(sub["subscription_id"], coupon["coupon_id"], start),
+            "object": "discount",
+            "checkout_session": None,
+            "coupon": self.coupon(coupon),
+            "customer": sub["customer_id"],
+            "end": ts(end),
+            "invoice": None,
+            "invoice_item": None,
+            "promotion_code": None,
+            "source": {"type": "coupon", "coupon": coupon["coupon_id"]},
+            "start": ts(start),
+            "subscription": sub["subscription_id"],
+            "subscription_item": None,
+        }
+
+    def invoice(self, invoice: dict) -> dict:
+        customer = self.store.get("customers", invoice["customer_id"])
+        total = to_minor_units(invoice["total"], invoice["currency"])
+        status = invoice["status"]
+        paid = total if status == "paid" else 0
+        period_start, period_end, sub_plan = self._invoice_period(invoice)
+        created = ts(invoice["created_at"])
+        sub_id = invoice["subscription_id"]
+        line = {
+            "id": "il_" + invoice["invoice_id"],
+            "object": "line_item",
+            "amount": total,
+            "currency": invoice["currency"].lower(),
+            "description": None,
+            "invoice": invoice["invoice_id"],
+            "livemode": False,
+            "metadata": {},
+            "period": {"start": period_start, "end": period_end},
+            "plan": self.plan(sub_plan) if sub_plan else None,
+            "price": self.price(sub_plan) if sub_plan else None,
+            "pricing": {
+                "type": "price_details",
+                "price_details": {"price": sub_plan["plan_id"], "product": sub_plan["product_id"]},
+            }
+            if sub_plan
+            else None,
+            "quantity": self._invoice_quantity(invoice),
+            "subscription": sub_id,
+        }
+        return {
+            "id": invoice["invoice_id"],
+            "object": "invoice",
+            "amount_due": total,
+            "amount_paid": paid,
+            "amount_remaining": total if status == "open" else 0,
+            "billing_reason": "subscription_cycle" if sub_id else "manual",
+            "collection_method": "charge_automatically",
+            "created": created,
+            "currency": invoice["currency"].lower(),
+            "customer": invoice["customer_id"],
+            "customer_email": customer["email"],
+            "customer_name": customer["name"],
+            "discounts": [],
+            "lines": {
+                "object": "list",
+                "data": [line],
+                "has_more": False,
+                "total_count": 1,
+                "url": f"/v1/invoices/{invoice['invoice_id']}/lines",
+            },
+            "livemode": False,
+            "metadata": {},
+            "parent": {
+                "type": "subscription_details",
+                "quote_details": None,
+                "subscription_details": {"metadata": {}, "subscription": sub_id},
+            }
+            if sub_id
+            else None,
+            "period_end": period_end,
+            "period_start": period_start,
+            "status": status,
+            "status_transitions": {
+                "finalized_at": created,
+                "marked_uncollectible_at": None,
+                "paid_at": ts(invoice["paid_at"]),
+                "voided_at": created if status == "void" else None,
+            },
+            "subscription": sub_id,
+            "subtotal": total,
+            "total": total,
+        }
+
+    def _invoice_period(self, invoice: dict) -> tuple[int | None, int | None, dict | None]:
+        """The billing period the invoice was issued for: the subscription's period at the
+        invoice's creation (an invoice without a subscription covers just its creation)."""
+        created = invoice["created_at"]
+        sub = self.store.get("subscriptions", invoice["subscription_id"] or "")
+        if sub is None:
+            return ts(created), ts(created), None
+        plan = self.store.get("plans", sub["plan_id"])
+        start, end = current_period(sub, plan, max(created, sub["activated_at"]))
+        return ts(start), ts(end), plan
+
+    def _invoice_quantity(self, invoice: dict) -> int:
+        sub = self.store.get("subscriptions", invoice["subscription_id"] or "")
+        return sub["quantity"] if sub else 1
+
+    # -- expansion ------------------------------------------------------------------
+    def expand(self, obj: dict, paths: list[str], now: datetime) -> dict:
+        """`expand[]` paths applied to a rendered object (or list envelope): ids become
+        objects. Unknown paths get Stripe's 400, as the real API refuses them."""
+        for path in paths:
+            obj = self._expand_node(obj, path.split("."), path, now)
+        return obj
+
+    def _expand_node(self, node: object, segments: list[str], path: str, now: datetime):
+        if isinstance(node, list):
+            return [self._expand_node(element, segments, path, now) for element in node]
+        if not segments or not isinstance(node, dict):
+            return node
+        head, rest = segments[0], segments[1:]
+        if head not in node:
+            raise cannot_expand(path)
+        kind, value = node.get("object"), node[head]
+        loader = self._expanders.get((kind, head))
+        if isinstance(value, str) or (isinstance(value, list) and value and loader):
+            if loader is None:
+                raise cannot_expand(path)
+            value = self._load(loader, node, value, now)
+        elif value is None:
+            if loader is None and (kind, head) not in self._always_null:
+                raise cannot_expand(path)
+            return node
+        elif not rest and loader is None:
+            raise cannot_expand(path)  # a plain nested object is not a reference
+        expanded = dict(node)  # copy on write: rendered dicts may be cached and shared
+        expanded[head] = self._expand_node(value, rest, path, now)
+        return expanded
+
+    def _load(self, loader, node: dict, value, now: datetime):
+        if isinstance(value, list):
+            return [
+                loader(node, ident, now) if isinstance(ident, str) else ident for ident in value
+            ]
+        return loader(node, value, now)
+
+    def _load_customer(self, _parent: dict, ident: str, now: datetime) -> dict:
+        return self.customer(self.store.get("customers", ident), now)
+
+    def _load_invoice(self, _parent: dict, ident: str, _now: datetime) -> dict:
+        return self.invoice(self.store.get("invoices", ident))
+
+    def _load_subscription(self, _parent: dict, ident: str, now: datetime) -> dict:
+        return self.subscription(self.store.get("subscriptions", ident), now)
+
+    def _load_product(self, _parent: dict, ident: str, _now: datetime) -> dict:
+        return self.product(self.products[ident])
+
+    def _load_discount(self, parent: dict, _ident: str, _now: datetime) -> dict:
+        return self.discount(self.store.get("subscriptions", parent["id"]))
+
+    # -- history Stripe would have recorded before the sandbox started ----------------
+    def history(self, as_of: datetime) -> Iterator[tuple[datetime, str, dict, dict | None]]:
+        """Events for the scenario's facts in the 30 days before `as_of`, oldest first:
+        (time, type, object as it looked then, previous attributes for updates)."""
+        since = as_of - EVENT_RETENTION
+        facts: list[tuple[datetime, int, str, str, dict]] = []
+
+        def happened(at: datetime | None) -> bool:
+            return at is not None and since <= at <= as_of
+
+        for customer in self.store.all("customers"):
+            if happened(customer["created_at"]):
+                facts.append((customer["created_at"], 0, "customer.created", "", customer))
+        for sub in self.store.all("subscriptions"):
+            facts.extend(
+                (at, rank, kind, sub["subscription_id"], sub)
+                for at, rank, kind in _subscription_facts(sub)
+                if happened(at)
+            )
+        for invoice in self.store.all("invoices"):
+            if happened(invoice["paid_at"]):
+                facts.append((invoice["paid_at"], 3, "invoice.paid", "", invoice))
+        facts.sort(key=lambda f: (f[0], f[1], f[3]))
+        for at, _rank, kind, _ident, record in facts:
+            obj, previous = self._historic_object(kind, record, at)
+            if previous != {}:  # an update that changed nothing visible is no event
+                yield at, kind, obj, previous
+
+    def _historic_object(self, kind: str, record: dict, at: datetime) -> tuple[dict, dict | None]:
+        if kind == "customer.created":
+            return self.customer(record, at), None
+        if kind == "invoice.paid":
+            return self.invoice(record), None
+        after = self.subscription(known_at(record, at), at)
+        if kind != "customer.subscription.updated":
+            return after, None
+        before_at = at - _JUST_BEFORE
+        before = self.subscription(known_at(record, before_at), before_at)
+        return after, changed_attributes(before, after)
+
+
+def _subscription_facts(sub: dict) -> list[tuple[datetime | None, int, str]]:
+    """(time, rank within the same instant, event type) of a subscription's own facts."""
+    ended_at = sub["ended_at"]
+    changes = [sub["trial_end"], sub["paused_at"], sub["resumes_at"], sub["canceled_at"]]
+    facts = [
+        (at, 2, "customer.subscription.updated")
+        for at in changes
+        if at is not None and (ended_at is None or at < ended_at)  # an immediate cancel is
+    ]  # only the deletion; nothing changes after the end
+    facts.append((sub["created_at"], 1, "customer.subscription.created"))
+    facts.append((ended_at, 4, "customer.subscription.deleted"))
+    return facts
+
+
+def known_at(sub: dict, at: datetime) -> dict:
+    """The subscription as Stripe knew it at `at`: requests made later (a cancel, a pause)
+    are not yet part of it."""
+    view = dict(sub)
+    if sub["canceled_at"] is not None and sub["canceled_at"] > at:
+        view["canceled_at"] = view["ended_at"] = None
+    if sub["paused_at"] is not None and sub["paused_at"] > at:
+        view["paused_at"] = view["resumes_at"] = None
+    return view
+
+
+def changed_attributes(before: dict, after: dict) -> dict:
+    """Stripe's `previous_attributes`: the old values of the top-level fields that changed."""
+    return {key: value for key, value in before.items() if after.get(key) != value}
