@@ -16,7 +16,9 @@ import stripe
 from chargebee import Chargebee
 
 
-def stripe_client(api_key: str, base_url: str | None = None, retries: int = 3) -> stripe.StripeClient:
+def stripe_client(
+    api_key: str, base_url: str | None = None, retries: int = 3
+) -> stripe.StripeClient:
     """A StripeClient; it retries connection errors and 5xx itself, never a plain 429."""
     stripe.enable_telemetry = False  # otherwise the SDK writes ~/.config/stripe/telemetry_id
     addresses = {"api": base_url.rstrip("/")} if base_url else {}

@@ -206,6 +206,7 @@ class Emulator:
     idempotency_header: str | None = None
     request_id_header = "Request-Id"
     replay_header: str | None = None
+    idempotent_methods: tuple[str, ...] = ("POST",)
 
     def __init__(
         self,
@@ -300,9 +301,12 @@ class Emulator:
             if self.idempotency_header
             else None
         )
-        if key and request.method == "POST":
+        if key and request.method in self.idempotent_methods:
             with self.store.lock:
-                fingerprint = f"{request.method} {request.path} {sorted(request.params.items())}"
+                body = orjson.dumps(request.json_body, option=orjson.OPT_SORT_KEYS).decode()
+                fingerprint = (
+                    f"{request.method} {request.path} {sorted(request.params.items())} {body}"
+                )
                 stored = self._idempotent.get(key)
                 if stored is not None:
                     return self._replay(stored, fingerprint)

@@ -1,0 +1,445 @@
+"""Neutral records spelled as Recurly v2021-02-25 objects (field names from the OpenAPI file).
+
+Recurly shows money as decimals in major units, times as ISO-8601 with `Z` at second
+precision (the SDK parses them with `%Y-%m-%dT%H:%M:%S%z`, so fractions would crash it),
+and gives every object a short opaque `id` beside its natural key (`code`, `number`).
+The scenario only has the natural keys, so the ids are derived from them by hashing:
+stable across restarts, and reversible through `IdIndex`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+
+from sandbox.billing import (
+    add_interval,
+    current_period,
+    is_ended,
+    is_future,
+    is_paused,
+    is_scheduled_to_cancel,
+)
+from sandbox.scenario import currency_exponent
+from sandbox.store import SystemStore
+
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+_ID_LENGTH = 12
+_DURATIONS = {"once": "single_use", "repeating": "temporal", "forever": "forever"}
+_INVOICE_STATES = {"paid": "paid", "open": "pending", "void": "voided"}
+# Recurly plans bill in days or months only; weeks and years are folded into those.
+_INTERVAL_UNITS = {
+    "day": ("days", 1),
+    "week": ("days", 7),
+    "month": ("months", 1),
+    "year": ("months", 12),
+}
+
+
+# --------------------------------------------------------------------------- scalars
+
+
+def ts(value: datetime | None) -> str | None:
+    """Recurly's timestamp spelling (second precision, `Z`); isoformat is the fast path
+    (values are aware UTC datetimes, so the first 19 characters are the UTC time)."""
+    return value.isoformat(timespec="seconds")[:19] + "Z" if value is not None else None
+
+
+# Rendering runs once per object per page: the pure helpers below are memoised so that a
+# 100,000-subscription listing spends its time on I/O, not on hashing and rounding.
+@functools.lru_cache(maxsize=4096)
+def money(amount: Decimal, currency: str) -> int | float:
+    """A decimal amount as a JSON number in major units (JPY as a whole number)."""
+    exponent = currency_exponent(currency)
+    quantized = amount.quantize(Decimal(1).scaleb(-exponent))
+    return int(quantized) if exponent == 0 else float(quantized)
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def derived_id(kind: str, natural_key: str) -> str:
+    """A Recurly-looking 12-character base-36 id, a pure function of the natural key."""
+    number = int.from_bytes(hashlib.sha1(f"{kind}:{natural_key}".encode()).digest()[:8], "big")
+    chars = []
+    for _ in range(_ID_LENGTH):
+        number, digit = divmod(number, 36)
+        chars.append(_BASE36[digit])
+    return "".join(chars)
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def derived_uuid(kind: str, natural_key: str) -> str:
+    """The 32-hex `uuid` Recurly gives subscriptions, invoices and redemptions."""
+    return hashlib.md5(f"{kind}:{natural_key}".encode()).hexdigest()
+
+
+class IdIndex:
+    """Derived id -> natural key for one kind of record, so paths can name records by the
+    ids the API shows; rebuilt lazily when the number of records changes."""
+
+    def __init__(self, store: SystemStore, kind: str, derive: Callable[[str], str]):
+        self.store, self.kind, self.derive = store, kind, derive
+        self._index: dict[str, str] = {}
+
+    def natural_key(self, derived: str) -> str | None:
+        records = self.store.records[self.kind]
+        if len(self._index) != len(records):
+            self._index = {self.derive(key): key for key in records}
+        return self._index.get(derived)
+
+
+def split_name(name: str | None) -> tuple[str | None, str | None]:
+    """Recurly keeps first and last name apart; the scenario has one full name."""
+    if not name:
+        return None, None
+    first, _, last = name.strip().partition(" ")
+    return first, last.strip() or None
+
+
+# --------------------------------------------------------------------------- states
+
+
+def subscription_state(sub: dict, now: datetime) -> str:
+    """scenario.md's precedence in Recurly's words; a future subscription canceled before
+    it started ended before activation, which Recurly calls `failed`."""
+    if is_ended(sub, now):
+        return "failed" if sub["ended_at"] < sub["activated_at"] else "expired"
+    if is_future(sub, now):
+        return "future"
+    if is_scheduled_to_cancel(sub, now):
+        return "canceled"
+    if is_paused(sub, now):
+        return "paused"
+    return "active"
+
+
+def in_trial(sub: dict, now: datetime) -> bool:
+    """The `state=in_trial` filter's rule: trial started before now and ends after now."""
+    start = sub["trial_start"] or sub["activated_at"]
+    return sub["trial_end"] is not None and start < now < sub["trial_end"]
+
+
+def invoice_state(invoice: dict) -> str:
+    return _INVOICE_STATES[invoice["status"]]
+
+
+def pause_pending_or_running(sub: dict, now: datetime) -> bool:
+    """Recurly shows pause fields only while a pause is scheduled or under way."""
+    return sub["paused_at"] is not None and (sub["resumes_at"] is None or sub["resumes_at"] > now)
+
+
+def pause_cycle_start(sub: dict, plan: dict, now: datetime) -> datetime:
+    """Where the remaining pause cycles are counted from: the pause start while it is
+    pending, else the current billing period (or the pause start within it)."""
+    if sub["paused_at"] > now:
+        return sub["paused_at"]
+    return max(sub["paused_at"], current_period(sub, plan, now)[0])
+
+
+def periods_until(start: datetime, end: datetime, plan: dict) -> int:
+    """Whole billing periods from `start` needed to reach `end` (rounded up)."""
+    cycles = 0
+    while add_interval(start, plan["interval"], plan["interval_count"] * cycles) < end:
+        cycles += 1
+    return cycles
+
+
+# --------------------------------------------------------------------------- objects
+
+
+class RecurlyRenderer:
+    """Renders one store's neutral records as Recurly JSON objects at a given time."""
+
+    def __init__(self, store: SystemStore):
+        self.store = store
+
+    # -- accounts -------------------------------------------------------------------
+    def account_mini(self, customer: dict) -> dict:
+        first, last = split_name(customer["name"])
+        return {
+            "id": derived_id("customers", customer["customer_id"]),
+            "object": "account",
+            "code": customer["customer_id"],
+            "email": customer["email"],
+            "first_name": first,
+            "last_name": last,
+            "company": None,
+            "parent_account_id": None,
+            "bill_to": "self",
+        }
+
+    def account(self, customer: dict, now: datetime) -> dict:
+        states = {
+            subscription_state(sub, now)
+            for sub in self.store.by_customer["subscriptions"].get(customer["customer_id"], ())
+        }
+        return {
+            **self.account_mini(customer),
+            "state": "active",
+            "username": None,
+            "preferred_locale": None,
+            "cc_emails": None,
+            "tax_exempt": False,
+            "has_live_subscription": bool(states & {"active", "canceled", "future", "paused"}),
+            "has_active_subscription": "active" in states,
+            "has_future_subscription": "future" in states,
+            "has_canceled_subscription": "canceled" in states,
+            "has_paused_subscription": "paused" in states,
+            "has_past_due_invoice": False,
+            "shipping_addresses": [],
+            "custom_fields": [],
+            "created_at": ts(customer["created_at"]),
+            "updated_at": ts(customer["updated_at"]),
+            "deleted_at": None,
+        }
+
+    # -- plans ----------------------------------------------------------------------
+    def plan_mini(self, plan: dict) -> dict:
+        return {
+            "id": derived_id("plans", plan["plan_id"]),
+            "object": "plan",
+            "code": plan["plan_id"],
+            "name": plan["product_name"],
+        }
+
+    def plan(self, plan: dict) -> dict:
+        unit, factor = _INTERVAL_UNITS[plan["interval"]]
+        return {
+            **self.plan_mini(plan),
+            "state": "active",
+            "pricing_model": "fixed",
+            "currencies": [
+                {
+                    "currency": plan["currency"],
+                    "setup_fee": money(Decimal(0), plan["currency"]),
+                    "unit_amount": money(plan["unit_amount"], plan["currency"]),
+                    "tax_inclusive": False,
+                }
+            ],
+            "setup_fees": [],
+            "interval_unit": unit,
+            "interval_length": plan["interval_count"] * factor,
+            "description": None,
+            "trial_unit": "days",
+            "trial_length": 0,
+            "trial_requires_billing_info": True,
+            "total_billing_cycles": None,
+            "auto_renew": True,
+            "tax_exempt": False,
+            "custom_fields": [],
+            "created_at": ts(plan["created_at"]),
+            "updated_at": ts(plan["updated_at"]),
+            "deleted_at": None,
+        }
+
+    # -- coupons --------------------------------------------------------------------
+    def coupon_mini(self, coupon: dict) -> dict:
+        return {
+            "id": derived_id("coupons", coupon["coupon_id"]),
+            "object": "coupon",
+            "code": coupon["coupon_id"],
+            "name": coupon["name"] or coupon["coupon_id"],
+            "state": "redeemable",
+            "discount": self._discount(coupon),
+            "coupon_type": "single_code",
+            "expired_at": None,
+        }
+
+    def coupon(self, coupon: dict) -> dict:
+        repeating = coupon["duration"] == "repeating"
+        return {
+            **self.coupon_mini(coupon),
+            "duration": _DURATIONS[coupon["duration"]],
+            "temporal_unit": "month" if repeating else None,
+            "temporal_amount": coupon["duration_in_months"] if repeating else None,
+            "max_redemptions": None,
+            "max_redemptions_per_account": None,
+            "applies_to_all_plans": True,
+            "applies_to_non_plan_charges": False,
+            "plans": None,
+            "redemption_resource": "subscription",
+            "created_at": ts(coupon["created_at"]),
+            "updated_at": ts(coupon["updated_at"]),
+        }
+
+    @staticmethod
+    def _discount(coupon: dict) -> dict:
+        if coupon["percent_off"] is not None:
+            percent = coupon["percent_off"]
+            return {
+                "type": "percent",
+                "percent": int(percent) if percent % 1 == 0 else float(percent),
+            }
+        currency = coupon["currency"]
+        return {
+            "type": "fixed",
+            "currencies": [{"currency": currency, "amount": money(coupon["amount_off"], currency)}],
+        }
+
+    def redemption_mini(self, sub: dict, coupon: dict) -> dict:
+        return {
+            "id": derived_id(
+                "coupon_redemptions", f"{sub['subscription_id']}:{coupon['coupon_id']}"
+            ),
+            "object": "coupon_redemption_mini",
+            "coupon": self.coupon_mini(coupon),
+            "state": "active",
+            "discounted": 0,
+            # The neutral record keeps no redemption time; the subscription's start stands in.
+            "created_at": ts(sub["created_at"]),
+        }
+
+    def redemption(self, sub: dict, coupon: dict, customer: dict, redeemed_at: datetime) -> dict:
+        """The object POST /accounts/{id}/coupon_redemptions/active answers with."""
+        currency = self.store.get("plans", sub["plan_id"])["currency"]
+        mini = self.redemption_mini(sub, coupon)
+        return {
+            "id": mini["id"],
+            "object": "coupon_redemption",
+            "uuid": derived_uuid("coupon_redemptions", mini["id"]),
+            "account": self.account_mini(customer),
+            "subscription_id": sub["subscription_id"],
+            "coupon": self.coupon(coupon),
+            "state": "active",
+            "currency": currency,
+            "discounted": 0,
+            "created_at": ts(redeemed_at),
+            "updated_at": ts(redeemed_at),
+            "removed_at": None,
+        }
+
+    # -- subscriptions --------------------------------------------------------------
+    def subscription(self, sub: dict, now: datetime) -> dict:
+        plan = self.store.get("plans", sub["plan_id"])
+        customer = self.store.get("customers", sub["customer_id"])
+        started, ends = (ts(t) for t in current_period(sub, plan, now))
+        amount = plan["unit_amount"]
+        subtotal = money(amount * sub["quantity"], plan["currency"])
+        return {
+            "id": sub["subscription_id"],
+            "object": "subscription",
+            "uuid": derived_uuid("subscriptions", sub["subscription_id"]),
+            "account": self.account_mini(customer),
+            "plan": self.plan_mini(plan),
+            "state": subscription_state(sub, now),
+            "coupon_redemptions": self._redemptions(sub),
+            "pending_change": None,
+            "current_period_started_at": started,
+            "current_period_ends_at": ends,
+            # Plans here have no total_billing_cycles, so a term is one billing period.
+            "current_term_started_at": started,
+            "current_term_ends_at": ends,
+            "trial_started_at": ts(
+                (sub["trial_start"] or sub["activated_at"]) if sub["trial_end"] else None
+            ),
+            "trial_ends_at": ts(sub["trial_end"]),
+            "remaining_billing_cycles": None,
+            "total_billing_cycles": None,
+            "renewal_billing_cycles": None,
+            "auto_renew": True,
+            **self._pause_fields(sub, plan, now),
+            "currency": plan["currency"],
+            "unit_amount": money(amount, plan["currency"]),
+            "tax_inclusive": False,
+            "quantity": sub["quantity"],
+            "add_ons": [],
+            "add_ons_total": money(Decimal(0), plan["currency"]),
+            "subtotal": subtotal,
+            "tax": money(Decimal(0), plan["currency"]),
+            "total": subtotal,
+            "collection_method": "automatic",
+            "net_terms": 0,
+            "net_terms_type": "net",
+            "custom_fields": [],
+            "created_at": ts(sub["created_at"]),
+            "updated_at": ts(sub["updated_at"] or sub["created_at"]),
+            "activated_at": ts(sub["activated_at"]),
+            "canceled_at": ts(sub["canceled_at"]),
+            "expires_at": ts(sub["ended_at"]),
+        }
+
+    def _redemptions(self, sub: dict) -> list[dict]:
+        if sub["coupon_id"] is None:
+            return []
+        return [self.redemption_mini(sub, self.store.get("coupons", sub["coupon_id"]))]
+
+    @staticmethod
+    def _pause_fields(sub: dict, plan: dict, now: datetime) -> dict:
+        if not pause_pending_or_running(sub, now):
+            return {"paused_at": None, "resume_at": None, "remaining_pause_cycles": None}
+        resumes_at = sub["resumes_at"]
+        remaining = (
+            None
+            if resumes_at is None
+            else periods_until(pause_cycle_start(sub, plan, now), resumes_at, plan)
+        )
+        return {
+            "paused_at": ts(sub["paused_at"]),
+            "resume_at": ts(resumes_at),
+            "remaining_pause_cycles": remaining,
+        }
+
+    def subscription_change(self, sub: dict, now: datetime) -> dict:
+        """A change applied at once (the emulator never leaves one pending)."""
+        plan = self.store.get("plans", sub["plan_id"])
+        return {
+            "id": derived_id("subscription_changes", f"{sub['subscription_id']}:{sub['version']}"),
+            "object": "subscription_change",
+            "subscription_id": sub["subscription_id"],
+            "plan": self.plan_mini(plan),
+            "add_ons": [],
+            "unit_amount": money(plan["unit_amount"], plan["currency"]),
+            "tax_inclusive": False,
+            "quantity": sub["quantity"],
+            "activate_at": ts(now),
+            "activated": True,
+            "custom_fields": [],
+            "created_at": ts(now),
+            "updated_at": ts(now),
+            "deleted_at": None,
+        }
+
+    # -- invoices -------------------------------------------------------------------
+    def invoice(self, invoice: dict) -> dict:
+        currency = invoice["currency"]
+        total = money(invoice["total"], currency)
+        zero = money(Decimal(0), currency)
+        state = invoice_state(invoice)
+        customer = self.store.get("customers", invoice["customer_id"])
+        subscription_id = invoice["subscription_id"]
+        return {
+            "id": derived_id("invoices", invoice["invoice_id"]),
+            "uuid": derived_uuid("invoices", invoice["invoice_id"]),
+            "object": "invoice",
+            "type": "charge",
+            "origin": "renewal",
+            "state": state,
+            "account": self.account_mini(customer),
+            "subscription_ids": [subscription_id] if subscription_id else [],
+            "previous_invoice_id": None,
+            "number": invoice["invoice_id"],
+            "collection_method": "automatic",
+            "net_terms": 0,
+            "net_terms_type": "net",
+            "currency": currency,
+            "discount": zero,
+            "coupon_redemptions": [],
+            "subtotal": total,
+            "subtotal_after_discount": total,
+            "tax": zero,
+            "total": total,
+            "refundable_amount": total if state == "paid" else zero,
+            "paid": total if state == "paid" else zero,
+            "balance": total if state == "pending" else zero,
+            "line_items": [],
+            "has_more_line_items": False,
+            "transactions": [],
+            "credit_payments": [],
+            "custom_fields": [],
+            "created_at": ts(invoice["created_at"]),
+            "updated_at": ts(invoice["updated_at"] or invoice["created_at"]),
+            "due_at": ts(invoice["created_at"]),
+            "closed_at": ts(invoice["paid_at"]),
+        }
