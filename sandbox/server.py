@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import email.utils
 import itertools
 import random
 import re
@@ -406,6 +407,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The `Date` header is the sandbox clock, as a real server's is its own time:
+        clients can tell how old their cursors are from it."""
+        return email.utils.format_datetime(self.server.emulator.now(), usegmt=True)
 
     def _serve(self) -> None:
         split = urlsplit(self.path)
