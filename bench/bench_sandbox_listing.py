@@ -52,6 +52,19 @@ def sdk_stripe(url: str) -> int:
     return sum(1 for _ in islice(pages.auto_paging_iter(), RECORDS))
 
 
+def sdk_raw_stripe(url: str) -> int:
+    """The SDK's raw_request (its auth, versioning and retries) without its object model:
+    the path the Stripe dlt source takes."""
+    client, count, params = stripe_client(KEY, url), 0, {"status": "all", "limit": 100}
+    while count < RECORDS:
+        page = orjson.loads(client.raw_request("get", "/v1/subscriptions", **params).body)
+        count += len(page["data"])
+        if not page["has_more"]:
+            break
+        params["starting_after"] = page["data"][-1]["id"]
+    return count
+
+
 def sdk_recurly(url: str) -> int:
     pager = recurly_client(KEY, url).list_subscriptions(params={"limit": 100})
     return sum(1 for _ in islice(pager.items(), RECORDS))
@@ -157,7 +170,9 @@ def main() -> None:
             print(f"{'system':<10} {'path':<10} {'records':>9} {'seconds':>8} {'records/s':>10}")
             for system, port in PORTS.items():
                 url = f"http://127.0.0.1:{port}"
-                runs = (("sdk", SDK[system], url), ("raw http", raw_http, url))
+                runs = [("sdk", SDK[system], url), ("raw http", raw_http, url)]
+                if system == "stripe":
+                    runs.insert(1, ("sdk raw", sdk_raw_stripe, url))
                 for label, run, target in runs:
                     t = time.perf_counter()
                     count = run(target)

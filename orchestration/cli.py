@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+from pathlib import Path
+
 import click
 
 from sandbox.cli import sandbox
@@ -14,6 +18,65 @@ def main() -> None:
 
 
 main.add_command(sandbox)
+
+
+def _systems(_ctx, _param, value: str) -> tuple[str, ...]:
+    from orchestration.extract import BILLING_SYSTEMS
+
+    systems = tuple(s.strip() for s in value.split(",") if s.strip())
+    unknown = [s for s in systems if s not in BILLING_SYSTEMS]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(BILLING_SYSTEMS)}"
+        )
+    return systems
+
+
+@main.command()
+@click.option(
+    "--systems",
+    default="stripe,recurly,chargebee",
+    show_default=True,
+    callback=_systems,
+    help="Comma-separated billing systems to load (empty for none).",
+)
+@click.option(
+    "--database",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("warehouse.duckdb"),
+    show_default=True,
+    help="DuckDB file to load into.",
+)
+@click.option(
+    "--exit-sessions",
+    "exit_sessions",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of exit-session drop files (JSON Lines, CSV, Parquet) to load too.",
+)
+def extract(systems: tuple[str, ...], database: Path, exit_sessions: Path | None) -> None:
+    """Load billing systems (and exit sessions) into the warehouse, with progress."""
+    from orchestration.extract import resolve_target, run_extract
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    logger = logging.getLogger("retention")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    for system in systems:
+        click.echo(f"source {resolve_target(system).describe()}")
+    summaries = run_extract(systems, database, exit_sessions)
+    click.echo(f"\nloaded into {database.resolve()}")
+    click.echo(f"{'dataset':<20} {'table':<28} {'rows':>10}")
+    for summary in summaries:
+        for table, rows in sorted(summary.rows.items()):
+            click.echo(f"{'raw_' + summary.name:<20} {table:<28} {rows:>10,}")
+        status = f"FAILED: {summary.error}" if summary.error else "ok"
+        click.echo(f"{'raw_' + summary.name:<20} {'(' + status + ')':<28} {summary.seconds:>9.1f}s")
+    if any(s.error for s in summaries):
+        raise click.ClickException(
+            "some loads failed; see above (re-run to resume from the last committed state)"
+        )
 
 
 if __name__ == "__main__":

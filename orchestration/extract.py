@@ -1,0 +1,152 @@
+"""Run the billing and exit-session loads: the wiring the CLI and Dagster share.
+
+Each billing system has its own dlt pipeline and dataset (`raw_stripe`, `raw_recurly`,
+`raw_chargebee`, `raw_exit_sessions`). Systems extract and normalise in parallel; loads
+into one DuckDB file take turns, since DuckDB allows one writer at a time (Postgres
+loads run in parallel).
+
+Where each source points: a real API key in the environment (`SOURCES__STRIPE__API_KEY`,
+…) means the real service; otherwise the local sandbox at its default address with its
+key. `SOURCES__<SYSTEM>__BASE_URL` overrides the address either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dlt
+
+from sandbox.cli import DEFAULT_PORTS
+from sandbox.server import DEFAULT_API_KEY
+
+BILLING_SYSTEMS = ("stripe", "recurly", "chargebee")
+SOURCES = {
+    "stripe": ("dlt_sources.stripe", "stripe_source"),
+    "recurly": ("dlt_sources.recurly", "recurly_source"),
+    "chargebee": ("dlt_sources.chargebee", "chargebee_source"),
+}
+DEFAULT_DATABASE = Path("warehouse.duckdb")
+log = logging.getLogger("retention.extract")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one billing source reads from. The key is kept out of repr and logs."""
+
+    system: str
+    api_key: str = field(repr=False)
+    base_url: str | None
+    site: str | None = None
+
+    @property
+    def is_sandbox(self) -> bool:
+        return self.base_url is not None and self.api_key == sandbox_key()
+
+    def describe(self) -> str:
+        return f"{self.system}: {'sandbox at ' + self.base_url if self.is_sandbox else self.base_url or 'the real service'}"
+
+
+def sandbox_key(env: Mapping[str, str] = os.environ) -> str:
+    return env.get("SANDBOX_API_KEY", DEFAULT_API_KEY)
+
+
+def resolve_target(system: str, env: Mapping[str, str] = os.environ) -> Target:
+    """A real key switches the source to the real service; no key means the sandbox."""
+    prefix = f"SOURCES__{system.upper()}__"
+    key = env.get(prefix + "API_KEY")
+    base_url = env.get(prefix + "BASE_URL")
+    if key and key != sandbox_key(env):
+        return Target(system, key, base_url, env.get(prefix + "SITE"))
+    default_url = f"http://127.0.0.1:{DEFAULT_PORTS[system]}"
+    return Target(system, sandbox_key(env), base_url or default_url, env.get(prefix + "SITE"))
+
+
+def billing_source(target: Target):
+    """The dlt source of one billing system, configured for `target`."""
+    module, name = SOURCES[target.system]
+    factory = getattr(importlib.import_module(module), name)
+    options = {"api_key": target.api_key, "base_url": target.base_url}
+    if target.site:
+        options["site"] = target.site
+    return factory(**options)
+
+
+def destination(database: str | Path | None):
+    """DuckDB file by default; Postgres when RETENTION_DESTINATION=postgres (credentials
+    from DESTINATION__POSTGRES__CREDENTIALS, as dlt reads them)."""
+    if os.environ.get("RETENTION_DESTINATION", "duckdb") == "postgres":
+        return dlt.destinations.postgres()
+    return dlt.destinations.duckdb(str(Path(database or DEFAULT_DATABASE).resolve()))
+
+
+def pipeline(name: str, database: str | Path | None, pipelines_dir: str | Path | None = None):
+    return dlt.pipeline(
+        pipeline_name=f"retention_{name}",
+        destination=destination(database),
+        dataset_name=f"raw_{name}",
+        pipelines_dir=str(pipelines_dir) if pipelines_dir else None,
+        progress="log",
+    )
+
+
+@dataclass
+class LoadSummary:
+    name: str
+    rows: dict[str, int]
+    seconds: float
+    error: str | None = None
+
+
+def _run_one(name: str, source, database, pipelines_dir, load_lock) -> LoadSummary:
+    started = time.perf_counter()
+    try:
+        p = pipeline(name, database, pipelines_dir)
+        p.extract(source)
+        normalized = p.normalize()
+        with load_lock:
+            p.load(raise_on_failed_jobs=True)
+        rows = {
+            table: count
+            for table, count in normalized.row_counts.items()
+            if not table.startswith("_dlt")
+        }
+        return LoadSummary(name, rows, time.perf_counter() - started)
+    except Exception as exc:  # one system failing must not hide the others' results
+        log.error("%s: load failed: %s", name, exc)
+        return LoadSummary(name, {}, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
+
+
+def run_extract(
+    systems: tuple[str, ...] = BILLING_SYSTEMS,
+    database: str | Path | None = None,
+    exit_sessions_folder: str | Path | None = None,
+    pipelines_dir: str | Path | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> list[LoadSummary]:
+    """Load the given billing systems (and the exit-session folder, if given) in parallel."""
+    jobs = []
+    for system in systems:
+        target = resolve_target(system, env)
+        log.info("%s", target.describe())
+        jobs.append((system, billing_source(target)))
+    if exit_sessions_folder is not None:
+        from dlt_sources.exit_sessions import exit_sessions_source
+
+        jobs.append(("exit_sessions", exit_sessions_source(folder=str(exit_sessions_folder))))
+    parallel_loads = os.environ.get("RETENTION_DESTINATION") == "postgres"
+    load_lock = contextlib.nullcontext() if parallel_loads else threading.Lock()
+    with ThreadPoolExecutor(max_workers=len(jobs) or 1) as pool:
+        futures = [
+            pool.submit(_run_one, name, source, database, pipelines_dir, load_lock)
+            for name, source in jobs
+        ]
+        return [f.result() for f in futures]
