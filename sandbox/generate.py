@@ -26,6 +26,7 @@ import numpy as np
 import orjson
 import polars as pl
 
+from sandbox.billing import SUBSCRIPTION_TIME_FIELDS
 from sandbox.scenario import SCHEMA, ZERO_DECIMAL_CURRENCIES, format_ts
 
 DAY = 86_400
@@ -273,14 +274,7 @@ def subscriptions_frame(
         dunning=_text(dunning),
         kind=pl.Series(kind.astype(str)),
     )
-    zero_is_null = [
-        "trial_start",
-        "trial_end",
-        "canceled_at",
-        "ended_at",
-        "paused_at",
-        "resumes_at",
-    ]
+    zero_is_null = SUBSCRIPTION_TIME_FIELDS[2:]  # all but created_at and activated_at
     subs = subs.with_columns(pl.when(pl.col(c) > 0).then(pl.col(c)).alias(c) for c in zero_is_null)
     # Most scheduled cancels take effect at the end of the current period (Stripe's
     # cancel_at_period_end); the rest at a chosen date (cancel_at).

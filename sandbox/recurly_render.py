@@ -15,14 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
-from sandbox.billing import (
-    add_interval,
-    current_period,
-    is_ended,
-    is_future,
-    is_paused,
-    is_scheduled_to_cancel,
-)
+from sandbox.billing import add_interval, current_period, neutral_status
 from sandbox.scenario import currency_exponent
 from sandbox.store import SystemStore
 
@@ -104,15 +97,18 @@ def split_name(name: str | None) -> tuple[str | None, str | None]:
 def subscription_state(sub: dict, now: datetime) -> str:
     """scenario.md's precedence in Recurly's words; a future subscription canceled before
     it started ended before activation, which Recurly calls `failed`."""
-    if is_ended(sub, now):
-        return "failed" if sub["ended_at"] < sub["activated_at"] else "expired"
-    if is_future(sub, now):
-        return "future"
-    if is_scheduled_to_cancel(sub, now):
-        return "canceled"
-    if is_paused(sub, now):
-        return "paused"
-    return "active"
+    status = neutral_status(sub, now)
+    if status == "canceled" and sub["ended_at"] < sub["activated_at"]:
+        return "failed"
+    return _STATES.get(status, "active")  # trials and dunning are `active` in Recurly
+
+
+_STATES = {
+    "canceled": "expired",
+    "future": "future",
+    "non_renewing": "canceled",
+    "paused": "paused",
+}
 
 
 def in_trial(sub: dict, now: datetime) -> bool:
