@@ -1,0 +1,314 @@
+"""Stripe API access for the dlt source: raw JSON pages through the official SDK, retries,
+pacing, and the event log that makes later runs incremental.
+
+Why raw pages: `StripeClient.raw_request` keeps the SDK's auth, API version, network
+retries and error classes but skips its object model (~5x slower here); the SDK already
+parses the body once into `response.data`, so that dict is used as it is.
+
+Why events: Stripe objects carry no `updated` timestamp, so the only record of what
+changed is the event log, which Stripe keeps for 30 days. Each resource keeps its own
+cursor, so a resource loaded alone (one Dagster asset) never moves another's cursor.
+
+Why nothing is lost: before listing anything a run reads the newest events; their
+`created` second becomes the next cursor. Any change made after that read, even one to a
+record on a page already listed, is an event at or after that second, and the next run
+lists events with `created[gte]` (inclusive: same-second events are kept) and refetches
+those objects. The cursor is stored only after the run's last page, in dlt state, which
+dlt commits with the load: a run that dies keeps the previous cursor, and merge on `id`
+absorbs what the re-run reads twice. A cursor too old for the 30-day window means events
+may be gone, so the run lists everything again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+import stripe
+
+from dlt_sources.common import Classifier, RateLimiter, RetryPolicy, header_seconds, with_retries
+
+log = logging.getLogger("retention.extract.stripe")
+
+EVENT_RETENTION = timedelta(days=30)
+# A cursor this close to the end of the 30-day window falls back to a full listing: its
+# oldest events could expire while the run is still paging through them.
+WINDOW_MARGIN = timedelta(hours=1)
+EVENTS = "events"
+# How many of the newest events a run reads first (one request either way).
+NEWEST_EVENTS = 10
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One Stripe list endpoint and the events that announce a change to its objects.
+
+    `event_filter` narrows `/v1/events` to this object's events (`type` takes a `*`
+    wildcard, `types` a list of exact names); `object` is the events' `data.object.object`.
+    """
+
+    path: str
+    object: str
+    event_filter: dict[str, Any]
+    list_params: dict[str, Any] = field(default_factory=dict)
+
+
+ENDPOINTS: dict[str, Endpoint] = {
+    # `customer.*` would also match every subscription event: name the customer's own.
+    "customers": Endpoint(
+        "/v1/customers",
+        "customer",
+        {"types": ["customer.created", "customer.updated", "customer.deleted"]},
+    ),
+    # Without `status=all` Stripe leaves canceled subscriptions out of the list.
+    "subscriptions": Endpoint(
+        "/v1/subscriptions",
+        "subscription",
+        {"type": "customer.subscription.*"},
+        {"status": "all"},
+    ),
+    "prices": Endpoint("/v1/prices", "price", {"type": "price.*"}),
+    "products": Endpoint("/v1/products", "product", {"type": "product.*"}),
+    "coupons": Endpoint("/v1/coupons", "coupon", {"type": "coupon.*"}),
+    "invoices": Endpoint("/v1/invoices", "invoice", {"type": "invoice.*"}),
+    EVENTS: Endpoint("/v1/events", "event", {}),
+}
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """Stripe's SDK never retries a 429 and ignores Retry-After: wait what the API asks.
+    A 429 without the header is left to `_transient`'s backoff."""
+    if isinstance(exc, stripe.RateLimitError):
+        return header_seconds(exc.headers)
+    return None
+
+
+def _transient(exc: BaseException) -> bool:
+    """5xx and dropped connections the SDK's own retries did not get past, and 429s
+    without a wait to honour (Stripe usually sends none)."""
+    if isinstance(exc, stripe.RateLimitError | stripe.APIConnectionError):
+        return True
+    return isinstance(exc, stripe.StripeError) and (exc.http_status or 0) >= 500
+
+
+CLASSIFIER = Classifier(retry_after=_retry_after, transient=_transient)
+
+
+# --------------------------------------------------------------------------- cursor
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the next run starts reading events: `created[gte]=created`, skipping the
+    events in `seen` (already reflected by the run that stored the cursor)."""
+
+    created: int
+    seen: tuple[str, ...] = ()
+
+    @classmethod
+    def from_state(cls, value: dict | None) -> Cursor | None:
+        if not value:
+            return None
+        return cls(int(value["created"]), tuple(value.get("seen", ())))
+
+    def to_state(self) -> dict:
+        return {"created": self.created, "seen": list(self.seen)}
+
+
+@dataclass(frozen=True)
+class Start:
+    """What a run learns before it lists anything: the cursor to store when it succeeds
+    (None if the account has no event and the server sent no time), and the server's
+    clock from its `Date` header (None if absent)."""
+
+    cursor: Cursor | None
+    server_now: datetime | None
+
+
+# --------------------------------------------------------------------------- API
+
+
+class StripeApi:
+    """GET requests through one SDK client, shared by the source's threads (the SDK keeps a
+    session per thread). Every request waits for the shared rate limiter and goes through
+    `with_retries`."""
+
+    def __init__(
+        self,
+        client: stripe.StripeClient,
+        limiter: RateLimiter,
+        page_size: int = 100,
+        max_workers: int = 4,
+        policy: RetryPolicy | None = None,
+    ):
+        if not 1 <= page_size <= 100:
+            raise ValueError(f"page_size must be 1..100 (Stripe's limit), not {page_size}")
+        self.client, self.limiter, self.policy = client, limiter, policy
+        self.page_size, self.max_workers = page_size, max(1, max_workers)
+
+    def get(self, path: str, **params: Any) -> tuple[dict, dict[str, str]]:
+        """One GET: the parsed JSON body and the response headers (lower-cased names)."""
+
+        def call() -> stripe.StripeResponse:
+            self.limiter.wait()
+            return self.client.raw_request("get", path, **params)
+
+        response = with_retries(call, CLASSIFIER, f"stripe GET {path}", self.policy)
+        headers = {str(k).lower(): v for k, v in dict(response.headers).items()}
+        return response.data, headers
+
+    def pages(self, path: str, params: dict[str, Any]) -> Iterator[list[dict]]:
+        """Every page of a list, newest first, following `starting_after`. A record
+        changed while paging keeps its place (lists are ordered by `created`), so it is
+        listed once, in whichever version the page showed."""
+        after: str | None = None
+        while True:
+            cursor = {"starting_after": after} if after else {}
+            body, _ = self.get(path, **params, **cursor, limit=self.page_size)
+            data = body["data"]
+            if data:
+                yield data
+            if not body["has_more"] or not data:
+                return
+            after = data[-1]["id"]
+
+    def retrieve(self, path: str, ident: str) -> dict | None:
+        """One object by id; None (logged) when Stripe no longer has it."""
+        try:
+            return self.get(f"{path}/{quote(ident, safe='')}")[0]
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status != 404:
+                raise
+            log.warning("stripe %s/%s: gone (404), skipped", path, ident)
+            return None
+
+    def retrieve_pages(self, path: str, idents: list[str]) -> Iterator[list[dict]]:
+        """Objects by id, `max_workers` requests at a time, in pages of `page_size`."""
+        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="stripe-get") as pool:
+            for start in range(0, len(idents), self.page_size):
+                chunk = idents[start : start + self.page_size]
+                found = [o for o in pool.map(lambda i: self.retrieve(path, i), chunk) if o]
+                if found:
+                    yield found
+
+    def start(self) -> Start:
+        """Read the newest events before listing anything: every change made after this
+        point is an event at or after the newest one's `created` second. The events of
+        that second seen here are already reflected by what this run lists, so the next
+        run skips them instead of refetching their objects again."""
+        body, headers = self.get("/v1/events", limit=NEWEST_EVENTS)
+        server_now = _header_time(headers.get("date"))
+        if body["data"]:
+            created = body["data"][0]["created"]
+            seen = tuple(e["id"] for e in body["data"] if e["created"] == created)
+            return Start(Cursor(created, seen), server_now)
+        if server_now is None:
+            return Start(None, None)
+        return Start(Cursor(int(server_now.timestamp())), server_now)
+
+
+def _header_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- sync
+
+
+def full_listing_reason(previous: Cursor | None, server_now: datetime | None) -> str | None:
+    """Why this run must list everything, or None when the events since `previous` are
+    all still kept. The window is judged by the server's clock, never the local one."""
+    if previous is None:
+        return "first run"
+    if server_now is None:
+        return "the server sent no Date header, so the event window cannot be checked"
+    oldest_safe = server_now - EVENT_RETENTION + WINDOW_MARGIN
+    if previous.created < int(oldest_safe.timestamp()):
+        age = server_now - datetime.fromtimestamp(previous.created, server_now.tzinfo)
+        return (
+            f"the cursor is {age.days} days old (server time {server_now.isoformat()}), "
+            "beyond Stripe's 30-day event window: events may be lost, listing everything"
+        )
+    return None
+
+
+def events_since(api: StripeApi, previous: Cursor, event_filter: dict) -> Iterator[list[dict]]:
+    """Pages of the events at or after the cursor's second, minus those it already saw."""
+    params = {**event_filter, "created": {"gte": previous.created}}
+    for page in api.pages("/v1/events", params):
+        fresh = [event for event in page if event["id"] not in previous.seen]
+        if fresh:
+            yield fresh
+
+
+def changed_ids(events: Iterable[list[dict]], object_type: str) -> list[str]:
+    """Ids of the objects the events are about, each once, newest change first."""
+    ids: dict[str, None] = {}
+    for page in events:
+        for event in page:
+            obj = event["data"]["object"]
+            if obj.get("object") == object_type and obj.get("id"):
+                ids.setdefault(obj["id"], None)
+    return list(ids)
+
+
+def sync(api: StripeApi, name: str, state: dict) -> Iterator[list[dict]]:
+    """Pages of one resource's records for this run, then the new cursor into `state`.
+
+    The cursor is read before anything is listed and stored only after the last page was
+    handed over; dlt commits resource state with the load package, so a run that dies
+    midway leaves the previous cursor in place and the next run reads the same events
+    again (merge on id absorbs the repeats).
+    """
+    endpoint = ENDPOINTS[name]
+    previous = Cursor.from_state(state.get("cursor"))
+    start = api.start()
+    reason = full_listing_reason(previous, start.server_now)
+    if reason is not None:
+        level = logging.INFO if previous is None else logging.WARNING
+        log.log(level, "stripe %s: full listing (%s)", name, reason)
+        yield from api.pages(endpoint.path, endpoint.list_params)
+    elif name == EVENTS:
+        yield from events_since(api, previous, endpoint.event_filter)
+    else:
+        ids = changed_ids(events_since(api, previous, endpoint.event_filter), endpoint.object)
+        log.info(
+            "stripe %s: %d changed since %s, refetching",
+            name,
+            len(ids),
+            datetime.fromtimestamp(previous.created, start.server_now.tzinfo).isoformat(),
+        )
+        yield from api.retrieve_pages(endpoint.path, ids)
+    if start.cursor is None:
+        state.pop("cursor", None)
+    else:
+        state["cursor"] = start.cursor.to_state()
+
+
+def event_row(event: dict) -> dict:
+    """An event for the `events` table: the object it carries (and its previous values)
+    as JSON text, so one table holds events about every kind of object without a column
+    per field of each; `data__object_id`/`data__object_type` say what it is about."""
+    data = event.get("data") or {}
+    obj = data.get("object") or {}
+    previous = data.get("previous_attributes")
+    row = {key: value for key, value in event.items() if key != "data"}
+    row["data__object_id"] = obj.get("id")
+    row["data__object_type"] = obj.get("object")
+    row["data__object"] = orjson.dumps(obj).decode()
+    row["data__previous_attributes"] = None if previous is None else orjson.dumps(previous).decode()
+    return row

@@ -1,0 +1,412 @@
+"""The Stripe dlt source against the sandbox: full load equal to the scenario's facts,
+incremental runs through events, updates while paging, faults, a killed run, the 30-day
+window fallback and the API key kept out of warehouse and logs.
+
+Every test loads a generated scenario (~300 Stripe customers) into a real DuckDB file;
+the sandbox clock is frozen at as_of unless a test moves it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import deque
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dlt
+import duckdb
+import orjson
+import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from dlt_sources.clients import stripe_client
+from dlt_sources.common import RetryPolicy
+from dlt_sources.stripe import stripe_source
+from dlt_sources.stripe.helpers import StripeApi
+from sandbox.generate import GenerateOptions, write_scenario
+from sandbox.scenario import Scenario, load_scenario, to_minor_units
+from sandbox.server import FaultConfig
+
+pytestmark = pytest.mark.integration
+
+AS_OF = datetime(2026, 6, 30, tzinfo=UTC)
+TABLES = ("customers", "subscriptions", "prices", "products", "coupons", "invoices", "events")
+FAST = RetryPolicy(base_delay=0.001, max_delay=0.01)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def scenario_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("scenario") / "scenario.json"
+    write_scenario(GenerateOptions(customers=500, seed=42, as_of=AS_OF), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def doc(scenario_file) -> dict:
+    return orjson.loads(scenario_file.read_bytes())
+
+
+@pytest.fixture(scope="module")
+def facts(scenario_file) -> Scenario:
+    return load_scenario(scenario_file)
+
+
+@pytest.fixture
+def sandbox(serve_scenario, doc):
+    return serve_scenario(doc, systems=("stripe",))
+
+
+class Warehouse:
+    """One dlt pipeline into its own DuckDB file, and reads of what it loaded."""
+
+    def __init__(self, root: Path, name: str):
+        self.path = root / f"{name}.duckdb"
+        self.pipelines_dir = root / f"{name}_pipelines"
+        self.pipeline = dlt.pipeline(
+            pipeline_name=f"stripe_{name}",
+            pipelines_dir=str(self.pipelines_dir),
+            destination=dlt.destinations.duckdb(str(self.path)),
+            dataset_name="raw_stripe",
+        )
+
+    def run(self, sandbox, resources: tuple[str, ...] = (), **options):
+        options = {"requests_per_second": None, "retry_policy": FAST, **options}
+        source = stripe_source(api_key=sandbox.api_key, base_url=sandbox.urls["stripe"], **options)
+        if resources:
+            source = source.with_resources(*resources)
+        info = self.pipeline.run(source)
+        assert not info.has_failed_jobs
+        return info
+
+    def query(self, sql: str) -> list[tuple]:
+        with duckdb.connect(str(self.path), read_only=True) as con:
+            return con.sql(sql).fetchall()
+
+    def counts(self) -> dict[str, int]:
+        return {t: self.query(f"select count(*) from raw_stripe.{t}")[0][0] for t in TABLES}
+
+    def column(self, table: str, column: str, key: str = "id") -> dict:
+        return dict(self.query(f"select {key}, {column} from raw_stripe.{table}"))
+
+    def snapshot(self) -> dict[str, list[tuple]]:
+        """Every table's rows without dlt's columns, columns by name, rows sorted."""
+        out = {}
+        for table in TABLES:
+            columns = sorted(
+                name
+                for (name,) in self.query(
+                    "select column_name from information_schema.columns "
+                    f"where table_schema = 'raw_stripe' and table_name = '{table}'"
+                )
+                if not name.startswith("_dlt")
+            )
+            rows = self.query(f"select {', '.join(columns)} from raw_stripe.{table}")
+            out[table] = sorted(rows, key=repr)
+        return out
+
+
+@pytest.fixture
+def warehouse(tmp_path):
+    """Factory: `warehouse(name)` -> a Warehouse in this test's tmp_path."""
+    return lambda name="main": Warehouse(tmp_path, name)
+
+
+def epoch(value: datetime) -> int:
+    return int(value.timestamp())
+
+
+def stripe_status(sub: dict, at: datetime) -> str:
+    """Stripe's status from the facts: a pending cancel and a collection pause keep it."""
+    if sub["ended_at"] is not None and sub["ended_at"] <= at:
+        return "canceled"
+    if sub["trial_end"] is not None and sub["trial_end"] > at:
+        return "trialing"
+    return sub["dunning"] or "active"
+
+
+def plain_active(facts: Scenario) -> list[dict]:
+    """Stripe subscriptions with nothing going on at as_of, oldest first."""
+    subs = [
+        s
+        for s in facts.for_system("subscriptions", "stripe")
+        if s["ended_at"] is None
+        and s["paused_at"] is None
+        and s["coupon_id"] is None
+        and s["dunning"] is None
+        and (s["trial_end"] is None or s["trial_end"] <= AS_OF)
+    ]
+    return sorted(subs, key=lambda s: (s["created_at"], s["subscription_id"]))
+
+
+def requests(sandbox, since: int = 0) -> list[tuple[str, str]]:
+    """(method, path) of the API requests the emulator answered, from index `since`."""
+    log = sandbox.emulator("stripe").request_log[since:]
+    return [(entry["method"], entry["path"]) for entry in log]
+
+
+# --------------------------------------------------------------------------- full load
+
+
+def test_full_load_equals_the_scenario(sandbox, warehouse, facts):
+    wh = warehouse()
+    wh.run(sandbox)
+
+    plans = facts.for_system("plans", "stripe")
+    subs = facts.for_system("subscriptions", "stripe")
+    invoices = facts.for_system("invoices", "stripe")
+    emulator = sandbox.emulator("stripe")
+    assert wh.counts() == {
+        "customers": len(facts.for_system("customers", "stripe")),
+        "subscriptions": len(subs),
+        "prices": len(plans),
+        "products": len({p["product_id"] for p in plans}),
+        "coupons": len(facts.for_system("coupons", "stripe")),
+        "invoices": len(invoices),
+        "events": len(emulator.events.events),  # the 30 days of history Stripe keeps
+    }
+    for table in TABLES:  # nothing doubled
+        assert wh.query(f"select count(distinct id) = count(*) from raw_stripe.{table}") == [
+            (True,)
+        ]
+    # One table per resource (dagster-dlt: one asset each), no child tables.
+    loaded = {
+        name
+        for (name,) in wh.query(
+            "select table_name from information_schema.tables where table_schema = 'raw_stripe'"
+        )
+    }
+    assert {t for t in loaded if not t.startswith("_dlt")} == set(TABLES)
+
+    # Subscriptions: status at as_of, customer, price and quantity, for every one.
+    assert wh.column("subscriptions", "status") == {
+        s["subscription_id"]: stripe_status(s, AS_OF) for s in subs
+    }
+    assert wh.column("subscriptions", "(customer, plan__id, quantity)") == {
+        s["subscription_id"]: (s["customer_id"], s["plan_id"], s["quantity"]) for s in subs
+    }
+    assert wh.column("subscriptions", "ended_at") == {  # a scheduled end is not an end yet
+        s["subscription_id"]: epoch(s["ended_at"])
+        if s["ended_at"] is not None and s["ended_at"] <= AS_OF
+        else None
+        for s in subs
+    }
+    # Money in the API's minor units, JPY (no minor unit) included.
+    assert wh.column("prices", "(currency, unit_amount)") == {
+        p["plan_id"]: (p["currency"].lower(), to_minor_units(p["unit_amount"], p["currency"]))
+        for p in plans
+    }
+    assert wh.column("prices", "unit_amount")["price_pro_monthly_jpy"] == 4900
+    assert wh.column("prices", "unit_amount")["price_pro_monthly_usd"] == 4900
+    assert wh.column("invoices", "(customer, total, status)") == {
+        i["invoice_id"]: (i["customer_id"], to_minor_units(i["total"], i["currency"]), i["status"])
+        for i in invoices
+    }
+    assert wh.column("coupons", "percent_off") == {
+        c["coupon_id"]: float(c["percent_off"]) for c in facts.for_system("coupons", "stripe")
+    }
+    # Lists stay JSON text in their row: the subscription's single item and its price.
+    item = wh.query(
+        "select items__data from raw_stripe.subscriptions where plan__id = 'price_pro_monthly_jpy'"
+        " limit 1"
+    )[0][0]
+    assert orjson.loads(item)[0]["price"]["unit_amount"] == 4900
+    # Events say what they are about and carry their object as JSON.
+    assert wh.column("events", "(type, data__object_id)") == {
+        e["id"]: (e["type"], e["data"]["object"]["id"]) for e in emulator.events.events
+    }
+    event = emulator.events.events[-1]
+    loaded = wh.column("events", "data__object")[event["id"]]
+    assert orjson.loads(loaded) == event["data"]["object"]
+
+
+# --------------------------------------------------------------------------- incremental
+
+
+def test_incremental_run_refetches_only_changed_objects(sandbox, warehouse, facts, caplog):
+    wh = warehouse()
+    wh.run(sandbox)
+    before = wh.counts()
+    emulator = sandbox.emulator("stripe")
+    events_before = len(emulator.events.events)
+
+    client = stripe_client(sandbox.api_key, sandbox.urls["stripe"])
+    cancel, pause, discount = (s["subscription_id"] for s in plain_active(facts)[:3])
+    client.v1.subscriptions.cancel(cancel)
+    client.v1.subscriptions.update(pause, params={"pause_collection": {"behavior": "void"}})
+    client.v1.subscriptions.update(discount, params={"discounts": [{"coupon": "SAVE50"}]})
+    # A deleted coupon: its event names an object Stripe answers 404 for.
+    emulator.events.add(emulator.now(), "coupon.deleted", {"id": "GONE", "object": "coupon"}, None)
+    seen = len(emulator.request_log)
+
+    wh.run(sandbox)
+
+    sent = requests(sandbox, seen)
+    assert {path for _, path in sent if path.count("/") == 2} == {"/v1/events"}  # no listing
+    assert {path for _, path in sent if path.count("/") == 3} == {
+        *(f"/v1/subscriptions/{ident}" for ident in (cancel, pause, discount)),
+        "/v1/coupons/GONE",
+    }
+    assert wh.column("subscriptions", "(status, ended_at)")[cancel] == ("canceled", epoch(AS_OF))
+    assert wh.column("subscriptions", "pause_collection__behavior")[pause] == "void"
+    assert wh.column("subscriptions", "discount__coupon__id")[discount] == "SAVE50"
+    assert "stripe /v1/coupons/GONE: gone (404), skipped" in caplog.text
+    assert wh.counts() == before | {"events": events_before + 4}
+    # A run with nothing new refetches nothing and changes nothing.
+    seen = len(sandbox.emulator("stripe").request_log)
+    snapshot = wh.snapshot()
+    wh.run(sandbox)
+    assert {path for _, path in requests(sandbox, seen)} == {"/v1/events"}
+    assert wh.snapshot() == snapshot
+
+
+def test_update_while_paging_is_loaded_by_this_run_or_the_next(
+    sandbox, warehouse, facts, monkeypatch
+):
+    """Two pages of subscriptions at a time: after the first page, one subscription on it
+    and one on the last page are canceled. The later one is read by this run; the one
+    already read is refetched by the next run through its event."""
+    client = stripe_client(sandbox.api_key, sandbox.urls["stripe"])
+    late = plain_active(facts)[0]["subscription_id"]  # oldest: listed last
+    written: list[str] = []
+    original_get = StripeApi.get
+
+    def get_then_write(self, path, **params):
+        body, headers = original_get(self, path, **params)
+        if path == "/v1/subscriptions" and not written:
+            early = next(s["id"] for s in body["data"] if s["status"] != "canceled")
+            for ident in (early, late):
+                client.v1.subscriptions.cancel(ident)
+                written.append(ident)
+        return body, headers
+
+    monkeypatch.setattr(StripeApi, "get", get_then_write)
+    wh = warehouse()
+    wh.run(sandbox, resources=("subscriptions",), page_size=2)
+    early = written[0]
+    statuses = wh.column("subscriptions", "status")
+    assert statuses[late] == "canceled"  # its page came after the write
+    assert statuses[early] != "canceled"  # read before the write: this run has the old one
+
+    wh.run(sandbox, resources=("subscriptions",), page_size=2)
+    statuses = wh.column("subscriptions", "status")
+    assert statuses[early] == statuses[late] == "canceled"
+    assert len(statuses) == len(facts.for_system("subscriptions", "stripe"))
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def test_rate_limits_5xx_and_dropped_connections_change_nothing(
+    serve_scenario, doc, sandbox, warehouse
+):
+    clean = warehouse("clean")
+    clean.run(sandbox)
+
+    faults = FaultConfig(rate_429=0.3, rate_500=0.04, rate_drop=0.04, seed=5, retry_after=1)
+    stormy = serve_scenario(doc, systems=("stripe",), faults={"stripe": faults})
+    waits: list[float] = []
+    faulty = warehouse("faulty")
+    faulty.run(stormy, retry_policy=RetryPolicy(base_delay=0.001, sleep=waits.append))
+
+    answered = [entry["fault"] for entry in stormy.emulator("stripe").request_log]
+    assert {"429", "500", "drop"} <= set(answered)
+    assert 1.0 in waits  # 429: Retry-After honoured (the SDK alone would not retry)
+    assert faulty.snapshot() == clean.snapshot()
+
+
+def test_killed_runs_resume_without_gaps_or_duplicates(serve_scenario, doc, warehouse, facts):
+    reference = warehouse("reference")
+    reference.run(serve_scenario(doc, systems=("stripe",)))
+
+    # A first run dies midway (the 25th request gets a 429 no retry is left for).
+    dying = serve_scenario(
+        doc,
+        systems=("stripe",),
+        faults={"stripe": FaultConfig(script=deque([None] * 24 + ["429"]))},
+    )
+    wh = warehouse()
+    with pytest.raises(PipelineStepFailed):
+        wh.run(dying, retry_policy=RetryPolicy(max_attempts=1))
+    wh.run(dying)
+    assert wh.snapshot() == reference.snapshot()
+
+    # An incremental run dies on a refetch; the re-run reads the same events again.
+    client = stripe_client(dying.api_key, dying.urls["stripe"])
+    canceled = [s["subscription_id"] for s in plain_active(facts)[:4]]
+    for ident in canceled:
+        client.v1.subscriptions.cancel(ident)
+    dying.emulator("stripe").faults = FaultConfig(
+        only_paths=["/v1/subscriptions/"], script=deque([None, "429"])
+    )
+    with pytest.raises(PipelineStepFailed):
+        wh.run(dying, retry_policy=RetryPolicy(max_attempts=1))
+    assert {wh.column("subscriptions", "status")[i] for i in canceled} == {"active"}
+    wh.run(dying)
+    assert {wh.column("subscriptions", "status")[i] for i in canceled} == {"canceled"}
+    assert wh.counts()["subscriptions"] == len(facts.for_system("subscriptions", "stripe"))
+
+
+# --------------------------------------------------------------------------- event window
+
+
+def test_cursor_older_than_the_event_window_falls_back_to_a_full_listing(
+    sandbox, warehouse, facts, caplog
+):
+    caplog.set_level(logging.INFO, logger="retention.extract.stripe")
+    wh = warehouse()
+    wh.run(sandbox)
+    listed = {"/v1/subscriptions", "/v1/customers", "/v1/invoices", "/v1/prices"}
+
+    sandbox.clock.advance(timedelta(days=29))  # cursor ~29 days old: events still kept
+    seen = len(sandbox.emulator("stripe").request_log)
+    wh.run(sandbox)
+    assert not listed & {path for _, path in requests(sandbox, seen)}
+    assert "30-day event window" not in caplog.text
+
+    sandbox.clock.advance(timedelta(days=2))  # ~31 days: events may be gone
+    seen = len(sandbox.emulator("stripe").request_log)
+    wh.run(sandbox)
+    assert listed <= {path for _, path in requests(sandbox, seen)}
+    assert "stripe subscriptions: full listing" in caplog.text
+    assert "beyond Stripe's 30-day event window" in caplog.text
+    counts = wh.counts()
+    assert counts["subscriptions"] == len(facts.for_system("subscriptions", "stripe"))
+    assert counts["invoices"] == len(facts.for_system("invoices", "stripe"))
+
+    seen = len(sandbox.emulator("stripe").request_log)  # the fresh cursor: incremental again
+    wh.run(sandbox)
+    assert not listed & {path for _, path in requests(sandbox, seen)}
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def test_api_key_stays_out_of_warehouse_and_logs(
+    serve_scenario, doc, warehouse, caplog, monkeypatch
+):
+    key = "sk_test_" + secrets.token_hex(16)
+    sandbox = serve_scenario(doc, systems=("stripe",), api_key=key)
+    monkeypatch.setenv("SOURCES__STRIPE__API_KEY", key)  # through dlt config, not an argument
+    caplog.set_level(logging.DEBUG)
+    wh = warehouse()
+    wh.pipeline.run(
+        stripe_source(base_url=sandbox.urls["stripe"], requests_per_second=None, retry_policy=FAST)
+    )
+    assert wh.counts()["subscriptions"] > 0
+
+    with duckdb.connect(str(wh.path), read_only=True) as con:
+        tables = con.sql(
+            "select table_schema, table_name from information_schema.tables"
+            " where table_schema like 'raw_stripe%'"
+        ).fetchall()
+        for schema, table in tables:
+            text = str(con.sql(f'select * from "{schema}"."{table}"').fetchall())
+            assert key not in text, f"{schema}.{table}"
+    assert key not in caplog.text
+    for path in wh.pipelines_dir.rglob("*"):
+        if path.is_file():
+            assert key.encode() not in path.read_bytes(), path
