@@ -405,7 +405,7 @@ class ChargebeeEmulator(Emulator):
                 "coupons",
                 "coupon_id",
                 lambda r, now: {"coupon": render.coupon(r)},
-                timestamps,
+                {"created_at": "created_at"},  # Chargebee sorts coupons by created_at only
                 {
                     "id": key("coupon_id"),
                     "status": active,
