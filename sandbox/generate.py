@@ -134,11 +134,12 @@ def _pick(rng: np.random.Generator, n: int, shares: dict) -> np.ndarray:
     return np.array(keys, dtype=object)[rng.choice(len(keys), size=n, p=p / p.sum())]
 
 
-def _uniform(rng: np.random.Generator, low, high) -> np.ndarray:
-    """Integer seconds uniformly in [low, high] (arrays or scalars)."""
-    low = np.asarray(low, dtype=np.int64)
-    high = np.maximum(np.asarray(high, dtype=np.int64), low)
-    return low + (rng.random(np.broadcast(low, high).shape) * (high - low + 1)).astype(np.int64)
+def _uniform(rng: np.random.Generator, low, high, size: int) -> np.ndarray:
+    """`size` integers (seconds) drawn uniformly from [low, high]; bounds are scalars or
+    arrays of that size."""
+    low = np.broadcast_to(np.asarray(low, dtype=np.int64), size)
+    high = np.maximum(np.broadcast_to(np.asarray(high, dtype=np.int64), size), low)
+    return low + (rng.random(size) * (high - low + 1)).astype(np.int64)
 
 
 # --------------------------------------------------------------------------- catalog
@@ -188,7 +189,7 @@ def coupons_frame() -> pl.DataFrame:
 
 
 def customers_frame(rng: np.random.Generator, n: int, as_of: int) -> pl.DataFrame:
-    created = _uniform(rng, as_of - HISTORY_DAYS * DAY, as_of - 7 * DAY)
+    created = _uniform(rng, as_of - HISTORY_DAYS * DAY, as_of - 7 * DAY, n)
     systems = _pick(rng, n, SYSTEM_SHARES)
     return pl.DataFrame(
         {"n": np.arange(n), "billing_system": systems.astype(str), "created_at": created}
@@ -217,19 +218,19 @@ def subscriptions_frame(
     created = np.where(
         subs["first"].to_numpy(),
         subs["created_at"].to_numpy(),
-        _uniform(rng, subs["created_at"].to_numpy(), as_of - DAY),
+        _uniform(rng, subs["created_at"].to_numpy(), as_of - DAY, m),
     )
     systems = subs["billing_system"].to_numpy()
     kind = _lifecycle(rng, systems)
     future = kind == "future"
-    created = np.where(future, as_of - _uniform(rng, 0, 10 * DAY), created)
-    activated = np.where(future, as_of + _uniform(rng, DAY, 30 * DAY), created)
+    created = np.where(future, as_of - _uniform(rng, 0, 10 * DAY, m), created)
+    activated = np.where(future, as_of + _uniform(rng, DAY, 30 * DAY, m), created)
     trial = (rng.random(m) < 0.15) & ~future
     # Trials in progress at as_of: a few subscriptions started within the last 13 days.
     new_trial = trial & (rng.random(m) < 0.2) & (kind == "active")
     created = np.where(
         new_trial,
-        np.maximum(subs["created_at"].to_numpy(), as_of - _uniform(rng, 3600, 13 * DAY)),
+        np.maximum(subs["created_at"].to_numpy(), as_of - _uniform(rng, 3600, 13 * DAY, m)),
         created,
     )
     activated = np.where(new_trial, created, activated)
@@ -238,21 +239,21 @@ def subscriptions_frame(
 
     ended_kind = (kind == "ended") & (paid_start < as_of - DAY)
     kind = np.where((kind == "ended") & ~ended_kind, "active", kind)
-    ended = np.where(ended_kind, _uniform(rng, paid_start + DAY, as_of - 1), 0)
+    ended = np.where(ended_kind, _uniform(rng, paid_start + DAY, as_of - 1, m), 0)
     cancel_requested = ended_kind & (rng.random(m) < 0.8)
     canceled = np.where(
-        cancel_requested, np.maximum(activated, ended - _uniform(rng, 0, 20 * DAY)), 0
+        cancel_requested, np.maximum(activated, ended - _uniform(rng, 0, 20 * DAY, m)), 0
     )
     scheduled = kind == "scheduled"
     canceled = np.where(
-        scheduled, np.maximum(activated, as_of - _uniform(rng, 0, 25 * DAY)), canceled
+        scheduled, np.maximum(activated, as_of - _uniform(rng, 0, 25 * DAY, m)), canceled
     )
-    ended = np.where(scheduled, as_of + _uniform(rng, DAY, 28 * DAY), ended)
+    ended = np.where(scheduled, as_of + _uniform(rng, DAY, 28 * DAY, m), ended)
 
     paused = kind == "paused"
-    paused_at = np.where(paused, np.maximum(paid_start, as_of - _uniform(rng, DAY, 60 * DAY)), 0)
+    paused_at = np.where(paused, np.maximum(paid_start, as_of - _uniform(rng, DAY, 60 * DAY, m)), 0)
     resumes = np.where(
-        paused & (rng.random(m) < 0.7), paused_at + _uniform(rng, 30 * DAY, 120 * DAY), 0
+        paused & (rng.random(m) < 0.7), paused_at + _uniform(rng, 30 * DAY, 120 * DAY, m), 0
     )
     dunning = np.where(kind == "dunning", np.where(rng.random(m) < 0.8, "past_due", "unpaid"), None)
     coupon = np.where(rng.random(m) < 0.1, rng.choice([c[0] for c in _COUPONS], size=m), None)
@@ -397,7 +398,7 @@ def invoices_frame(
     in_dunning = periods["dunning"].is_not_null().to_numpy()
     status = np.where(latest & in_dunning, "open", np.where(rng.random(n) < 0.03, "void", "paid"))
     paid_at = np.where(
-        status == "paid", periods["period_start"].to_numpy() + _uniform(rng, 60, 6 * 3600), 0
+        status == "paid", periods["period_start"].to_numpy() + _uniform(rng, 60, 6 * 3600, n), 0
     )
     return periods.with_columns(
         n=pl.int_range(pl.len()),
@@ -483,29 +484,29 @@ def _visits(rng: np.random.Generator, profile: str, rows: pl.DataFrame, as_of: i
     ended = rows["ended_at"].fill_null(0).to_numpy()
     action = np.full(n, None, dtype=object)
     if profile == "page_cancel":
-        started = canceled - _uniform(rng, 60, 900)
+        started = canceled - _uniform(rng, 60, 900, n)
         action[:] = "canceled"
         action_at = canceled - 30
     elif profile == "cancel_elsewhere":
-        started = np.maximum(act + 60, canceled - _uniform(rng, DAY, 25 * DAY))
+        started = np.maximum(act + 60, canceled - _uniform(rng, DAY, 25 * DAY, n))
         action_at = None
     elif profile == "after_end":
-        started = np.minimum(ended + _uniform(rng, DAY, 60 * DAY), as_of - DAY)
+        started = np.minimum(ended + _uniform(rng, DAY, 60 * DAY, n), as_of - DAY)
         action_at = None
     elif profile == "scheduled":
-        started = canceled + _uniform(rng, 3600, np.maximum(as_of - canceled - 3600, 3600))
+        started = canceled + _uniform(rng, 3600, np.maximum(as_of - canceled - 3600, 3600), n)
         action_at = None
     elif profile == "cancel_pending":
-        started = _uniform(rng, canceled + 3600, ended - 3600)
+        started = _uniform(rng, canceled + 3600, ended - 3600, n)
         action_at = None
     elif profile == "future":
-        started = as_of - _uniform(rng, DAY, 10 * DAY)
+        started = as_of - _uniform(rng, DAY, 10 * DAY, n)
         action_at = None
     elif profile == "recent_start":
-        started = act - _uniform(rng, DAY, 5 * DAY)
+        started = act - _uniform(rng, DAY, 5 * DAY, n)
         action_at = None
     else:  # in_service, unpaid
-        started = _uniform(rng, np.maximum(act + DAY, window_start), as_of - 3600)
+        started = _uniform(rng, np.maximum(act + DAY, window_start), as_of - 3600, n)
         action_at = None
     started = np.clip(started, window_start, as_of - 120)
     if action_at is None:
@@ -516,7 +517,7 @@ def _visits(rng: np.random.Generator, profile: str, rows: pl.DataFrame, as_of: i
         )
         if profile in ("after_end", "scheduled", "cancel_pending"):
             action = np.where(rng.random(n) < 0.5, "canceled", None).astype(object)
-        action_at = started + _uniform(rng, 20, 600)
+        action_at = started + _uniform(rng, 20, 600, n)
     else:
         action_at = np.maximum(action_at, started)
     return pl.DataFrame(
@@ -549,14 +550,14 @@ def _repeat_visits(rng: np.random.Generator, first: pl.DataFrame, as_of: int) ->
     return repeat.with_columns(
         started_at=pl.Series(started),
         action=_text(action),
-        action_at=pl.Series(started + _uniform(rng, 20, 600)),
+        action_at=pl.Series(started + _uniform(rng, 20, 600, repeat.height)),
         profile=pl.lit("repeat"),
     ).filter(pl.col("started_at") < as_of - 600)
 
 
 def _unknown_visits(rng: np.random.Generator, n: int, as_of: int) -> pl.DataFrame:
     systems = _pick(rng, n, SYSTEM_SHARES).astype(str)
-    started = as_of - _uniform(rng, DAY, SESSION_DAYS * DAY)
+    started = as_of - _uniform(rng, DAY, SESSION_DAYS * DAY, n)
     return pl.DataFrame(
         {
             "billing_system": systems,
