@@ -278,6 +278,8 @@ class Emulator:
         answering (`drop` before anything is done, `drop_after` once it is done)."""
         if request.path.startswith(ADMIN_PREFIX):
             return self._admin(request), None
+        with self.store.lock:
+            self.store.advance(self.now())
         fault = self.faults.pick(request.path)
         if fault == "slow":
             time.sleep(self.faults.slow_seconds)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import bisect
 import copy
+import heapq
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sandbox.billing import SUBSCRIPTION_TIME_FIELDS, derived_updated_at
@@ -18,6 +20,10 @@ from sandbox.clock import Clock
 from sandbox.scenario import ID_FIELD, Scenario
 
 KINDS = ("plans", "coupons", "customers", "subscriptions", "invoices")
+# Times at which the clock alone changes a subscription (it starts, a trial ends, service
+# ends, a pause starts or ends): real systems stamp updated_at then (Stripe sends an event).
+TRANSITION_FIELDS = ("activated_at", "trial_end", "ended_at", "paused_at", "resumes_at")
+Listener = Callable[[dict, str, datetime], None]
 _TIME_FIELDS = {
     "customers": ("created_at",),
     "subscriptions": SUBSCRIPTION_TIME_FIELDS,
@@ -50,6 +56,11 @@ class SystemStore:
             for row in self.records[kind].values():
                 index[row["customer_id"]].append(row)
         self._views: dict[tuple[str, str, bool], tuple[list, list]] = {}
+        self.listeners: list[Listener] = []
+        self._applied_until = self.as_of
+        self._transitions: list[tuple[datetime, str, str]] = []
+        for sub in self.records["subscriptions"].values():
+            self._schedule(sub)
 
     def _stamp_loaded_records(self) -> None:
         earliest = min(
@@ -81,6 +92,30 @@ class SystemStore:
         record["updated_at"] = at or self.clock.now()
         record["version"] += 1
         self._invalidate(kind)
+        if kind == "subscriptions":
+            self._schedule(record)
+
+    def _schedule(self, sub: dict) -> None:
+        for field in TRANSITION_FIELDS:
+            at = sub.get(field)
+            if at is not None and at > self._applied_until:
+                heapq.heappush(self._transitions, (at, sub["subscription_id"], field))
+
+    def advance(self, now: datetime) -> None:
+        """Apply what the clock has made true since the last call: each subscription whose
+        scheduled time has passed is stamped updated_at = that time, and listeners (the
+        Stripe emulator's events) are told. Cheap when nothing is due."""
+        while self._transitions and self._transitions[0][0] <= now:
+            at, ident, field = heapq.heappop(self._transitions)
+            sub = self.records["subscriptions"].get(ident)
+            stale = sub is None or sub.get(field) != at
+            if stale or (sub["updated_at"] is not None and sub["updated_at"] >= at):
+                continue  # rescheduled or undone by a write, or already stamped
+            self._applied_until = at
+            self.touch("subscriptions", sub, at)
+            for listener in self.listeners:
+                listener(sub, field, at)
+        self._applied_until = max(self._applied_until, now)
 
     def add(self, kind: str, record: dict) -> None:
         """Insert a record created through the API."""

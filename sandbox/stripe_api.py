@@ -319,6 +319,17 @@ class StripeEmulator(Emulator):
         self.events = EventLog()
         for at, kind, obj, previous in self.render.history(self.store.as_of):
             self.events.add(at, kind, obj, previous)
+        self.store.listeners.append(self._on_transition)
+
+    def _on_transition(self, sub: dict, field: str, at: datetime) -> None:
+        """The clock made a change (a trial ended, a scheduled cancel took effect, a pause
+        began or ended): Stripe reports it as an event at that moment."""
+        before = self.render.subscription(sub, at - timedelta(microseconds=1))
+        after = self.render.subscription(sub, at)
+        if field == "ended_at":
+            self.events.add(at, "customer.subscription.deleted", after, None)
+        elif previous := changed_attributes(before, after):
+            self.events.add(at, "customer.subscription.updated", after, previous)
 
     def register_routes(self) -> None:
         for path, lister, retriever in (

@@ -1,0 +1,88 @@
+"""When the sandbox clock passes a scheduled change (a cancel taking effect, a trial
+ending), each API shows it as the real ones do: Stripe sends an event, Recurly and
+Chargebee stamp updated_at, so incremental syncs see it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dlt_sources.clients import chargebee_client, recurly_client, stripe_client
+from sandbox.server import DEFAULT_API_KEY
+
+pytestmark = pytest.mark.integration
+AS_OF = datetime(2026, 6, 30, tzinfo=UTC)
+ENDS = datetime(2026, 7, 5, tzinfo=UTC)
+
+
+def _scenario() -> dict:
+    doc = {"as_of": "2026-06-30T00:00:00Z", "reporting_currency": "USD", "fx_rates": {"USD": "1"}}
+    for key in ("plans", "customers", "subscriptions"):
+        doc[key] = []
+    for system, plan, customer, sub in (
+        ("stripe", "price_m", "cus_1", "sub_1"),
+        ("recurly", "pro-m", "acct-1", "rsub1"),
+        ("chargebee", "Pro-USD-Monthly", "cb-cust-1", "cb-sub-1"),
+    ):
+        doc["plans"].append(
+            {
+                "billing_system": system,
+                "plan_id": plan,
+                "product_id": "pro",
+                "product_name": "Pro",
+                "currency": "USD",
+                "unit_amount": "10.00",
+                "interval": "month",
+                "interval_count": 1,
+            }
+        )
+        doc["customers"].append(
+            {
+                "billing_system": system,
+                "customer_id": customer,
+                "created_at": "2026-01-05T00:00:00Z",
+            }
+        )
+        doc["subscriptions"].append(
+            {
+                "billing_system": system,
+                "subscription_id": sub,
+                "customer_id": customer,
+                "plan_id": plan,
+                "quantity": 1,
+                "created_at": "2026-01-05T00:00:00Z",
+                "activated_at": "2026-01-05T00:00:00Z",
+                "canceled_at": "2026-06-20T00:00:00Z",
+                "ended_at": "2026-07-05T00:00:00Z",
+            }
+        )
+    return doc
+
+
+def test_a_scheduled_cancel_taking_effect_is_visible_to_incremental_reads(serve_scenario):
+    sandbox = serve_scenario(_scenario())
+    stripe = stripe_client(DEFAULT_API_KEY, sandbox.urls["stripe"])
+    recurly = recurly_client(DEFAULT_API_KEY, sandbox.urls["recurly"])
+    chargebee = chargebee_client(DEFAULT_API_KEY, base_url=sandbox.urls["chargebee"])
+    since = int(AS_OF.timestamp())
+    assert not stripe.v1.events.list(params={"created": {"gte": since}}).data
+
+    sandbox.clock.set(ENDS + timedelta(days=1))
+
+    events = stripe.v1.events.list(params={"created": {"gte": since}}).data
+    assert [(e.type, e.created, e.data.object.id, e.data.object.status) for e in events] == [
+        ("customer.subscription.deleted", int(ENDS.timestamp()), "sub_1", "canceled")
+    ]
+    recurly_subs = list(
+        recurly.list_subscriptions(
+            params={"sort": "updated_at", "begin_time": AS_OF.isoformat()}
+        ).items()
+    )
+    assert [(s.id, s.state, s.updated_at) for s in recurly_subs] == [("rsub1", "expired", ENDS)]
+    listed = chargebee.Subscription.list(
+        {"updated_at[after]": since, "sort_by[asc]": "updated_at"}
+    ).list
+    assert [
+        (e.subscription.id, e.subscription.status, e.subscription.updated_at) for e in listed
+    ] == [("cb-sub-1", "cancelled", int(ENDS.timestamp()))]
