@@ -48,12 +48,22 @@ def flatten(record: dict, prefix: str = "", out: dict | None = None) -> dict:
     return out
 
 
-def to_arrow(records: Iterable[dict], extra: dict[str, Any] | None = None) -> pa.Table:
-    """Flatten records into one Arrow table (columns that are null on every row dropped:
-    their type is unknown until a value arrives, and dlt adds the column then)."""
+def to_arrow(
+    records: Iterable[dict], extra: dict[str, Any] | None = None, key: str = "id"
+) -> pa.Table:
+    """Flatten records into one Arrow table with the schema as dlt states it, so the pages
+    of one run can share a load file: text as `string` (polars makes `large_string`, while
+    dlt fills a column a page lacks as `string`), the primary key `key` not null. Columns
+    null on every row are dropped: their type is unknown until a value arrives, and dlt
+    adds the column then."""
     rows = [flatten(r) | (extra or {}) for r in records]
     frame = pl.DataFrame(rows, infer_schema_length=None, strict=False)
-    return frame.select(c for c in frame.columns if frame[c].dtype != pl.Null).to_arrow()
+    table = frame.select(c for c in frame.columns if frame[c].dtype != pl.Null).to_arrow()
+    fields = [
+        pa.field(f.name, pa.string() if pa.types.is_large_string(f.type) else f.type, f.name != key)
+        for f in table.schema
+    ]
+    return table.cast(pa.schema(fields))
 
 
 # --------------------------------------------------------------------------- retries

@@ -36,18 +36,6 @@ COLUMNS = {
 }
 
 
-def arrow_page(records: list[dict], seq: int) -> pa.Table:
-    """`common.to_arrow` plus `_page_seq`, with the schema as dlt states it, so the pages of
-    a run share one file without hint warnings: strings as `string` (polars gives
-    `large_string`) and `id`, the primary key, never null."""
-    table = to_arrow(records, extra={"_page_seq": seq})
-    fields = [
-        pa.field(f.name, pa.string() if f.type == pa.large_string() else f.type, f.name != "id")
-        for f in table.schema
-    ]
-    return table.cast(pa.schema(fields))
-
-
 def changed_records(lister: ChargebeeLister, name: str) -> Iterator[pa.Table]:
     """The records of endpoint `name` changed since this resource's cursor, one Arrow
     table per page; the cursor moves only once the listing is complete."""
@@ -60,7 +48,7 @@ def changed_records(lister: ChargebeeLister, name: str) -> Iterator[pa.Table]:
         seen.add(page)
         progress.page(len(page.records))
         if page.records:
-            yield arrow_page(page.records, seq)
+            yield to_arrow(page.records, extra={"_page_seq": seq})
     progress.done()
     state["cursor"] = next_cursor(ENDPOINTS[name], since, seen)
 

@@ -217,25 +217,18 @@ def page_table(records: list[dict]) -> pa.Table:
     """A page as one flat Arrow table whose types do not depend on the page (dlt refuses
     to buffer pages of one table with different Arrow types): money as float64, every
     `*_at` field (ISO-8601 text in the API) as a UTC timestamp in microseconds (DuckDB's
-    precision), other text as `string`, the type dlt gives a column it adds to a page that
-    lacks it (polars makes either string or large_string)."""
+    precision)."""
     table = to_arrow(records)
     for index, name in enumerate(table.column_names):
         column = table.column(index)
         if name.rpartition("__")[2] in DOUBLE_FIELDS and pa.types.is_integer(column.type):
             kind = pa.float64()
-        elif _is_text(column.type):
-            kind = _TIMESTAMP if name.endswith("_at") else pa.string()
+        elif pa.types.is_string(column.type) and name.endswith("_at"):
+            kind = _TIMESTAMP
         else:
             continue
         table = table.set_column(index, name, pc.cast(column, kind))
-    # `id` is the primary key, never null: say so, as the table's hints do.
-    key = table.schema.get_field_index("id")
-    return table.cast(table.schema.set(key, table.schema.field(key).with_nullable(False)))
-
-
-def _is_text(kind: pa.DataType) -> bool:
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    return table
 
 
 def column_hints() -> dict[str, dict]:

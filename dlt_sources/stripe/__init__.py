@@ -19,7 +19,7 @@ resource and worker of the source. Raise it for a live key with a dedicated budg
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 
 import dlt
 import pyarrow as pa
@@ -32,19 +32,6 @@ from dlt_sources.stripe.helpers import StripeApi, event_row, sync
 _MERGED = {"primary_key": "id", "write_disposition": "merge", "parallelized": True}
 
 
-def _arrow_page(records: Iterable[dict]) -> pa.Table:
-    """`common.to_arrow`, with the schema said the way dlt says it, so pages of one run can
-    share a file: polars hands strings over as `large_string` while dlt fills a column
-    missing from a page (null on all its rows) as `string`, and `id` is the primary key,
-    never null."""
-    table = to_arrow(records)
-    fields = [
-        pa.field(f.name, pa.string() if f.type == pa.large_string() else f.type, f.name != "id")
-        for f in table.schema
-    ]
-    return table.cast(pa.schema(fields))
-
-
 def _tables(
     api: StripeApi, name: str, shape: Callable[[dict], dict] | None = None
 ) -> Iterator[pa.Table]:
@@ -55,7 +42,7 @@ def _tables(
     progress = Progress(f"stripe {name}")
     for page in sync(api, name, state):
         progress.page(len(page))
-        yield _arrow_page(page if shape is None else map(shape, page))
+        yield to_arrow(page if shape is None else map(shape, page))
     progress.done()
 
 
