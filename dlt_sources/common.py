@@ -18,6 +18,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import orjson
@@ -197,3 +199,26 @@ class RateLimiter:
             self._next = slot + self.interval
         if slot > now:
             time.sleep(slot - now)
+
+
+# --------------------------------------------------------------------------- syncs
+
+
+def sync_row(server_time: datetime | None) -> dict:
+    """The `syncs` table's row for one run: the API's own clock (its `Date` header) at
+    the start, which is the validation time T downstream; the local clock if the API
+    sent none, flagged so."""
+    return {
+        "synced_at": server_time or datetime.now(UTC),
+        "clock": "api" if server_time else "local",
+    }
+
+
+def http_date(value: str | None) -> datetime | None:
+    """An HTTP `Date` header as an aware datetime (None if absent or unreadable)."""
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None

@@ -25,7 +25,7 @@ from dlt.extract.resource import DltResource
 
 from dlt_sources.chargebee.helpers import ENDPOINTS, ChargebeeLister, Seen, next_cursor
 from dlt_sources.clients import chargebee_client
-from dlt_sources.common import Progress, RateLimiter, RetryPolicy, to_arrow
+from dlt_sources.common import Progress, RateLimiter, RetryPolicy, sync_row, to_arrow
 
 log = logging.getLogger("retention.extract.chargebee")
 
@@ -99,6 +99,13 @@ def invoices(lister: ChargebeeLister) -> Iterator[pa.Table]:
     yield from changed_records(lister, "invoices")
 
 
+@dlt.resource(name="syncs", write_disposition="append")
+def syncs(lister: ChargebeeLister) -> Iterator[dict]:
+    """One row per run: Chargebee's clock at its start (the `Date` of a one-customer
+    listing), the validation time T of the marts."""
+    yield sync_row(lister.server_time())
+
+
 @dlt.source(name="chargebee")
 def chargebee_source(
     api_key: str = dlt.secrets.value,
@@ -142,4 +149,5 @@ def chargebee_source(
         item_prices(lister),
         coupons(lister),
         invoices(lister),
+        syncs(lister),
     ]

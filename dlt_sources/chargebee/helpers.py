@@ -14,6 +14,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -191,6 +192,15 @@ class ChargebeeLister:
             offset = response.next_offset
             if not offset:
                 return
+
+    def server_time(self) -> datetime | None:
+        """Chargebee's clock now: the `Date` of a one-customer listing (limit=1)."""
+        listing = self.client.Customer.list
+        response = with_retries(
+            self._paced(lambda: listing({"limit": 1})), CLASSIFIER, "chargebee clock", self.policy
+        )
+        at = server_time(response.headers)
+        return datetime.fromtimestamp(at, UTC) if at is not None else None
 
     def _paced(self, call: Callable[[], Any]) -> Callable[[], Any]:
         """`call` behind the rate limiter and the in-flight cap, once per attempt."""

@@ -36,7 +36,7 @@ import dlt
 import pyarrow as pa
 from dlt.extract import DltResource
 
-from dlt_sources.common import RateLimiter, RetryPolicy
+from dlt_sources.common import RateLimiter, RetryPolicy, sync_row
 from dlt_sources.recurly import helpers
 from dlt_sources.recurly.helpers import Settings
 
@@ -112,6 +112,12 @@ def invoices(
     yield from helpers.updated_since(settings, "invoices", "/invoices", updated_at.start_value)
 
 
+@dlt.resource(name="syncs", write_disposition="append")
+def syncs(settings: Settings) -> Iterator[dict]:
+    """One row per run: Recurly's clock at its start, the validation time T of the marts."""
+    yield sync_row(helpers.server_time(settings))
+
+
 @dlt.source(name="recurly")
 def recurly_source(
     api_key: str = dlt.secrets.value,
@@ -148,6 +154,9 @@ def recurly_source(
         retry_policy=retry_policy,
     )
     return [
-        resource(settings, updated_at=updated_at_cursor(lag_seconds))
-        for resource in (customers, subscriptions, plans, coupons, invoices)
+        *(
+            resource(settings, updated_at=updated_at_cursor(lag_seconds))
+            for resource in (customers, subscriptions, plans, coupons, invoices)
+        ),
+        syncs(settings),
     ]

@@ -38,6 +38,7 @@ from dlt_sources.common import (
     RateLimiter,
     RetryPolicy,
     header_seconds,
+    http_date,
     to_arrow,
     with_retries,
 )
@@ -148,7 +149,20 @@ class RecurlyLister:
         with self.settings.slots:
             return self._request(path)
 
+    def date(self, path: str) -> str | None:
+        """The `Date` header of one paced GET (with retries): the API's clock."""
+
+        def call() -> recurly.Response:
+            self.settings.limiter.wait()
+            with self.settings.slots:
+                return self._response(path)
+
+        return with_retries(call, CLASSIFIER, "recurly clock", self.settings.retry_policy).date
+
     def _request(self, path: str) -> dict:
+        return orjson.loads(self._response(path).body)
+
+    def _response(self, path: str) -> recurly.Response:
         connection = self.client._BaseClient__conn
         try:
             connection.request("GET", path, headers=self._headers)
@@ -161,7 +175,7 @@ class RecurlyLister:
             raise recurly.NetworkError(exc) from exc
         if response.status >= 400:
             raise Resource.cast_error(response) if response.body else _bodiless_error(response)
-        return orjson.loads(response.body)
+        return response
 
     def pages(self, path: str, params: dict[str, str | int], what: str) -> Iterator[list[dict]]:
         """Every page's records, following `next` verbatim until `has_more` is false."""
@@ -183,6 +197,11 @@ def _bodiless_error(response: recurly.Response) -> recurly.ApiError:
     return error_class(
         f"Unexpected {response.status} Error. Recurly Request Id: {response.request_id}", None
     )
+
+
+def server_time(settings: Settings) -> datetime | None:
+    """Recurly's clock now, from the `Date` of a one-record account listing."""
+    return http_date(RecurlyLister(settings).date("/accounts?limit=1"))
 
 
 def format_time(value: datetime) -> str:

@@ -26,7 +26,7 @@ import pyarrow as pa
 from dlt.extract.resource import DltResource
 
 from dlt_sources.clients import stripe_client
-from dlt_sources.common import Progress, RateLimiter, RetryPolicy, to_arrow
+from dlt_sources.common import Progress, RateLimiter, RetryPolicy, http_date, sync_row, to_arrow
 from dlt_sources.stripe.helpers import StripeApi, event_row, sync
 
 _MERGED = {"primary_key": "id", "write_disposition": "merge", "parallelized": True}
@@ -84,6 +84,13 @@ def events(api: StripeApi) -> Iterator[pa.Table]:
     yield from _tables(api, "events", event_row)
 
 
+@dlt.resource(name="syncs", write_disposition="append")
+def syncs(api: StripeApi) -> Iterator[dict]:
+    """One row per run: Stripe's clock at its start, the validation time T of the marts."""
+    _, headers = api.get("/v1/events", limit=1)
+    yield sync_row(http_date(headers.get("date")))
+
+
 @dlt.source(name="stripe")
 def stripe_source(
     api_key: str = dlt.secrets.value,
@@ -119,4 +126,5 @@ def stripe_source(
         coupons(api),
         invoices(api),
         events(api),
+        syncs(api),
     ]

@@ -1,0 +1,66 @@
+"""`retention extract` loads the three billing systems and the exit sessions from the
+sandbox into one DuckDB file, prints a per-table summary, and records each API's clock
+as the sync time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from orchestration.cli import main
+from orchestration.extract import resolve_target
+from sandbox.exit_files import write_exit_session_files
+from sandbox.generate import GenerateOptions, write_scenario
+from sandbox.scenario import load_scenario
+
+pytestmark = pytest.mark.integration
+AS_OF = datetime(2026, 6, 30, tzinfo=UTC)
+
+
+def test_extract_loads_everything_and_records_the_sync_time(tmp_path, serve_scenario, monkeypatch):
+    path = tmp_path / "scenario.json"
+    write_scenario(GenerateOptions(300, 4, AS_OF), path)
+    scenario = load_scenario(path)
+    sandbox = serve_scenario(scenario_doc(path))
+    write_exit_session_files(scenario, tmp_path / "drop")
+    for system, url in sandbox.urls.items():
+        monkeypatch.setenv(f"SOURCES__{system.upper()}__BASE_URL", url)
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))
+    database = tmp_path / "warehouse.duckdb"
+
+    result = CliRunner().invoke(
+        main, ["extract", "--database", str(database), "--exit-sessions", str(tmp_path / "drop")]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert f"stripe: sandbox at {sandbox.urls['stripe']}" in result.output
+    assert sandbox.api_key not in result.output
+    with duckdb.connect(str(database), read_only=True) as con:
+        for system in ("stripe", "recurly", "chargebee"):
+            subscriptions = con.sql(f"select count(*) from raw_{system}.subscriptions").fetchall()[
+                0
+            ][0]
+            assert subscriptions == len(scenario.for_system("subscriptions", system))
+            synced = con.sql(f"select synced_at, clock from raw_{system}.syncs").fetchall()
+            assert synced == [(AS_OF, "api")]
+            assert f"raw_{system}" in result.output
+        sessions = con.sql("select count(*) from raw_exit_sessions.exit_sessions").fetchall()[0][0]
+        assert sessions == len(scenario.exit_sessions)
+
+
+def scenario_doc(path) -> dict:
+    import orjson
+
+    return orjson.loads(path.read_bytes())
+
+
+def test_a_real_key_switches_to_the_real_service():
+    env = {"SOURCES__STRIPE__API_KEY": "sk_live_abc"}
+    target = resolve_target("stripe", env)
+    assert (target.base_url, target.is_sandbox) == (None, False)
+    assert "sk_live_abc" not in repr(target) and "sk_live_abc" not in target.describe()
+    sandbox = resolve_target("recurly", env)
+    assert sandbox.is_sandbox and sandbox.base_url == "http://127.0.0.1:12112"
