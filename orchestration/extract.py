@@ -77,6 +77,8 @@ def billing_source(target: Target):
     options = {"api_key": target.api_key, "base_url": target.base_url}
     if target.site:
         options["site"] = target.site
+    if target.is_sandbox:  # the local sandbox has no rate limit to respect
+        options["requests_per_second"] = None
     return factory(**options)
 
 

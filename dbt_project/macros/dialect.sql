@@ -1,0 +1,68 @@
+{#- Every dialect difference the models need, behind adapter.dispatch, so the same
+    models run on DuckDB (default) and Postgres. -#}
+
+{#- A timestamptz as a UTC wall-clock timestamp: calendar math (months, offsets) must not
+    depend on the session's time zone. -#}
+{% macro utc(ts) -%}
+    ({{ ts }} at time zone 'UTC')
+{%- endmacro %}
+
+{#- ts + n days (n may be an expression). -#}
+{% macro add_days(ts, days) -%}
+    {{ return(adapter.dispatch('add_days', 'retention')(ts, days)) }}
+{%- endmacro %}
+{% macro default__add_days(ts, days) -%}
+    ({{ ts }} + ({{ days }}) * interval '1 day')
+{%- endmacro %}
+{% macro duckdb__add_days(ts, days) -%}
+    ({{ ts }} + to_days(cast({{ days }} as integer)))
+{%- endmacro %}
+
+{#- Epoch seconds to timestamptz. -#}
+{% macro from_epoch(col) -%}
+    {{ return(adapter.dispatch('from_epoch', 'retention')(col)) }}
+{%- endmacro %}
+{% macro default__from_epoch(col) -%}
+    to_timestamp(cast({{ col }} as double precision))
+{%- endmacro %}
+{% macro duckdb__from_epoch(col) -%}
+    to_timestamp(cast({{ col }} as double))
+{%- endmacro %}
+
+{#- One text value out of JSON text at a path given as a list of keys / array indexes. -#}
+{% macro json_text(col, path) -%}
+    {{ return(adapter.dispatch('json_text', 'retention')(col, path)) }}
+{%- endmacro %}
+{% macro default__json_text(col, path) -%}
+    (cast({{ col }} as jsonb) #>> '{ {{- path | join(",") -}} }')
+{%- endmacro %}
+{% macro duckdb__json_text(col, path) -%}
+    json_extract_string({{ col }}, '$
+    {%- for key in path -%}
+        {%- if key is number or (key is string and key.isdigit()) -%}[{{ key }}]{%- else -%}.{{ key }}{%- endif -%}
+    {%- endfor -%}')
+{%- endmacro %}
+
+{#- Whole calendar months from the month of `start` to the month of `stop` (UTC). -#}
+{% macro month_offset(start, stop) -%}
+    cast(
+        (extract(year from {{ retention.utc(stop) }}) - extract(year from {{ retention.utc(start) }})) * 12
+        + extract(month from {{ retention.utc(stop) }}) - extract(month from {{ retention.utc(start) }})
+    as integer)
+{%- endmacro %}
+
+{#- First day of the UTC month of a timestamptz, as a date. -#}
+{% macro month_start(ts) -%}
+    cast(date_trunc('month', {{ retention.utc(ts) }}) as date)
+{%- endmacro %}
+
+{#- 0..n as a table of `month_offset`. -#}
+{% macro offsets_upto(n) -%}
+    {{ return(adapter.dispatch('offsets_upto', 'retention')(n)) }}
+{%- endmacro %}
+{% macro default__offsets_upto(n) -%}
+    (select cast(g as integer) as month_offset from generate_series(0, {{ n }}) as g)
+{%- endmacro %}
+{% macro duckdb__offsets_upto(n) -%}
+    (select cast(generate_series as integer) as month_offset from generate_series(0, {{ n }}))
+{%- endmacro %}

@@ -1,0 +1,32 @@
+{#- Helpers for staging models over raw API tables. -#}
+
+{#- The columns a raw table has now (lower-case). APIs omit fields that are null on every
+    record, and dlt only adds a column once a value arrives, so staging must not assume a
+    column exists. Empty at parse time. -#}
+{% macro columns_of(relation) -%}
+    {%- if not execute -%}{{ return([]) }}{%- endif -%}
+    {%- set found = adapter.get_relation(relation.database, relation.schema, relation.identifier) -%}
+    {%- if found is none -%}
+        {{ exceptions.raise_compiler_error(
+            "raw table " ~ relation ~ " does not exist: load it first (retention extract, or the dlt asset in Dagster)") }}
+    {%- endif -%}
+    {{ return(adapter.get_columns_in_relation(found) | map(attribute='name') | map('lower') | list) }}
+{%- endmacro %}
+
+{#- `name` if the raw table has that column, else a typed null. -#}
+{% macro col(columns, name, type='varchar') -%}
+    {%- if not execute or name | lower in columns -%}{{ name }}{%- else -%}cast(null as {{ type }}){%- endif -%}
+{%- endmacro %}
+
+{#- Minor units (Stripe, Chargebee) to major-unit decimals: JPY and the other
+    zero-decimal currencies unchanged, three-decimal currencies ÷ 1000, others ÷ 100. -#}
+{% macro minor_to_major(amount, currency) -%}
+    case
+        when upper({{ currency }}) in ('BIF', 'CLP', 'DJF', 'GNF', 'JPY', 'KMF', 'KRW', 'MGA',
+                                       'PYG', 'RWF', 'UGX', 'VND', 'VUV', 'XAF', 'XOF', 'XPF')
+            then cast({{ amount }} as decimal(38, 10))
+        when upper({{ currency }}) in ('BHD', 'JOD', 'KWD', 'OMR', 'TND')
+            then cast({{ amount }} as decimal(38, 10)) / 1000
+        else cast({{ amount }} as decimal(38, 10)) / 100
+    end
+{%- endmacro %}

@@ -1,0 +1,28 @@
+-- One row per subscription, all systems, normalised (marts.md).
+select
+    billing_system,
+    subscription_id,
+    customer_id,
+    status,
+    plan_id,
+    product_id,
+    product_name,
+    currency,
+    cast(unit_amount_local as decimal(38, 10)) as unit_amount_local,
+    cast(quantity as integer) as quantity,
+    interval,
+    cast(interval_count as integer) as interval_count,
+    mrr_local,
+    mrr,
+    created_at,
+    activated_at,
+    trial_start,
+    trial_end,
+    current_period_start,
+    current_period_end,
+    canceled_at,
+    ended_at,
+    paused_at,
+    resumes_at,
+    coupon_id
+from {{ ref('int_subscriptions') }}

@@ -1,0 +1,15 @@
+{% set src = source('chargebee', 'coupons') %}
+{% set c = columns_of(src) %}
+select
+    'chargebee' as billing_system,
+    cast(id as varchar) as coupon_id,
+    cast({{ col(c, 'name') }} as varchar) as name,
+    cast({{ col(c, 'discount_percentage', 'double') }} as decimal(38, 10)) as percent_off,
+    {{ minor_to_major(col(c, 'discount_amount', 'bigint'), col(c, 'currency_code')) }} as amount_off_local,
+    upper({{ col(c, 'currency_code') }}) as currency,
+    case duration_type when 'one_time' then 'once' when 'limited_period' then 'repeating' else 'forever' end
+        as duration,
+    cast(coalesce({{ col(c, 'duration_month', 'bigint') }},
+        case when {{ col(c, 'period_unit') }} = 'month' then {{ col(c, 'period', 'bigint') }} end) as integer)
+        as duration_in_months
+from {{ src }}

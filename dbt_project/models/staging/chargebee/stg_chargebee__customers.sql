@@ -1,0 +1,12 @@
+{% set src = source('chargebee', 'customers') %}
+{% set c = columns_of(src) %}
+select
+    'chargebee' as billing_system,
+    cast(id as varchar) as customer_id,
+    cast(null as varchar) as customer_alt_id,
+    cast({{ col(c, 'email') }} as varchar) as email,
+    cast(nullif(trim(concat(coalesce({{ col(c, 'first_name') }}, ''), ' ', coalesce({{ col(c, 'last_name') }}, ''))), '')
+        as varchar) as name,
+    {{ from_epoch('created_at') }} as created_at
+from {{ src }}
+where not coalesce({{ col(c, 'deleted', 'boolean') }}, false)

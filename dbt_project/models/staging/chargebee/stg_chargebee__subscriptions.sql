@@ -1,0 +1,66 @@
+-- Chargebee subscriptions in the conformed vocabulary (validation.md §1): activated_at is
+-- when service started (`started_at`, or `start_date` while future; Chargebee's own
+-- `activated_at` is the end of a trial), a requested cancel is
+-- `cancel_schedule_created_at` (else `cancelled_at` once cancelled) and service ends at
+-- `cancelled_at`. Deleted subscriptions are left out. One plan item per subscription.
+{% set src = source('chargebee', 'subscriptions') %}
+{% set c = columns_of(src) %}
+with raw as (
+    select
+        id,
+        customer_id,
+        status,
+        currency_code,
+        billing_period,
+        billing_period_unit,
+        subscription_items,
+        created_at,
+        {{ col(c, 'started_at', 'bigint') }} as started_at,
+        {{ col(c, 'start_date', 'bigint') }} as start_date,
+        {{ col(c, 'trial_start', 'bigint') }} as trial_start,
+        {{ col(c, 'trial_end', 'bigint') }} as trial_end,
+        {{ col(c, 'current_term_start', 'bigint') }} as current_term_start,
+        {{ col(c, 'current_term_end', 'bigint') }} as current_term_end,
+        {{ col(c, 'cancelled_at', 'bigint') }} as cancelled_at,
+        {{ col(c, 'cancel_schedule_created_at', 'bigint') }} as cancel_schedule_created_at,
+        {{ col(c, 'pause_date', 'bigint') }} as pause_date,
+        {{ col(c, 'resume_date', 'bigint') }} as resume_date,
+        {{ col(c, 'coupons') }} as coupons,
+        {{ col(c, 'deleted', 'boolean') }} as deleted
+    from {{ src }}
+)
+
+select
+    'chargebee' as billing_system,
+    cast(id as varchar) as subscription_id,
+    cast(customer_id as varchar) as customer_id,
+    case status
+        when 'in_trial' then 'trialing'
+        when 'cancelled' then 'canceled'
+        when 'non_renewing' then 'non_renewing'
+        when 'paused' then 'paused'
+        when 'future' then 'future'
+        else 'active'
+    end as status,
+    cast({{ json_text('subscription_items', [0, 'item_price_id']) }} as varchar) as plan_id,
+    cast({{ json_text('subscription_items', [0, 'quantity']) }} as integer) as quantity,
+    upper(currency_code) as currency,
+    {{ minor_to_major(json_text('subscription_items', [0, 'unit_price']), 'currency_code') }}
+        as unit_amount_local,
+    cast(billing_period_unit as varchar) as interval,
+    cast(billing_period as integer) as interval_count,
+    {{ from_epoch('created_at') }} as created_at,
+    {{ from_epoch('coalesce(started_at, start_date)') }} as activated_at,
+    {{ from_epoch('trial_start') }} as trial_start,
+    {{ from_epoch('trial_end') }} as trial_end,
+    {{ from_epoch('current_term_start') }} as current_period_start,
+    {{ from_epoch('current_term_end') }} as current_period_end,
+    {{ from_epoch(
+        "coalesce(cancel_schedule_created_at, case when status = 'cancelled' then cancelled_at end)"
+    ) }} as canceled_at,
+    {{ from_epoch('cancelled_at') }} as ended_at,
+    {{ from_epoch('pause_date') }} as paused_at,
+    {{ from_epoch('resume_date') }} as resumes_at,
+    cast({{ json_text('coupons', [0, 'coupon_id']) }} as varchar) as coupon_id
+from raw
+where not coalesce(deleted, false)

@@ -1,0 +1,15 @@
+{% set src = source('recurly', 'coupons') %}
+{% set c = columns_of(src) %}
+select
+    'recurly' as billing_system,
+    cast(code as varchar) as coupon_id,
+    cast({{ col(c, 'name') }} as varchar) as name,
+    cast(case when {{ col(c, 'discount__type') }} = 'percent' then {{ col(c, 'discount__percent', 'double') }} end
+        as decimal(38, 10)) as percent_off,
+    cast({{ json_text(col(c, 'discount__currencies'), [0, 'amount']) }} as decimal(38, 10)) as amount_off_local,
+    upper({{ json_text(col(c, 'discount__currencies'), [0, 'currency']) }}) as currency,
+    case duration when 'single_use' then 'once' when 'temporal' then 'repeating' else 'forever' end
+        as duration,
+    cast(case when {{ col(c, 'temporal_unit') }} = 'month' then {{ col(c, 'temporal_amount', 'bigint') }} end
+        as integer) as duration_in_months
+from {{ src }}

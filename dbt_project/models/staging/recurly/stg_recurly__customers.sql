@@ -1,0 +1,13 @@
+-- Recurly accounts: the merchant's customer id is the account `code`; a cancel page may
+-- also send Recurly's own account `id` (customer_alt_id).
+{% set src = source('recurly', 'customers') %}
+{% set c = columns_of(src) %}
+select
+    'recurly' as billing_system,
+    cast(code as varchar) as customer_id,
+    cast(id as varchar) as customer_alt_id,
+    cast({{ col(c, 'email') }} as varchar) as email,
+    cast(nullif(trim(concat(coalesce({{ col(c, 'first_name') }}, ''), ' ', coalesce({{ col(c, 'last_name') }}, ''))), '')
+        as varchar) as name,
+    cast(created_at as timestamp with time zone) as created_at
+from {{ src }}
