@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -29,3 +30,37 @@ def serve_scenario() -> Iterator[Callable[..., Sandbox]]:
     yield serve
     for sandbox in started:
         sandbox.stop()
+
+
+DBT_PROJECT = Path(__file__).resolve().parent.parent / "dbt_project"
+
+
+@pytest.fixture
+def dbt(tmp_path, monkeypatch):
+    """Run dbt commands on the project against a given DuckDB file, with target/ and logs
+    kept in the test's temp folder. Returns the runner's result; fails on dbt failure."""
+    from dbt.cli.main import dbtRunner
+
+    def run(database: Path, *args: str, expect_success: bool = True, target: str = "duckdb"):
+        monkeypatch.setenv("RETENTION_DUCKDB_PATH", str(database))
+        monkeypatch.setenv("RETENTION_DBT_TARGET", target)
+        result = dbtRunner().invoke(
+            [
+                *args,
+                "--project-dir",
+                str(DBT_PROJECT),
+                "--profiles-dir",
+                str(DBT_PROJECT),
+                "--target-path",
+                str(tmp_path / "dbt_target"),
+                "--log-path",
+                str(tmp_path / "dbt_logs"),
+            ]
+        )
+        if expect_success:
+            assert result.success, (
+                f"dbt {' '.join(args)} failed: {result.exception or result.result}"
+            )
+        return result
+
+    return run

@@ -180,3 +180,64 @@ def _status(ep: dict, sub: dict | None, as_of: datetime) -> tuple[str, str]:
     ):
         return "invalid_save", "canceled"
     return "valid_save", "saved" if ep["page_outcome"] == "saved" else "pending"
+
+
+def _month_offset(start: datetime, stop: datetime) -> int:
+    return (stop.year - start.year) * 12 + stop.month - start.month
+
+
+def cohorts(scenario: Scenario, validated: list[dict]) -> dict[tuple, dict]:
+    """§6 cells keyed by (cohort_month, page_outcome, validated_outcome, save_type,
+    offer_type, page_id, month_offset), dense from offset 0 to the month of T = as_of."""
+    rates = scenario.fx_rates
+    paid: dict[tuple[str, str], list[tuple]] = defaultdict(list)
+    for invoice in scenario.invoices:
+        if invoice["status"] == "paid":
+            amount = invoice["total"] * rates[invoice["currency"]]
+            key = (invoice["billing_system"], invoice["customer_id"])
+            paid[key].append((invoice["paid_at"], invoice["invoice_id"], amount))
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for ep in validated:
+        start = ep["first_landed_at"]
+        dims = (
+            start.date().replace(day=1),
+            ep["page_outcome"],
+            ep["validated_outcome"],
+            ep["save_type"],
+            ep["offer_type"],
+            ep["page_id"],
+        )
+        payments = []
+        if ep["customer_id"] is not None:
+            payments = sorted(
+                p for p in paid[(ep["billing_system"], ep["customer_id"])] if p[0] >= start
+            )
+        groups[dims].append({"start": start, "payments": payments})
+    cells = {}
+    for dims, members in groups.items():
+        last = max(_month_offset(m["start"], scenario.as_of) for m in members)
+        for offset in range(last + 1):
+            cells[(*dims, offset)] = {
+                "cohort_episodes": len(members),
+                "repurchasing_episodes": 0,
+                "first_repurchase_episodes": 0,
+                "repurchase_revenue": Decimal(0),
+                "first_repurchase_revenue": Decimal(0),
+            }
+        for member in members:
+            offsets = set()
+            for index, (paid_at, _, amount) in enumerate(member["payments"]):
+                offset = _month_offset(member["start"], paid_at)
+                cell = cells[(*dims, offset)]
+                cell["repurchase_revenue"] += amount
+                offsets.add(offset)
+                if index == 0:
+                    cell["first_repurchase_episodes"] += 1
+                    cell["first_repurchase_revenue"] += amount
+            for offset in offsets:
+                cells[(*dims, offset)]["repurchasing_episodes"] += 1
+        running = Decimal(0)
+        for offset in range(last + 1):
+            running += cells[(*dims, offset)]["repurchase_revenue"]
+            cells[(*dims, offset)]["cumulative_repurchase_revenue"] = running
+    return cells
