@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -64,3 +66,36 @@ def dbt(tmp_path, monkeypatch):
         return result
 
     return run
+
+
+PG = "postgresql://postgres:postgres@127.0.0.1:5432/postgres"  # trust auth: any password
+
+
+def _server_answers() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def postgres(monkeypatch):
+    """A fresh PostgreSQL database for one test, as dlt and dbt credentials; dropped after.
+    Skips, saying why, where no server answers on 127.0.0.1:5432."""
+    if not _server_answers():
+        pytest.skip(
+            "no PostgreSQL server answers on 127.0.0.1:5432 (start one to run the portability tests)"
+        )
+    database = f"retention_test_{uuid.uuid4().hex[:8]}"
+    import psycopg2
+
+    admin = psycopg2.connect(PG)
+    admin.autocommit = True
+    admin.cursor().execute(f'create database "{database}"')
+    url = PG.rsplit("/", 1)[0] + "/" + database
+    monkeypatch.setenv("RETENTION_DESTINATION", "postgres")
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", url)
+    yield url
+    admin.cursor().execute(f'drop database "{database}" with (force)')
+    admin.close()

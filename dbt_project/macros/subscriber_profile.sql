@@ -25,7 +25,7 @@
         'subscription.plan.id': 's.plan_id',
         'subscription.plan.amount': 's.unit_amount_local',
         'subscription.plan.currency': 's.currency',
-        'subscription.plan.interval': 's.interval',
+        'subscription.plan.interval': 's."interval"',
         'subscription.plan.interval_count': 's.interval_count',
         'subscription.plan.product.id': 's.product_id',
         'subscription.plan.product.name': 's.product_name',

@@ -3,43 +3,11 @@ where no server answers on 127.0.0.1:5432."""
 
 from __future__ import annotations
 
-import socket
-import uuid
-
 import pytest
 
 from orchestration.extract import run_extract
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
-PG = "postgresql://postgres:postgres@127.0.0.1:5432/postgres"  # trust auth: any password
-
-
-def _server_answers() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-@pytest.fixture
-def postgres(monkeypatch):
-    if not _server_answers():
-        pytest.skip(
-            "no PostgreSQL server answers on 127.0.0.1:5432 (start one to run the portability tests)"
-        )
-    database = f"retention_test_{uuid.uuid4().hex[:8]}"
-    import psycopg2
-
-    admin = psycopg2.connect(PG)
-    admin.autocommit = True
-    admin.cursor().execute(f'create database "{database}"')
-    url = PG.rsplit("/", 1)[0] + "/" + database
-    monkeypatch.setenv("RETENTION_DESTINATION", "postgres")
-    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", url)
-    yield url
-    admin.cursor().execute(f'drop database "{database}" with (force)')
-    admin.close()
 
 
 def test_exit_sessions_load_into_postgres(postgres, tmp_path):

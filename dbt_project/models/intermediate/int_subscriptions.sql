@@ -25,7 +25,7 @@ priced as (
         coalesce(s.currency, p.currency) as currency,
         coalesce(s.unit_amount_local, p.unit_amount_local) as unit_amount_local,
         s.quantity,
-        coalesce(s.interval, p.interval) as interval,
+        coalesce(s."interval", p."interval") as "interval",
         coalesce(s.interval_count, p.interval_count) as interval_count,
         s.created_at,
         s.activated_at,
@@ -48,7 +48,7 @@ with_mrr as (
         priced.*,
         cast(
             cast(unit_amount_local as decimal(38, 10)) * quantity
-            * case interval
+            * case "interval"
                 when 'month' then cast(1 as decimal(38, 10))
                 when 'year' then cast(1 as decimal(38, 10)) / 12
                 when 'week' then cast(52 as decimal(38, 10)) / 12

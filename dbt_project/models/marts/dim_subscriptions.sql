@@ -10,7 +10,7 @@ select
     currency,
     cast(unit_amount_local as decimal(38, 10)) as unit_amount_local,
     cast(quantity as integer) as quantity,
-    interval,
+    "interval",
     cast(interval_count as integer) as interval_count,
     mrr_local,
     mrr,

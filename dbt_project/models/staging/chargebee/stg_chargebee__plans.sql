@@ -5,7 +5,7 @@ select
     cast(item_id as varchar) as product_id,
     upper(currency_code) as currency,
     {{ minor_to_major('price', 'currency_code') }} as unit_amount_local,
-    cast(period_unit as varchar) as interval,
+    cast(period_unit as varchar) as "interval",
     cast(period as integer) as interval_count
 from {{ source('chargebee', 'item_prices') }}
 where not coalesce(deleted, false)

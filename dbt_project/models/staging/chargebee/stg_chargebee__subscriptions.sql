@@ -47,7 +47,7 @@ select
     upper(currency_code) as currency,
     {{ minor_to_major(json_text('subscription_items', [0, 'unit_price']), 'currency_code') }}
         as unit_amount_local,
-    cast(billing_period_unit as varchar) as interval,
+    cast(billing_period_unit as varchar) as "interval",
     cast(billing_period as integer) as interval_count,
     {{ from_epoch('created_at') }} as created_at,
     {{ from_epoch('coalesce(started_at, start_date)') }} as activated_at,

@@ -4,7 +4,7 @@ select
     'recurly' as billing_system,
     cast(code as varchar) as coupon_id,
     cast({{ col(c, 'name') }} as varchar) as name,
-    cast(case when {{ col(c, 'discount__type') }} = 'percent' then {{ col(c, 'discount__percent', 'double') }} end
+    cast(case when {{ col(c, 'discount__type') }} = 'percent' then {{ col(c, 'discount__percent', 'double precision') }} end
         as decimal(38, 10)) as percent_off,
     cast({{ json_text(col(c, 'discount__currencies'), [0, 'amount']) }} as decimal(38, 10)) as amount_off_local,
     upper({{ json_text(col(c, 'discount__currencies'), [0, 'currency']) }}) as currency,

@@ -12,7 +12,7 @@ select
         when interval_unit = 'months' then 'month'
         when interval_unit = 'days' and interval_length % 7 = 0 then 'week'
         else 'day'
-    end as interval,
+    end as "interval",
     cast(
         case
             when interval_unit = 'months' and interval_length % 12 = 0 then interval_length / 12

@@ -42,7 +42,7 @@ select
     cast(quantity as integer) as quantity,
     upper(currency) as currency,
     cast(unit_amount as decimal(38, 10)) as unit_amount_local,
-    cast(null as varchar) as interval,
+    cast(null as varchar) as "interval",
     cast(null as integer) as interval_count,
     cast(created_at as timestamp with time zone) as created_at,
     cast(activated_at as timestamp with time zone) as activated_at,

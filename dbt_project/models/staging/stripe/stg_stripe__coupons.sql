@@ -4,7 +4,7 @@ select
     'stripe' as billing_system,
     cast(id as varchar) as coupon_id,
     cast({{ col(c, 'name') }} as varchar) as name,
-    cast({{ col(c, 'percent_off', 'double') }} as decimal(38, 10)) as percent_off,
+    cast({{ col(c, 'percent_off', 'double precision') }} as decimal(38, 10)) as percent_off,
     {{ minor_to_major(col(c, 'amount_off', 'bigint'), col(c, 'currency')) }} as amount_off_local,
     upper({{ col(c, 'currency') }}) as currency,
     cast(duration as varchar) as duration,
