@@ -114,11 +114,14 @@ def assert_marts_match_the_facts(doc: dict, database) -> None:
             assert abs(Decimal(got_cells[key][field]) - value) < MONEY, (key, field)
 
 
-def test_every_episode_and_cohort_cell_equals_the_facts(pipeline):
+def test_every_episode_and_cohort_cell_equals_the_facts(pipeline, dbt, tmp_path):
     doc, _, database, _ = pipeline
     assert_marts_match_the_facts(doc, database)
     statuses = {row["validation_status"] for row in marts(database, "fct_exit_episodes")}
     assert len(statuses) == 7  # the generated scenario reaches every status
+    dbt(database, "docs", "generate")
+    catalog = orjson.loads((tmp_path / "dbt_target" / "catalog.json").read_bytes())
+    assert "model.retention.fct_exit_episodes" in catalog["nodes"]
 
 
 def test_a_sync_late_by_weeks_validates_as_of_its_own_time(pipeline):
