@@ -7,15 +7,17 @@
     ({{ ts }} at time zone 'UTC')
 {%- endmacro %}
 
-{#- ts + n days (n may be an expression). -#}
+{#- ts + n days (n may be an expression), a day being exactly 24 hours (validation.md:
+    "30 days" is 30 × 24 hours). Not calendar days: those follow the session's time zone,
+    and across a daylight-saving change would be 23 or 25 hours. -#}
 {% macro add_days(ts, days) -%}
     {{ return(adapter.dispatch('add_days', 'retention')(ts, days)) }}
 {%- endmacro %}
 {% macro default__add_days(ts, days) -%}
-    ({{ ts }} + ({{ days }}) * interval '1 day')
+    ({{ ts }} + ({{ days }}) * interval '24 hours')
 {%- endmacro %}
 {% macro duckdb__add_days(ts, days) -%}
-    ({{ ts }} + to_days(cast({{ days }} as integer)))
+    ({{ ts }} + to_hours(cast(({{ days }}) * 24 as bigint)))
 {%- endmacro %}
 
 {#- Epoch seconds to timestamptz. -#}
