@@ -1,8 +1,9 @@
 """dlt source for the exit sessions the cancel page records (validation.md §1).
 
 Reads a folder of drop files (JSON Lines, CSV, Parquet), each file once, in landing order
-(modification time, then name). One parent resource reads the new files; two
-transformers split each batch by the contract: `exit_sessions` (good rows, merged on
+(modification time, then name), or, by configuration, a database table incrementally on
+a cursor column (dlt's `sql_table`, rows in cursor order). One parent resource reads the
+new rows; two transformers split each batch by the contract: `exit_sessions` (good rows, merged on
 session_id so a later row updates a visit) and `exit_sessions_quarantine` (every bad row
 with its file, line and reason). Both are handed to dlt as Arrow tables.
 
@@ -14,6 +15,7 @@ for quarantine rows.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +25,7 @@ import polars as pl
 import pyarrow as pa
 
 from dlt_sources.exit_sessions.contract import check, latest_per_session
-from dlt_sources.exit_sessions.readers import SUFFIXES, Batch, read_file
+from dlt_sources.exit_sessions.readers import SUFFIXES, Batch, read_file, read_rows
 
 SESSION_COLUMNS = {
     "session_id": {"data_type": "text", "nullable": False},
@@ -93,8 +95,58 @@ def exit_sessions_quarantine(batch: Batch) -> Iterator[pa.Table]:
     yield rejected.with_columns(quarantined_at=pl.lit(datetime.now(UTC))).to_arrow()
 
 
+def exit_session_table(credentials: str, table: str, cursor_column: str, schema: str | None):
+    """Batches of the table's rows changed since the last run (dlt's `sql_table`, Arrow
+    backend, incremental on `cursor_column` in ascending order, so within one load the
+    row landed last wins)."""
+    from dlt.sources.sql_database import sql_table
+
+    rows = sql_table(
+        credentials=credentials,
+        table=table,
+        schema=schema,
+        backend="pyarrow",
+        reflection_level="minimal",
+        incremental=dlt.sources.incremental(cursor_column, row_order="asc"),
+    )
+    counter = itertools.count(1)
+    name = f"table:{schema + '.' if schema else ''}{table}"
+
+    # A transformer, not a map: dlt applies the cursor after a resource's own steps, so
+    # the rows must still be rows when it does.
+    @dlt.transformer(name="exit_session_table_rows", selected=False)
+    def batches(chunk: pa.Table) -> Iterator[Batch]:
+        batch = read_rows(pl.from_arrow(chunk), name, next(counter) * _LINES_PER_FILE)
+        batch.rows = batch.rows.with_columns(_landed_seq=pl.col("_line"))
+        yield batch
+
+    return rows | batches
+
+
 @dlt.source(name="exit_sessions")
-def exit_sessions_source(folder: str = dlt.config.value) -> list:
-    """Exit sessions from a folder of drop files: good rows and quarantine."""
-    files = exit_session_files(folder)
-    return [files | exit_sessions_good, files | exit_sessions_quarantine]
+def exit_sessions_source(
+    folder: str | None = None,
+    table_credentials: str | None = None,
+    table: str | None = None,
+    table_schema: str | None = None,
+    cursor_column: str = "updated_at",
+) -> list:
+    """Exit sessions, good rows and quarantine, from a folder of drop files
+    (`SOURCES__EXIT_SESSIONS__FOLDER`) or from a database table
+    (`SOURCES__EXIT_SESSIONS__TABLE`, `..._TABLE_CREDENTIALS` as an SQLAlchemy URL,
+    `..._CURSOR_COLUMN`, default updated_at: a column the writer sets on every change)."""
+    if table:
+        if not table_credentials:
+            raise ValueError(
+                "exit sessions from a table need SOURCES__EXIT_SESSIONS__TABLE_CREDENTIALS "
+                "(an SQLAlchemy URL such as postgresql://user:pass@host/db)"
+            )
+        parent = exit_session_table(table_credentials, table, cursor_column, table_schema)
+    elif folder:
+        parent = exit_session_files(folder)
+    else:
+        raise ValueError(
+            "exit sessions need a folder (SOURCES__EXIT_SESSIONS__FOLDER) or a table "
+            "(SOURCES__EXIT_SESSIONS__TABLE)"
+        )
+    return [parent | exit_sessions_good, parent | exit_sessions_quarantine]

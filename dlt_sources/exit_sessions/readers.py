@@ -70,12 +70,12 @@ def read_csv(path: Path, name: str) -> Batch:
 
 def read_parquet(path: Path, name: str) -> Batch:
     rows = pl.read_parquet(path)
-    rows = rows.with_columns(_as_text(c, rows.schema[c]) for c in rows.columns)
+    rows = rows.with_columns(as_text(c, rows.schema[c]) for c in rows.columns)
     rows = rows.with_columns(_line=pl.int_range(1, rows.height + 1))  # row number
     return Batch(_with_file(rows, name), problems(name, []))
 
 
-def _as_text(column: str, dtype: pl.DataType) -> pl.Expr:
+def as_text(column: str, dtype: pl.DataType) -> pl.Expr:
     """Typed Parquet columns to the text the contract parses: aware times in UTC with an
     offset, naive times as written (read as UTC), nested values as JSON."""
     col = pl.col(column)
@@ -86,6 +86,14 @@ def _as_text(column: str, dtype: pl.DataType) -> pl.Expr:
     if isinstance(dtype, pl.Struct | pl.List):
         return col.struct.json_encode() if isinstance(dtype, pl.Struct) else col.cast(pl.String)
     return col.cast(pl.String)
+
+
+def read_rows(rows: pl.DataFrame, name: str, first_line: int) -> Batch:
+    """Rows read from a database table (typed columns) as text, numbered from
+    `first_line` so each row of a run has its own position."""
+    rows = rows.with_columns(as_text(c, rows.schema[c]) for c in rows.columns)
+    rows = rows.with_columns(_line=pl.int_range(first_line, first_line + rows.height))
+    return Batch(_with_file(rows, name), problems(name, []))
 
 
 def _with_file(rows: pl.DataFrame, name: str) -> pl.DataFrame:

@@ -190,3 +190,58 @@ def test_missing_folder_is_a_clear_error(tmp_path, run):
     load, _ = run
     with pytest.raises(Exception, match="SOURCES__EXIT_SESSIONS__FOLDER"):
         load(tmp_path / "nowhere")
+
+
+def test_a_database_table_loads_incrementally_with_quarantine(tmp_path, run):
+    import sqlite3
+
+    db = tmp_path / "page.sqlite"
+    con = sqlite3.connect(db)
+    con.execute(
+        "create table sessions (session_id text, billing_system text, billing_id text, "
+        "started_at text, action text, action_at text, updated_at integer)"
+    )
+    rows = [
+        ("s1", "stripe", "sub_1", "2026-04-02T08:00:00Z", None, None, 1),
+        ("s2", "paypal", "x", "2026-04-02T08:00:00Z", None, None, 2),
+    ]
+    con.executemany("insert into sessions values (?, ?, ?, ?, ?, ?, ?)", rows)
+    con.commit()
+    _, query = run
+    url = f"sqlite:///{db}"
+    pipeline_run = _table_loader(tmp_path, url)
+    pipeline_run()
+    assert query("select session_id, action from raw_exit_sessions.exit_sessions") == [("s1", None)]
+    assert query("select _file, reason from raw_exit_sessions.exit_sessions_quarantine") == [
+        ("table:sessions", "billing_system is not one of stripe, recurly, chargebee")
+    ]
+    con.execute(
+        "update sessions set action = 'canceled', action_at = '2026-04-02T08:05:00Z', "
+        "updated_at = 3 where session_id = 's1'"
+    )
+    con.execute(
+        "insert into sessions values ('s3', 'recurly', 'acct-1', '2026-04-03T00:00:00Z', null, null, 4)"
+    )
+    con.commit()
+    pipeline_run()
+    assert query("select session_id, action from raw_exit_sessions.exit_sessions order by 1") == [
+        ("s1", "canceled"),
+        ("s3", None),
+    ]
+    assert query("select count(*) from raw_exit_sessions.exit_sessions_quarantine") == [(1,)]
+
+
+def _table_loader(tmp_path, url):
+    database = tmp_path / "warehouse.duckdb"
+
+    def load():
+        pipeline = dlt.pipeline(
+            "exit_sessions_test",
+            destination=dlt.destinations.duckdb(str(database)),
+            dataset_name="raw_exit_sessions",
+            pipelines_dir=str(tmp_path / "pipelines"),
+        )
+        source = exit_sessions_source(table_credentials=url, table="sessions")
+        assert not pipeline.run(source).has_failed_jobs
+
+    return load
