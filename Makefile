@@ -13,7 +13,11 @@ export UV_PYTHON_DOWNLOADS := never
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export RUNTIME__DLTHUB_TELEMETRY := false
 
-.PHONY: env test lint demo sandbox lock bench clean
+# Dagster keeps its runs and settings here (make demo, make ui); the tests use tmp.
+DAGSTER_HOME ?= $(abspath .dagster_home)
+DEMO := $(abspath .demo)
+
+.PHONY: env test lint manifest demo ui dagster-home sandbox lock bench clean
 
 env: $(STAMP)
 
@@ -35,18 +39,34 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: $(STAMP) lint
+test: $(STAMP) lint manifest
 	$(VENV)/bin/pytest -q
 
-## Until the pipeline issues land, the demo generates a scenario and serves it.
-demo: $(STAMP)
-	mkdir -p .demo
-	$(VENV)/bin/retention sandbox generate --customers 3000 --seed 7 --out .demo/scenario.json
-	$(VENV)/bin/retention sandbox serve --scenario .demo/scenario.json
+## dbt_project/target/manifest.json, which the Dagster definitions load (@dbt_assets).
+manifest: $(STAMP)
+	$(VENV)/bin/dbt parse --quiet --project-dir dbt_project --profiles-dir dbt_project
+
+## A scenario served as local Stripe/Recurly/Chargebee, loaded, modelled and validated
+## once through Dagster (runs kept in $(DAGSTER_HOME)); prints the figures.
+demo: $(STAMP) manifest dagster-home
+	DAGSTER_HOME="$(DAGSTER_HOME)" $(VENV)/bin/retention demo --workdir $(DEMO)
+
+## The Dagster UI on the demo's warehouse and runs: http://127.0.0.1:3000
+ui: $(STAMP) manifest dagster-home
+	PATH="$(abspath $(VENV))/bin:$$PATH" DAGSTER_HOME="$(DAGSTER_HOME)" \
+	RETENTION_DUCKDB_PATH="$${RETENTION_DUCKDB_PATH:-$(DEMO)/warehouse.duckdb}" \
+	SOURCES__EXIT_SESSIONS__FOLDER="$${SOURCES__EXIT_SESSIONS__FOLDER:-$(DEMO)/drop}" \
+	DLT_DATA_DIR="$${DLT_DATA_DIR:-$(DEMO)/dlt}" \
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## The instance settings (the duckdb pool limited to 1) in a new DAGSTER_HOME.
+dagster-home:
+	mkdir -p "$(DAGSTER_HOME)"
+	test -f "$(DAGSTER_HOME)/dagster.yaml" || cp orchestration/dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
 
 bench: $(STAMP)
 	$(PY) bench/bench_generate.py
 	$(PY) bench/bench_sandbox_listing.py
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .demo .pytest_cache
+	rm -rf $(VENV) $(TOOLS) .demo .dagster_home .pytest_cache

@@ -79,5 +79,52 @@ def extract(systems: tuple[str, ...], database: Path, exit_sessions: Path | None
         )
 
 
+@main.command()
+@click.option(
+    "--scenario",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Scenario to serve (default: generate one, as_of today 00:00 UTC).",
+)
+@click.option(
+    "--database",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="New DuckDB file to build (default: .demo/warehouse.duckdb, rebuilt each time).",
+)
+@click.option(
+    "--customers",
+    type=click.IntRange(min=1),
+    default=3000,
+    show_default=True,
+    help="Customers in the generated scenario.",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the demo keeps its scenario, drop files, dlt state and log (default: .demo).",
+)
+def demo(
+    scenario: Path | None, database: Path | None, customers: int, workdir: Path | None
+) -> None:
+    """Serve a scenario as local Stripe/Recurly/Chargebee, run every load, model and the
+    30-day validation once through Dagster (instance in DAGSTER_HOME, default
+    .dagster_home), and print what the marts say."""
+    from orchestration.demo import DEFAULT_WORKDIR, DemoError, run_demo
+
+    try:
+        summary = run_demo(
+            scenario=scenario,
+            database=database,
+            customers=customers,
+            workdir=workdir or DEFAULT_WORKDIR,
+        )
+    except DemoError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("")
+    click.echo(summary.render())
+
+
 if __name__ == "__main__":
     main()

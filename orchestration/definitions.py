@@ -1,7 +1,38 @@
-"""The Dagster code location (`workspace.yaml`): gathers the asset, job and schedule
-modules of orchestration/. Extraction, model and write-back assets are added by their
-own modules as they land; until then the location loads empty."""
+"""The Dagster code location (`workspace.yaml`, `make ui`): loads, models, validation,
+jobs, schedules and the drop-folder sensor, gathered from their modules.
 
-from dagster import Definitions
+Needs `dbt_project/target/manifest.json` (`make manifest`; `dagster dev` parses the
+project itself). `build_definitions()` reads the environment when called, so the demo
+builds its definitions after pointing the sources at its sandbox.
 
-defs = Definitions()
+Every run uses the in-process executor: the steps of one run take turns, so two loads of
+one run never race for DuckDB's single writer; across runs, the `duckdb` pool (limit 1,
+orchestration/dagster.yaml) makes them wait for each other instead.
+"""
+
+import os
+from collections.abc import Mapping
+
+from dagster import Definitions, in_process_executor
+
+from orchestration.jobs import billing_sync_job, build_schedules, exit_sessions_job, validation_job
+from orchestration.loads import load_assets, origin_specs
+from orchestration.models import dbt_models
+from orchestration.resources import build_resources
+from orchestration.sensors import drop_folder_sensor
+from orchestration.validation import validation_30d
+
+
+def build_definitions(env: Mapping[str, str] = os.environ) -> Definitions:
+    sync, exit_sessions, validation = billing_sync_job(), exit_sessions_job(), validation_job()
+    return Definitions(
+        assets=[*origin_specs(), *load_assets(), dbt_models, validation_30d],
+        jobs=[sync, exit_sessions, validation],
+        schedules=build_schedules(sync, validation, env),
+        sensors=[drop_folder_sensor(exit_sessions)],
+        resources=build_resources(env),
+        executor=in_process_executor,
+    )
+
+
+defs = build_definitions()

@@ -398,7 +398,9 @@ def invoices_frame(
     in_dunning = periods["dunning"].is_not_null().to_numpy()
     status = np.where(latest & in_dunning, "open", np.where(rng.random(n) < 0.03, "void", "paid"))
     # Paid within hours of issue, and never after as_of (the scenario's present).
-    collected = np.minimum(periods["period_start"].to_numpy() + _uniform(rng, 60, 6 * 3600, n), as_of)
+    collected = np.minimum(
+        periods["period_start"].to_numpy() + _uniform(rng, 60, 6 * 3600, n), as_of
+    )
     paid_at = np.where(status == "paid", collected, 0)
     return periods.with_columns(
         n=pl.int_range(pl.len()),

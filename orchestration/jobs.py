@@ -1,0 +1,79 @@
+"""Jobs and schedules.
+
+- `billing_sync`: every billing system and the exit sessions, then every model
+  downstream; hourly by default (`RETENTION_SYNC_CRON`, UTC). A failed load fails its
+  assets and the dbt step, which depends on every load, does not start: no model is
+  rebuilt from a half-refreshed warehouse, and the marts keep the last good state.
+- `exit_sessions_load`: the exit sessions, then the models; run by the drop-folder sensor.
+- `validation_30d_daily`: one `validation_30d` partition; daily at 00:30 UTC for the day
+  that just ended (after the midnight sync), and the job backfills run.
+"""
+
+import os
+from collections.abc import Mapping
+
+from dagster import (
+    AssetSelection,
+    JobDefinition,
+    ScheduleDefinition,
+    build_schedule_from_partitioned_job,
+    define_asset_job,
+)
+
+from orchestration.extract import BILLING_SYSTEMS
+from orchestration.loads import EXIT_SESSIONS
+from orchestration.models import dbt_models
+from orchestration.settings import DEFAULT_SYNC_CRON, SYNC_CRON_ENV, setting
+from orchestration.validation import validation_30d
+
+VALIDATION = AssetSelection.assets(validation_30d)
+# Every dbt model and seed: the marts read billing and exit-session tables together, and
+# the seeds (fx_rates) hang off no load, so "the models downstream" is all of them.
+MODELS = AssetSelection.assets(dbt_models)
+
+
+def _loads_then_models(*groups: str) -> AssetSelection:
+    """The load assets of `groups`, then the dbt models (one dbt step after the loads)."""
+    return AssetSelection.groups(*groups).materializable() | MODELS
+
+
+def billing_sync_job() -> JobDefinition:
+    return define_asset_job(
+        "billing_sync",
+        selection=_loads_then_models(*BILLING_SYSTEMS, EXIT_SESSIONS),
+        description="Sync every billing system and the exit sessions, then rebuild the models.",
+    )
+
+
+def exit_sessions_job() -> JobDefinition:
+    return define_asset_job(
+        "exit_sessions_load",
+        selection=_loads_then_models(EXIT_SESSIONS),
+        description="Load new exit-session files, then rebuild the models.",
+    )
+
+
+def validation_job() -> JobDefinition:
+    return define_asset_job(
+        "validation_30d_daily",
+        selection=VALIDATION,
+        description="Validate the episodes whose 30-day save window closed on the day.",
+    )
+
+
+def build_schedules(
+    sync: JobDefinition, validation: JobDefinition, env: Mapping[str, str] = os.environ
+) -> list[ScheduleDefinition]:
+    """Both stopped until switched on (in the UI or `dagster schedule start`): a code
+    location that starts syncing the moment it loads would surprise whoever opens it."""
+    return [
+        ScheduleDefinition(
+            name="billing_sync_schedule",
+            job=sync,
+            cron_schedule=setting(SYNC_CRON_ENV, DEFAULT_SYNC_CRON, env),
+            execution_timezone="UTC",
+        ),
+        build_schedule_from_partitioned_job(
+            validation, name="validation_30d_schedule", hour_of_day=0, minute_of_hour=30
+        ),
+    ]

@@ -1,0 +1,169 @@
+"""Extraction assets: one Dagster asset per dlt resource (dagster-dlt), per billing
+system and for the exit sessions, each fed by an origin asset (the billing API, the drop
+folder) so the lineage graph starts where the data does.
+
+Asset keys are dagster-dlt's own, `dlt_<source>_<resource>` (`dlt_stripe_subscriptions`),
+which the dbt sources' `meta.dagster.asset_key` name: that is what joins the dlt and dbt
+assets into one graph.
+
+The dlt source is built when a run starts, not when the definitions load: where a source
+points (sandbox or real service, and its key) is read from the environment of the run
+(`resolve_target`), and the pipeline writes to the `duckdb` resource's file. The sources
+given to `@dlt_assets` only describe the resources and hold no key.
+"""
+
+import importlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AssetSpec,
+    Failure,
+    MaterializeResult,
+)
+from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
+from dagster_dlt.translator import DltResourceTranslatorData
+from dagster_duckdb import DuckDBResource
+
+from orchestration.extract import BILLING_SYSTEMS, SOURCES, billing_source, pipeline, resolve_target
+from orchestration.resources import DropFolder
+from orchestration.settings import DUCKDB_POOL
+
+EXIT_SESSIONS = "exit_sessions"
+DROP_FOLDER_KEY = AssetKey("exit_session_drop_folder")
+_PLACEHOLDER_KEY = "resolved-when-a-run-starts"
+
+
+def api_key(system: str) -> AssetKey:
+    """The origin asset of a billing system: its API (the real service or the sandbox)."""
+    return AssetKey(f"{system}_api")
+
+
+def origin_specs() -> list[AssetSpec]:
+    """External assets Dagster does not materialise: where the loaded data comes from."""
+    apis = [
+        AssetSpec(
+            api_key(system),
+            group_name=system,
+            kinds={system},
+            description=f"The {system.capitalize()} API (or the local sandbox standing in "
+            "for it), read through its official SDK.",
+        )
+        for system in BILLING_SYSTEMS
+    ]
+    drop = AssetSpec(
+        DROP_FOLDER_KEY,
+        group_name=EXIT_SESSIONS,
+        kinds={"file"},
+        description="The folder the cancel page drops exit-session files into.",
+    )
+    return [*apis, drop]
+
+
+@dataclass
+class RetentionDltTranslator(DagsterDltTranslator):
+    """dagster-dlt's keys, with the system's group, its kind and the origin as upstream
+    (instead of dlt's default upstream key, which names no asset)."""
+
+    group: str = "default"
+    origin: AssetKey = DROP_FOLDER_KEY
+    kind: str | None = None
+
+    def get_asset_spec(self, data: DltResourceTranslatorData) -> AssetSpec:
+        spec = (
+            super()
+            .get_asset_spec(data)
+            .replace_attributes(group_name=self.group, deps=[self.origin])
+        )
+        return spec.merge_attributes(kinds={self.kind}) if self.kind else spec
+
+
+def _describing_source(system: str):
+    """The system's dlt source with a placeholder key and no address: enough to list its
+    resources, and nothing secret ends up in the definitions. (No base URL on purpose:
+    a Chargebee client with one switches certificate checks off process-wide.)"""
+    module, name = SOURCES[system]
+    factory = getattr(importlib.import_module(module), name)
+    options = {"site": _PLACEHOLDER_KEY} if system == "chargebee" else {}
+    return factory(api_key=_PLACEHOLDER_KEY, **options)
+
+
+def require_whole_sync(context: AssetExecutionContext, system: str, keys: set[AssetKey]) -> None:
+    """`syncs` records the API clock at the start of a run: the validation time T, which
+    says "the billing data is current as of T". Recording it while only some tables were
+    refreshed would claim fresh data that was not read, so it runs only with all of them
+    (`keys`: the system's assets; a subset run's own definition holds only the subset)."""
+    syncs = AssetKey(f"dlt_{system}_syncs")
+    selected = context.selected_asset_keys
+    if syncs in selected and selected != keys:
+        raise Failure(
+            f"{syncs.to_user_string()} records the validation time T and may only be "
+            f"materialised together with every other {system} table; select the whole "
+            f"{system} group (or leave {syncs.to_user_string()} out)."
+        )
+
+
+def billing_assets(system: str) -> AssetsDefinition:
+    """The dlt assets of one billing system, loading into raw_<system>."""
+    described = _describing_source(system)
+    keys = {AssetKey(f"dlt_{system}_{name}") for name in described.selected_resources}
+
+    @dlt_assets(
+        dlt_source=described,
+        dlt_pipeline=pipeline(system, None),
+        name=f"{system}_dlt",
+        dagster_dlt_translator=RetentionDltTranslator(
+            group=system, origin=api_key(system), kind=system
+        ),
+        pool=DUCKDB_POOL,
+    )
+    def _sync(
+        context: AssetExecutionContext, dlt: DagsterDltResource, duckdb: DuckDBResource
+    ) -> Iterator[MaterializeResult]:
+        require_whole_sync(context, system, keys)
+        target = resolve_target(system)
+        context.log.info("source %s", target.describe())
+        yield from dlt.run(
+            context=context,
+            dlt_source=billing_source(target),
+            dlt_pipeline=pipeline(system, duckdb.database),
+        )
+
+    return _sync
+
+
+def exit_sessions_assets() -> AssetsDefinition:
+    """Exit sessions and their quarantine, from the files new in the drop folder."""
+    from dlt_sources.exit_sessions import exit_sessions_source
+
+    @dlt_assets(
+        dlt_source=exit_sessions_source(folder=_PLACEHOLDER_KEY),
+        dlt_pipeline=pipeline(EXIT_SESSIONS, None),
+        name="exit_sessions_dlt",
+        dagster_dlt_translator=RetentionDltTranslator(group=EXIT_SESSIONS, origin=DROP_FOLDER_KEY),
+        pool=DUCKDB_POOL,
+    )
+    def _load(
+        context: AssetExecutionContext,
+        dlt: DagsterDltResource,
+        duckdb: DuckDBResource,
+        drop_folder: DropFolder,
+    ) -> Iterator[MaterializeResult]:
+        if context.is_subset:
+            # Both tables come from one read of each new file, which then counts as loaded:
+            # loading one alone would lose the other's rows of those files for good.
+            raise Failure("exit sessions and their quarantine load together: select both")
+        yield from dlt.run(
+            context=context,
+            dlt_source=exit_sessions_source(folder=drop_folder.path),
+            dlt_pipeline=pipeline(EXIT_SESSIONS, duckdb.database),
+        )
+
+    return _load
+
+
+def load_assets() -> list[AssetsDefinition]:
+    return [*(billing_assets(system) for system in BILLING_SYSTEMS), exit_sessions_assets()]

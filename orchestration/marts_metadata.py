@@ -1,0 +1,176 @@
+"""What the marts assets show in Dagster: episodes by status, the retention summary per
+billing system, and the repurchase cohorts as a table and a plot.
+
+Read from the warehouse right after dbt has finished building (DuckDB's lock is free
+then), and attached to the marts' materialisations, so each run's figures stay in the
+asset's history beside the run that produced them.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from itertools import accumulate
+from typing import Any
+
+import duckdb
+from dagster import AssetKey, MetadataValue
+
+MAX_OFFSETS = 12  # month offsets shown in the cohort table (the plot shows them all)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub-style markdown table, numbers right-aligned."""
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "–"
+        if isinstance(value, float | Decimal):
+            return f"{value:,.2f}"
+        if isinstance(value, int):
+            return f"{value:,}"
+        return str(value)
+
+    align = [
+        "---:" if rows and isinstance(rows[0][i], int | float | Decimal) else "---"
+        for i in range(len(header))
+    ]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def query(
+    con: duckdb.DuckDBPyConnection, sql: str, params: object = None
+) -> tuple[list[str], list[tuple]]:
+    """Column names and every row. Fetched to the end: DuckDB 2 keeps a connection busy
+    until a result is drained (`fetchone` leaves it so)."""
+    cursor = con.execute(sql, params)
+    names = [d[0] for d in cursor.description]
+    return names, cursor.fetchall()
+
+
+def episodes_metadata(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """Episodes by validation status and validated outcome, and the validation time."""
+    header, rows = query(
+        con,
+        """
+        select validation_status, validated_outcome, count(*) as episodes,
+               sum(saved_mrr) as saved_mrr, sum(lost_mrr) as lost_mrr
+        from marts.fct_exit_episodes group by all order by 1, 2
+        """,
+    )
+    validated_at = query(con, "select max(validated_at) from marts.fct_exit_episodes")[1][0][0]
+    return {
+        "episodes_by_status": MetadataValue.md(markdown_table(header, rows)),
+        "episodes": MetadataValue.int(sum(r[2] for r in rows)),
+        "validated_at": MetadataValue.text(str(validated_at)),
+    }
+
+
+SUMMARY_SQL = """
+select billing_system,
+       sum(episodes) as episodes, sum(saves) as saves, sum(valid_saves) as valid_saves,
+       sum(invalid_saves) as invalid_saves, sum(cancels) as cancels,
+       sum(unknowns) as unknowns, sum(pending) as pending,
+       sum(valid_saves) / nullif(sum(valid_saves) + sum(cancels), 0) as save_rate,
+       sum(saved_mrr) as saved_mrr, sum(lost_mrr) as lost_mrr
+from marts.rpt_retention_summary
+group by grouping sets ((billing_system), ())
+order by billing_system nulls last
+"""
+
+
+def summary_metadata(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """The summary per billing system and in total; the totals also as numbers, so the
+    asset page plots save rate and saved/lost MRR across runs."""
+    header, rows = query(con, SUMMARY_SQL)
+    rows = [(r[0] or "all", *r[1:]) for r in rows]
+    total = dict(zip(header, rows[-1], strict=True)) if rows else {}
+    return {
+        "summary": MetadataValue.md(markdown_table(header, rows)),
+        "save_rate": MetadataValue.float(float(total.get("save_rate") or 0)),
+        "saved_mrr": MetadataValue.float(float(total.get("saved_mrr") or 0)),
+        "lost_mrr": MetadataValue.float(float(total.get("lost_mrr") or 0)),
+    }
+
+
+def cohort_metadata(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """Repurchase rate per cohort month and month offset, and a plot of the cumulative
+    repurchase revenue per episode by validated outcome: do saved customers keep paying?"""
+    _, rates = query(
+        con,
+        """
+        select cohort_month, month_offset,
+               sum(repurchasing_episodes) / sum(cohort_episodes) as rate,
+               sum(cohort_episodes) as episodes
+        from marts.fct_repurchase_cohorts group by all order by 1, 2
+        """,
+    )
+    months = sorted({r[0] for r in rates})
+    offsets = list(range(min(MAX_OFFSETS, 1 + max((r[1] for r in rates), default=-1))))
+    by_cell = {(r[0], r[1]): r[2] for r in rates}
+    size = {r[0]: r[3] for r in rates if r[1] == 0}
+    header = ["cohort", "episodes", *(f"m{k}" for k in offsets)]
+    table = [
+        (
+            f"{month:%Y-%m}",
+            int(size.get(month, 0)),
+            *(f"{by_cell[(month, k)]:.0%}" if (month, k) in by_cell else "" for k in offsets),
+        )
+        for month in months
+    ]
+    # Revenue per episode in each month offset, over the cohorts that reached it, summed
+    # up the offsets: a curve that never drops as younger cohorts leave the average.
+    _, monthly = query(
+        con,
+        """
+        select validated_outcome, month_offset,
+               sum(repurchase_revenue) / sum(cohort_episodes) as revenue_per_episode
+        from marts.fct_repurchase_cohorts group by all order by 1, 2
+        """,
+    )
+    return {
+        "repurchase_rate_by_cohort": MetadataValue.md(
+            "Share of each cohort's episodes with a paid invoice in month m after the first "
+            "landing.\n\n" + markdown_table(header, table)
+        ),
+        "cumulative_revenue_plot": MetadataValue.md(_plot_markdown(monthly)),
+        "cohort_months": MetadataValue.int(len(months)),
+    }
+
+
+def _plot_markdown(monthly: list[tuple]) -> str:
+    """The cumulative curves as a PNG line plot, embedded as a markdown image (Dagster
+    renders data URIs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: render to memory
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 3.6), dpi=100)
+    for outcome in sorted({row[0] for row in monthly}):
+        offsets = [row[1] for row in monthly if row[0] == outcome]
+        revenue = list(accumulate(float(row[2]) for row in monthly if row[0] == outcome))
+        axes.plot(offsets, revenue, marker="o", label=outcome)
+    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.set_xlabel("months since the first landing")
+    axes.set_ylabel("cumulative revenue / episode (USD)")
+    axes.set_title("Repurchase after the cancel page, by validated outcome")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    return f"![cumulative repurchase revenue per episode](data:image/png;base64,{encoded})"
+
+
+MARTS_METADATA: dict[AssetKey, Callable[[duckdb.DuckDBPyConnection], dict[str, Any]]] = {
+    AssetKey(["marts", "fct_exit_episodes"]): episodes_metadata,
+    AssetKey(["marts", "rpt_retention_summary"]): summary_metadata,
+    AssetKey(["marts", "fct_repurchase_cohorts"]): cohort_metadata,
+}

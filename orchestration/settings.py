@@ -1,0 +1,48 @@
+"""Where the orchestration reads and writes, from the environment with project defaults.
+
+One environment variable per place, shared with the tools that already read it, so the
+CLI, dbt, dlt and Dagster cannot disagree about which file they work on:
+`RETENTION_DUCKDB_PATH` is also what dbt's profiles.yml reads, and
+`SOURCES__EXIT_SESSIONS__FOLDER` is what the dlt exit-sessions source reads.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from dagster import EnvVar
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = PROJECT_DIR / "dbt_project"
+# The instance settings every DAGSTER_HOME of this project starts from (pools, telemetry).
+INSTANCE_TEMPLATE = Path(__file__).resolve().parent / "dagster.yaml"
+
+DUCKDB_PATH_ENV = "RETENTION_DUCKDB_PATH"
+DROP_FOLDER_ENV = "SOURCES__EXIT_SESSIONS__FOLDER"
+SYNC_CRON_ENV = "RETENTION_SYNC_CRON"
+VALIDATION_START_ENV = "RETENTION_VALIDATION_START"
+
+# dbt's profile defaults to ../warehouse.duckdb from dbt_project/: the same file.
+DEFAULT_DATABASE = PROJECT_DIR / "warehouse.duckdb"
+DEFAULT_DROP_FOLDER = PROJECT_DIR / "drop"
+DEFAULT_DAGSTER_HOME = PROJECT_DIR / ".dagster_home"
+DEFAULT_SYNC_CRON = "0 * * * *"  # hourly, on the hour (UTC)
+DEFAULT_VALIDATION_START = "2024-01-01"
+
+# Every asset that writes the DuckDB file runs in this pool; DuckDB allows one writer
+# process, so the instance limits the pool to 1 (orchestration/dagster.yaml).
+DUCKDB_POOL = "duckdb"
+
+
+def env_or_default(name: str, default: str, env: Mapping[str, str] = os.environ) -> str | EnvVar:
+    """`EnvVar(name)` when the variable is set, so Dagster resolves it in the run's own
+    process and shows where the value comes from; else the project default. (An unset
+    EnvVar fails the run, and a default belongs to the project, not to the machine.)"""
+    return EnvVar(name) if env.get(name) else default
+
+
+def setting(name: str, default: str, env: Mapping[str, str] = os.environ) -> str:
+    """A plain setting read when the definitions are built (schedules, partitions)."""
+    return env.get(name) or default

@@ -1,0 +1,113 @@
+"""`retention demo` at a small size: every figure it prints equals what tests/oracle.py
+computes from the scenario's facts, and the runs are in the DAGSTER_HOME instance with
+the marts' figures attached."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from click.testing import CliRunner
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus
+
+from orchestration.cli import main
+from orchestration.extract import BILLING_SYSTEMS
+from sandbox.scenario import load_scenario
+from tests.oracle import validate
+
+pytestmark = pytest.mark.integration
+CENT = Decimal("0.01")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory, dbt_manifest):
+    """One demo run: 300 customers, its own workdir and DAGSTER_HOME."""
+    from orchestration.demo import ensure_dagster_home
+
+    tmp = tmp_path_factory.mktemp("demo")
+    with pytest.MonkeyPatch.context() as env:
+        home = ensure_dagster_home(tmp / "dagster_home")
+        env.setenv("DAGSTER_HOME", str(home))
+        result = CliRunner().invoke(
+            main, ["demo", "--customers", "300", "--workdir", str(tmp / "work")]
+        )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.output, tmp / "work", home
+
+
+def _section(output: str, title: str) -> dict[str, int]:
+    """The `  name  1,234` lines under a heading."""
+    lines = output.split(title + "\n", 1)[1].splitlines()
+    rows = {}
+    for line in lines:
+        match = re.fullmatch(r"  (\w+)\s+([\d,]+)", line)
+        if not match:
+            break
+        rows[match[1]] = int(match[2].replace(",", ""))
+    return rows
+
+
+def _money(output: str, label: str) -> Decimal:
+    return Decimal(re.search(rf"{label} \(USD\)\s+([\d,.]+)", output)[1].replace(",", ""))
+
+
+def test_the_summary_equals_the_facts(demo):
+    output, work, _ = demo
+    scenario = load_scenario(work / "scenario.json")
+    episodes = validate(scenario)
+
+    subscriptions = Counter(s["billing_system"] for s in scenario.subscriptions)
+    assert _section(output, "subscriptions loaded") == {
+        s: subscriptions[s] for s in BILLING_SYSTEMS
+    }
+
+    statuses = _section(output, "episodes by validation status")
+    assert statuses.pop("total") == len(episodes)
+    assert statuses == Counter(e["validation_status"] for e in episodes)
+
+    outcomes = Counter(e["validated_outcome"] for e in episodes)
+    saved, canceled = outcomes["saved"], outcomes["canceled"]
+    assert f"(saved {saved:,} / saved + canceled {saved + canceled:,})" in output
+    assert f"{Decimal(saved) / (saved + canceled):.1%}" in output
+    assert _money(output, "saved MRR") == sum(e["saved_mrr"] for e in episodes).quantize(CENT)
+    assert _money(output, "lost MRR") == sum(e["lost_mrr"] for e in episodes).quantize(CENT)
+
+    # validation_30d for the day before as_of: the episodes that started 30 days earlier.
+    cohort = scenario.as_of.date() - timedelta(days=31)
+    expected = Counter(
+        e["validation_status"] for e in episodes if e["first_landed_at"].date() == cohort
+    )
+    line = re.search(r"validation_30d \S+ \(episodes started (\S+)\): (.*)", output)
+    assert line[1] == cohort.isoformat()
+    printed = dict(re.findall(r"(\w+) ([\d,]+)", line[2]))  # none for "no episodes"
+    assert {k: int(v.replace(",", "")) for k, v in printed.items()} == expected
+
+    assert f"DuckDB file for BI tools: {work / 'warehouse.duckdb'}" in output
+    assert "make ui" in output
+
+
+def test_the_runs_are_in_the_instance_with_the_marts_figures(demo):
+    output, _, home = demo
+    run_ids = re.search(r"dagster runs\s+(\w+), (\w+)", output).groups()
+    with DagsterInstance.from_config(str(home)) as instance:
+        runs = {r.run_id[:8]: r for r in instance.get_runs()}
+        assert [runs[i].job_name for i in run_ids] == ["billing_sync", "validation_30d_daily"]
+        assert all(runs[i].status == DagsterRunStatus.SUCCESS for i in run_ids)
+        checks = instance.all_logs(
+            runs[run_ids[0]].run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
+        )
+        assert len(checks) > 50  # the dbt tests, as asset checks
+        assert all(c.dagster_event.event_specific_data.passed for c in checks)
+
+        def figures(*path: str) -> dict:
+            event = instance.get_latest_materialization_event(AssetKey(list(path)))
+            return event.asset_materialization.metadata
+
+        assert "| all |" in figures("marts", "rpt_retention_summary")["summary"].value
+        plot = figures("marts", "fct_repurchase_cohorts")["cumulative_revenue_plot"].value
+        assert plot.startswith("![") and "data:image/png;base64," in plot
+        assert "valid_save" in figures("marts", "fct_exit_episodes")["episodes_by_status"].value
+        assert figures("validation_30d")["table"].value == "marts.validation_30d_daily"
