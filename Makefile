@@ -64,9 +64,13 @@ dagster-home:
 	mkdir -p "$(DAGSTER_HOME)"
 	test -f "$(DAGSTER_HOME)/dagster.yaml" || cp orchestration/dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
 
-bench: $(STAMP)
+## Figures, not tests: each script prints what it measured.
+bench: $(STAMP) manifest
 	$(PY) bench/bench_generate.py
 	$(PY) bench/bench_sandbox_listing.py
+	$(PY) bench/bench_extract.py
+	$(PY) bench/bench_exit_sessions.py
+	$(PY) bench/bench_marts.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .demo .dagster_home .pytest_cache

@@ -20,13 +20,15 @@ by_subscription as (
         on s.billing_system = e.billing_system and s.subscription_id = e.billing_id
 ),
 
+-- The ids a customer with subscriptions is known by: its own id (as its subscriptions
+-- carry it; a customer without subscriptions has no candidate anyway) and a second id
+-- (Recurly: the account id beside the code). `union all`: a repeated (id, customer) only
+-- repeats a candidate row, and the ranking below keeps one of identical rows.
 customer_ids as (
-    select billing_system, customer_id, customer_id as lookup_id from {{ ref('int_customers') }}
-    union
+    select billing_system, customer_id, customer_id as lookup_id from subscriptions
+    union all
     select billing_system, customer_id, customer_alt_id from {{ ref('int_customers') }}
     where customer_alt_id is not null
-    union
-    select billing_system, customer_id, customer_id from subscriptions
 ),
 
 candidates as (
