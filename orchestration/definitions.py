@@ -1,5 +1,5 @@
 """The Dagster code location (`workspace.yaml`, `make ui`): loads, models, validation,
-jobs, schedules and the drop-folder sensor, gathered from their modules.
+jobs, schedules, the drop-folder sensor and load freshness checks, gathered from their modules.
 
 Needs `dbt_project/target/manifest.json` (`make manifest`; `dagster dev` parses the
 project itself). `build_definitions()` reads the environment when called, so the demo
@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from dagster import Definitions, in_process_executor
 
+from orchestration.freshness import freshness_checks, freshness_sensor
 from orchestration.jobs import billing_sync_job, build_schedules, exit_sessions_job, validation_job
 from orchestration.loads import load_assets, origin_specs
 from orchestration.models import dbt_models
@@ -25,11 +26,14 @@ from orchestration.validation import validation_30d
 
 def build_definitions(env: Mapping[str, str] = os.environ) -> Definitions:
     sync, exit_sessions, validation = billing_sync_job(), exit_sessions_job(), validation_job()
+    loads = load_assets()
+    checks = freshness_checks(loads, env)
     return Definitions(
-        assets=[*origin_specs(), *load_assets(), dbt_models, validation_30d],
+        assets=[*origin_specs(), *loads, dbt_models, validation_30d],
+        asset_checks=checks,
         jobs=[sync, exit_sessions, validation],
         schedules=build_schedules(sync, validation, env),
-        sensors=[drop_folder_sensor(exit_sessions)],
+        sensors=[drop_folder_sensor(exit_sessions), freshness_sensor(checks)],
         resources=build_resources(env),
         executor=in_process_executor,
     )

@@ -199,3 +199,10 @@ def test_no_key_reaches_the_definitions(dbt_manifest, monkeypatch, tmp_path):
     repo = build_definitions().get_repository_def()
     snapshot = serialize_value(RepositorySnap.from_def(repo))
     assert "sk_live_secret" not in snapshot
+
+
+def test_every_load_has_a_freshness_check(defs, graph):
+    loads = {key for key in graph.materializable_asset_keys if key.path[0].startswith("dlt_")}
+    fresh = {c.asset_key for c in graph.asset_check_keys if c.name == "freshness_check"}
+    assert loads and loads <= fresh
+    assert "load_freshness" in {s.name for s in defs.sensors}
