@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +20,7 @@ from pathlib import Path
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
 import dlt
+from sandbox_process import generate, served
 
 from dlt_sources.chargebee import chargebee_source
 from dlt_sources.chargebee.helpers import ENDPOINTS, ChargebeeLister
@@ -102,21 +100,6 @@ def timed_load(pipeline, system: str) -> tuple[int, float]:
     return sum(n for table, n in rows.items() if not table.startswith("_dlt")), took
 
 
-def wait_for_ports(process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 600
-    for port in PORTS.values():
-        while True:
-            if process.poll() is not None:
-                raise SystemExit("the sandbox exited before listening")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("the sandbox did not start") from None
-                time.sleep(0.2)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--customers", type=int, default=20_000)
@@ -125,37 +108,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         scenario_path = Path(tmp) / "scenario.json"
-        cli = [sys.executable, "-m", "orchestration.cli", "sandbox"]
-        subprocess.run(
-            [
-                *cli,
-                "generate",
-                "--customers",
-                str(args.customers),
-                "--seed",
-                "9",
-                "--as-of",
-                "2026-06-30T00:00:00Z",
-                "--out",
-                str(scenario_path),
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        generate(scenario_path, args.customers, seed=9)
         scenario = load_scenario(scenario_path)
-        server = subprocess.Popen(
-            [
-                *cli,
-                "serve",
-                "--scenario",
-                str(scenario_path),
-                "--frozen",
-                *[f"--{s}-port={p}" for s, p in PORTS.items()],
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        try:
-            wait_for_ports(server)
+        with served(scenario_path, PORTS):
             print(
                 f"extraction, {args.customers:,} customers; sandbox in its own process, pacing off"
             )
@@ -183,9 +138,6 @@ def main() -> None:
                     print(
                         f"{system:<10} {label:<22} {records:>9,} {took:>8.2f} {rate:>10,.0f} {rate / fetch_rate:>9.2f}"
                     )
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
 
 
 if __name__ == "__main__":

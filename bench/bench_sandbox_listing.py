@@ -13,9 +13,6 @@ from __future__ import annotations
 import argparse
 import base64
 import http.client
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from itertools import islice
@@ -23,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import orjson
+from sandbox_process import generate, served
 
 from dlt_sources.clients import chargebee_client, recurly_client, stripe_client
 from sandbox.server import DEFAULT_API_KEY
@@ -30,21 +28,6 @@ from sandbox.server import DEFAULT_API_KEY
 KEY = DEFAULT_API_KEY
 RECORDS = 100_000  # per system: the figure
 PORTS = {"stripe": 12211, "recurly": 12212, "chargebee": 12213}
-
-
-def _wait_for_ports(process: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    for port in PORTS.values():
-        while True:
-            if process.poll() is not None:
-                raise SystemExit("the sandbox exited before listening")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("the sandbox did not start in time") from None
-                time.sleep(0.2)
 
 
 def sdk_stripe(url: str) -> int:
@@ -131,39 +114,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         scenario = Path(tmp) / "scenario.json"
-        cli = [sys.executable, "-m", "orchestration.cli"]
-        subprocess.run(
-            [
-                *cli,
-                "sandbox",
-                "generate",
-                "--customers",
-                str(args.customers),
-                "--seed",
-                "5",
-                "--as-of",
-                "2026-06-30T00:00:00Z",
-                "--out",
-                str(scenario),
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        generate(scenario, args.customers, seed=5)
         started = time.perf_counter()
-        server = subprocess.Popen(
-            [
-                *cli,
-                "sandbox",
-                "serve",
-                "--scenario",
-                str(scenario),
-                "--frozen",
-                *[f"--{s}-port={p}" for s, p in PORTS.items()],
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        try:
-            _wait_for_ports(server)
+        with served(scenario, PORTS):
             print(
                 f"sandbox loaded {args.customers:,} customers in {time.perf_counter() - started:.1f} s"
             )
@@ -180,9 +133,6 @@ def main() -> None:
                     print(
                         f"{system:<10} {label:<10} {count:>9,} {took:>8.2f} {count / took:>10,.0f}"
                     )
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
 
 
 if __name__ == "__main__":
