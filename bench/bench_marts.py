@@ -935,9 +935,14 @@ def report(rows, agreement, hand, selected, everything, build, fixed) -> None:
     print(f"  dbt run of the same two marts, wall          {s_wall / h:6.2f}x")
     print(f"  dbt run of the same two marts, dbt elapsed   {s_elapsed / h:6.2f}x")
     print(f"  dbt run of every model, wall                 {a_wall / h:6.2f}x")
+    h_cpu = min(r["cpu"] for r in hand)
+    s_cpu = min(r["cpu"] for r in selected)
+    print(f"  the same two marts, cpu (processes)          {s_cpu / h_cpu:6.2f}x")
     if fixed:
         f_wall = min(r["wall"] for r in fixed)
+        f_cpu = min(r["cpu"] for r in fixed)
         print(f"  the same two marts, wall less the fixed cost {(s_wall - f_wall) / h:6.2f}x")
+        print(f"  the same two marts, cpu less the fixed cost  {(s_cpu - f_cpu) / h_cpu:6.2f}x")
 
     nodes = sorted(min(selected, key=lambda r: r["wall"])["nodes"], key=lambda n: -n[1])
     total = sum(t for _, t in nodes)

@@ -15,7 +15,7 @@ latest_offer as (
             offer_type,
             row_number() over (
                 partition by episode_id
-                order by action_at desc, started_at desc, session_id desc
+                order by action_at desc nulls last, started_at desc, session_id desc
             ) as recency
         from sessions
         where action = 'offer_accepted'
