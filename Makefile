@@ -71,6 +71,7 @@ bench: $(STAMP) manifest
 	$(PY) bench/bench_extract.py
 	$(PY) bench/bench_exit_sessions.py
 	$(PY) bench/bench_marts.py
+	$(PY) bench/bench_writebacks.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .demo .dagster_home .pytest_cache

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from orchestration.writebacks.cli import writebacks
 from sandbox.cli import sandbox
 
 
@@ -18,6 +19,16 @@ def main() -> None:
 
 
 main.add_command(sandbox)
+main.add_command(writebacks)
+
+
+def log_to_stderr() -> None:
+    """The pipeline's progress logs ("retention.*") on stderr, for commands run by hand."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    logger = logging.getLogger("retention")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def _systems(_ctx, _param, value: str) -> tuple[str, ...]:
@@ -58,11 +69,7 @@ def extract(systems: tuple[str, ...], database: Path, exit_sessions: Path | None
     """Load billing systems (and exit sessions) into the warehouse, with progress."""
     from orchestration.extract import resolve_target, run_extract
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    logger = logging.getLogger("retention")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    log_to_stderr()
     for system in systems:
         click.echo(f"source {resolve_target(system).describe()}")
     summaries = run_extract(systems, database, exit_sessions)

@@ -1,5 +1,6 @@
 """The Dagster code location (`workspace.yaml`, `make ui`): loads, models, validation,
-jobs, schedules, the drop-folder sensor and load freshness checks, gathered from their modules.
+jobs, schedules, the drop-folder sensor, load freshness checks and the billing write-backs,
+gathered from their modules.
 
 Needs `dbt_project/target/manifest.json` (`make manifest`; `dagster dev` parses the
 project itself). `build_definitions()` reads the environment when called, so the demo
@@ -22,16 +23,18 @@ from orchestration.models import dbt_models
 from orchestration.resources import build_resources
 from orchestration.sensors import drop_folder_sensor
 from orchestration.validation import validation_30d
+from orchestration.writebacks.assets import billing_writebacks, writebacks_job
 
 
 def build_definitions(env: Mapping[str, str] = os.environ) -> Definitions:
     sync, exit_sessions, validation = billing_sync_job(), exit_sessions_job(), validation_job()
+    writebacks = writebacks_job()
     loads = load_assets()
     checks = freshness_checks(loads, env)
     return Definitions(
-        assets=[*origin_specs(), *loads, dbt_models, validation_30d],
+        assets=[*origin_specs(), *loads, dbt_models, validation_30d, billing_writebacks],
         asset_checks=checks,
-        jobs=[sync, exit_sessions, validation],
+        jobs=[sync, exit_sessions, validation, writebacks],
         schedules=build_schedules(sync, validation, env),
         sensors=[drop_folder_sensor(exit_sessions), freshness_sensor(checks)],
         resources=build_resources(env),

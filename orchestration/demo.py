@@ -5,8 +5,10 @@ Chargebee on free loopback ports with the clock frozen at its `as_of`, write its
 sessions as the cancel page's drop files, point the sources at the sandbox through the
 same environment variables a deployment uses, then run the code location's own jobs
 in-process on the instance in DAGSTER_HOME: `billing_sync` (every load, every model and
-dbt test) and one `validation_30d` partition. The runs are in that instance's history,
-so `make ui` shows them afterwards.
+dbt test), one `validation_30d` partition, and `billing_writebacks_job` with the
+project's catalog (writebacks.yml: a dry run until a system is switched to live, so the
+demo records what it would send to billing and sends nothing). The runs are in that
+instance's history, so `make ui` shows them afterwards.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class DemoSummary:
     lost_mrr: Decimal
     validation_day: date | None  # None: as_of lies outside validation_30d's partitions
     validation_by_status: dict[str, int] = field(default_factory=dict)
+    writebacks: dict[str, int] = field(default_factory=dict)  # "<status> (<mode>)" -> actions
 
     @property
     def save_rate(self) -> Decimal | None:
@@ -93,6 +96,8 @@ class DemoSummary:
             f"saved MRR (USD)           {self.saved_mrr:>10,.2f}",
             f"lost MRR (USD)            {self.lost_mrr:>10,.2f}",
             self._validation_line(),
+            "write-backs (writebacks.yml; marts.fct_billing_writebacks)",
+            *(f"  {what:<24}{n:>10,}" for what, n in self.writebacks.items()),
             "",
             f"DuckDB file for BI tools: {self.database}",
             "  (marts.fct_exit_episodes, marts.rpt_retention_summary, "
@@ -178,6 +183,13 @@ def summarise(database: Path, validation_day: date | None) -> dict:
             from marts.fct_exit_episodes
             """,
         )[1][0]
+        writebacks = dict(
+            query(
+                con,
+                "select status || ' (' || replace(mode, '_', ' ') || ')', count(*)::integer "
+                "from marts.fct_billing_writebacks group by 1 order by 1",
+            )[1]
+        )
         validation = (
             dict(
                 query(
@@ -199,6 +211,7 @@ def summarise(database: Path, validation_day: date | None) -> dict:
         "saved_mrr": Decimal(saved_mrr),
         "lost_mrr": Decimal(lost_mrr),
         "validation_by_status": validation,
+        "writebacks": writebacks,
     }
 
 
@@ -232,6 +245,7 @@ def _run_jobs(validation_day: date | None, say: Callable[[str], None]) -> list[s
         jobs = [("billing_sync", None)]
         if validation_day:
             jobs.append(("validation_30d_daily", validation_day.isoformat()))
+        jobs.append(("billing_writebacks_job", None))
         for job_name, partition in jobs:
             job = defs.resolve_job_def(job_name)
             say(f"dagster: running job {job_name}" + (f" for {partition}" if partition else ""))

@@ -4,7 +4,10 @@
   downstream; hourly by default (`RETENTION_SYNC_CRON`, UTC). A failed load fails its
   assets and the dbt step, which depends on every load, does not start: no model is
   rebuilt from a half-refreshed warehouse, and the marts keep the last good state.
-- `exit_sessions_load`: the exit sessions, then the models; run by the drop-folder sensor.
+- `exit_sessions_load`: the exit sessions, then the models, then the billing write-backs
+  (and the ledger mart); run by the drop-folder sensor.
+- `billing_writebacks_job` (orchestration/writebacks/assets.py): the write-backs alone,
+  by hand (e.g. `retry_failed: true` after a fix).
 - `validation_30d_daily`: one `validation_30d` partition; daily at 00:30 UTC for the day
   that just ended (after the midnight sync), and the job backfills run.
 """
@@ -25,6 +28,7 @@ from orchestration.loads import EXIT_SESSIONS
 from orchestration.models import dbt_models
 from orchestration.settings import DEFAULT_SYNC_CRON, SYNC_CRON_ENV, setting
 from orchestration.validation import validation_30d
+from orchestration.writebacks.assets import WRITEBACKS
 
 VALIDATION = AssetSelection.assets(validation_30d)
 # Every dbt model and seed: the marts read billing and exit-session tables together, and
@@ -48,8 +52,8 @@ def billing_sync_job() -> JobDefinition:
 def exit_sessions_job() -> JobDefinition:
     return define_asset_job(
         "exit_sessions_load",
-        selection=_loads_then_models(EXIT_SESSIONS),
-        description="Load new exit-session files, then rebuild the models.",
+        selection=_loads_then_models(EXIT_SESSIONS) | WRITEBACKS,
+        description="Load new exit-session files, rebuild the models, apply the write-backs.",
     )
 
 

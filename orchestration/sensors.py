@@ -1,7 +1,9 @@
-"""A sensor on the exit-session drop folder: new files start a load and the models.
+"""A sensor on the exit-session drop folder: new files start a load, the models and the
+billing write-backs.
 
-For now it runs `exit_sessions_load` (the exit-sessions assets, then every model
-downstream); the billing write-backs, when they land, hang off the same models.
+It runs `exit_sessions_load`: the exit-sessions assets, every model downstream, then
+`billing_writebacks` (cancels and accepted offers applied in billing, or dry-run, per
+writebacks.yml) and the ledger mart.
 
 The cursor is the list of file names present at the last tick, so a file copied in with
 an old modification time is still noticed (the source itself keeps the names it loaded,
@@ -37,7 +39,8 @@ def drop_folder_sensor(job: JobDefinition) -> SensorDefinition:
         job=job,
         minimum_interval_seconds=30,
         default_status=DefaultSensorStatus.STOPPED,
-        description="New exit-session files in the drop folder: load them, then the models.",
+        description="New exit-session files in the drop folder: load them, rebuild the models, "
+        "apply the billing write-backs.",
     )
     def _sensor(context: SensorEvaluationContext, drop_folder: DropFolder) -> SensorResult:
         root = Path(drop_folder.path)

@@ -10,7 +10,7 @@ HTTP/1.1 server (keep-alive, as the SDKs expect) that also
   connections before or after the write is applied) by share or by script,
 - limits requests per second when asked,
 - logs every request (method, path, parameters without secrets, idempotency key, status,
-  sandbox time) for tests to read, in process or at `GET /_sandbox/requests`.
+  whether it was an idempotent replay, sandbox time) for tests to read, in process or at `GET /_sandbox/requests`.
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ class Response:
     status: int
     body: Any = None  # JSON-able, or bytes
     headers: dict[str, str] = field(default_factory=dict)
+    replayed: bool = False  # an idempotent replay: nothing was applied
 
     def encoded(self) -> bytes:
         if self.body is None:
@@ -293,7 +294,7 @@ class Emulator:
         else:
             response = self._answer(request)
         response.headers.setdefault(self.request_id_header, self.new_request_id())
-        self._log(request, response.status, fault)
+        self._log(request, response.status, fault, response.replayed)
         return response, "drop" if fault == "drop_after" else None
 
     def _answer(self, request: Request) -> Response:
@@ -333,7 +334,7 @@ class Emulator:
         headers = dict(first.headers)
         if self.replay_header:
             headers[self.replay_header] = "true"
-        return Response(first.status, first.body, headers)
+        return Response(first.status, first.body, headers, replayed=True)
 
     def _route(self, request: Request) -> Response:
         path_matched = False
@@ -356,7 +357,9 @@ class Emulator:
             ApiError(404, "not_found", f"Unrecognized request URL ({request.path}).")
         )
 
-    def _log(self, request: Request, status: int, fault: str | None) -> None:
+    def _log(
+        self, request: Request, status: int, fault: str | None, replayed: bool = False
+    ) -> None:
         params = {
             k: ("[redacted]" if _SECRET_PARAM.search(k) else v)
             for k, v in request.query + request.body_pairs
@@ -373,6 +376,7 @@ class Emulator:
                 "idempotency_key": request.headers.get((self.idempotency_header or "").lower()),
                 "status": status,
                 "fault": fault,
+                "replayed": replayed,
                 "at": self.now().isoformat(),
                 "wall_time": time.time(),
             }

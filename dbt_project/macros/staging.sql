@@ -30,3 +30,10 @@
         else cast({{ amount }} as decimal(38, 10)) / 100
     end
 {%- endmacro %}
+
+{#- Whether a relation exists in the warehouse now (false at parse time): for sources
+    that another tool creates on first use, such as the write-back ledger. -#}
+{% macro relation_exists(relation) -%}
+    {%- if not execute -%}{{ return(false) }}{%- endif -%}
+    {{ return(adapter.get_relation(relation.database, relation.schema, relation.identifier) is not none) }}
+{%- endmacro %}

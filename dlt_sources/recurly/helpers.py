@@ -15,6 +15,7 @@ filter).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import threading
 from base64 import b64encode
@@ -109,6 +110,21 @@ def is_transient(exc: BaseException) -> bool:
 CLASSIFIER = Classifier(retry_after=rate_limit_wait, transient=is_transient)
 
 
+@contextlib.contextmanager
+def reset_on_network_error(client: recurly.Client) -> Iterator[None]:
+    """A timeout or a body cut short leaves the client's one http.client connection
+    mid-exchange, refusing every later request (CannotSendRequest), and the SDK lets a
+    cut-short body escape as http.client's IncompleteRead. Closing the connection resets
+    it (the next request opens a fresh one); the error is raised as the SDK's NetworkError."""
+    try:
+        yield
+    except (OSError, http.client.HTTPException, recurly.NetworkError) as exc:
+        client._BaseClient__conn.close()
+        if isinstance(exc, recurly.NetworkError):
+            raise
+        raise recurly.NetworkError(exc) from exc
+
+
 # --------------------------------------------------------------------------- settings
 
 
@@ -164,15 +180,9 @@ class RecurlyLister:
 
     def _response(self, path: str) -> recurly.Response:
         connection = self.client._BaseClient__conn
-        try:
+        with reset_on_network_error(self.client):
             connection.request("GET", path, headers=self._headers)
             response = recurly.Response(connection.getresponse(), recurly.Request("GET", path))
-        except (OSError, http.client.HTTPException) as exc:
-            # A timeout or a body cut short leaves http.client mid-exchange, refusing every
-            # later request (CannotSendRequest). Closing resets it: the next request opens
-            # a fresh connection.
-            connection.close()
-            raise recurly.NetworkError(exc) from exc
         if response.status >= 400:
             raise Resource.cast_error(response) if response.body else _bodiless_error(response)
         return response

@@ -54,16 +54,17 @@ def test_exit_sessions_are_assets_fed_by_the_drop_folder(graph):
 
 
 def test_every_dbt_source_hangs_off_the_dlt_asset_that_loads_it(graph, dbt_manifest):
-    """The sources YAML's meta.dagster.asset_key names keys dagster-dlt really makes,
-    and every model reading a source has the dlt asset as its parent."""
+    """The sources YAML's meta.dagster.asset_key names keys dagster-dlt really makes (or,
+    for the write-back ledger, the write-back asset), and every model reading a source
+    has that asset as its parent."""
     manifest = orjson.loads(dbt_manifest.read_bytes())
     source_keys = {
         uid: AssetKey(source["meta"]["dagster"]["asset_key"])
         for uid, source in manifest["sources"].items()
     }
-    assert len(source_keys) == 23
+    assert len(source_keys) == 24
     for key in source_keys.values():
-        assert graph.get(key).group_name in LOAD_GROUPS, key
+        assert graph.get(key).group_name in {*LOAD_GROUPS, "writebacks"}, key
     edges = 0
     for node in manifest["nodes"].values():
         if node["resource_type"] != "model":
@@ -115,7 +116,7 @@ def test_one_graph_from_every_origin_to_the_marts(graph):
 
 def test_every_warehouse_writer_is_in_the_duckdb_pool(defs, graph):
     writers = {graph.get(key).assets_def for key in graph.materializable_asset_keys}
-    assert len(writers) == 6  # four loads, the dbt models, validation_30d
+    assert len(writers) == 7  # four loads, the dbt models, validation_30d, the write-backs
     assert {assets_def.op.pool for assets_def in writers} == {"duckdb"}
     for job in defs.resolve_all_job_defs():
         assert job.executor_def.name == "in_process", job.name
@@ -127,10 +128,28 @@ def test_jobs_select_loads_then_models(defs, graph):
     models = {k for k in graph.materializable_asset_keys if "dbt" in graph.get(k).kinds}
     loads = {k for k in graph.materializable_asset_keys if graph.get(k).group_name in LOAD_GROUPS}
     assert selected["billing_sync"] == loads | models
-    assert selected["exit_sessions_load"] == models | {
+    writebacks = AssetKey("billing_writebacks")
+    assert selected["exit_sessions_load"] == models | {writebacks} | {
         k for k in loads if graph.get(k).group_name == "exit_sessions"
     }
     assert selected["validation_30d_daily"] == {AssetKey("validation_30d")}
+    ledger = AssetKey(["marts", "fct_billing_writebacks"])
+    assert selected["billing_writebacks_job"] == {writebacks, ledger}
+
+
+def test_writebacks_hang_between_the_marts_and_the_ledger_mart(graph):
+    """Derived from the exit-session and subscription marts; published by dbt as
+    marts.fct_billing_writebacks; failures surface as a check."""
+    node = graph.get(AssetKey("billing_writebacks"))
+    assert node.group_name == "writebacks"
+    assert node.parent_keys == {
+        AssetKey(["marts", m])
+        for m in ("fct_exit_sessions", "fct_exit_episodes", "dim_subscriptions")
+    }
+    assert graph.get(AssetKey(["marts", "fct_billing_writebacks"])).parent_keys == {
+        AssetKey("billing_writebacks")
+    }
+    assert [c.name for c in node.check_keys] == ["no_failed_writebacks"]
 
 
 def test_schedules_hourly_sync_configurable_and_daily_validation(defs, monkeypatch):

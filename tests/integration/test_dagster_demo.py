@@ -16,7 +16,7 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatu
 from orchestration.cli import main
 from orchestration.extract import BILLING_SYSTEMS
 from sandbox.scenario import load_scenario
-from tests.oracle import validate
+from tests.oracle import Matcher, validate
 
 pytestmark = pytest.mark.integration
 CENT = Decimal("0.01")
@@ -43,7 +43,7 @@ def _section(output: str, title: str) -> dict[str, int]:
     lines = output.split(title + "\n", 1)[1].splitlines()
     rows = {}
     for line in lines:
-        match = re.fullmatch(r"  (\w+)\s+([\d,]+)", line)
+        match = re.fullmatch(r"  (\S.*?)\s{2,}([\d,]+)", line)
         if not match:
             break
         rows[match[1]] = int(match[2].replace(",", ""))
@@ -85,16 +85,37 @@ def test_the_summary_equals_the_facts(demo):
     printed = dict(re.findall(r"(\w+) ([\d,]+)", line[2]))  # none for "no episodes"
     assert {k: int(v.replace(",", "")) for k, v in printed.items()} == expected
 
+    # Write-backs, a dry run by default: one action per cancel or billing offer, recorded
+    # as what would be sent (skipped), or failed when no subscription matched.
+    matcher = Matcher(scenario)
+    expected = Counter()
+    for episode in episodes:
+        matched = matcher.match(
+            episode["billing_system"], episode["billing_id"], episode["first_landed_at"]
+        )
+        for session in episode["sessions"]:
+            if session["action"] == "canceled" or (
+                session["action"] == "offer_accepted" and session["offer_type"] != "custom"
+            ):
+                expected["skipped (dry run)" if matched else "failed (dry run)"] += 1
+    assert (
+        _section(output, "write-backs (writebacks.yml; marts.fct_billing_writebacks)") == expected
+    )
+
     assert f"DuckDB file for BI tools: {work / 'warehouse.duckdb'}" in output
     assert "make ui" in output
 
 
 def test_the_runs_are_in_the_instance_with_the_marts_figures(demo):
     output, _, home = demo
-    run_ids = re.search(r"dagster runs\s+(\w+), (\w+)", output).groups()
+    run_ids = re.search(r"dagster runs\s+(\w+), (\w+), (\w+)", output).groups()
     with DagsterInstance.from_config(str(home)) as instance:
         runs = {r.run_id[:8]: r for r in instance.get_runs()}
-        assert [runs[i].job_name for i in run_ids] == ["billing_sync", "validation_30d_daily"]
+        assert [runs[i].job_name for i in run_ids] == [
+            "billing_sync",
+            "validation_30d_daily",
+            "billing_writebacks_job",
+        ]
         assert all(runs[i].status == DagsterRunStatus.SUCCESS for i in run_ids)
         checks = instance.all_logs(
             runs[run_ids[0]].run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
@@ -111,3 +132,6 @@ def test_the_runs_are_in_the_instance_with_the_marts_figures(demo):
         assert plot.startswith("![") and "data:image/png;base64," in plot
         assert "valid_save" in figures("marts", "fct_exit_episodes")["episodes_by_status"].value
         assert figures("validation_30d")["table"].value == "marts.validation_30d_daily"
+        writebacks = figures("billing_writebacks")
+        assert writebacks["dry_run"].value > 0 and writebacks["applied"].value == 0
+        assert "| stripe |" in writebacks["ledger"].value

@@ -1,0 +1,134 @@
+"""The write-backs in Dagster: the `billing_writebacks` asset and its job.
+
+The asset runs `run_writebacks` over the marts (after the exit sessions and billing are
+modelled) and keeps the ledger `writebacks.actions`, which dbt publishes as
+`marts.fct_billing_writebacks`. Its materialisation shows what the run did (applied,
+skipped, failed, dry run, still pending) and the ledger's totals; its check fails while
+any action is failed, listing them, so failures are visible in the UI. A failed action
+is retried by launching the job with `retry_failed: true` (or `action_ids`) once the
+catalog or the billing data is fixed.
+
+The catalog is read when the run starts (`RETENTION_WRITEBACKS`, default
+writebacks.yml): a bad catalog fails the run with every problem named, before anything
+is derived or sent. Billing keys come from the same `SOURCES__<SYSTEM>__*` variables as
+the extraction, read in the run's process: they never pass through Dagster's config.
+"""
+
+from typing import Any
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetSelection,
+    Config,
+    Failure,
+    JobDefinition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    define_asset_job,
+)
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from orchestration.marts_metadata import markdown_table
+from orchestration.settings import DUCKDB_POOL
+from orchestration.writebacks.catalog import CatalogError, load_catalog
+from orchestration.writebacks.runner import RunSummary, run_writebacks
+from orchestration.writebacks.systems import writer_for
+
+WRITEBACKS_GROUP = "writebacks"
+# What the actions are derived from, and the mart over the ledger (dbt models' keys).
+UPSTREAM = [
+    AssetKey(["marts", m]) for m in ("fct_exit_sessions", "fct_exit_episodes", "dim_subscriptions")
+]
+LEDGER_MART = AssetKey(["marts", "fct_billing_writebacks"])
+NO_FAILURES = "no_failed_writebacks"
+
+
+class WritebackConfig(Config):
+    """`retry_failed`: try every failed action again; `action_ids`: only these."""
+
+    retry_failed: bool = False
+    action_ids: list[str] = Field(default_factory=list)
+
+
+@asset(
+    name="billing_writebacks",
+    group_name=WRITEBACKS_GROUP,
+    deps=UPSTREAM,
+    kinds={"python", "duckdb"},
+    pool=DUCKDB_POOL,
+    check_specs=[AssetCheckSpec(NO_FAILURES, asset="billing_writebacks")],
+    description="Cancels and accepted offers applied in Stripe, Recurly and Chargebee "
+    "exactly once (or dry-run), per writebacks.yml; the ledger is writebacks.actions.",
+)
+def billing_writebacks(
+    context: AssetExecutionContext, config: WritebackConfig, duckdb: DuckDBResource
+):
+    try:
+        catalog = load_catalog()
+    except CatalogError as exc:
+        raise Failure(description=str(exc)) from None
+    retry: bool | list[str] = config.action_ids or config.retry_failed
+    with duckdb.get_connection() as db:
+        summary = run_writebacks(db, catalog, writer_for, retry_failed=retry)
+    context.log.info("write-backs: %s", dict(summary.outcomes))
+    yield MaterializeResult(metadata=run_metadata(summary))
+    yield no_failures_check(summary)
+
+
+def run_metadata(summary: RunSummary) -> dict[str, Any]:
+    """Counts of this run's outcomes, and the ledger's totals per system and status."""
+    return {
+        "applied": summary.count("applied"),
+        "skipped": summary.count("skipped"),
+        "failed": summary.count("failed") + summary.count("new_failed"),
+        "dry_run": summary.count("dry_run"),
+        "still_pending": summary.count("retry_later"),
+        "ledger": MetadataValue.md(
+            markdown_table(
+                ["billing system", "status", "actions"],
+                [(s, st, n) for (s, st), n in sorted(summary.ledger.items())],
+            )
+        ),
+    }
+
+
+def no_failures_check(summary: RunSummary) -> AssetCheckResult:
+    failures = summary.failures
+    return AssetCheckResult(
+        check_name=NO_FAILURES,
+        passed=not failures,
+        severity=AssetCheckSeverity.WARN,
+        description=(
+            f"{len(failures)} failed write-back(s): fix the catalog or billing data, then "
+            "run billing_writebacks with retry_failed: true"
+            if failures
+            else "no failed write-backs"
+        ),
+        metadata={
+            "failed": len(failures),
+            "failures": MetadataValue.md(
+                markdown_table(
+                    ["action", "system", "error"],
+                    [(f["action_id"], f["billing_system"], f["error"]) for f in failures[:50]],
+                )
+            ),
+        },
+    )
+
+
+WRITEBACKS = AssetSelection.assets(billing_writebacks)
+
+
+def writebacks_job() -> JobDefinition:
+    return define_asset_job(
+        "billing_writebacks_job",
+        selection=WRITEBACKS | AssetSelection.assets(LEDGER_MART),
+        description="Apply pending billing write-backs (retry failed ones with "
+        "retry_failed: true), then refresh fct_billing_writebacks.",
+    )

@@ -1,0 +1,93 @@
+"""`retention writebacks check|run`: the write-back runner by hand (Dagster runs the same
+function as the `billing_writebacks` asset)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from orchestration.writebacks.catalog import CatalogError, catalog_path, load_catalog
+
+
+def _catalog_option(function):
+    return click.option(
+        "--catalog",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Write-back catalog (default: $RETENTION_WRITEBACKS, else writebacks.yml).",
+    )(function)
+
+
+def _load(path: Path | None):
+    try:
+        return load_catalog(path or catalog_path())
+    except CatalogError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+def writebacks() -> None:
+    """Billing write-backs: cancels and accepted offers applied in billing exactly once."""
+
+
+@writebacks.command()
+@_catalog_option
+def check(catalog: Path | None) -> None:
+    """Validate the catalog and show what each billing system would do."""
+    loaded = _load(catalog)
+    for system, settings in loaded.systems.items():
+        since = settings.since.isoformat() if settings.since else "the beginning"
+        click.echo(f"{system:<10} {settings.mode:<8} since {since}; cancel {settings.cancel}")
+    for offer in loaded.offers.values():
+        click.echo(f"offer {offer.offer_id:<20} {offer.type}")
+    click.echo(f"{loaded.path}: ok")
+
+
+@writebacks.command()
+@_catalog_option
+@click.option(
+    "--database",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=Path("warehouse.duckdb"),
+    show_default=True,
+    help="The warehouse with the marts (and the ledger, writebacks.actions).",
+)
+@click.option("--retry-failed", is_flag=True, help="Try failed actions again (after a fix).")
+@click.option(
+    "--retry-delay",
+    type=click.FloatRange(min=0),
+    default=0.5,
+    show_default=True,
+    help="First backoff (seconds) after a 5xx or dropped connection; doubles each retry.",
+)
+def run(catalog: Path | None, database: Path, retry_failed: bool, retry_delay: float) -> None:
+    """Derive pending write-backs from the marts and apply them (or dry-run them)."""
+    import duckdb
+
+    from dlt_sources.common import RetryPolicy
+    from orchestration.cli import log_to_stderr
+    from orchestration.writebacks.runner import run_writebacks
+    from orchestration.writebacks.systems import writer_for
+
+    loaded = _load(catalog)
+    log_to_stderr()
+    with duckdb.connect(str(database)) as db:
+        summary = run_writebacks(
+            db,
+            loaded,
+            writer_for,
+            retry_failed=retry_failed,
+            policy=RetryPolicy(base_delay=retry_delay),
+        )
+    click.echo(f"{'system':<10} {'status':<8} {'actions':>8}")
+    for (system, status), count in sorted(summary.ledger.items()):
+        click.echo(f"{system:<10} {status:<8} {count:>8,}")
+    for failure in summary.failures[:20]:
+        click.echo(
+            f"failed {failure['action_id']} ({failure['billing_system']}): {failure['error']}"
+        )
+    if summary.count("retry_later"):
+        raise click.ClickException(
+            f"{summary.count('retry_later')} action(s) still pending after retries: run again"
+        )

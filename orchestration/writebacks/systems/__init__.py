@@ -1,0 +1,26 @@
+"""Billing writers per system, pointed where the extraction points (`resolve_target`):
+a real API key in the environment means the real service, else the local sandbox."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Mapping
+
+from orchestration.extract import resolve_target
+from orchestration.writebacks.systems.base import BillingWriter
+
+WRITERS = {
+    "stripe": ("orchestration.writebacks.systems.stripe", "StripeWriter"),
+    "recurly": ("orchestration.writebacks.systems.recurly", "RecurlyWriter"),
+    "chargebee": ("orchestration.writebacks.systems.chargebee", "ChargebeeWriter"),
+}
+
+
+def writer_for(system: str, env: Mapping[str, str] = os.environ) -> BillingWriter:
+    """The writer of `system`, with the key and address of its source."""
+    target = resolve_target(system, env)
+    module, name = WRITERS[system]
+    writer = getattr(importlib.import_module(module), name)
+    options = {"site": target.site} if system == "chargebee" and target.site else {}
+    return writer(target.api_key, target.base_url, **options)

@@ -1,0 +1,131 @@
+"""Stripe write-backs through the official SDK (`StripeClient.v1.subscriptions`).
+
+- cancel: at period end `cancel_at_period_end=true`; immediately `DELETE` with the
+  configured `prorate` / `invoice_now`;
+- pause: `pause_collection[behavior]=void` with `resumes_at`;
+- discount: `discounts[0][coupon]`;
+- extension: `trial_end` at the new end with `proration_behavior=none` (Stripe's way to
+  give free time);
+- plan change: the subscription's item moved to the target price.
+
+Every write carries the action's `Idempotency-Key`. Stripe honours it on POST only: a
+repeated key replays the first answer (for 24 hours) without applying again. The cancel
+`DELETE` ignores it, and a second one on the canceled subscription answers 404 `No such
+subscription`; the runner reads the subscription first, so the canceled status is seen
+and the cancel is not sent again.
+
+Reads follow the API version the SDK pins (2025+): the subscription has no `discount` nor
+top-level `current_period_end` any more, so coupons are checked on `discounts` (expanded
+on read) and the period end on the subscription's item.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import stripe
+
+from dlt_sources.clients import stripe_client
+from dlt_sources.stripe.helpers import CLASSIFIER
+from orchestration.writebacks.systems.base import Action, BillingWriter, WriteRequest, from_unix
+
+ITEM_PLACEHOLDER = "<the subscription's item id>"
+
+
+def _coupons(current: dict[str, Any]) -> set[str]:
+    """Coupon ids of the subscription's discounts, as `read` returns them (expanded: each
+    Discount names its coupon by id in `source.coupon`)."""
+    discounts = current.get("discounts") or []
+    return {d["source"]["coupon"] for d in discounts if isinstance(d, dict)}
+
+
+class StripeWriter(BillingWriter):
+    system = "stripe"
+    classifier = CLASSIFIER
+
+    def __init__(self, api_key: str, base_url: str | None = None):
+        # Retries are the runner's (429 included, which the SDK never retries itself).
+        self.client = stripe_client(api_key, base_url, retries=0)
+
+    def read(self, subscription_id: str) -> dict[str, Any]:
+        # `discounts` are ids unless expanded: the coupon is only on the Discount object.
+        params = {"expand": ["discounts"]}
+        return self.client.v1.subscriptions.retrieve(subscription_id, params=params).to_dict()
+
+    def request(self, action: Action, current: dict[str, Any] | None) -> WriteRequest:
+        path = f"/v1/subscriptions/{action.subscription_id}"
+        p = action.parameters
+        if action.action_type == "cancel" and p["when"] == "immediately":
+            params = {"prorate": p["prorate"], "invoice_now": p["invoice_now"]}
+            return WriteRequest("cancel", "DELETE", path, params)
+        params = self._update_params(action, current)
+        return WriteRequest("update", "POST", path, params)
+
+    def _update_params(self, action: Action, current: dict[str, Any] | None) -> dict[str, Any]:
+        p = action.parameters
+        match action.action_type:
+            case "cancel":
+                return {"cancel_at_period_end": True}
+            case "pause":
+                return {
+                    "pause_collection": {
+                        "behavior": "void",
+                        "resumes_at": action.unix("resumes_at"),
+                    }
+                }
+            case "discount":
+                return {"discounts": [{"coupon": p["coupon"]}]}
+            case "extension":
+                return {"trial_end": action.unix("until"), "proration_behavior": "none"}
+            case "plan_change":
+                item = current["items"]["data"][0]["id"] if current else ITEM_PLACEHOLDER
+                return {
+                    "items": [{"id": item, "price": p["plan"]}],
+                    "proration_behavior": "create_prorations",
+                }
+        raise ValueError(f"unknown action type {action.action_type!r}")
+
+    def ended(self, current: dict[str, Any]) -> str | None:
+        status = current.get("status")
+        return status if status in ("canceled", "incomplete_expired") else None
+
+    def holds(self, action: Action, current: dict[str, Any]) -> str | None:
+        p = action.parameters
+        match action.action_type:
+            case "cancel":
+                cancel_at = current.get("cancel_at")
+                if p["when"] != "immediately" and (
+                    current.get("cancel_at_period_end") or cancel_at
+                ):
+                    at = from_unix(cancel_at) if cancel_at else "period end"
+                    return f"already set to cancel at {at}"
+            case "pause":
+                pause = current.get("pause_collection") or {}
+                if pause.get("resumes_at") == action.unix("resumes_at"):
+                    return f"already paused until {from_unix(pause['resumes_at'])}"
+            case "discount":
+                if p["coupon"] in _coupons(current):
+                    return f"coupon {p['coupon']} already applied"
+            case "extension":
+                item = current["items"]["data"][0]
+                ends = max(current.get("trial_end") or 0, item.get("current_period_end") or 0)
+                if ends >= action.unix("until"):
+                    return f"already runs to {from_unix(ends)}"
+            case "plan_change":
+                price = current["items"]["data"][0]["price"]["id"]
+                if price == p["plan"]:
+                    return f"already on {price}"
+        return None
+
+    def send(self, request: WriteRequest, idempotency_key: str) -> str | None:
+        subscriptions = self.client.v1.subscriptions
+        subscription_id = request.path.rsplit("/", 1)[1]
+        options = {"idempotency_key": idempotency_key}
+        call = subscriptions.cancel if request.operation == "cancel" else subscriptions.update
+        result = call(subscription_id, params=request.params, options=options)
+        return result.last_response.request_id if result.last_response else None
+
+    def error_message(self, exc: BaseException) -> str:
+        if isinstance(exc, stripe.StripeError):
+            return f"Stripe {exc.http_status}: {exc.user_message or exc}"
+        return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,292 @@
+"""The Chargebee writer against the sandbox, through the official SDK: every action type
+applied and read back, the checks that skip a change that already holds, idempotent
+replays, permanent errors, retries left to the runner, and dry runs."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pytest
+from chargebee import APIError
+from chargebee.environment import Environment
+from chargebee.retry_config import RetryConfig
+
+from dlt_sources.chargebee.helpers import CLASSIFIER
+from orchestration.writebacks.systems.base import ACTION_TYPES, Action
+from orchestration.writebacks.systems.chargebee import QUANTITY_PLACEHOLDER, ChargebeeWriter
+from sandbox.server import DEFAULT_API_KEY, FaultConfig
+from tests.writeback_scenario import (
+    AS_OF,
+    COUPON,
+    OFFER_PARAMETERS,
+    PLANS,
+    scenario,
+    subscription_id,
+)
+
+pytestmark = pytest.mark.integration
+
+CB = "chargebee"
+PRO, BASIC = PLANS[CB]
+NOW = int(AS_OF.timestamp())
+TERM_END = int(datetime.fromisoformat("2026-07-05T00:00:00+00:00").timestamp())
+
+
+def ts(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp())
+
+
+# Parameters as the runner resolves them from the catalog.
+PARAMETERS = {
+    "cancel": {"when": "period_end", "scope": "subscription"},
+    "cancel_now": {"when": "immediately", "scope": "subscription"},
+    **OFFER_PARAMETERS,
+    "plan_change": {"plan": BASIC},
+}
+
+
+def action(kind: str, state: str = "live", **overrides) -> Action:
+    """An action on the scenario's subscription in `state`; `cancel_now` is a cancel with
+    when=immediately."""
+    action_type = "cancel" if kind == "cancel_now" else kind
+    return Action(
+        action_id=f"act-{kind}-{state}",
+        billing_system=CB,
+        subscription_id=subscription_id(CB, state),
+        customer_id=None,
+        action_type=action_type,
+        parameters={**PARAMETERS[kind], **overrides},
+    )
+
+
+@pytest.fixture
+def sandbox(serve_scenario):
+    return serve_scenario(scenario((CB,)), systems=(CB,))
+
+
+@pytest.fixture
+def writer(sandbox) -> ChargebeeWriter:
+    return ChargebeeWriter(DEFAULT_API_KEY, base_url=sandbox.urls[CB])
+
+
+def writes(sandbox) -> list[dict]:
+    return [r for r in sandbox.emulator(CB).request_log if r["method"] == "POST"]
+
+
+def _plan_of(sub: dict) -> tuple[str, int]:
+    item = sub["subscription_items"][0]
+    return item["item_price_id"], item["quantity"]
+
+
+# kind -> (operation, the wire parameters in the request log, check on the read-back)
+APPLIED = {
+    "cancel": (
+        "cancel_for_items",
+        {"cancel_option": "end_of_term"},
+        lambda s: s["status"] == "non_renewing" and s["cancelled_at"] == TERM_END,
+    ),
+    "cancel_now": (
+        "cancel_for_items",
+        {"cancel_option": "immediately"},
+        lambda s: s["status"] == "cancelled" and s["cancelled_at"] == NOW,
+    ),
+    "pause": (
+        "pause",
+        {"pause_option": "immediately", "resume_date": str(ts("2026-08-30T12:00:00+00:00"))},
+        lambda s: (
+            s["status"] == "paused"
+            and s["pause_date"] == NOW
+            and s["resume_date"] == ts("2026-08-30T12:00:00+00:00")
+        ),
+    ),
+    "discount": (
+        "update_for_items",
+        {"coupon_ids[0]": COUPON},
+        lambda s: [c["coupon_id"] for c in s["coupons"]] == [COUPON],
+    ),
+    "extension": (
+        "change_term_end",
+        {"term_ends_at": str(ts("2026-08-05T00:00:00+00:00")), "prorate": "false"},
+        lambda s: s["current_term_end"] == ts("2026-08-05T00:00:00+00:00"),
+    ),
+    "plan_change": (
+        "update_for_items",
+        {"subscription_items[item_price_id][0]": BASIC, "subscription_items[quantity][0]": "1"},
+        lambda s: _plan_of(s) == (BASIC, 1),
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(APPLIED))
+def test_action_applies_and_then_holds(sandbox, writer, kind):
+    operation, wire, holds = APPLIED[kind]
+    act = action(kind)
+    current = writer.read(act.subscription_id)
+    assert current["status"] == "active" and writer.already_done(act, current) is None
+
+    request = writer.request(act, current)
+    assert request.operation == operation
+    assert request.path == f"/api/v2/subscriptions/{act.subscription_id}/{operation}"
+    assert writer.send(request, f"key-{kind}") is None  # Chargebee gives no request id
+
+    after = writer.read(act.subscription_id)
+    assert holds(after), after
+    assert writer.already_done(act, after)
+    (logged,) = writes(sandbox)
+    assert logged["path"] == request.path and logged["status"] == 200
+    assert logged["params"] == wire
+    assert logged["idempotency_key"] == f"key-{kind}"
+
+
+@pytest.mark.parametrize(
+    ("kind", "state", "overrides", "reason"),
+    [
+        ("cancel", "ended", {}, "subscription is cancelled"),
+        ("cancel_now", "ended", {}, "subscription is cancelled"),
+        ("cancel", "ending", {}, "already set to cancel at 2026-07-15T00:00:00+00:00"),
+        (
+            "pause",
+            "paused",
+            {"resumes_at": "2026-08-15T00:00:00+00:00"},
+            "already paused until 2026-08-15T00:00:00+00:00",
+        ),
+        ("discount", "coupon", {}, f"coupon {COUPON} already applied"),
+        (
+            "extension",
+            "live",
+            {"until": "2026-07-01T00:00:00+00:00"},
+            "already runs to 2026-07-05T00:00:00+00:00",
+        ),
+        ("plan_change", "live", {"plan": PRO}, f"already on {PRO}"),
+        # Not done yet: an immediate cancel of a scheduled one, a pause to another end.
+        ("cancel_now", "ending", {}, None),
+        ("pause", "paused", {}, None),
+    ],
+)
+def test_already_done_reads_without_writing(sandbox, writer, kind, state, overrides, reason):
+    act = action(kind, state, **overrides)
+    assert writer.already_done(act, writer.read(act.subscription_id)) == reason
+    assert writes(sandbox) == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "state", "done", "moot"),
+    [
+        *[
+            (kind, "ended", None, "subscription is cancelled: nothing to change")
+            for kind in ("pause", "discount", "extension", "plan_change")
+        ],
+        ("cancel", "ended", "subscription is cancelled", None),
+        ("discount", "live", None, None),  # a live subscription still takes the offer
+    ],
+)
+def test_only_an_offer_on_an_ended_subscription_is_moot(sandbox, writer, kind, state, done, moot):
+    act = action(kind, state)
+    current = writer.read(act.subscription_id)
+    assert (writer.already_done(act, current), writer.moot(act, current)) == (done, moot)
+    assert writes(sandbox) == []
+
+
+def test_immediate_cancel_of_a_scheduled_cancel(writer):
+    act = action("cancel_now", "ending")
+    writer.send(writer.request(act, writer.read(act.subscription_id)), "key-ending")
+    after = writer.read(act.subscription_id)
+    assert (after["status"], after["cancelled_at"]) == ("cancelled", NOW)
+
+
+@pytest.mark.parametrize("kind", ["cancel_now", "pause", "discount"])
+def test_same_key_applies_once(sandbox, writer, kind):
+    """Applied again, an immediate cancel or a pause would be refused (400): the second
+    send succeeding shows it was replayed, not applied."""
+    act = action(kind)
+    request = writer.request(act, writer.read(act.subscription_id))
+    writer.send(request, "same-key")
+    first = writer.read(act.subscription_id)
+    writer.send(request, "same-key")
+    assert writer.read(act.subscription_id) == first
+    assert [(r["idempotency_key"], r["replayed"], r["status"]) for r in writes(sandbox)] == [
+        ("same-key", False, 200),
+        ("same-key", True, 200),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("act", "status", "message"),
+    [
+        (
+            action("discount", coupon="NOPE"),
+            404,
+            "coupon_ids[0] : The coupon NOPE cannot be found",
+        ),
+        (
+            action("plan_change", plan="Gold-USD"),
+            404,
+            "subscription_items[item_price_id][0] : The item price Gold-USD cannot be found",
+        ),
+        (action("cancel", "missing"), 404, "Sorry, we couldn't find that subscription"),
+        (action("pause", "paused"), 400, "The subscription is already paused."),
+    ],
+)
+def test_permanent_errors(writer, act, status, message):
+    current = None if act.subscription_id.endswith("missing") else writer.read(act.subscription_id)
+    request = writer.request(act, current)
+    with pytest.raises(APIError) as caught:
+        writer.send(request, f"key-{act.action_id}")
+    exc = caught.value
+    assert CLASSIFIER.retry_after(exc) is None and not CLASSIFIER.transient(exc)
+    assert writer.error_message(exc).startswith(f"Chargebee {status}: {message}")
+
+
+def test_read_of_unknown_subscription_is_a_404(writer):
+    with pytest.raises(APIError) as caught:
+        writer.read(subscription_id(CB, "missing"))
+    assert caught.value.http_status_code == 404
+    assert not CLASSIFIER.transient(caught.value)
+
+
+@pytest.mark.parametrize("fault", ["500", "429"])
+def test_sdk_does_not_retry(serve_scenario, monkeypatch, fault):
+    """One attempt, even where the process-wide SDK default has retries on: retrying
+    (with the CLASSIFIER's decision) is the runner's."""
+    monkeypatch.setattr(Environment, "retry_config", RetryConfig(enabled=True, delay_ms=1))
+    sandbox = serve_scenario(
+        scenario((CB,)), systems=(CB,), faults={CB: FaultConfig(script=[fault])}
+    )
+    writer = ChargebeeWriter(DEFAULT_API_KEY, base_url=sandbox.urls[CB])
+    act = action("discount")
+    with pytest.raises(APIError) as caught:
+        writer.send(writer.request(act, None), "key-fault")
+    assert caught.value.http_status_code == int(fault)
+    assert CLASSIFIER.transient(caught.value)
+    assert [r["fault"] for r in writes(sandbox)] == [fault]
+
+
+@pytest.mark.parametrize("kind", list(APPLIED))
+def test_dry_run_request_is_complete(sandbox, writer, kind):
+    act = action(kind)
+    dry = writer.request(act, None)
+    shown = json.loads(json.dumps(dry.describe()))
+    assert shown["method"] == "POST"
+    assert shown["path"] == f"/api/v2/subscriptions/{act.subscription_id}/{dry.operation}"
+    live = writer.request(act, writer.read(act.subscription_id))
+    if kind == "plan_change":
+        assert shown["params"] == {
+            "subscription_items": [{"item_price_id": BASIC, "quantity": QUANTITY_PLACEHOLDER}]
+        }
+        assert live.params == {"subscription_items": [{"item_price_id": BASIC, "quantity": 1}]}
+    else:
+        assert dry == live
+    assert writes(sandbox) == []
+
+
+def test_every_action_type_has_a_request():
+    assert {a.action_type for a in map(action, APPLIED)} == set(ACTION_TYPES)
+
+
+def test_needs_a_site_or_a_base_url():
+    with pytest.raises(ValueError, match="site"):
+        ChargebeeWriter(DEFAULT_API_KEY)
+    assert ChargebeeWriter(DEFAULT_API_KEY, site="acme").client.env.api_endpoint == (
+        "https://acme.chargebee.com/api/v2"
+    )

@@ -1,0 +1,335 @@
+"""The Recurly writer against the sandbox, through the official recurly SDK.
+
+Each write is checked the way billing would show it: the subscription read back through
+the SDK's own object model (`Client.get_subscription`), the request as the emulator
+logged it (method, path, parameters, idempotency key), and the writer's own
+`already_done` afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+import recurly
+
+from orchestration.writebacks.systems.base import Action
+from orchestration.writebacks.systems.recurly import (
+    ACCOUNT_PLACEHOLDER,
+    CURRENCY_PLACEHOLDER,
+    RecurlyWriter,
+)
+from tests.writeback_scenario import (
+    AS_OF,
+    COUPON,
+    OFFER_PARAMETERS,
+    customer_id,
+    scenario,
+    subscription_id,
+)
+
+pytestmark = pytest.mark.integration
+
+PARAMETERS = {
+    "cancel": {"when": "period_end", "scope": "subscription", "refund": "none"},
+    **OFFER_PARAMETERS,
+    "plan_change": {"plan": "basic"},
+}
+
+
+def _utc(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=UTC)
+
+
+def action(action_type: str, state: str = "live", **overrides) -> Action:
+    return Action(
+        action_id=f"act-{action_type}-{state}",
+        billing_system="recurly",
+        subscription_id=subscription_id("recurly", state),
+        customer_id=customer_id("recurly", state),
+        action_type=action_type,
+        parameters={**PARAMETERS[action_type], **overrides},
+    )
+
+
+@pytest.fixture
+def sandbox(serve_scenario):
+    return serve_scenario(scenario(("recurly",)))
+
+
+@pytest.fixture
+def writer(sandbox) -> RecurlyWriter:
+    return RecurlyWriter(sandbox.api_key, sandbox.urls["recurly"])
+
+
+@pytest.fixture
+def log(sandbox) -> list[dict]:
+    return sandbox.emulator("recurly").request_log
+
+
+def writes(log: list[dict]) -> list[dict]:
+    return [entry for entry in log if entry["method"] != "GET"]
+
+
+def apply(writer: RecurlyWriter, act: Action, key: str = "key-1") -> str | None:
+    """The runner's order: read, check, build, send."""
+    current = writer.read(act.subscription_id)
+    assert writer.already_done(act, current) is None
+    return writer.send(writer.request(act, current), key)
+
+
+# --------------------------------------------------------------------------- applying
+
+
+def _paused(sub) -> None:
+    # Two billing cycles from the next renewal (July 5th), whatever the requested date.
+    assert (sub.paused_at, sub.resume_at) == (_utc(2026, 7, 5), _utc(2026, 9, 5))
+    assert sub.remaining_pause_cycles == 2
+
+
+def _discounted(sub) -> None:
+    assert [r.coupon.code for r in sub.coupon_redemptions] == [COUPON]
+
+
+def _extended(sub) -> None:
+    assert sub.current_term_ends_at == _utc(2026, 8, 5)
+
+
+def _changed(sub) -> None:
+    assert sub.plan.code == "basic"
+
+
+@pytest.mark.parametrize(
+    ("action_type", "expect", "method", "path", "params"),
+    [
+        ("pause", _paused, "PUT", "/pause", {"remaining_pause_cycles": 2}),
+        (
+            "discount",
+            _discounted,
+            "POST",
+            "coupon_redemptions/active",
+            {"coupon_id": "code-SAVE50", "subscription_id": "re-sub-live", "currency": "USD"},
+        ),
+        ("extension", _extended, "PUT", "/re-sub-live", {"next_bill_date": "2026-08-05T00:00:00Z"}),
+        ("plan_change", _changed, "POST", "/change", {"plan_code": "basic", "timeframe": "now"}),
+    ],
+)
+def test_each_action_applies_and_then_counts_as_done(
+    writer, log, action_type, expect, method, path, params
+):
+    act = action(action_type)
+    request_id = apply(writer, act)
+
+    expect(writer.client.get_subscription(act.subscription_id))
+    [sent] = writes(log)
+    assert (sent["method"], sent["params"], sent["idempotency_key"]) == (method, params, "key-1")
+    assert sent["path"].endswith(path) and sent["status"] in (200, 201)
+    assert request_id
+    assert writer.already_done(act, writer.read(act.subscription_id))
+
+
+@pytest.mark.parametrize(
+    ("when", "refund", "method", "path", "params", "state", "expires_at"),
+    [
+        (
+            "period_end",
+            "none",
+            "PUT",
+            "/subscriptions/re-sub-live/cancel",
+            {"timeframe": "term_end"},
+            "canceled",
+            _utc(2026, 7, 5),
+        ),
+        (
+            "immediately",
+            "none",
+            "DELETE",
+            "/subscriptions/re-sub-live",
+            {"refund": "none"},
+            "expired",
+            AS_OF,
+        ),
+        (
+            "immediately",
+            "partial",
+            "DELETE",
+            "/subscriptions/re-sub-live",
+            {"refund": "partial"},
+            "expired",
+            AS_OF,
+        ),
+        (
+            "immediately",
+            "full",
+            "DELETE",
+            "/subscriptions/re-sub-live",
+            {"refund": "full"},
+            "expired",
+            AS_OF,
+        ),
+    ],
+)
+def test_cancel_at_term_end_or_terminate_with_refund(
+    writer, log, when, refund, method, path, params, state, expires_at
+):
+    act = action("cancel", when=when, refund=refund)
+    apply(writer, act)
+
+    sub = writer.client.get_subscription(act.subscription_id)
+    assert (sub.state, sub.canceled_at, sub.expires_at) == (state, AS_OF, expires_at)
+    [sent] = writes(log)
+    assert (sent["method"], sent["path"], sent["params"]) == (method, path, params)
+    assert writer.already_done(act, writer.read(act.subscription_id))
+
+
+# --------------------------------------------------------------------------- already done
+
+
+@pytest.mark.parametrize(
+    ("state", "action_type", "overrides", "reason"),
+    [
+        ("ended", "cancel", {}, "subscription is expired"),
+        ("ended", "cancel", {"when": "immediately"}, "subscription is expired"),
+        ("ending", "cancel", {}, "already set to cancel at 2026-07-15T00:00:00Z"),
+        (
+            "paused",
+            "pause",
+            {"resumes_at": "2026-08-15T00:00:00+00:00"},
+            "already paused until 2026-08-15T00:00:00Z",
+        ),
+        ("coupon", "discount", {}, "coupon SAVE50 already applied"),
+        (
+            "trial",
+            "extension",
+            {"until": "2026-07-01T00:00:00+00:00"},
+            "already runs to 2026-07-04T00:00:00Z",
+        ),
+        ("live", "plan_change", {"plan": "pro"}, "already on pro"),
+    ],
+)
+def test_already_done_sends_nothing(writer, log, state, action_type, overrides, reason):
+    act = action(action_type, state, **overrides)
+    assert writer.already_done(act, writer.read(act.subscription_id)) == reason
+    assert writes(log) == []
+
+
+@pytest.mark.parametrize(
+    ("state", "action_type", "done", "moot"),
+    [
+        *[
+            ("ended", kind, None, "subscription is expired: nothing to change")
+            for kind in ("pause", "discount", "extension", "plan_change")
+        ],
+        ("ended", "cancel", "subscription is expired", None),
+        ("live", "discount", None, None),  # a live subscription still takes the offer
+    ],
+)
+def test_only_an_offer_on_an_ended_subscription_is_moot(
+    writer, log, state, action_type, done, moot
+):
+    act = action(action_type, state)
+    current = writer.read(act.subscription_id)
+    assert (writer.already_done(act, current), writer.moot(act, current)) == (done, moot)
+    assert writes(log) == []
+
+
+@pytest.mark.parametrize(
+    ("state", "action_type", "overrides"),
+    [
+        # Scheduled to cancel, yet a terminate still ends it now.
+        ("ending", "cancel", {"when": "immediately"}),
+        # Paused, but only to mid-August: a longer pause is still to apply.
+        ("paused", "pause", {"resumes_at": "2026-09-15T00:00:00+00:00", "cycles": 3}),
+    ],
+)
+def test_not_done_when_the_change_does_not_hold_yet(writer, state, action_type, overrides):
+    act = action(action_type, state, **overrides)
+    assert writer.already_done(act, writer.read(act.subscription_id)) is None
+
+
+# --------------------------------------------------------------------------- idempotency
+
+
+@pytest.mark.parametrize("action_type", list(PARAMETERS))
+def test_a_repeated_key_is_applied_once(writer, log, action_type):
+    act = action(action_type)
+    request = writer.request(act, writer.read(act.subscription_id))
+    first = writer.send(request, "same-key")
+    after_first = writer.read(act.subscription_id)
+
+    # Without the key, a second cancel or plan change would be refused (422).
+    assert writer.send(request, "same-key") == first
+    assert writer.read(act.subscription_id) == after_first
+    assert [entry["replayed"] for entry in writes(log)] == [False, True]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("act", "read_first", "error", "message"),
+    [
+        (
+            action("discount", coupon="NOPE"),
+            True,
+            recurly.errors.NotFoundError,
+            "Recurly 404: Couldn't find Coupon with code = NOPE",
+        ),
+        (
+            action("plan_change", plan="nope"),
+            True,
+            recurly.errors.NotFoundError,
+            "Recurly 404: Couldn't find Plan with code = nope",
+        ),
+        (
+            action("cancel", "missing"),
+            False,
+            recurly.errors.NotFoundError,
+            "Recurly 404: Couldn't find Subscription with id = re-sub-missing",
+        ),
+        (
+            action("pause", "ending"),
+            True,
+            recurly.errors.ValidationError,
+            "Recurly 422: Expired, canceled, future or failed subscriptions cannot be paused",
+        ),
+    ],
+    ids=["unknown-coupon", "unknown-plan", "unknown-subscription", "pause-canceled"],
+)
+def test_permanent_errors_are_not_retried(writer, act, read_first, error, message):
+    current = writer.read(act.subscription_id) if read_first else None
+    with pytest.raises(error) as raised:
+        writer.send(writer.request(act, current), "key-err")
+
+    assert writer.classifier.retry_after(raised.value) is None
+    assert not writer.classifier.transient(raised.value)
+    assert writer.error_message(raised.value) == message
+
+
+def test_reading_an_unknown_subscription_is_a_404(writer):
+    with pytest.raises(recurly.errors.NotFoundError) as raised:
+        writer.read("re-sub-missing")
+    assert writer.error_message(raised.value).startswith("Recurly 404: Couldn't find Subscription")
+
+
+# --------------------------------------------------------------------------- dry run
+
+
+@pytest.mark.parametrize("action_type", list(PARAMETERS))
+def test_dry_run_request_is_complete_without_reading(writer, log, action_type):
+    act = action(action_type)
+    dry = writer.request(act, None)
+    shown = json.loads(json.dumps(dry.describe()))
+    assert shown["method"] in ("PUT", "POST", "DELETE")
+    assert shown["path"].startswith("/") and shown["params"]
+    assert log == []
+
+    live = writer.request(act, writer.read(act.subscription_id))
+    if action_type == "discount":
+        # Only the account and currency come from the subscription.
+        assert dry.path == f"/accounts/{ACCOUNT_PLACEHOLDER}/coupon_redemptions/active"
+        assert dry.params["currency"] == CURRENCY_PLACEHOLDER
+        assert live.params == {**dry.params, "currency": "USD"}
+    else:
+        assert dry == live

@@ -1,0 +1,329 @@
+"""The Stripe writer against the sandbox, through the official SDK: every action applied
+and read back, the cancel options on the wire, changes that already hold, idempotent
+replays, permanent errors and dry runs.
+
+The clock is frozen at AS_OF, so "now" in the sandbox is AS_OF and future timestamps are
+relative to it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+import stripe
+
+from dlt_sources.clients import stripe_client
+from orchestration.writebacks.systems.base import Action
+from orchestration.writebacks.systems.stripe import ITEM_PLACEHOLDER, StripeWriter
+from sandbox.server import DEFAULT_API_KEY
+from tests.writeback_scenario import AS_OF, COUPON, PLANS, customer_id, scenario, subscription_id
+
+pytestmark = pytest.mark.integration
+
+SYSTEM = "stripe"
+PRO, BASIC = PLANS[SYSTEM]
+
+
+def at(days: int) -> str:
+    return (AS_OF + timedelta(days=days)).isoformat()
+
+
+def epoch(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+
+
+def cancel(when: str = "period_end", prorate: bool = False, invoice_now: bool = False) -> dict:
+    return {"when": when, "scope": "subscription", "prorate": prorate, "invoice_now": invoice_now}
+
+
+PAUSE = {"resumes_at": at(30), "duration": 30, "interval": "day", "cycles": 1}
+SCENARIO_RESUMES_AT = "2026-08-15T00:00:00+00:00"  # the `paused` subscription's
+EXTENSION = {"until": at(60), "days": 60}
+PARAMETERS: dict[str, dict[str, Any]] = {
+    "cancel": cancel(),
+    "pause": PAUSE,
+    "discount": {"coupon": COUPON},
+    "extension": EXTENSION,
+    "plan_change": {"plan": BASIC},
+}
+
+
+def action(kind: str, state: str = "live", **parameters: Any) -> Action:
+    return Action(
+        action_id=f"wb-{kind}-{state}",
+        billing_system=SYSTEM,
+        subscription_id=subscription_id(SYSTEM, state),
+        customer_id=customer_id(SYSTEM, state),
+        action_type=kind,
+        parameters=parameters or PARAMETERS[kind],
+    )
+
+
+@pytest.fixture
+def sandbox(serve_scenario):
+    return serve_scenario(scenario((SYSTEM,)))
+
+
+@pytest.fixture
+def writer(sandbox) -> StripeWriter:
+    return StripeWriter(DEFAULT_API_KEY, sandbox.urls[SYSTEM])
+
+
+@pytest.fixture
+def retrieve(sandbox) -> Callable[[str], stripe.Subscription]:
+    """The subscription read back with a client of its own, as any SDK user would."""
+    client = stripe_client(DEFAULT_API_KEY, sandbox.urls[SYSTEM])
+    return lambda ident: client.v1.subscriptions.retrieve(ident, params={"expand": ["discounts"]})
+
+
+@pytest.fixture
+def writes(sandbox) -> Callable[[], list[dict]]:
+    """The request log's writes (everything but reads)."""
+    log = sandbox.emulator(SYSTEM).request_log
+    return lambda: [entry for entry in log if entry["method"] != "GET"]
+
+
+def apply(writer: StripeWriter, act: Action) -> str | None:
+    """What the runner does: read, check, build, send with the action's key."""
+    current = writer.read(act.subscription_id)
+    assert writer.already_done(act, current) is None
+    return writer.send(writer.request(act, current), act.action_id)
+
+
+def _canceled_at_period_end(sub) -> None:
+    assert sub.status == "active" and sub.cancel_at_period_end
+    assert sub.cancel_at == sub["items"].data[0].current_period_end
+
+
+def _canceled_now(sub) -> None:
+    assert sub.status == "canceled"
+    assert sub.canceled_at == sub.ended_at == int(AS_OF.timestamp())
+
+
+def _paused(sub) -> None:
+    assert sub.pause_collection.behavior == "void"
+    assert sub.pause_collection.resumes_at == epoch(PAUSE["resumes_at"])
+
+
+def _discounted(sub) -> None:
+    assert [d.source.coupon for d in sub.discounts] == [COUPON]
+
+
+def _extended(sub) -> None:
+    assert sub.status == "trialing" and sub.trial_end == epoch(EXTENSION["until"])
+
+
+def _plan_changed(sub) -> None:
+    assert sub["items"].data[0].price.id == BASIC
+
+
+@pytest.mark.parametrize(
+    ("act", "check"),
+    [
+        (action("cancel"), _canceled_at_period_end),
+        (action("cancel", **cancel("immediately")), _canceled_now),
+        (action("pause"), _paused),
+        (action("discount"), _discounted),
+        (action("extension"), _extended),
+        (action("plan_change"), _plan_changed),
+    ],
+    ids=["cancel_period_end", "cancel_immediately", "pause", "discount", "extension", "plan"],
+)
+def test_action_applies_and_then_holds(writer, retrieve, writes, act, check):
+    request_id = apply(writer, act)
+
+    assert request_id and request_id.startswith("req_")
+    check(retrieve(act.subscription_id))
+    assert writer.already_done(act, writer.read(act.subscription_id))
+    assert len(writes()) == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "method", "params"),
+    [
+        (cancel(), "POST", {"cancel_at_period_end": "true"}),
+        (cancel("immediately"), "DELETE", {"prorate": "false", "invoice_now": "false"}),
+        (cancel("immediately", True, True), "DELETE", {"prorate": "true", "invoice_now": "true"}),
+        (cancel("immediately", True, False), "DELETE", {"prorate": "true", "invoice_now": "false"}),
+    ],
+)
+def test_cancel_options_on_the_wire(writer, writes, options, method, params):
+    act = action("cancel", **options)
+    apply(writer, act)
+
+    [entry] = writes()
+    assert (entry["method"], entry["path"], entry["params"], entry["status"]) == (
+        method,
+        f"/v1/subscriptions/{act.subscription_id}",
+        params,
+        200,
+    )
+    if method == "POST":  # Stripe takes idempotency keys on POST only
+        assert entry["idempotency_key"] == act.action_id
+
+
+@pytest.mark.parametrize(
+    ("act", "reason"),
+    [
+        (action("cancel", "ended"), "subscription is canceled"),
+        (action("cancel", "ended", **cancel("immediately")), "subscription is canceled"),
+        (action("cancel", "ending"), "already set to cancel at 2026-07-15T00:00:00+00:00"),
+        (action("cancel", "ending", **cancel("immediately")), None),  # still cancels now
+        (
+            action("pause", "paused", **{**PAUSE, "resumes_at": SCENARIO_RESUMES_AT}),
+            f"already paused until {SCENARIO_RESUMES_AT}",
+        ),
+        (action("pause", "paused"), None),  # another resume date moves it
+        (action("discount", "coupon"), f"coupon {COUPON} already applied"),
+        (action("plan_change", plan=PRO), f"already on {PRO}"),
+        (
+            action("extension", "trial", until=at(2), days=2),  # the trial ends on 07-04
+            "already runs to 2026-07-04T00:00:00+00:00",
+        ),
+    ],
+    ids=lambda value: value.action_id if isinstance(value, Action) else None,
+)
+def test_already_done_reads_without_writing(writer, writes, act, reason):
+    assert writer.already_done(act, writer.read(act.subscription_id)) == reason
+    assert writes() == []
+
+
+@pytest.mark.parametrize(
+    ("act", "done", "moot"),
+    [
+        *[
+            (action(kind, "ended"), None, "subscription is canceled: nothing to change")
+            for kind in ("pause", "discount", "extension", "plan_change")
+        ],
+        (action("cancel", "ended"), "subscription is canceled", None),
+        (action("discount"), None, None),  # a live subscription still takes the offer
+    ],
+    ids=lambda value: value.action_id if isinstance(value, Action) else None,
+)
+def test_only_an_offer_on_an_ended_subscription_is_moot(writer, writes, act, done, moot):
+    current = writer.read(act.subscription_id)
+    assert (writer.already_done(act, current), writer.moot(act, current)) == (done, moot)
+    assert writes() == []
+
+
+@pytest.mark.parametrize("kind", ["cancel", "pause", "discount", "extension", "plan_change"])
+def test_same_key_twice_applies_once(writer, retrieve, writes, kind):
+    act = action(kind)
+    request = writer.request(act, writer.read(act.subscription_id))
+
+    first = writer.send(request, act.action_id)
+    after_first = retrieve(act.subscription_id).to_dict()
+    second = writer.send(request, act.action_id)
+
+    assert second == first  # the first answer, replayed
+    assert [(w["idempotency_key"], w["replayed"]) for w in writes()] == [
+        (act.action_id, False),
+        (act.action_id, True),
+    ]
+    assert retrieve(act.subscription_id).to_dict() == after_first
+
+
+def test_cancel_now_twice_is_refused_not_applied_again(writer, retrieve, writes):
+    """Stripe ignores keys on DELETE; the second cancel finds the subscription gone."""
+    act = action("cancel", **cancel("immediately"))
+    request = writer.request(act, writer.read(act.subscription_id))
+    writer.send(request, act.action_id)
+    ended = retrieve(act.subscription_id).to_dict()
+
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        writer.send(request, act.action_id)
+
+    assert caught.value.http_status == 404
+    assert [(w["status"], w["replayed"]) for w in writes()] == [(200, False), (404, False)]
+    assert retrieve(act.subscription_id).to_dict() == ended
+
+
+@pytest.mark.parametrize(
+    ("act", "status", "message"),
+    [
+        (action("discount", coupon="NOPE"), 400, "No such coupon: 'NOPE'"),
+        (action("plan_change", plan="price_nope"), 400, "No such price: 'price_nope'"),
+        (action("cancel", "missing"), 404, "No such subscription: 'st-sub-missing'"),
+        (
+            action("cancel", "missing", **cancel("immediately")),
+            404,
+            "No such subscription: 'st-sub-missing'",
+        ),
+        (
+            action("extension", until=at(-1), days=1),
+            400,
+            "Invalid timestamp: must be an integer Unix timestamp in the future.",
+        ),
+    ],
+    ids=["coupon", "plan", "subscription", "subscription_delete", "past_trial_end"],
+)
+def test_permanent_errors(writer, retrieve, writes, act, status, message):
+    current = None if "missing" in act.subscription_id else writer.read(act.subscription_id)
+    before = current and retrieve(act.subscription_id).to_dict()
+
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        writer.send(writer.request(act, current), act.action_id)
+
+    exc = caught.value
+    assert exc.http_status == status
+    assert writer.classifier.retry_after(exc) is None
+    assert not writer.classifier.transient(exc)
+    assert writer.error_message(exc) == f"Stripe {status}: {message}"
+    assert [w["status"] for w in writes()] == [status]
+    if before:
+        assert retrieve(act.subscription_id).to_dict() == before
+
+
+def test_read_of_unknown_subscription_is_a_404(writer):
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        writer.read("st-sub-missing")
+    assert (
+        writer.error_message(caught.value) == "Stripe 404: No such subscription: 'st-sub-missing'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("act", "method", "params"),
+    [
+        (action("cancel"), "POST", {"cancel_at_period_end": True}),
+        (
+            action("cancel", **cancel("immediately", True)),
+            "DELETE",
+            {"prorate": True, "invoice_now": False},
+        ),
+        (
+            action("pause"),
+            "POST",
+            {"pause_collection": {"behavior": "void", "resumes_at": epoch(PAUSE["resumes_at"])}},
+        ),
+        (action("discount"), "POST", {"discounts": [{"coupon": COUPON}]}),
+        (
+            action("extension"),
+            "POST",
+            {"trial_end": epoch(EXTENSION["until"]), "proration_behavior": "none"},
+        ),
+        (
+            action("plan_change"),
+            "POST",
+            {
+                "items": [{"id": ITEM_PLACEHOLDER, "price": BASIC}],
+                "proration_behavior": "create_prorations",
+            },
+        ),
+    ],
+    ids=["cancel_period_end", "cancel_immediately", "pause", "discount", "extension", "plan"],
+)
+def test_dry_run_request_is_complete_without_reading(sandbox, writer, act, method, params):
+    described = writer.request(act, None).describe()
+
+    assert described == {
+        "method": method,
+        "path": f"/v1/subscriptions/{act.subscription_id}",
+        "params": params,
+    }
+    assert json.loads(json.dumps(described)) == described
+    assert sandbox.emulator(SYSTEM).request_log == []
