@@ -1,7 +1,9 @@
 """Jobs and schedules.
 
 - `billing_sync`: every billing system and the exit sessions, then every model
-  downstream; hourly by default (`RETENTION_SYNC_CRON`, UTC). A failed load fails its
+  downstream, then the billing write-backs (exit sessions read from a table have no
+  sensor: this is where their write-backs happen); hourly by default
+  (`RETENTION_SYNC_CRON`, UTC). A failed load fails its
   assets and the dbt step, which depends on every load, does not start: no model is
   rebuilt from a half-refreshed warehouse, and the marts keep the last good state.
 - `exit_sessions_load`: the exit sessions, then the models, then the billing write-backs
@@ -44,8 +46,9 @@ def _loads_then_models(*groups: str) -> AssetSelection:
 def billing_sync_job() -> JobDefinition:
     return define_asset_job(
         "billing_sync",
-        selection=_loads_then_models(*BILLING_SYSTEMS, EXIT_SESSIONS),
-        description="Sync every billing system and the exit sessions, then rebuild the models.",
+        selection=_loads_then_models(*BILLING_SYSTEMS, EXIT_SESSIONS) | WRITEBACKS,
+        description="Sync every billing system and the exit sessions, rebuild the models, "
+        "apply the write-backs.",
     )
 
 

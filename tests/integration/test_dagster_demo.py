@@ -108,20 +108,23 @@ def test_the_summary_equals_the_facts(demo):
 
 def test_the_runs_are_in_the_instance_with_the_marts_figures(demo):
     output, _, home = demo
-    run_ids = re.search(r"dagster runs\s+(\w+), (\w+), (\w+)", output).groups()
+    run_ids = re.search(r"dagster runs\s+(\w+), (\w+)", output).groups()
     with DagsterInstance.from_config(str(home)) as instance:
         runs = {r.run_id[:8]: r for r in instance.get_runs()}
-        assert [runs[i].job_name for i in run_ids] == [
-            "billing_sync",
-            "validation_30d_daily",
-            "billing_writebacks_job",
-        ]
+        assert [runs[i].job_name for i in run_ids] == ["billing_sync", "validation_30d_daily"]
         assert all(runs[i].status == DagsterRunStatus.SUCCESS for i in run_ids)
-        checks = instance.all_logs(
-            runs[run_ids[0]].run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
-        )
+        checks = {
+            e.dagster_event.event_specific_data.check_name: e.dagster_event.event_specific_data
+            for e in instance.all_logs(
+                runs[run_ids[0]].run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
+            )
+        }
+        # The write-backs' check warns of the sessions no subscription matched (a dry run
+        # records them as failed); every dbt test passes.
+        writebacks = checks.pop("no_failed_writebacks")
+        assert not writebacks.passed and writebacks.metadata["failed"].value > 0
         assert len(checks) > 50  # the dbt tests, as asset checks
-        assert all(c.dagster_event.event_specific_data.passed for c in checks)
+        assert all(check.passed for check in checks.values())
 
         def figures(*path: str) -> dict:
             event = instance.get_latest_materialization_event(AssetKey(list(path)))

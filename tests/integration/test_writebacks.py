@@ -196,7 +196,9 @@ def _run_cli(database: Path, catalog: Path, log: Path, kill_after: float | None)
         return None
 
 
-def test_exactly_once_under_faults_and_kills(writeback_sandbox, tmp_path, writeback_warehouse):
+def test_exactly_once_under_faults_and_kills(
+    writeback_sandbox, tmp_path, writeback_warehouse, capsys
+):
     """429s, 500/503s, connections dropped before and after the write is applied, and the
     runner killed at random points; re-run until done. Every action ends as a clean run
     ends it, and each applied one was executed exactly once."""
@@ -246,10 +248,11 @@ def test_exactly_once_under_faults_and_kills(writeback_sandbox, tmp_path, writeb
     faults = Counter(e["fault"] for e in log if e["fault"])
     replays = sum(e["replayed"] for e in log)
     confirmed = sum(1 for r in rows.values() if (r["reason"] or "").startswith("confirmed"))
-    print(
-        f"\nexactly-once: {len(rows)} actions ({len(applied)} applied, "
-        f"{Counter(r['status'] for r in rows.values())}), {runs} runs, {kills} killed, "
-        f"{len(log)} requests, faults {dict(faults)}, {replays} idempotent replays, "
-        f"{confirmed} confirmed by read-back, {took:.1f} s"
-    )
+    with capsys.disabled():  # the figures belong in the test output (issue #6)
+        print(
+            f"\nexactly-once: {len(rows)} actions ({len(applied)} applied, "
+            f"{dict(Counter(r['status'] for r in rows.values()))}), {runs} runs, {kills} killed, "
+            f"{len(log)} requests, faults {dict(faults)}, {replays} idempotent replays, "
+            f"{confirmed} confirmed by read-back, {took:.1f} s"
+        )
     assert kills >= 3 and sum(faults.values()) > 20
