@@ -5,9 +5,9 @@ Chargebee on free loopback ports with the clock frozen at its `as_of`, write its
 sessions as the cancel page's drop files, point the sources at the sandbox through the
 same environment variables a deployment uses, then run the code location's own jobs
 in-process on the instance in DAGSTER_HOME: `billing_sync` (every load, every model and
-dbt test, and the billing write-backs with the project's catalog — writebacks.yml: a dry
-run until a system is switched to live, so the demo records what it would send to
-billing and sends nothing) and one `validation_30d` partition. The runs are in that
+dbt test), one `validation_30d` partition, and `billing_writebacks_job` with the
+project's catalog (writebacks.yml: a dry run until a system is switched to live, so the
+demo records what it would send to billing and sends nothing). The runs are in that
 instance's history, so `make ui` shows them afterwards.
 """
 
@@ -245,6 +245,7 @@ def _run_jobs(validation_day: date | None, say: Callable[[str], None]) -> list[s
         jobs = [("billing_sync", None)]
         if validation_day:
             jobs.append(("validation_30d_daily", validation_day.isoformat()))
+        jobs.append(("billing_writebacks_job", None))
         for job_name, partition in jobs:
             job = defs.resolve_job_def(job_name)
             say(f"dagster: running job {job_name}" + (f" for {partition}" if partition else ""))

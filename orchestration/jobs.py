@@ -1,15 +1,16 @@
 """Jobs and schedules.
 
 - `billing_sync`: every billing system and the exit sessions, then every model
-  downstream, then the billing write-backs (exit sessions read from a table have no
-  sensor: this is where their write-backs happen); hourly by default
-  (`RETENTION_SYNC_CRON`, UTC). A failed load fails its
+  downstream; hourly by default (`RETENTION_SYNC_CRON`, UTC). A failed load fails its
   assets and the dbt step, which depends on every load, does not start: no model is
   rebuilt from a half-refreshed warehouse, and the marts keep the last good state.
 - `exit_sessions_load`: the exit sessions, then the models, then the billing write-backs
   (and the ledger mart); run by the drop-folder sensor.
-- `billing_writebacks_job` (orchestration/writebacks/assets.py): the write-backs alone,
-  by hand (e.g. `retry_failed: true` after a fix).
+- `billing_writebacks_job` (orchestration/writebacks/assets.py): the write-backs alone;
+  hourly at half past by default (`RETENTION_WRITEBACKS_CRON`), after the sync, so exit
+  sessions read from a table (no sensor) are written back too; and by hand (e.g.
+  `retry_failed: true` after a fix). The sync job itself stays loads-then-models: with
+  the write-backs in it, Dagster splits the dbt step in three around them.
 - `validation_30d_daily`: one `validation_30d` partition; daily at 00:30 UTC for the day
   that just ended (after the midnight sync), and the job backfills run.
 """
@@ -28,7 +29,13 @@ from dagster import (
 from orchestration.extract import BILLING_SYSTEMS
 from orchestration.loads import EXIT_SESSIONS
 from orchestration.models import dbt_models
-from orchestration.settings import DEFAULT_SYNC_CRON, SYNC_CRON_ENV, setting
+from orchestration.settings import (
+    DEFAULT_SYNC_CRON,
+    DEFAULT_WRITEBACKS_CRON,
+    SYNC_CRON_ENV,
+    WRITEBACKS_CRON_ENV,
+    setting,
+)
 from orchestration.validation import validation_30d
 from orchestration.writebacks.assets import WRITEBACKS
 
@@ -46,9 +53,8 @@ def _loads_then_models(*groups: str) -> AssetSelection:
 def billing_sync_job() -> JobDefinition:
     return define_asset_job(
         "billing_sync",
-        selection=_loads_then_models(*BILLING_SYSTEMS, EXIT_SESSIONS) | WRITEBACKS,
-        description="Sync every billing system and the exit sessions, rebuild the models, "
-        "apply the write-backs.",
+        selection=_loads_then_models(*BILLING_SYSTEMS, EXIT_SESSIONS),
+        description="Sync every billing system and the exit sessions, then rebuild the models.",
     )
 
 
@@ -69,15 +75,25 @@ def validation_job() -> JobDefinition:
 
 
 def build_schedules(
-    sync: JobDefinition, validation: JobDefinition, env: Mapping[str, str] = os.environ
+    sync: JobDefinition,
+    validation: JobDefinition,
+    writebacks: JobDefinition,
+    env: Mapping[str, str] = os.environ,
 ) -> list[ScheduleDefinition]:
-    """Both stopped until switched on (in the UI or `dagster schedule start`): a code
-    location that starts syncing the moment it loads would surprise whoever opens it."""
+    """All stopped until switched on (in the UI or `dagster schedule start`): a code
+    location that starts syncing (or writing to billing) the moment it loads would
+    surprise whoever opens it."""
     return [
         ScheduleDefinition(
             name="billing_sync_schedule",
             job=sync,
             cron_schedule=setting(SYNC_CRON_ENV, DEFAULT_SYNC_CRON, env),
+            execution_timezone="UTC",
+        ),
+        ScheduleDefinition(
+            name="billing_writebacks_schedule",
+            job=writebacks,
+            cron_schedule=setting(WRITEBACKS_CRON_ENV, DEFAULT_WRITEBACKS_CRON, env),
             execution_timezone="UTC",
         ),
         build_schedule_from_partitioned_job(

@@ -22,6 +22,7 @@ INSTANCE_TEMPLATE = Path(__file__).resolve().parent / "dagster.yaml"
 DUCKDB_PATH_ENV = "RETENTION_DUCKDB_PATH"
 DROP_FOLDER_ENV = "SOURCES__EXIT_SESSIONS__FOLDER"
 SYNC_CRON_ENV = "RETENTION_SYNC_CRON"
+WRITEBACKS_CRON_ENV = "RETENTION_WRITEBACKS_CRON"
 VALIDATION_START_ENV = "RETENTION_VALIDATION_START"
 
 # dbt's profile defaults to ../warehouse.duckdb from dbt_project/: the same file.
@@ -29,6 +30,7 @@ DEFAULT_DATABASE = PROJECT_DIR / "warehouse.duckdb"
 DEFAULT_DROP_FOLDER = PROJECT_DIR / "drop"
 DEFAULT_DAGSTER_HOME = PROJECT_DIR / ".dagster_home"
 DEFAULT_SYNC_CRON = "0 * * * *"  # hourly, on the hour (UTC)
+DEFAULT_WRITEBACKS_CRON = "30 * * * *"  # hourly, half an hour after the sync
 DEFAULT_VALIDATION_START = "2024-01-01"
 
 # Every asset that writes the DuckDB file runs in this pool; DuckDB allows one writer

@@ -191,7 +191,9 @@ def _offer(offer_id: str, body: Any, problems: list[str]) -> Offer | None:
                     )
                 continue
             value = merged[name]
-            if not isinstance(value, kind_type) or isinstance(value, bool) or value == "":
+            if name == "plan" and isinstance(value, dict):
+                _plan_by_currency(value, key, problems)
+            elif not isinstance(value, kind_type) or isinstance(value, bool) or value == "":
                 problems.append(f"{key}: expected {kind_type.__name__}, got {value!r}")
             elif kind_type is int and value < 1:
                 problems.append(f"{key}: must be at least 1, got {value}")
@@ -202,6 +204,18 @@ def _offer(offer_id: str, body: Any, problems: list[str]) -> Offer | None:
             )
         parameters[system] = merged
     return Offer(offer_id, kind, parameters)
+
+
+def _plan_by_currency(plans: dict, key: str, problems: list[str]) -> None:
+    """`plan: {USD: basic-usd, EUR: basic-eur}`: a target per currency, since a
+    subscription can only move to a plan priced in its own currency."""
+    if not plans:
+        problems.append(f"{key}: expected a plan id, or currency codes mapped to plan ids")
+    for currency, plan in plans.items():
+        if not (isinstance(currency, str) and len(currency) == 3 and currency.isupper()):
+            problems.append(f"{key}.{currency}: expected a currency code such as USD")
+        if not isinstance(plan, str) or not plan:
+            problems.append(f"{key}.{currency}: expected a plan id, got {plan!r}")
 
 
 def _mapping(value: Any, where: str, problems: list[str]) -> dict:

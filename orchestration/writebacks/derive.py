@@ -37,7 +37,8 @@ where s.action in ('canceled', 'offer_accepted')
 order by s.action_at, s.session_id
 """
 _SUBSCRIPTIONS = """
-select billing_system, subscription_id, customer_id, activated_at, ended_at, current_period_end
+select billing_system, subscription_id, customer_id, currency, activated_at, ended_at,
+       current_period_end
 from marts.dim_subscriptions
 """
 _STEP = {"day": "days", "week": "weeks", "month": "months"}
@@ -135,7 +136,8 @@ def _row(session: dict, target: dict | None, catalog: Catalog, mode: str) -> Led
                 "(not synced yet, or an unknown id): sync billing, then retry failed actions"
             ),
         )
-    elif action_type != "cancel" and offer is None:
+        return row
+    if action_type != "cancel" and offer is None:
         row.status, row.error = (
             "failed",
             (
@@ -143,16 +145,26 @@ def _row(session: dict, target: dict | None, catalog: Catalog, mode: str) -> Led
                 f"{catalog.path}: add it under offers, then retry failed actions"
             ),
         )
-    else:
-        anchor = max(session["action_at"], session["validated_at"] or session["action_at"])
+        return row
+    anchor = max(session["action_at"], session["validated_at"] or session["action_at"])
+    parameters = offer.for_system(system) if offer else {}
+    try:
         row.parameters = resolve(
-            action_type,
-            offer.for_system(system) if offer else {},
-            catalog.systems[system].cancel,
-            anchor,
-            target,
+            action_type, parameters, catalog.systems[system].cancel, anchor, target
+        )
+    except Unresolvable as exc:
+        row.status, row.error = (
+            "failed",
+            (
+                f"{exc} (offers.{session['offer_id']}.{system} in {catalog.path}): "
+                "add it, then retry failed actions"
+            ),
         )
     return row
+
+
+class Unresolvable(ValueError):
+    """The catalog has no value for this subscription (e.g. no plan in its currency)."""
 
 
 def resolve(
@@ -176,5 +188,10 @@ def resolve(
                 "days": offer["days"],
                 "until": (start + timedelta(days=offer["days"])).isoformat(),
             }
+        case "plan_change" if isinstance(offer["plan"], dict):
+            currency = target["currency"]
+            if currency not in offer["plan"]:
+                raise Unresolvable(f"no target plan for {currency} subscriptions")
+            return {**offer, "plan": offer["plan"][currency]}
         case _:  # discount, plan_change: the system's own ids, as configured
             return dict(offer)

@@ -127,8 +127,8 @@ def test_jobs_select_loads_then_models(defs, graph):
     selected = {name: jobs[name].asset_layer.selected_asset_keys for name in jobs}
     models = {k for k in graph.materializable_asset_keys if "dbt" in graph.get(k).kinds}
     loads = {k for k in graph.materializable_asset_keys if graph.get(k).group_name in LOAD_GROUPS}
+    assert selected["billing_sync"] == loads | models
     writebacks = AssetKey("billing_writebacks")
-    assert selected["billing_sync"] == loads | models | {writebacks}
     assert selected["exit_sessions_load"] == models | {writebacks} | {
         k for k in loads if graph.get(k).group_name == "exit_sessions"
     }
@@ -158,12 +158,18 @@ def test_schedules_hourly_sync_configurable_and_daily_validation(defs, monkeypat
     assert schedules["billing_sync_schedule"].job_name == "billing_sync"
     assert schedules["validation_30d_schedule"].cron_schedule == "30 0 * * *"
     assert schedules["validation_30d_schedule"].job_name == "validation_30d_daily"
+    assert schedules["billing_writebacks_schedule"].cron_schedule == "30 * * * *"
+    assert schedules["billing_writebacks_schedule"].job_name == "billing_writebacks_job"
     from orchestration.jobs import billing_sync_job, build_schedules, validation_job
+    from orchestration.writebacks.assets import writebacks_job
 
     every_15 = build_schedules(
-        billing_sync_job(), validation_job(), env={"RETENTION_SYNC_CRON": "*/15 * * * *"}
+        billing_sync_job(),
+        validation_job(),
+        writebacks_job(),
+        env={"RETENTION_SYNC_CRON": "*/15 * * * *", "RETENTION_WRITEBACKS_CRON": "5 * * * *"},
     )
-    assert every_15[0].cron_schedule == "*/15 * * * *"
+    assert [s.cron_schedule for s in every_15[:2]] == ["*/15 * * * *", "5 * * * *"]
 
 
 def test_the_sensor_asks_for_a_load_when_new_files_land(defs, tmp_path):

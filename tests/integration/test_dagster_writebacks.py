@@ -4,6 +4,9 @@ once the catalog is fixed, and a bad catalog fails the run naming the file and k
 
 from __future__ import annotations
 
+import shutil
+
+import duckdb
 import pytest
 from dagster import DagsterInstance, materialize
 from dagster_duckdb import DuckDBResource
@@ -77,3 +80,30 @@ def test_a_bad_catalog_fails_the_run_naming_file_and_key(writeback_sandbox, tmp_
     message = failure.step_failure_data.user_failure_data.description
     assert str(bad) in message and "offers.save50.type" in message and "refund" in message
     assert all(sandbox.emulator(s).request_log == [] for s in ("stripe", "recurly", "chargebee"))
+
+
+def test_the_sensors_job_loads_models_and_writes_back(
+    writeback_sandbox, writeback_warehouse, dagster_env, tmp_path, monkeypatch
+):
+    """`exit_sessions_load`, the job the drop-folder sensor starts: exit sessions, the
+    models, the write-backs, then the ledger mart (dbt runs on both sides of them)."""
+    from orchestration.definitions import build_definitions
+
+    _, database = writeback_sandbox
+    assert database == dagster_env["RETENTION_DUCKDB_PATH"]
+    shutil.copytree(
+        writeback_warehouse[1].parent / "drop", dagster_env["SOURCES__EXIT_SESSIONS__FOLDER"]
+    )
+    _catalog(tmp_path / "live.yml", monkeypatch)
+    job = build_definitions().resolve_job_def("exit_sessions_load")
+    with DagsterInstance.get() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+    assert result.success
+    figures = _metadata(result)
+    assert figures["applied"] > 50
+    with duckdb.connect(str(database)) as db:
+        ledger, mart = db.execute(
+            "select (select count(*) from writebacks.actions), "
+            "(select count(*) from marts.fct_billing_writebacks where status = 'applied')"
+        ).fetchone()
+    assert mart == figures["applied"] and ledger >= mart

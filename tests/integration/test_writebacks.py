@@ -86,7 +86,7 @@ def test_dry_run_records_what_it_would_send_and_sends_nothing(writeback_sandbox,
 
 
 def test_live_run_applies_each_action_once_and_a_rerun_sends_nothing(
-    writeback_sandbox, tmp_path, writeback_warehouse
+    writeback_sandbox, tmp_path, writeback_warehouse, caplog
 ):
     sandbox, database = writeback_sandbox
     catalog = live_catalog(tmp_path / "w.yml")
@@ -134,6 +134,9 @@ def test_live_run_applies_each_action_once_and_a_rerun_sends_nothing(
     assert {a: r["status"] for a, r in ledger(database).items()} == {
         a: r["status"] for a, r in rows.items()
     }
+    # The API key is in no ledger row and no log line.
+    assert sandbox.api_key not in json.dumps(list(rows.values()), default=str)
+    assert caplog.records and sandbox.api_key not in caplog.text
 
 
 def test_customer_scope_cancels_every_subscription_in_service(writeback_sandbox, tmp_path):

@@ -205,6 +205,14 @@ SYSTEM_PROBLEMS = {
 }
 
 OFFER_PROBLEMS = {
+    "plan-currency-not-a-code": (
+        "down: {type: plan_change, plan: {usd: basic}}",
+        "offers.down.plan.usd: expected a currency code such as USD",
+    ),
+    "plan-per-currency-empty-id": (
+        "down: {type: plan_change, stripe: {plan: {USD: ''}}, plan: b}",
+        "offers.down.stripe.plan.USD: expected a plan id, got ''",
+    ),
     "unknown-type": (
         "x: {type: refund}",
         "offers.x.type: 'refund' is unknown (expected one of pause, discount, extension, plan_change, custom)",

@@ -70,7 +70,7 @@ create table marts.fct_exit_sessions (
 create table marts.fct_exit_episodes (
     episode_id varchar, subscription_id varchar, customer_id varchar, validated_at timestamptz);
 create table marts.dim_subscriptions (
-    billing_system varchar, subscription_id varchar, customer_id varchar,
+    billing_system varchar, subscription_id varchar, customer_id varchar, currency varchar,
     activated_at timestamptz, ended_at timestamptz, current_period_end timestamptz);
 """
 
@@ -91,10 +91,12 @@ class Warehouse:
         activated_at: datetime = AT - timedelta(days=200),
         ended_at: datetime | None = None,
         current_period_end: datetime | None = AT + timedelta(days=10),
+        currency: str = "USD",
     ) -> None:
+        values = [system, subscription_id, customer, currency, activated_at, ended_at]
         self.db.execute(
-            "insert into marts.dim_subscriptions values (?, ?, ?, ?, ?, ?)",
-            [system, subscription_id, customer, activated_at, ended_at, current_period_end],
+            "insert into marts.dim_subscriptions values (?, ?, ?, ?, ?, ?, ?)",
+            [*values, current_period_end],
         )
 
     def session(
@@ -293,6 +295,26 @@ def test_discount_and_plan_change_use_the_systems_own_ids(
     [row] = derived(warehouse, make_catalog()).values()
     assert (row.billing_system, row.action_type) == (system, OFFER_TYPES[offer_id])
     assert row.parameters == parameters
+
+
+@pytest.mark.parametrize(("currency", "plan"), [("EUR", "basic-eur"), ("USD", "basic-usd")])
+def test_a_plan_per_currency_follows_the_subscription(warehouse, make_catalog, currency, plan):
+    offers = {
+        "downgrade": {"type": "plan_change", "plan": {"USD": "basic-usd", "EUR": "basic-eur"}}
+    }
+    warehouse.subscription("sub_1", currency=currency)
+    warehouse.accepted("s1", "downgrade")
+    [row] = derived(warehouse, make_catalog(offers=offers)).values()
+    assert (row.status, row.parameters) == ("pending", {"plan": plan})
+
+
+def test_no_plan_in_the_subscriptions_currency_is_a_failed_action(warehouse, make_catalog):
+    offers = {"downgrade": {"type": "plan_change", "plan": {"USD": "basic-usd"}}}
+    warehouse.subscription("sub_1", currency="JPY")
+    warehouse.accepted("s1", "downgrade")
+    [row] = derived(warehouse, make_catalog(offers=offers)).values()
+    assert row.status == "failed"
+    assert "no target plan for JPY subscriptions (offers.downgrade.stripe in" in row.error
 
 
 def test_custom_offer_and_other_actions_ask_for_nothing(warehouse, make_catalog):
