@@ -15,6 +15,7 @@ for). Only pending rows are ever sent.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -116,14 +117,22 @@ class Ledger:
 
     def __init__(self, connection: duckdb.DuckDBPyConnection):
         self.db = connection
-        self.db.execute(_DDL)
+        # One connection, used by the runner's per-system threads in turn: DuckDB's
+        # statements here take about a millisecond.
+        self._lock = threading.Lock()
+        self._run(_DDL)
+
+    def _run(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        """One statement (committed on its own), its rows fetched."""
+        with self._lock:
+            return self.db.execute(sql, list(params)).fetchall()
 
     # -- reading ------------------------------------------------------------------------
     def rows(self, where: str = "true", params: Iterable[Any] = ()) -> Iterator[LedgerRow]:
         query = (
             f"select {', '.join(_COLUMNS)} from {TABLE} where {where} order by action_at, action_id"
         )
-        for values in self.db.execute(query, list(params)).fetchall():
+        for values in self._run(query, params):
             record = dict(zip(_COLUMNS, values, strict=True))
             record["parameters"] = json.loads(record["parameters"])
             record["request"] = json.loads(record["request"]) if record["request"] else None
@@ -131,12 +140,12 @@ class Ledger:
             yield LedgerRow(**record)
 
     def statuses(self) -> dict[str, str]:
-        return dict(self.db.execute(f"select action_id, status from {TABLE}").fetchall())
+        return dict(self._run(f"select action_id, status from {TABLE}"))
 
     def counts(self) -> dict[tuple[str, str], int]:
         """(billing_system, status) -> actions."""
         query = f"select billing_system, status, count(*) from {TABLE} group by all"
-        return {(s, st): n for s, st, n in self.db.execute(query).fetchall()}
+        return {(s, st): n for s, st, n in self._run(query)}
 
     # -- writing: one committed statement each ------------------------------------------
     def insert(self, rows: list[LedgerRow]) -> None:
@@ -150,18 +159,19 @@ class Ledger:
         table = pa.table(
             {**columns, "derived_at": [now] * len(rows), "updated_at": [now] * len(rows)}
         )
-        self.db.register("new_actions", table)
-        try:
-            self.db.execute(
-                f"insert into {TABLE} by name select * from new_actions on conflict do nothing"
-            )
-        finally:
-            self.db.unregister("new_actions")
+        with self._lock:
+            self.db.register("new_actions", table)
+            try:
+                self.db.execute(
+                    f"insert into {TABLE} by name select * from new_actions on conflict do nothing"
+                )
+            finally:
+                self.db.unregister("new_actions")
 
     def reopen(self, row: LedgerRow) -> None:
         """A failed action to try again, with its parameters resolved anew (the catalog
         may have been fixed since)."""
-        self.db.execute(
+        self._run(
             f"update {TABLE} set status = 'pending', parameters = ?, subscription_id = ?, "
             "action_type = ?, mode = ?, error = null, updated_at = ? "
             "where action_id = ? and status = 'failed'",
@@ -178,7 +188,7 @@ class Ledger:
     def set_mode(self, action_id: str, mode: str) -> None:
         """A pending action follows its system's mode as the catalog says it now (a live
         system switched to dry_run sends nothing more)."""
-        self.db.execute(
+        self._run(
             f"update {TABLE} set mode = ?, updated_at = ? "
             "where action_id = ? and status = 'pending' and mode <> ?",
             [mode, _now(), action_id, mode],
@@ -187,7 +197,7 @@ class Ledger:
     def start_attempt(self, action_id: str, request: dict[str, Any]) -> None:
         """Counted before the request leaves: `attempts > 0` means it may have arrived."""
         now = _now()
-        self.db.execute(
+        self._run(
             f"update {TABLE} set attempts = attempts + 1, request = ?, last_attempt_at = ?, "
             "updated_at = ? where action_id = ?",
             [_json(request), now, now, action_id],
@@ -204,7 +214,7 @@ class Ledger:
         request: dict[str, Any] | None = None,
     ) -> None:
         now = _now()
-        self.db.execute(
+        self._run(
             f"update {TABLE} set status = ?, reason = ?, error = ?, "
             "billing_request_id = coalesce(?, billing_request_id), "
             "request = coalesce(?, request), "

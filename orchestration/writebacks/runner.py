@@ -3,7 +3,7 @@
 A run: load and validate the catalog; derive the actions the exit sessions ask for and
 add the new ones to the ledger (pending, or failed when unresolvable); skip pending ones
 nobody asks for any more; reopen failed ones when asked to retry; then work through the
-pending actions in the order the visitors acted:
+pending actions of each billing system (a thread each) in the order the visitors acted:
 
 - dry run (the default mode): record the request that would be sent, send nothing;
 - live: read the subscription; if the change already holds, record `skipped` with the
@@ -23,9 +23,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,38 +74,74 @@ def run_writebacks(
     retry_failed: bool | list[str] = False,
     policy: RetryPolicy | None = None,
 ) -> RunSummary:
-    """One write-back run over the warehouse on `db` (see the module docstring)."""
+    """One write-back run over the warehouse on `db` (see the module docstring).
+
+    Each billing system's actions are worked through in their own thread, in the order
+    the visitors acted: one system's rate limits or outage never hold up the others."""
     ledger = Ledger(db)
     summary = RunSummary()
     _sync_ledger(ledger, derive_actions(db, catalog), retry_failed, summary)
-    pending = list(ledger.rows("status = 'pending'"))
-    log.info("write-backs: %d pending action(s)", len(pending))
-    writers: dict[str, BillingWriter] = {}
-    started = last_log = time.monotonic()
-    for done, row in enumerate(pending, 1):
-        if row.billing_system not in writers:  # building a client sends nothing
-            writers[row.billing_system] = writer_for(row.billing_system)
-        writer = writers[row.billing_system]
-        if row.mode == "dry_run":
-            outcome = _dry_run(ledger, row, writer)
-        else:
-            outcome = _apply(ledger, row, writer, policy)
-        summary.outcomes[(row.billing_system, outcome)] += 1
-        if time.monotonic() - last_log >= 5 or done == len(pending):
-            last_log = time.monotonic()
-            log.info(
-                "write-backs: %d/%d done (%.0f/s) %s",
-                done,
-                len(pending),
-                done / max(last_log - started, 1e-9),
-                dict(Counter(s for (_, s) in summary.outcomes.elements())),
-            )
+    pending: dict[str, list[LedgerRow]] = {}
+    for row in ledger.rows("status = 'pending'"):
+        pending.setdefault(row.billing_system, []).append(row)
+    progress = _Progress(sum(map(len, pending.values())))
+    with ThreadPoolExecutor(max(len(pending), 1), thread_name_prefix="writeback") as pool:
+        futures = [
+            pool.submit(_work_through, ledger, rows, writer_for(system), policy, progress)
+            for system, rows in pending.items()  # building a client sends nothing
+        ]
+        for future in futures:
+            summary.outcomes.update(future.result())
     summary.ledger = ledger.counts()
     summary.failures = [
         {"action_id": r.action_id, "billing_system": r.billing_system, "error": r.error}
         for r in ledger.rows("status = 'failed'")
     ]
     return summary
+
+
+def _work_through(
+    ledger: Ledger,
+    rows: list[LedgerRow],
+    writer: BillingWriter,
+    policy: RetryPolicy | None,
+    progress: _Progress,
+) -> Counter:
+    """One system's pending actions, in order; the outcomes counted."""
+    outcomes: Counter = Counter()
+    for row in rows:
+        if row.mode == "dry_run":
+            outcome = _dry_run(ledger, row, writer)
+        else:
+            outcome = _apply(ledger, row, writer, policy)
+        outcomes[(row.billing_system, outcome)] += 1
+        progress.done(outcome)
+    return outcomes
+
+
+class _Progress:
+    """A log line every 5 seconds and at the end: done, rate, outcomes so far."""
+
+    def __init__(self, total: int):
+        self.total, self.count, self.outcomes = total, 0, Counter()
+        self._started = self._logged = time.monotonic()
+        self._lock = threading.Lock()
+        log.info("write-backs: %d pending action(s)", total)
+
+    def done(self, outcome: str) -> None:
+        with self._lock:
+            self.count += 1
+            self.outcomes[outcome] += 1
+            now = time.monotonic()
+            if now - self._logged >= 5 or self.count == self.total:
+                self._logged = now
+                log.info(
+                    "write-backs: %d/%d done (%.0f/s) %s",
+                    self.count,
+                    self.total,
+                    self.count / max(now - self._started, 1e-9),
+                    dict(self.outcomes),
+                )
 
 
 def _sync_ledger(
