@@ -98,6 +98,8 @@ class DemoSummary:
             self._validation_line(),
             "write-backs (writebacks.yml; marts.fct_billing_writebacks)",
             *(f"  {what:<24}{n:>10,}" for what, n in self.writebacks.items()),
+            "  (a dry run sends nothing; to apply, set a system's mode: live and since: in "
+            "writebacks.yml)",
             "",
             f"DuckDB file for BI tools: {self.database}",
             "  (marts.fct_exit_episodes, marts.rpt_retention_summary, "
