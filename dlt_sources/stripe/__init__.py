@@ -3,8 +3,9 @@ the events that announce their changes, one table each, merged on `id`.
 
 First run: every object is listed (subscriptions with `status=all`, so canceled ones too).
 Later runs read `/v1/events` from each resource's cursor and refetch only the objects the
-events name, because Stripe objects have no `updated` field to filter a list on. A cursor
-older than Stripe's 30-day event window falls back to a full listing (logged with why).
+events name, because Stripe objects have no `updated` field to filter a list on. The
+cursor follows Stripe's clock when the account is quiet, so only runs more than Stripe's
+30-day event window apart fall back to a full listing (logged with why).
 See `helpers.py` for why this loses nothing.
 
 Records keep Stripe's own shape and units: amounts in the currency's minor unit (JPY has

@@ -44,6 +44,9 @@ WINDOW_MARGIN = timedelta(hours=1)
 EVENTS = "events"
 # How many of the newest events a run reads first (one request either way).
 NEWEST_EVENTS = 10
+# A cursor taken from the server's clock stays this far behind it: an event stamped just
+# before the `Date` of the first request may not be listed yet when that request runs.
+CLOCK_MARGIN = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -205,16 +208,21 @@ class StripeApi:
         """Read the newest events before listing anything: every change made after this
         point is an event at or after the newest one's `created` second. The events of
         that second seen here are already reflected by what this run lists, so the next
-        run skips them instead of refetching their objects again."""
+        run skips them instead of refetching their objects again.
+
+        On a quiet account the newest event can be weeks old; a cursor left there would
+        age out of Stripe's 30-day event window and force full listings, so the cursor
+        follows the server's clock (less CLOCK_MARGIN) when that is later."""
         body, headers = self.get("/v1/events", limit=NEWEST_EVENTS)
         server_now = _header_time(headers.get("date"))
+        floor = int((server_now - CLOCK_MARGIN).timestamp()) if server_now else None
         if body["data"]:
             created = body["data"][0]["created"]
+            if floor is not None and floor > created:
+                return Start(Cursor(floor), server_now)
             seen = tuple(e["id"] for e in body["data"] if e["created"] == created)
             return Start(Cursor(created, seen), server_now)
-        if server_now is None:
-            return Start(None, None)
-        return Start(Cursor(int(server_now.timestamp())), server_now)
+        return Start(None if floor is None else Cursor(floor), server_now)
 
 
 def _header_time(value: str | None) -> datetime | None:

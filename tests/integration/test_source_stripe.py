@@ -27,6 +27,7 @@ from dlt_sources.stripe.helpers import StripeApi
 from sandbox.generate import GenerateOptions, write_scenario
 from sandbox.scenario import Scenario, load_scenario, to_minor_units
 from sandbox.server import FaultConfig
+from tests.writeback_scenario import scenario as small_scenario
 
 pytestmark = pytest.mark.integration
 
@@ -383,6 +384,33 @@ def test_cursor_older_than_the_event_window_falls_back_to_a_full_listing(
     seen = len(sandbox.emulator("stripe").request_log)  # the fresh cursor: incremental again
     wh.run(sandbox)
     assert not listed & {path for _, path in requests(sandbox, seen)}
+
+
+def test_a_quiet_account_stays_incremental_past_the_window(serve_scenario, warehouse, caplog):
+    """Its newest event is from its only subscription's start, 10 days before the first
+    run; 25 days later nothing else has happened. The cursor follows Stripe's clock, not
+    that event, so the second run reads events instead of listing everything."""
+    caplog.set_level(logging.INFO, logger="retention.extract.stripe")
+    doc = small_scenario(("stripe",))
+    live = "2026-06-20T12:00:00Z"
+    doc["customers"] = [c for c in doc["customers"] if c["customer_id"].endswith("-live")]
+    doc["subscriptions"] = [
+        {**s, "created_at": live, "activated_at": live}
+        for s in doc["subscriptions"]
+        if s["subscription_id"].endswith("-live")
+    ]
+    sandbox = serve_scenario(doc)
+    wh = warehouse()
+    wh.run(sandbox)
+    assert sandbox.emulator("stripe").events.events  # the subscription's creation
+
+    sandbox.clock.advance(timedelta(days=25))
+    seen = len(sandbox.emulator("stripe").request_log)
+    wh.run(sandbox)
+    paths = {path for _, path in requests(sandbox, seen)}
+    assert paths == {"/v1/events"}
+    assert "30-day event window" not in caplog.text
+    assert len(wh.column("subscriptions", "status")) == 1
 
 
 # --------------------------------------------------------------------------- secrets
