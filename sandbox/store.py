@@ -13,16 +13,18 @@ import heapq
 import threading
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sandbox.billing import SUBSCRIPTION_TIME_FIELDS, derived_updated_at
+from sandbox.billing import SUBSCRIPTION_TIME_FIELDS, current_period, derived_updated_at
 from sandbox.clock import Clock
 from sandbox.scenario import ID_FIELD, Scenario
 
 KINDS = ("plans", "coupons", "customers", "subscriptions", "invoices")
 # Times at which the clock alone changes a subscription (it starts, a trial ends, service
-# ends, a pause starts or ends): real systems stamp updated_at then (Stripe sends an event).
+# ends, a pause starts or ends, a new period begins): real systems stamp updated_at then
+# (Stripe sends an event). RENEWAL is the start of the next billing period.
 TRANSITION_FIELDS = ("activated_at", "trial_end", "ended_at", "paused_at", "resumes_at")
+RENEWAL = "renewal"
 Listener = Callable[[dict, str, datetime], None]
 _TIME_FIELDS = {
     "customers": ("created_at",),
@@ -100,6 +102,29 @@ class SystemStore:
             at = sub.get(field)
             if at is not None and at > self._applied_until:
                 heapq.heappush(self._transitions, (at, sub["subscription_id"], field))
+        renewal = self._next_renewal(sub, self._applied_until)
+        if renewal is not None:
+            heapq.heappush(self._transitions, (renewal, sub["subscription_id"], RENEWAL))
+
+    def _next_renewal(self, sub: dict, after: datetime) -> datetime | None:
+        """When the subscription's next billing period starts, if it is still in service
+        then (a period end that is also its end of service is no renewal)."""
+        plan = self.records["plans"].get(sub["plan_id"])
+        if plan is None:
+            return None
+        end = current_period(sub, plan, after)[1]
+        if end <= after or (sub["ended_at"] is not None and sub["ended_at"] <= end):
+            return None
+        return end
+
+    def _is_due(self, sub: dict | None, field: str, at: datetime) -> bool:
+        """Still true of the record (not rescheduled or undone by a write since) and not
+        stamped yet."""
+        if sub is None or (sub["updated_at"] is not None and sub["updated_at"] >= at):
+            return False
+        if field == RENEWAL:
+            return self._next_renewal(sub, at - _TICK) == at
+        return sub.get(field) == at
 
     def advance(self, now: datetime) -> None:
         """Apply what the clock has made true since the last call: each subscription whose
@@ -108,9 +133,8 @@ class SystemStore:
         while self._transitions and self._transitions[0][0] <= now:
             at, ident, field = heapq.heappop(self._transitions)
             sub = self.records["subscriptions"].get(ident)
-            stale = sub is None or sub.get(field) != at
-            if stale or (sub["updated_at"] is not None and sub["updated_at"] >= at):
-                continue  # rescheduled or undone by a write, or already stamped
+            if not self._is_due(sub, field, at):
+                continue
             self._applied_until = at
             self.touch("subscriptions", sub, at)
             for listener in self.listeners:
@@ -167,6 +191,7 @@ class SystemStore:
 
 
 _MIN = datetime.min.replace(tzinfo=UTC)
+_TICK = timedelta(microseconds=1)
 
 
 def _sort_key(record: dict, field: str, id_field: str) -> tuple:

@@ -86,3 +86,30 @@ def test_a_scheduled_cancel_taking_effect_is_visible_to_incremental_reads(serve_
     assert [
         (e.subscription.id, e.subscription.status, e.subscription.updated_at) for e in listed
     ] == [("cb-sub-1", "cancelled", int(ENDS.timestamp()))]
+
+
+def test_a_renewal_is_visible_to_incremental_reads(serve_scenario):
+    """A new billing period changes the subscription (its current period): Stripe sends
+    `customer.subscription.updated`, Recurly and Chargebee stamp updated_at, every period."""
+    doc = _scenario()
+    for sub in doc["subscriptions"]:
+        sub["canceled_at"] = sub["ended_at"] = None
+    sandbox = serve_scenario(doc)
+    stripe = stripe_client(DEFAULT_API_KEY, sandbox.urls["stripe"])
+    recurly = recurly_client(DEFAULT_API_KEY, sandbox.urls["recurly"])
+    chargebee = chargebee_client(DEFAULT_API_KEY, base_url=sandbox.urls["chargebee"])
+
+    for renewal in (ENDS, datetime(2026, 8, 5, tzinfo=UTC)):  # monthly, on the 5th
+        sandbox.clock.set(renewal + timedelta(days=1))
+        at = int(renewal.timestamp())
+        [event] = stripe.v1.events.list(params={"created": {"gte": at}}).data
+        assert (event.type, event.created) == ("customer.subscription.updated", at)
+        assert event.data.previous_attributes["current_period_end"] == at
+        item = stripe.v1.subscriptions.retrieve("sub_1")["items"].data[0]
+        assert item.current_period_start == at
+        [sub] = recurly.list_subscriptions(
+            params={"sort": "updated_at", "begin_time": renewal.isoformat()}
+        ).items()
+        assert (sub.updated_at, sub.current_period_started_at) == (renewal, renewal)
+        [entry] = chargebee.Subscription.list({"updated_at[after]": at - 1}).list
+        assert (entry.subscription.updated_at, entry.subscription.current_term_start) == (at, at)

@@ -387,11 +387,12 @@ def test_cursor_older_than_the_event_window_falls_back_to_a_full_listing(
 
 
 def test_a_quiet_account_stays_incremental_past_the_window(serve_scenario, warehouse, caplog):
-    """Its newest event is from its only subscription's start, 10 days before the first
-    run; 25 days later nothing else has happened. The cursor follows Stripe's clock, not
-    that event, so the second run reads events instead of listing everything."""
+    """Its newest event is from its only (yearly) subscription's start, 10 days before the
+    first run; 25 days later nothing else has happened. The cursor follows Stripe's clock,
+    not that event, so the second run reads events instead of listing everything."""
     caplog.set_level(logging.INFO, logger="retention.extract.stripe")
     doc = small_scenario(("stripe",))
+    doc["plans"] = [{**p, "interval": "year"} for p in doc["plans"]]
     live = "2026-06-20T12:00:00Z"
     doc["customers"] = [c for c in doc["customers"] if c["customer_id"].endswith("-live")]
     doc["subscriptions"] = [
