@@ -80,6 +80,13 @@ _LABEL = {
     "invoices": "Invoice",
 }
 
+# The shared server's own errors in Recurly's words: an unsupported method on a known
+# path is a 404 (Recurly routes by method and path), a reused idempotency key a 400.
+_SHARED_ERRORS = {
+    "method_not_allowed": (404, "not_found"),
+    "idempotency_error": (400, "bad_request"),
+}
+
 Predicate = Callable[[dict], bool]
 FilterFactory = Callable[[str, datetime], Predicate]
 
@@ -299,8 +306,7 @@ class RecurlyEmulator(Emulator):
                     406,
                     "invalid_api_version",
                     "That accept header isn't in the format we use to specify an API version. "
-                    "Try one of these instead:",
-                    acceptable_accept_headers=[f"application/vnd.recurly.{API_VERSION}"],
+                    f"Try this instead: application/vnd.recurly.{API_VERSION}",
                 )
             return handler(request, **path)
 
@@ -323,8 +329,12 @@ class RecurlyEmulator(Emulator):
 
     # -- errors and headers -------------------------------------------------------------
     def render_error(self, error: ApiError) -> Response:
-        body = {"type": error.code, "message": error.message, "params": [], **error.extra}
-        return Response(error.status, {"error": body}, {"Content-Type": ERROR_CONTENT_TYPE})
+        """Recurly's `Error`: `type` from its ErrorTypeEnum, `message`, and `params` naming
+        the parameters at fault (`{"param": ...}` only, as the OpenAPI file lists)."""
+        status, kind = _SHARED_ERRORS.get(error.code, (error.status, error.code))
+        params = [{"param": p["param"]} for p in error.extra.get("params", ())]
+        body = {"type": kind, "message": error.message, "params": params}
+        return Response(status, {"error": body}, {"Content-Type": ERROR_CONTENT_TYPE})
 
     def unauthorized(self) -> ApiError:
         return ApiError(401, "unauthorized", "Invalid API key. Please use a valid API key.")
