@@ -66,7 +66,6 @@ _UPDATE_PARAMS = {
     "cancel_at",
     "cancel_at_period_end",
     "cancellation_details",
-    "coupon",
     "discounts",
     "expand",
     "items",
@@ -786,12 +785,10 @@ class StripeEmulator(Emulator):
         }
 
     def _coupon_changes(self, sub: dict, params: dict, now: datetime) -> dict:
-        """`discounts[0][coupon]` (or legacy `coupon`) applies a coupon; an empty value
-        removes it. The neutral record holds one coupon, so only the first discount counts."""
-        only_one(params, "coupon", "discounts")
-        if "coupon" in params:
-            coupon_id, param = params["coupon"], "coupon"
-        elif "discounts" in params:
+        """`discounts[0][coupon]` applies a coupon (the `coupon` parameter is gone since
+        2025-03-31: refused as unknown); an empty value removes it. The neutral record
+        holds one coupon, so only the first discount counts."""
+        if "discounts" in params:
             discounts, param = params["discounts"], "discounts[0][coupon]"
             if discounts == "":
                 coupon_id = ""

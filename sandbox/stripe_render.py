@@ -1,8 +1,11 @@
 """Stripe API objects rendered from the neutral records, and the history Stripe would have kept.
 
-Objects follow the shape of the API version the installed SDK pins (2026), plus the legacy
-fields older readers still use (`plan`, `quantity`, top-level `current_period_*`, `discount`,
-invoice `subscription`), so code written against either generation reads native data.
+Objects follow exactly the shape of the API version the installed SDK pins
+(2026-10-28.endive), as its typed classes declare it (tests/integration/test_conformance_stripe.py
+checks every object): plan, price, quantity and periods live on the subscription's items,
+coupons on `discounts` (a Discount names its coupon in `source.coupon`), an invoice's
+subscription in `parent.subscription_details`, a line's price in `pricing.price_details`.
+No legacy field is sent: a reader that still wants one must fail here as it would on Stripe.
 Everything is derived at request time from the neutral record and the clock: a write changes
 one record and every later read, expansion and event shows it.
 
@@ -43,8 +46,16 @@ def item_id(subscription_id: str) -> str:
     return "si_" + subscription_id
 
 
+MAX_EXPAND_DEPTH = 4  # Stripe: "Expansions have a maximum depth of four levels"
+
+
 def cannot_expand(path: str) -> ApiError:
     return ApiError(400, "expand_invalid", f"This property cannot be expanded ({path}).")
+
+
+def too_deep(path: str) -> ApiError:
+    message = f"You cannot expand more than {MAX_EXPAND_DEPTH} levels of a property: {path}."
+    return ApiError(400, "expand_invalid", message)
 
 
 class StripeRenderer:
@@ -57,7 +68,8 @@ class StripeRenderer:
         self._prices: dict[str, dict] = {}
         self._plans: dict[str, dict] = {}
         self._coupons: dict[str, dict] = {}
-        # (object type, field) -> loader(parent object, id, now) for expandable references.
+        # (object type, path inside it) -> loader(parent object, id, now): the expandable
+        # references (`ExpandableField` in the SDK) this sandbox can resolve.
         self._expanders: dict[tuple[str, str], Callable[[dict, str, datetime], dict]] = {
             ("subscription", "customer"): self._load_customer,
             ("subscription", "latest_invoice"): self._load_invoice,
@@ -65,8 +77,13 @@ class StripeRenderer:
             ("price", "product"): self._load_product,
             ("plan", "product"): self._load_product,
             ("invoice", "customer"): self._load_customer,
-            ("invoice", "subscription"): self._load_subscription,
+            ("invoice", "parent.subscription_details.subscription"): self._load_subscription,
             ("discount", "customer"): self._load_customer,
+            ("discount", "source.coupon"): self._load_coupon,
+        }
+        # Fields Stripe includes only when expanded (`expand[]=tiers` on a price).
+        self._includable: dict[tuple[str, str], Callable[[dict], object]] = {
+            ("price", "tiers"): self._price_tiers,
         }
         # Expandable references this sandbox always leaves null (no such objects here).
         self._always_null = {
@@ -168,7 +185,9 @@ class StripeRenderer:
             "created": created,
             "default_price": None,
             "description": None,
+            "images": [],
             "livemode": False,
+            "marketing_features": [],
             "metadata": {},
             "name": product["name"],
             "type": "service",
@@ -197,9 +216,19 @@ class StripeRenderer:
                 if coupon["percent_off"] is None
                 else float(coupon["percent_off"]),
                 "redeem_by": None,
+                "times_redeemed": self._redemptions(coupon["coupon_id"]),
                 "valid": True,
             }
         return cached
+
+    def _redemptions(self, coupon_id: str) -> int:
+        """`times_redeemed`: subscriptions of the scenario that carry the coupon."""
+        return sum(1 for sub in self.store.all("subscriptions") if sub["coupon_id"] == coupon_id)
+
+    def _price_tiers(self, _price: dict) -> None:
+        """`tiers`, included only on `expand[]=tiers`: null for the per-unit prices served
+        here (the field the SDK types as optional)."""
+        return None
 
     # -- customers, subscriptions, invoices (derived at `now`) ----------------------
     def customer(self, customer: dict, now: datetime) -> dict:
@@ -245,7 +274,6 @@ class StripeRenderer:
         pending_end = sub["ended_at"] if sub["ended_at"] is not None and not ended else None
         discount = self.discount(sub)
         invoices = self.invoices_by_subscription.get(sub["subscription_id"])
-        legacy_plan = self.plan(plan)
         item = {
             "id": item_id(sub["subscription_id"]),
             "object": "subscription_item",
@@ -255,7 +283,7 @@ class StripeRenderer:
             "current_period_start": ts(period_start),
             "discounts": [],
             "metadata": {},
-            "plan": legacy_plan,
+            "plan": self.plan(plan),
             "price": self.price(plan),
             "quantity": sub["quantity"],
             "subscription": sub["subscription_id"],
@@ -266,10 +294,12 @@ class StripeRenderer:
             "object": "subscription",
             "application": None,
             "application_fee_percent": None,
-            "automatic_tax": {"enabled": False, "liability": None},
+            "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
             "billing_cycle_anchor": ts(
                 sub.get("term_end") or sub["trial_end"] or sub["activated_at"]
             ),
+            "billing_mode": {"type": "classic"},
+            "billing_schedules": [],
             "billing_thresholds": None,
             "cancel_at": ts(pending_end),
             "cancel_at_period_end": pending_end is not None and pending_end == period_end,
@@ -278,29 +308,24 @@ class StripeRenderer:
             "collection_method": "charge_automatically",
             "created": ts(sub["created_at"]),
             "currency": plan["currency"].lower(),
-            "current_period_end": ts(period_end),
-            "current_period_start": ts(period_start),
             "customer": sub["customer_id"],
             "days_until_due": None,
             "default_payment_method": None,
             "default_source": None,
             "description": None,
-            "discount": discount,
             "discounts": [discount["id"]] if discount else [],
             "ended_at": ts(sub["ended_at"]) if ended else None,
+            "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
             "items": {
                 "object": "list",
                 "data": [item],
                 "has_more": False,
-                "total_count": 1,
                 "url": f"/v1/subscription_items?subscription={sub['subscription_id']}",
             },
             "latest_invoice": invoices[-1]["invoice_id"] if invoices else None,
             "livemode": False,
             "metadata": sub.get("metadata") or {},
             "pause_collection": self._pause_collection(sub, now),
-            "plan": legacy_plan,
-            "quantity": sub["quantity"],
             "schedule": None,
             "start_date": ts(sub["activated_at"]),
             "status": self.status(sub, now),
@@ -340,7 +365,6 @@ class StripeRenderer:
             "id": discount_id(sub["subscription_id"], coupon["coupon_id"], start),
             "object": "discount",
             "checkout_session": None,
-            "coupon": self.coupon(coupon),
             "customer": sub["customer_id"],
             "end": ts(end),
             "invoice": None,
@@ -366,27 +390,46 @@ class StripeRenderer:
             "amount": total,
             "currency": invoice["currency"].lower(),
             "description": None,
+            "discount_amounts": [],
+            "discountable": True,
+            "discounts": [],
             "invoice": invoice["invoice_id"],
             "livemode": False,
             "metadata": {},
+            "parent": _line_parent(sub_id),
             "period": {"start": period_start, "end": period_end},
-            "plan": self.plan(sub_plan) if sub_plan else None,
-            "price": self.price(sub_plan) if sub_plan else None,
+            "pretax_credit_amounts": [],
             "pricing": {
                 "type": "price_details",
                 "price_details": {"price": sub_plan["plan_id"], "product": sub_plan["product_id"]},
+                "unit_amount_decimal": str(
+                    to_minor_units(sub_plan["unit_amount"], sub_plan["currency"])
+                ),
             }
             if sub_plan
             else None,
             "quantity": self._invoice_quantity(invoice),
             "subscription": sub_id,
+            "subtotal": total,
+            "taxes": [],
         }
         return {
             "id": invoice["invoice_id"],
             "object": "invoice",
             "amount_due": total,
+            "amount_overpaid": 0,
             "amount_paid": paid,
             "amount_remaining": total if status == "open" else 0,
+            "amount_shipping": 0,
+            "attempt_count": 1 if status != "void" else 0,
+            "attempted": status != "void",
+            "automatic_tax": {
+                "disabled_reason": None,
+                "enabled": False,
+                "liability": None,
+                "provider": None,
+                "status": None,
+            },
             "billing_reason": "subscription_cycle" if sub_id else "manual",
             "collection_method": "charge_automatically",
             "created": created,
@@ -394,12 +437,13 @@ class StripeRenderer:
             "customer": invoice["customer_id"],
             "customer_email": customer["email"],
             "customer_name": customer["name"],
+            "default_tax_rates": [],
             "discounts": [],
+            "issuer": {"type": "self"},
             "lines": {
                 "object": "list",
                 "data": [line],
                 "has_more": False,
-                "total_count": 1,
                 "url": f"/v1/invoices/{invoice['invoice_id']}/lines",
             },
             "livemode": False,
@@ -411,8 +455,16 @@ class StripeRenderer:
             }
             if sub_id
             else None,
+            "payment_settings": {
+                "default_mandate": None,
+                "payment_method_options": None,
+                "payment_method_types": None,
+            },
             "period_end": period_end,
             "period_start": period_start,
+            "post_payment_credit_notes_amount": 0,
+            "pre_payment_credit_notes_amount": 0,
+            "starting_balance": 0,
             "status": status,
             "status_transitions": {
                 "finalized_at": created,
@@ -420,7 +472,6 @@ class StripeRenderer:
                 "paid_at": ts(invoice["paid_at"]),
                 "voided_at": created if status == "void" else None,
             },
-            "subscription": sub_id,
             "subtotal": total,
             "total": total,
         }
@@ -443,33 +494,55 @@ class StripeRenderer:
     # -- expansion ------------------------------------------------------------------
     def expand(self, obj: dict, paths: list[str], now: datetime) -> dict:
         """`expand[]` paths applied to a rendered object (or list envelope): ids become
-        objects. Unknown paths get Stripe's 400, as the real API refuses them."""
+        objects, expand-only fields appear. Paths Stripe refuses get its 400: unknown or
+        not expandable (`invoice.subscription` is gone since 2025-03-31), or deeper than
+        four levels (a list's `data.` counts as one)."""
         for path in paths:
-            obj = self._expand_node(obj, path.split("."), path, now)
+            segments = path.split(".")
+            if len(segments) > MAX_EXPAND_DEPTH:
+                raise too_deep(path)
+            obj = self._expand_node(obj, segments, path, now, None, ())
         return obj
 
-    def _expand_node(self, node: object, segments: list[str], path: str, now: datetime):
+    def _expand_node(
+        self,
+        node: object,
+        segments: list[str],
+        path: str,
+        now: datetime,
+        owner: str | None,
+        inside: tuple[str, ...],
+    ):
+        """`owner` is the nearest enclosing API object's type and `inside` the path from
+        it, so references nested in plain hashes (`parent.subscription_details.…`) resolve."""
         if isinstance(node, list):
-            return [self._expand_node(element, segments, path, now) for element in node]
+            return [
+                self._expand_node(element, segments, path, now, owner, inside) for element in node
+            ]
         if not segments or not isinstance(node, dict):
             return node
+        if node.get("object") not in (None, "list"):
+            owner, inside = node["object"], ()
         head, rest = segments[0], segments[1:]
+        key = (owner or "", ".".join((*inside, head)))
         if head not in node:
-            raise cannot_expand(path)
-        kind, value = node.get("object"), node[head]
-        loader = self._expanders.get((kind, head))
+            include = self._includable.get(key)
+            if include is None or rest:
+                raise cannot_expand(path)
+            return {**node, head: include(node)}
+        value, loader = node[head], self._expanders.get(key)
         if isinstance(value, str) or (isinstance(value, list) and value and loader):
             if loader is None:
                 raise cannot_expand(path)
             value = self._load(loader, node, value, now)
         elif value is None:
-            if loader is None and (kind, head) not in self._always_null:
+            if loader is None and key not in self._always_null:
                 raise cannot_expand(path)
             return node
         elif not rest and loader is None:
             raise cannot_expand(path)  # a plain nested object is not a reference
         expanded = dict(node)  # copy on write: rendered dicts may be cached and shared
-        expanded[head] = self._expand_node(value, rest, path, now)
+        expanded[head] = self._expand_node(value, rest, path, now, owner, (*inside, head))
         return expanded
 
     def _load(self, loader, node: dict, value, now: datetime):
@@ -490,6 +563,9 @@ class StripeRenderer:
 
     def _load_product(self, _parent: dict, ident: str, _now: datetime) -> dict:
         return self.product(self.products[ident])
+
+    def _load_coupon(self, _parent: dict, ident: str, _now: datetime) -> dict:
+        return self.coupon(self.store.get("coupons", ident))
 
     def _load_discount(self, parent: dict, _ident: str, _now: datetime) -> dict:
         return self.discount(self.store.get("subscriptions", parent["id"]))
@@ -533,6 +609,23 @@ class StripeRenderer:
         before_at = at - _JUST_BEFORE
         before = self.subscription(known_at(record, before_at), before_at)
         return after, changed_attributes(before, after)
+
+
+def _line_parent(subscription_id: str | None) -> dict | None:
+    """A subscription invoice's line comes from the subscription's item."""
+    if subscription_id is None:
+        return None
+    return {
+        "type": "subscription_item_details",
+        "invoice_item_details": None,
+        "subscription_item_details": {
+            "invoice_item": None,
+            "proration": False,
+            "proration_details": None,
+            "subscription": subscription_id,
+            "subscription_item": item_id(subscription_id),
+        },
+    }
 
 
 def _subscription_facts(sub: dict) -> list[tuple[datetime | None, int, str]]:

@@ -254,6 +254,11 @@ def all_subscriptions(client, **params) -> list:
     return list(client.v1.subscriptions.list(params=params).auto_paging_iter())
 
 
+def period_end(sub) -> int:
+    """All items share the period at this API version: the first item's end."""
+    return sub["items"].data[0].current_period_end
+
+
 def latest_event(client):
     return client.v1.events.list(params={"limit": 1}).data[0]
 
@@ -267,9 +272,9 @@ def test_amounts_in_minor_units_jpy_unchanged(client):
     assert usd.currency == "usd" and jpy.currency == "jpy"
     assert usd["items"].data[0].price.unit_amount == 4900
     assert usd["items"].data[0].price.unit_amount_decimal == Decimal("4900")  # SDK parses
-    assert usd.plan.amount == 4900 and usd.quantity == 2
+    assert usd["items"].data[0].plan.amount == 4900 and usd["items"].data[0].quantity == 2
     assert jpy["items"].data[0].price.unit_amount == 4900  # ¥4900 has no minor unit
-    assert jpy.plan.amount == 4900 and jpy.plan.interval == "month"
+    assert jpy["items"].data[0].plan.interval == "month"
     assert client.v1.prices.retrieve("price_pro_y").unit_amount == 49000
     assert client.v1.invoices.retrieve("in_jp_may").total == 4900
     assert client.v1.invoices.retrieve("in_active_jun").amount_paid == 4900
@@ -284,12 +289,23 @@ def test_subscription_shape_with_periods_and_discount(client):
     assert sub.object == "subscription" and sub.customer == "cus_active"
     assert sub.start_date == sub.created == epoch("2026-01-15T12:00:00Z")
     assert item.id == "si_sub_active" and item.quantity == 2
-    assert item.current_period_start == sub.current_period_start == epoch("2026-06-15T12:00:00Z")
-    assert item.current_period_end == sub.current_period_end == epoch("2026-07-15T12:00:00Z")
+    assert item.current_period_start == epoch("2026-06-15T12:00:00Z")
+    assert item.current_period_end == epoch("2026-07-15T12:00:00Z")
     assert item.price.product == "prod_pro" and item.price.recurring.interval == "month"
-    assert sub.discount.coupon.id == "SAVE50" and sub.discount.object == "discount"
-    assert sub.discounts == [sub.discount.id] and sub.discount.id.startswith("di_")
-    assert sub.discount.end == epoch("2026-04-15T12:00:00Z")  # repeating, 3 months
+    # API 2026-10-28: no top-level plan, quantity, periods or discount any more.
+    legacy = {"plan", "quantity", "current_period_start", "current_period_end", "discount"}
+    assert legacy.isdisjoint(sub.to_dict())
+    assert len(sub.discounts) == 1 and sub.discounts[0].startswith("di_")
+    discount = client.v1.subscriptions.retrieve(
+        "sub_active", params={"expand": ["discounts"]}
+    ).discounts[0]
+    assert (discount.object, discount.id, discount.source.coupon) == (
+        "discount",
+        sub.discounts[0],
+        "SAVE50",
+    )
+    assert "coupon" not in discount.to_dict()
+    assert discount.end == epoch("2026-04-15T12:00:00Z")  # repeating, 3 months
     assert sub.latest_invoice == "in_active_jun"
     assert (sub.livemode, sub.collection_method, sub.pause_collection) == (
         False,
@@ -313,11 +329,11 @@ def test_statuses_at_as_of(client):
         "sub_unpaid": "unpaid",
     }
     trial = subs["sub_trial"]
-    assert trial.trial_end == trial.current_period_end == epoch("2026-07-04T08:00:00Z")
+    assert trial.trial_end == period_end(trial) == epoch("2026-07-04T08:00:00Z")
     assert trial.trial_start == epoch("2026-06-20T08:00:00Z")
     scheduled = subs["sub_sched"]
     assert scheduled.cancel_at_period_end is True
-    assert scheduled.cancel_at == scheduled.current_period_end == epoch("2026-07-10T10:00:00Z")
+    assert scheduled.cancel_at == period_end(scheduled) == epoch("2026-07-10T10:00:00Z")
     assert scheduled.canceled_at == epoch("2026-06-25T00:00:00Z") and scheduled.ended_at is None
     recent = subs["sub_recent"]
     assert recent.ended_at == epoch("2026-06-10T00:00:00Z")
@@ -343,11 +359,13 @@ def test_customer_invoice_product_objects(client):
         4900,
     )
     assert open_invoice.parent.subscription_details.subscription == "sub_pastdue"
-    assert open_invoice.subscription == "sub_pastdue"
+    assert "subscription" not in open_invoice.to_dict()  # moved under parent in 2025-03-31
     paid = client.v1.invoices.retrieve("in_active_jun")
     assert paid.status_transitions.paid_at == epoch("2026-06-15T12:05:00Z")
     line = paid.lines.data[0]
-    assert (line.amount, line.currency, line.price.id, line.quantity) == (
+    assert {"price", "plan"}.isdisjoint(line.to_dict())
+    assert line.parent.subscription_item_details.subscription_item == "si_sub_active"
+    assert (line.amount, line.currency, line.pricing.price_details.price, line.quantity) == (
         4900,
         "usd",
         "price_pro_m",
@@ -446,13 +464,38 @@ def test_expand(client):
     )
     assert sub.customer.name == "Active"
     assert sub["items"].data[0].price.product.name == "Pro"
-    assert sub.discounts[0].coupon.percent_off == 50.0 and sub.discounts[0].object == "discount"
+    assert sub.discounts[0].source.coupon == "SAVE50" and sub.discounts[0].object == "discount"
+    coupon = client.v1.subscriptions.retrieve(
+        "sub_active", params={"expand": ["discounts.source.coupon"]}
+    ).discounts[0]
+    assert coupon.source.coupon.percent_off == 50.0
     prices = client.v1.prices.list(params={"expand": ["data.product"]})
     assert {price.product.name for price in prices} == {"Pro", "Pro JP"}
-    invoice = client.v1.invoices.retrieve("in_pastdue", params={"expand": ["subscription"]})
-    assert invoice.subscription.status == "past_due"
+    assert "tiers" not in prices.data[0].to_dict()  # only when expanded
+    tiers = client.v1.prices.list(params={"expand": ["data.tiers"]})
+    assert all("tiers" in price.to_dict() for price in tiers)
+    invoice = client.v1.invoices.retrieve(
+        "in_pastdue", params={"expand": ["parent.subscription_details.subscription"]}
+    )
+    assert invoice.parent.subscription_details.subscription.status == "past_due"
     with pytest.raises(stripe.InvalidRequestError, match=r"cannot be expanded \(customer\)"):
         client.v1.subscriptions.list(params={"expand": ["customer"]})
+
+
+def test_expansions_the_real_api_refuses(client):
+    """`invoice.subscription` is gone since 2025-03-31, and Stripe expands at most four
+    levels (a list's `data.` is one): both answer 400 invalid_request_error."""
+    for path, params in (
+        ("/v1/invoices/in_pastdue", {"expand": ["subscription"]}),
+        ("/v1/invoices", {"expand": ["data.subscription"]}),
+        ("/v1/subscriptions", {"expand": ["data.items.data.price.product"]}),
+        ("/v1/subscriptions/sub_active", {"expand": ["plan"]}),
+    ):
+        with pytest.raises(stripe.InvalidRequestError) as refused:
+            client.raw_request("get", path, **params)
+        assert refused.value.http_status == 400
+        assert refused.value.error.type == "invalid_request_error"
+        assert params["expand"][0] in refused.value.user_message
 
 
 # --------------------------------------------------------------------------- events
@@ -557,12 +600,13 @@ def test_coupon_write_and_unknown_coupon(client, sandbox):
     sub = client.v1.subscriptions.update(
         "sub_active2", params={"discounts": [{"coupon": "FIVE"}], "expand": ["discounts"]}
     )
-    assert sub.discounts[0].coupon.amount_off == 500
-    assert sub.discount.start == epoch(AS_OF) and sub.discount.end is None
-    assert client.v1.subscriptions.retrieve("sub_active2").discount.coupon.id == "FIVE"
-    assert latest_event(client).data.previous_attributes.discount is None
-    legacy = client.v1.subscriptions.update("sub_active2", params={"coupon": "SAVE50"})
-    assert legacy.discount.coupon.id == "SAVE50"
+    assert sub.discounts[0].source.coupon == "FIVE"
+    assert sub.discounts[0].start == epoch(AS_OF) and sub.discounts[0].end is None
+    assert latest_event(client).data.previous_attributes.discounts == []
+    with pytest.raises(stripe.InvalidRequestError) as gone:  # removed in 2025-03-31
+        client.v1.subscriptions.update("sub_active2", params={"coupon": "SAVE50"})
+    assert (gone.value.code, gone.value.param) == ("parameter_unknown", "coupon")
+    client.v1.subscriptions.update("sub_active2", params={"discounts": [{"coupon": "SAVE50"}]})
     version = sandbox.emulator("stripe").store.get("subscriptions", "sub_active2")["version"]
 
     with pytest.raises(stripe.InvalidRequestError) as refused:
@@ -573,14 +617,14 @@ def test_coupon_write_and_unknown_coupon(client, sandbox):
     assert (refused.value.http_status, refused.value.code) == (400, "resource_missing")
     assert refused.value.param == "discounts[0][coupon]"
     assert "No such coupon: 'NOPE'" in refused.value.user_message
-    after = client.v1.subscriptions.retrieve("sub_active2")
-    assert after.discount.coupon.id == "SAVE50" and after.cancel_at_period_end is False
+    after = client.v1.subscriptions.retrieve("sub_active2", params={"expand": ["discounts"]})
+    assert after.discounts[0].source.coupon == "SAVE50" and after.cancel_at_period_end is False
     assert (
         sandbox.emulator("stripe").store.get("subscriptions", "sub_active2")["version"] == version
     )
 
     removed = client.v1.subscriptions.update("sub_active2", params={"discounts": ""})
-    assert removed.discount is None and removed.discounts == []
+    assert removed.discounts == []
 
 
 def test_trial_extension_and_end(client, sandbox):
@@ -588,8 +632,9 @@ def test_trial_extension_and_end(client, sandbox):
     sub = client.v1.subscriptions.update(
         "sub_pastdue", params={"trial_end": new_end, "proration_behavior": "none"}
     )
-    assert sub.status == "trialing" and sub.trial_end == sub.current_period_end == new_end
-    assert sub.trial_start == sub.current_period_start == epoch("2026-06-01T00:00:00Z")
+    item = sub["items"].data[0]
+    assert sub.status == "trialing" and sub.trial_end == item.current_period_end == new_end
+    assert sub.trial_start == item.current_period_start == epoch("2026-06-01T00:00:00Z")
     record = sandbox.emulator("stripe").store.get("subscriptions", "sub_pastdue")
     assert record["trial_end"] == datetime(2026, 8, 1, tzinfo=UTC)
     ended = client.v1.subscriptions.update("sub_trial", params={"trial_end": "now"})
@@ -606,12 +651,15 @@ def test_plan_change_and_unknown_price(client):
     sub = client.v1.subscriptions.update(
         "sub_active2", params={"items": [{"id": "si_sub_active2", "price": "price_pro_m"}]}
     )
-    assert sub.plan.id == sub["items"].data[0].price.id == "price_pro_m"
-    assert sub.plan.amount == 4900 and sub["items"].data[0].id == "si_sub_active2"
-    assert client.v1.subscriptions.retrieve("sub_active2").plan.interval == "month"
-    assert latest_event(client).data.previous_attributes.plan.id == "price_pro_y"
+    item = sub["items"].data[0]
+    assert item.plan.id == item.price.id == "price_pro_m"
+    assert item.plan.amount == 4900 and item.id == "si_sub_active2"
+    retrieved = client.v1.subscriptions.retrieve("sub_active2")
+    assert retrieved["items"].data[0].price.recurring.interval == "month"
+    previous = latest_event(client).data.previous_attributes
+    assert previous["items"].data[0].price.id == "price_pro_y"
     jpy = client.v1.subscriptions.update("sub_active2", params={"items": [{"price": "price_jp_m"}]})
-    assert jpy.currency == "jpy" and jpy.plan.amount == 4900
+    assert jpy.currency == "jpy" and jpy["items"].data[0].plan.amount == 4900
     with pytest.raises(stripe.InvalidRequestError) as refused:
         client.v1.subscriptions.update("sub_active2", params={"items": [{"price": "price_x"}]})
     assert (refused.value.http_status, refused.value.param) == (400, "items[0][price]")
