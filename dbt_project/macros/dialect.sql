@@ -68,3 +68,18 @@
 {% macro duckdb__offsets_upto(n) -%}
     (select cast(generate_series as integer) as month_offset from generate_series(0, {{ n }}))
 {%- endmacro %}
+
+{#- A JSON-text array column as rows, for a FROM clause: `from t cross join
+    {{ json_elements('t.items', 'e') }}` gives `e.value` (the element, as JSON; read it
+    with json_text) and `e.idx` (its 1-based position). A null or empty array gives no
+    row. Billing APIs nest lists (subscription items, tiers, discounts, add-ons) that dlt
+    keeps as one JSON text column each. -#}
+{% macro json_elements(col, alias) -%}
+    {{ return(adapter.dispatch('json_elements', 'retention')(col, alias)) }}
+{%- endmacro %}
+{% macro default__json_elements(col, alias) -%}
+    lateral jsonb_array_elements(cast({{ col }} as jsonb)) with ordinality as {{ alias }}(value, idx)
+{%- endmacro %}
+{% macro duckdb__json_elements(col, alias) -%}
+    lateral (select value, cast(key as integer) + 1 as idx from json_each({{ col }})) as {{ alias }}(value, idx)
+{%- endmacro %}

@@ -1,16 +1,32 @@
 -- One conformed subscription model across the three billing systems, with its plan,
--- product and MRR (validation.md §1): unit amount × quantity × months factor
--- (month 1, year 1/12, week 52/12, day 365/12) ÷ interval_count, in the plan's currency
--- and in the reporting currency.
+-- product and MRR (validation.md §1). The plan, quantity, unit amount and interval are
+-- those of the plan item (int_subscription_items.is_plan); the MRR counts every licensed
+-- recurring item (plan and add-ons; never charges or metered usage): their amounts per
+-- billing period × months factor (month 1, year 1/12, week 52/12, day 365/12) ÷
+-- interval_count, in the subscription's currency and in the reporting currency.
 with subscriptions as (
     {% for system in ['stripe', 'recurly', 'chargebee'] %}
-    select * from {{ ref('stg_' ~ system ~ '__subscriptions') }}
+    select
+        billing_system, subscription_id, customer_id, status, currency, created_at,
+        activated_at, trial_start, trial_end, current_period_start, current_period_end,
+        canceled_at, ended_at, paused_at, resumes_at, coupon_id
+    from {{ ref('stg_' ~ system ~ '__subscriptions') }}
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
 ),
 
-plans as (
-    select * from {{ ref('int_plans') }}
+items as (
+    select * from {{ ref('int_subscription_items') }}
+),
+
+recurring as (
+    select
+        billing_system,
+        subscription_id,
+        sum(amount_local) as period_amount_local
+    from items
+    where item_type in ('plan', 'addon') and usage_type = 'licensed'
+    group by billing_system, subscription_id
 ),
 
 priced as (
@@ -19,14 +35,15 @@ priced as (
         s.subscription_id,
         s.customer_id,
         s.status,
-        s.plan_id,
-        p.product_id,
+        plan_item.price_id as plan_id,
+        plan_item.product_id,
         p.product_name,
-        coalesce(s.currency, p.currency) as currency,
-        coalesce(s.unit_amount_local, p.unit_amount_local) as unit_amount_local,
-        s.quantity,
-        coalesce(s."interval", p."interval") as "interval",
-        coalesce(s.interval_count, p.interval_count) as interval_count,
+        coalesce(s.currency, plan_item.currency) as currency,
+        plan_item.unit_amount_local,
+        plan_item.quantity,
+        plan_item."interval",
+        plan_item.interval_count,
+        recurring.period_amount_local,
         s.created_at,
         s.activated_at,
         s.trial_start,
@@ -39,15 +56,24 @@ priced as (
         s.resumes_at,
         s.coupon_id
     from subscriptions as s
-    left join plans as p
-        on p.billing_system = s.billing_system and p.plan_id = s.plan_id
+    left join items as plan_item
+        on plan_item.billing_system = s.billing_system
+        and plan_item.subscription_id = s.subscription_id
+        and plan_item.is_plan
+    left join recurring
+        on recurring.billing_system = s.billing_system and recurring.subscription_id = s.subscription_id
+    left join {{ ref('int_plans') }} as p
+        on p.billing_system = s.billing_system and p.plan_id = plan_item.price_id
 ),
 
 with_mrr as (
     select
-        priced.*,
+        billing_system, subscription_id, customer_id, status, plan_id, product_id, product_name,
+        currency, unit_amount_local, quantity, "interval", interval_count,
+        created_at, activated_at, trial_start, trial_end, current_period_start,
+        current_period_end, canceled_at, ended_at, paused_at, resumes_at, coupon_id,
         cast(
-            cast(unit_amount_local as decimal(38, 10)) * quantity
+            cast(period_amount_local as decimal(38, 10))
             * case "interval"
                 when 'month' then cast(1 as decimal(38, 10))
                 when 'year' then cast(1 as decimal(38, 10)) / 12

@@ -1,0 +1,127 @@
+-- Every item of every subscription, all systems, with what it bills per billing period
+-- (major units, the item's currency, before discounts). One home for the pricing rules:
+--   per_unit  unit amount × quantity           flat_fee  the unit amount, any quantity
+--   package   unit amount × ceil(quantity ÷ package_size)
+--   tiered    (graduated) each tier entered bills its units at its unit amount, plus its flat amount
+--   volume, stairstep   the one tier holding the quantity bills unit amount × quantity + flat amount
+-- An item without its own unit amount takes its plan's (int_plans), as a Stripe item whose
+-- price was not expanded would. `is_plan` marks the subscription's plan: of its `plan`
+-- items (never an add-on or a charge), the one that bills most (ties: item_id).
+{% set systems = ['stripe', 'recurly', 'chargebee'] %}
+with items as (
+    {% for system in systems %}
+    select
+        billing_system, subscription_id, item_id, item_type, price_id, product_id, usage_type,
+        pricing_model, package_size, quantity, unit_amount_local, currency, "interval",
+        interval_count
+    from {{ ref('stg_' ~ system ~ '__subscription_items') }}
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
+),
+
+tiers as (
+    select
+        billing_system,
+        price_id,
+        currency,
+        up_to,
+        coalesce(unit_amount_local, 0) as unit_amount_local,
+        coalesce(flat_amount_local, 0) as flat_amount_local,
+        coalesce(
+            lag(up_to) over (partition by billing_system, price_id, currency order by tier_index), 0
+        ) as above
+    from (
+        {% for system in systems %}
+        select billing_system, price_id, currency, tier_index, up_to, unit_amount_local, flat_amount_local
+        from {{ ref('stg_' ~ system ~ '__price_tiers') }}
+        {% if not loop.last %}union all{% endif %}
+        {% endfor %}
+    ) as all_tiers
+),
+
+tiered_amounts as (
+    select
+        i.billing_system,
+        i.subscription_id,
+        i.item_id,
+        sum(
+            case
+                when i.pricing_model = 'tiered' and i.quantity > t.above
+                    then t.unit_amount_local * (least(i.quantity, coalesce(t.up_to, i.quantity)) - t.above)
+                        + t.flat_amount_local
+                when i.pricing_model in ('volume', 'stairstep')
+                    and i.quantity > t.above and (t.up_to is null or i.quantity <= t.up_to)
+                    then t.unit_amount_local * i.quantity + t.flat_amount_local
+                else 0
+            end
+        ) as amount_local
+    from items as i
+    inner join tiers as t
+        on t.billing_system = i.billing_system
+        and t.price_id = i.price_id
+        and t.currency = i.currency
+    where i.pricing_model in ('tiered', 'volume', 'stairstep')
+    group by i.billing_system, i.subscription_id, i.item_id
+),
+
+priced as (
+    select
+        i.billing_system,
+        i.subscription_id,
+        i.item_id,
+        i.item_type,
+        i.price_id,
+        coalesce(i.product_id, p.product_id) as product_id,
+        i.usage_type,
+        i.pricing_model,
+        i.quantity,
+        coalesce(i.currency, p.currency) as currency,
+        coalesce(i.unit_amount_local, case when i.pricing_model = 'per_unit' then p.unit_amount_local end)
+            as unit_amount_local,
+        coalesce(i."interval", p."interval") as "interval",
+        coalesce(i.interval_count, p.interval_count) as interval_count,
+        i.package_size,
+        ta.amount_local as tiered_amount_local
+    from items as i
+    left join {{ ref('int_plans') }} as p
+        on p.billing_system = i.billing_system and p.plan_id = i.price_id
+    left join tiered_amounts as ta
+        on ta.billing_system = i.billing_system
+        and ta.subscription_id = i.subscription_id
+        and ta.item_id = i.item_id
+),
+
+amounts as (
+    select
+        priced.*,
+        cast(
+            case pricing_model
+                when 'per_unit' then unit_amount_local * quantity
+                when 'flat_fee' then unit_amount_local
+                when 'package' then unit_amount_local * ceil(cast(quantity as decimal(38, 10)) / package_size)
+                else tiered_amount_local
+            end
+        as decimal(38, 10)) as amount_local
+    from priced
+)
+
+select
+    billing_system,
+    subscription_id,
+    item_id,
+    item_type,
+    price_id,
+    product_id,
+    usage_type,
+    pricing_model,
+    quantity,
+    currency,
+    unit_amount_local,
+    amount_local,
+    "interval",
+    interval_count,
+    item_type = 'plan' and 1 = row_number() over (
+        partition by billing_system, subscription_id, item_type = 'plan'
+        order by amount_local desc nulls last, item_id
+    ) as is_plan
+from amounts
