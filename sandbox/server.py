@@ -41,6 +41,9 @@ from sandbox.store import SystemStore
 DEFAULT_API_KEY = "sk_test_sandbox"
 ADMIN_PREFIX = "/_sandbox/"
 _SECRET_PARAM = re.compile(r"(api_?key|secret|password|token|card\[number\]|cvc)", re.I)
+# How long a request's body may take to arrive after its headers before the connection
+# counts as dropped (a client that stalls mid-body holds a server thread until then).
+BODY_TIMEOUT_SECONDS = 30
 FAULT_KINDS = ("429", "500", "503", "slow", "drop", "drop_after")
 
 
@@ -297,6 +300,11 @@ class Emulator:
         self._log(request, response.status, fault, response.replayed)
         return response, "drop" if fault == "drop_after" else None
 
+    def log_truncated(self, request: Request) -> None:
+        """A request whose body was cut short: logged as a dropped connection, never
+        answered or applied."""
+        self._log(request, 0, "truncated")
+
     def _answer(self, request: Request) -> Response:
         if self.presented_key(request) != self.api_key:
             return self.render_error(self.unauthorized())
@@ -419,20 +427,31 @@ class _Handler(BaseHTTPRequestHandler):
         clients can tell how old their cursors are from it."""
         return email.utils.format_datetime(self.server.emulator.now(), usegmt=True)
 
+    def _read_body(self) -> bytes | None:
+        """The whole body, or None when fewer bytes than `Content-Length` arrive: the client
+        died, or the connection broke, between its headers and its body (httpx and urllib3
+        send them in two writes). A real API never acts on half a request, so such a
+        request is answered with nothing: no change, no idempotency key stored."""
+        length = int(self.headers.get("Content-Length") or 0)
+        if length <= 0:
+            return b""
+        self.connection.settimeout(BODY_TIMEOUT_SECONDS)
+        try:
+            raw = self.rfile.read(length)  # buffered: returns short only at EOF
+        except OSError:
+            return None
+        finally:
+            self.connection.settimeout(None)
+        return raw if len(raw) == length else None
+
     def _serve(self) -> None:
         split = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        content_type = self.headers.get("Content-Type", "")
-        body_pairs: list[tuple[str, str]] = []
-        json_body = None
-        if raw and "json" in content_type:
-            try:
-                json_body = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                json_body = None
-        elif raw:
-            body_pairs = parse_qsl(raw.decode(), keep_blank_values=True)
+        try:
+            raw = self._read_body()
+        except ValueError:  # a Content-Length that is not a number
+            self.send_error(400, "Bad Content-Length")
+            return
+        body_pairs, json_body = _parse_body(raw or b"", self.headers.get("Content-Type", ""))
         request = Request(
             method=self.command,
             path=split.path,
@@ -441,6 +460,10 @@ class _Handler(BaseHTTPRequestHandler):
             json_body=json_body,
             headers={k.lower(): v for k, v in self.headers.items()},
         )
+        if raw is None:
+            self.server.emulator.log_truncated(request)
+            self._drop()
+            return
         response, fault = self.server.emulator.handle(request)
         if fault == "drop" and response.status == 0:
             self._drop()
@@ -464,6 +487,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
+
+
+def _parse_body(raw: bytes, content_type: str) -> tuple[list[tuple[str, str]], Any]:
+    """Form pairs or a JSON document, by content type (unparseable JSON is None)."""
+    if not raw:
+        return [], None
+    if "json" not in content_type:
+        return parse_qsl(raw.decode(), keep_blank_values=True), None
+    try:
+        return [], orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return [], None
 
 
 class _Server(ThreadingHTTPServer):
