@@ -8,6 +8,12 @@ cursor follows Stripe's clock when the account is quiet, so only runs more than 
 30-day event window apart fall back to a full listing (logged with why).
 See `helpers.py` for why this loses nothing.
 
+Objects are read at the API version the SDK pins (2026-10-28.endive): a subscription's plan,
+price, quantity and periods are on its items, its coupons on `discounts`, which are ids
+unless expanded, so listings ask for `expand[]=data.discounts` (retrieves `discounts`);
+prices ask for `data.tiers`, which Stripe sends only when expanded. Stripe expands four
+levels at most, `data.` counting as one (`Endpoint` refuses a deeper path).
+
 Records keep Stripe's own shape and units: amounts in the currency's minor unit (JPY has
 none, so 4900 is ¥4,900), times as epoch seconds. Nested objects become `a__b` columns and
 lists (subscription items, invoice lines, discounts) one JSON text column each; events
@@ -54,12 +60,14 @@ def customers(api: StripeApi) -> Iterator[pa.Table]:
 
 @dlt.resource(name="subscriptions", **_MERGED)
 def subscriptions(api: StripeApi) -> Iterator[pa.Table]:
-    """Every status, canceled included; `items__data` holds the items as JSON."""
+    """Every status, canceled included; `items__data` (the items, with their price, plan,
+    quantity and periods) and `discounts` (expanded Discount objects) are JSON text."""
     yield from _tables(api, "subscriptions")
 
 
 @dlt.resource(name="prices", **_MERGED)
 def prices(api: StripeApi) -> Iterator[pa.Table]:
+    """`tiers` (JSON text) for tiered prices, which Stripe sends only when expanded."""
     yield from _tables(api, "prices")
 
 

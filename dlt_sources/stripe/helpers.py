@@ -47,6 +47,8 @@ NEWEST_EVENTS = 10
 # A cursor taken from the server's clock stays this far behind it: an event stamped just
 # before the `Date` of the first request may not be listed yet when that request runs.
 CLOCK_MARGIN = timedelta(minutes=5)
+# Stripe expands at most four levels, and on a list `data.` is the first of them.
+MAX_EXPAND_DEPTH = 4
 
 
 @dataclass(frozen=True)
@@ -55,12 +57,27 @@ class Endpoint:
 
     `event_filter` narrows `/v1/events` to this object's events (`type` takes a `*`
     wildcard, `types` a list of exact names); `object` is the events' `data.object.object`.
+    `expand` names fields of one object that Stripe sends only when asked (paths inside
+    the object; a list asks for `data.<path>`, a retrieve for `<path>`).
     """
 
     path: str
     object: str
     event_filter: dict[str, Any]
     list_params: dict[str, Any] = field(default_factory=dict)
+    expand: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for path in self.expand:
+            if len(path.split(".")) + 1 > MAX_EXPAND_DEPTH:
+                raise ValueError(f"{self.path}: data.{path} is deeper than Stripe expands")
+
+    def list_query(self) -> dict[str, Any]:
+        expand = {"expand": [f"data.{path}" for path in self.expand]} if self.expand else {}
+        return {**self.list_params, **expand}
+
+    def retrieve_query(self) -> dict[str, Any]:
+        return {"expand": list(self.expand)} if self.expand else {}
 
 
 ENDPOINTS: dict[str, Endpoint] = {
@@ -71,13 +88,16 @@ ENDPOINTS: dict[str, Endpoint] = {
         {"types": ["customer.created", "customer.updated", "customer.deleted"]},
     ),
     # Without `status=all` Stripe leaves canceled subscriptions out of the list.
+    # `discounts` are ids unless expanded; the Discount names its coupon (`source.coupon`).
     "subscriptions": Endpoint(
         "/v1/subscriptions",
         "subscription",
         {"type": "customer.subscription.*"},
         {"status": "all"},
+        ("discounts",),
     ),
-    "prices": Endpoint("/v1/prices", "price", {"type": "price.*"}),
+    # A tiered price's `tiers` are sent only when expanded.
+    "prices": Endpoint("/v1/prices", "price", {"type": "price.*"}, expand=("tiers",)),
     "products": Endpoint("/v1/products", "product", {"type": "product.*"}),
     "coupons": Endpoint("/v1/coupons", "coupon", {"type": "coupon.*"}),
     "invoices": Endpoint("/v1/invoices", "invoice", {"type": "invoice.*"}),
@@ -185,22 +205,24 @@ class StripeApi:
                 return
             after = data[-1]["id"]
 
-    def retrieve(self, path: str, ident: str) -> dict | None:
+    def retrieve(self, path: str, ident: str, params: dict[str, Any] | None = None) -> dict | None:
         """One object by id; None (logged) when Stripe no longer has it."""
         try:
-            return self.get(f"{path}/{quote(ident, safe='')}")[0]
+            return self.get(f"{path}/{quote(ident, safe='')}", **(params or {}))[0]
         except stripe.InvalidRequestError as exc:
             if exc.http_status != 404:
                 raise
             log.warning("stripe %s/%s: gone (404), skipped", path, ident)
             return None
 
-    def retrieve_pages(self, path: str, idents: list[str]) -> Iterator[list[dict]]:
+    def retrieve_pages(
+        self, path: str, idents: list[str], params: dict[str, Any] | None = None
+    ) -> Iterator[list[dict]]:
         """Objects by id, `max_workers` requests at a time, in pages of `page_size`."""
         with ThreadPoolExecutor(self.max_workers, thread_name_prefix="stripe-get") as pool:
             for start in range(0, len(idents), self.page_size):
                 chunk = idents[start : start + self.page_size]
-                found = [o for o in pool.map(lambda i: self.retrieve(path, i), chunk) if o]
+                found = [o for o in pool.map(lambda i: self.retrieve(path, i, params), chunk) if o]
                 if found:
                     yield found
 
@@ -289,7 +311,7 @@ def sync(api: StripeApi, name: str, state: dict) -> Iterator[list[dict]]:
     if reason is not None:
         level = logging.INFO if previous is None else logging.WARNING
         log.log(level, "stripe %s: full listing (%s)", name, reason)
-        yield from api.pages(endpoint.path, endpoint.list_params)
+        yield from api.pages(endpoint.path, endpoint.list_query())
     elif name == EVENTS:
         yield from events_since(api, previous, endpoint.event_filter)
     else:
@@ -300,7 +322,7 @@ def sync(api: StripeApi, name: str, state: dict) -> Iterator[list[dict]]:
             len(ids),
             datetime.fromtimestamp(previous.created, start.server_now.tzinfo).isoformat(),
         )
-        yield from api.retrieve_pages(endpoint.path, ids)
+        yield from api.retrieve_pages(endpoint.path, ids, endpoint.retrieve_query())
     if start.cursor is None:
         state.pop("cursor", None)
     else:

@@ -186,9 +186,18 @@ def test_full_load_equals_the_scenario(sandbox, warehouse, facts):
     assert wh.column("subscriptions", "status") == {
         s["subscription_id"]: stripe_status(s, AS_OF) for s in subs
     }
-    assert wh.column("subscriptions", "(customer, plan__id, quantity)") == {
-        s["subscription_id"]: (s["customer_id"], s["plan_id"], s["quantity"]) for s in subs
+    items = {k: orjson.loads(v) for k, v in wh.column("subscriptions", "items__data").items()}
+    assert {
+        k: (customer, items[k][0]["price"]["id"], items[k][0]["quantity"])
+        for k, customer in wh.column("subscriptions", "customer").items()
+    } == {s["subscription_id"]: (s["customer_id"], s["plan_id"], s["quantity"]) for s in subs}
+    # Discounts expanded by the listing (ids otherwise): each names its coupon.
+    discounts = {k: orjson.loads(v) for k, v in wh.column("subscriptions", "discounts").items()}
+    assert {k: [d["source"]["coupon"] for d in v] for k, v in discounts.items()} == {
+        s["subscription_id"]: [s["coupon_id"]] if s["coupon_id"] else [] for s in subs
     }
+    listed = [e["params"] for e in emulator.request_log if e["path"] == "/v1/subscriptions"]
+    assert listed and all("data.discounts" in str(p) for p in listed)
     assert wh.column("subscriptions", "ended_at") == {  # a scheduled end is not an end yet
         s["subscription_id"]: epoch(s["ended_at"])
         if s["ended_at"] is not None and s["ended_at"] <= AS_OF
@@ -210,11 +219,8 @@ def test_full_load_equals_the_scenario(sandbox, warehouse, facts):
         c["coupon_id"]: float(c["percent_off"]) for c in facts.for_system("coupons", "stripe")
     }
     # Lists stay JSON text in their row: the subscription's single item and its price.
-    item = wh.query(
-        "select items__data from raw_stripe.subscriptions where plan__id = 'price_pro_monthly_jpy'"
-        " limit 1"
-    )[0][0]
-    assert orjson.loads(item)[0]["price"]["unit_amount"] == 4900
+    jpy = [v[0] for v in items.values() if v[0]["price"]["id"] == "price_pro_monthly_jpy"]
+    assert jpy and jpy[0]["price"]["unit_amount"] == 4900 and jpy[0]["current_period_end"]
     # Events say what they are about and carry their object as JSON.
     assert wh.column("events", "(type, data__object_id)") == {
         e["id"]: (e["type"], e["data"]["object"]["id"]) for e in emulator.events.events
@@ -253,7 +259,8 @@ def test_incremental_run_refetches_only_changed_objects(sandbox, warehouse, fact
     }
     assert wh.column("subscriptions", "(status, ended_at)")[cancel] == ("canceled", epoch(AS_OF))
     assert wh.column("subscriptions", "pause_collection__behavior")[pause] == "void"
-    assert wh.column("subscriptions", "discount__coupon__id")[discount] == "SAVE50"
+    refetched = orjson.loads(wh.column("subscriptions", "discounts")[discount])
+    assert [d["source"]["coupon"] for d in refetched] == ["SAVE50"]  # expanded on retrieve
     assert "stripe /v1/coupons/GONE: gone (404), skipped" in caplog.text
     assert wh.counts() == before | {"events": events_before + 4}
     # A run with nothing new refetches nothing and changes nothing.
