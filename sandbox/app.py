@@ -40,6 +40,13 @@ class Sandbox:
             server.stop()
 
 
+def _site_options(scenario: Scenario, system: str) -> dict:
+    """Emulator settings the scenario states: the Chargebee site's Product Catalog."""
+    if system == "chargebee":
+        return {"product_catalog": scenario.chargebee_product_catalog}
+    return {}
+
+
 def start_sandbox(
     scenario: Scenario,
     host: str = "127.0.0.1",
@@ -49,8 +56,10 @@ def start_sandbox(
     faults: dict[str, FaultConfig] | None = None,
     rate_limits: dict[str, float] | None = None,
     systems: tuple[str, ...] = BILLING_SYSTEMS,
+    options: dict[str, dict] | None = None,
 ) -> Sandbox:
-    """Serve each billing system on `host` (port 0 = a free port) until `stop()`."""
+    """Serve each billing system on `host` (port 0 = a free port) until `stop()`.
+    `options`: per system, settings of its emulator (e.g. Chargebee's `pause_feature`)."""
     clock = Clock(scenario.as_of, frozen=frozen)
     sandbox = Sandbox(scenario=scenario, clock=clock, api_key=api_key)
     for system in systems:
@@ -59,6 +68,7 @@ def start_sandbox(
             api_key=api_key,
             faults=(faults or {}).get(system),
             rate_limit=(rate_limits or {}).get(system),
+            **_site_options(scenario, system) | (options or {}).get(system, {}),
         )
         sandbox.servers[system] = RunningServer(emulator, host, (ports or {}).get(system, 0))
     return sandbox

@@ -1,4 +1,5 @@
-"""Chargebee API v2 (Product Catalog 2.0) emulator: reads and subscription write-backs.
+"""Chargebee API v2 emulator, as a Product Catalog 2.0 or 1.0 site: reads and subscription
+write-backs.
 
 Enough of Chargebee for the official `chargebee` SDK (3.x) to work unmodified: lists with
 opaque `next_offset` cursors, `sort_by`, the timestamp/string/enum filters the SDK encodes
@@ -10,6 +11,11 @@ Deviations, chosen so that the sandbox never pretends to do what it does not:
   ignored; `on` for timestamps matches the exact second;
 - a subscription holds one plan and one coupon (the neutral record's), so
   `update_for_items` refuses several coupons; writes return no invoices or credit notes.
+
+A site runs one Product Catalog, and the other catalog's endpoints answer 400
+`configuration_incompatible` as Chargebee's do: on 1.0 `/items`, `/item_prices`,
+`cancel_for_items` and `update_for_items`; on 2.0 `/plans`, `/addons`, `cancel` and the
+1.0 update `POST /subscriptions/{id}`. `GET /configurations` names the catalog.
 """
 
 from __future__ import annotations
@@ -42,6 +48,12 @@ _LIST_PARAMS = {"limit", "offset", "sort_by", "include_deleted"}
 _STRING_OPS = ("is", "is_not", "starts_with", "in", "not_in")
 _ENUM_OPS = ("is", "is_not", "in", "not_in")
 _TIMESTAMP_OPS = ("after", "before", "on", "on_or_after", "between")
+# Endpoints only one Product Catalog serves: list/retrieve paths and subscription actions
+# ("" = the 1.0 update, POST /subscriptions/{id}).
+CATALOG_LISTS = {"2.0": ("items", "item_prices"), "1.0": ("plans", "addons")}
+CATALOG_ACTIONS = {"2.0": ("cancel_for_items", "update_for_items"), "1.0": ("cancel", "")}
+CATALOG_VERSION = {"1.0": "v1", "2.0": "v2"}  # as `product_catalog_version` names them
+RESPONSE_SCHEMA = {"1.0": "plans_addons", "2.0": "items"}
 # Codes the base server raises on its own, in Chargebee's vocabulary (api_error_code, type).
 _BASE_CODES = {
     "not_found": ("resource_not_found", None),
@@ -62,6 +74,18 @@ def _param_error(param: str, message: str) -> ApiError:
 
 def _invalid_state(message: str) -> ApiError:
     return ApiError(400, "invalid_state_for_request", message, type="invalid_request")
+
+
+def _incompatible(message: str) -> ApiError:
+    """A request the site's configuration does not allow (a feature turned off, the other
+    Product Catalog's endpoint): Chargebee's `configuration_incompatible`."""
+    return ApiError(400, "configuration_incompatible", message, type="invalid_request")
+
+
+PAUSE_DISABLED = (
+    "Subscription pause feature is currently disabled for you. "
+    "Enable it under Configure Chargebee -> Pause subscription."
+)
 
 
 def _missing_reference(param: str, what: str, ident: str) -> ApiError:
@@ -258,9 +282,23 @@ class ChargebeeEmulator(Emulator):
     replay_header = "chargebee-idempotency-replayed"  # read by the SDK's is_idempotency_replayed
     legacy_updated_at_days = 730
 
-    def __init__(self, store: SystemStore, *args: Any, **kwargs: Any):
+    def __init__(
+        self,
+        store: SystemStore,
+        *args: Any,
+        pause_feature: bool = True,
+        product_catalog: str = "2.0",
+        **kwargs: Any,
+    ):
+        """`pause_feature`: the site's "Pause subscription" setting (Chargebee sites have it
+        off until the merchant turns it on; the sandbox defaults to on).
+        `product_catalog`: "2.0" or "1.0", the site's Product Catalog."""
+        if product_catalog not in CATALOG_VERSION:
+            raise ValueError(f"product_catalog must be one of {', '.join(CATALOG_VERSION)}")
         cutoff = store.as_of - timedelta(days=self.legacy_updated_at_days)
-        self.render = ChargebeeRenderer(store, cutoff)
+        self.render = ChargebeeRenderer(store, cutoff, product_catalog)
+        self.pause_feature = pause_feature
+        self.product_catalog = product_catalog
         super().__init__(store, *args, **kwargs)
 
     # -- errors ---------------------------------------------------------------------
@@ -299,20 +337,35 @@ class ChargebeeEmulator(Emulator):
 
     # -- routes ---------------------------------------------------------------------
     def register_routes(self) -> None:
-        self.listings = self._listings()
+        other = "1.0" if self.product_catalog == "2.0" else "2.0"
+        self._refuse_other_catalog(other)
+        self.listings = {
+            path: listing
+            for path, listing in self._listings().items()
+            if path not in CATALOG_LISTS[other]
+        }
         for path, listing in self.listings.items():
             self.route(
                 "GET",
                 f"{API}/{path}",
                 lambda request, listing=listing: self._list(listing, request),
             )
-        self.route("GET", f"{API}/customers/{_ID}", self._retrieve_customer)
-        self.route("GET", f"{API}/subscriptions/{_ID}", self._retrieve_subscription)
-        self.route("GET", f"{API}/items/{_ID}", self._retrieve_item)
-        self.route("GET", f"{API}/item_prices/{_ID}", self._retrieve_item_price)
-        self.route("GET", f"{API}/plans/{_ID}", self._retrieve_plan)
-        self.route("GET", f"{API}/coupons/{_ID}", self._retrieve_coupon)
-        self.route("GET", f"{API}/invoices/{_ID}", self._retrieve_invoice)
+        self.route("GET", f"{API}/configurations", self._configurations)
+        if self.product_catalog == "1.0":
+            self.route("GET", f"{API}/addons", self._list_addons)
+        retrieves = {
+            "customers": self._retrieve_customer,
+            "subscriptions": self._retrieve_subscription,
+            "items": self._retrieve_item,
+            "item_prices": self._retrieve_item_price,
+            "plans": self._retrieve_plan,
+            "addons": self._retrieve_addon,
+            "coupons": self._retrieve_coupon,
+            "invoices": self._retrieve_invoice,
+        }
+        for path, handler in retrieves.items():
+            if path not in CATALOG_LISTS[other]:
+                self.route("GET", f"{API}/{path}/{_ID}", handler)
         writes: dict[str, Callable[[dict, dict, datetime], None]] = {
             "cancel_for_items": self._cancel,
             "cancel": self._cancel,  # the Product Catalog 1.0 name, same parameters
@@ -321,13 +374,41 @@ class ChargebeeEmulator(Emulator):
             "resume": self._resume,
             "change_term_end": self._change_term_end,
             "update_for_items": self._update_for_items,
+            "": self._update,
         }
         for action, apply in writes.items():
-            self.route(
-                "POST",
-                f"{API}/subscriptions/{_ID}/{action}",
-                lambda request, ident, apply=apply: self._write(request, ident, apply),
+            if action not in CATALOG_ACTIONS[other]:
+                self.route(
+                    "POST",
+                    f"{API}/subscriptions/{_ID}" + (f"/{action}" if action else ""),
+                    lambda request, ident, apply=apply: self._write(request, ident, apply),
+                )
+
+    def _refuse_other_catalog(self, other: str) -> None:
+        """The other catalog's endpoints exist on Chargebee but refuse this site."""
+
+        def refuse(request: Request, ident: str | None = None) -> dict:
+            raise _incompatible(
+                f"This API operation is not applicable for Product Catalog {self.product_catalog}"
             )
+
+        for path in CATALOG_LISTS[other]:
+            self.route("GET", f"{API}/{path}", refuse)
+            self.route("GET", f"{API}/{path}/{_ID}", refuse)
+        for action in CATALOG_ACTIONS[other]:
+            self.route(
+                "POST", f"{API}/subscriptions/{_ID}" + (f"/{action}" if action else ""), refuse
+            )
+
+    def _configurations(self, request: Request) -> dict:
+        """The site's configuration, as `GET /configurations` lists it (one entry)."""
+        entry = {
+            "domain": "local",
+            "product_catalog_version": CATALOG_VERSION[self.product_catalog],
+            "chargebee_response_schema_type": RESPONSE_SCHEMA[self.product_catalog],
+            "object": "configuration",
+        }
+        return {"configurations": [entry]}
 
     def _listings(self) -> dict[str, Listing]:
         render, timestamps = self.render, {"created_at": "created_at", "updated_at": "updated_at"}
@@ -599,6 +680,15 @@ class ChargebeeEmulator(Emulator):
     def _retrieve_plan(self, request: Request, ident: str) -> dict:
         return {"plan": self.render.plan(self._get("plans", ident, "plan"))}
 
+    def _list_addons(self, request: Request) -> dict:
+        """Scenarios state no add-ons: the 1.0 site's add-on list is empty (its parameters
+        are the plan list's, checked the same way)."""
+        self._query(self.listings["plans"], request.nested())
+        return {"list": []}
+
+    def _retrieve_addon(self, request: Request, ident: str) -> dict:
+        raise self.not_found("addon", unquote(ident))
+
     def _retrieve_coupon(self, request: Request, ident: str) -> dict:
         return {"coupon": self.render.coupon(self._get("coupons", ident, "coupon"))}
 
@@ -645,10 +735,13 @@ class ChargebeeEmulator(Emulator):
         sub["canceled_at"] = sub["ended_at"] = None
 
     def _pause(self, sub: dict, params: dict, now: datetime) -> None:
-        if is_ended(sub, now) or is_future(sub, now):
-            raise _invalid_state(
-                f"A {subscription_status(sub, now)} subscription cannot be paused."
-            )
+        """Chargebee pauses only active and non-renewing subscriptions, and only on a site
+        with the Pause feature on."""
+        if not self.pause_feature:
+            raise _incompatible(PAUSE_DISABLED)
+        status = subscription_status(sub, now)
+        if status in ("cancelled", "future", "in_trial"):
+            raise _invalid_state(f"A {status} subscription cannot be paused.")
         if is_paused(sub, now):
             raise _invalid_state("The subscription is already paused.")
         option = _choice(
@@ -683,10 +776,10 @@ class ChargebeeEmulator(Emulator):
             sub["resumes_at"] = now
 
     def _change_term_end(self, sub: dict, params: dict, now: datetime) -> None:
-        if is_ended(sub, now) or is_future(sub, now):
-            raise _invalid_state(
-                f"The term end of a {subscription_status(sub, now)} subscription cannot change."
-            )
+        """Allowed on in_trial, active and non_renewing subscriptions only."""
+        status = subscription_status(sub, now)
+        if status in ("cancelled", "future", "paused"):
+            raise _invalid_state(f"The term end of a {status} subscription cannot change.")
         term_end = _time(params, "term_ends_at", required=True)
         if term_end <= now:
             raise _param_error("term_ends_at", "should be in the future")
@@ -697,7 +790,27 @@ class ChargebeeEmulator(Emulator):
 
     def _update_for_items(self, sub: dict, params: dict, now: datetime) -> None:
         """Coupon (`coupon_ids[0]`) and plan (`subscription_items[item_price_id][0]`)
-        changes; everything is checked before anything is changed."""
+        changes on Product Catalog 2.0."""
+        coupon_ids = self._coupon_ids(sub, params, now)
+        plan, quantity = self._new_plan(sub, params.get("subscription_items"))
+        _bool(params, "replace_items_list")  # one plan item either way
+        self._apply_update(sub, coupon_ids, plan, quantity)
+
+    def _update(self, sub: dict, params: dict, now: datetime) -> None:
+        """The Product Catalog 1.0 update, `POST /subscriptions/{id}`: `plan_id`,
+        `plan_quantity` and `coupon_ids[0]`."""
+        coupon_ids = self._coupon_ids(sub, params, now)
+        plan_id, raw_quantity = _scalar(params, "plan_id"), _scalar(params, "plan_quantity")
+        items = {"item_price_id": [plan_id]} if plan_id else None
+        if items is not None and raw_quantity is not None:
+            items["quantity"] = [raw_quantity]
+        plan, quantity = self._new_plan(sub, items, "plan_id", "plan_quantity")
+        if plan is None and raw_quantity is not None:
+            quantity = self._quantity(raw_quantity, "plan_quantity")
+        self._apply_update(sub, coupon_ids, plan, quantity)
+
+    def _coupon_ids(self, sub: dict, params: dict, now: datetime) -> list[str]:
+        """The coupons a write adds, checked (one at most: the sandbox keeps one)."""
         if is_ended(sub, now):
             raise _invalid_state("A cancelled subscription cannot be updated.")
         coupon_ids = params.get("coupon_ids") or []
@@ -708,8 +821,13 @@ class ChargebeeEmulator(Emulator):
         for index, coupon_id in enumerate(coupon_ids):
             if self.store.get("coupons", coupon_id) is None:
                 raise _missing_reference(f"coupon_ids[{index}]", "coupon", coupon_id)
-        plan, quantity = self._new_plan(sub, params.get("subscription_items"))
-        _bool(params, "replace_items_list")  # one plan item either way
+        return coupon_ids
+
+    @staticmethod
+    def _apply_update(
+        sub: dict, coupon_ids: list[str], plan: dict | None, quantity: int | None
+    ) -> None:
+        """Everything was checked before: change the record."""
         if coupon_ids:
             sub["coupon_id"] = coupon_ids[0]
         if plan is not None:
@@ -717,29 +835,43 @@ class ChargebeeEmulator(Emulator):
         if quantity is not None:
             sub["quantity"] = quantity
 
-    def _new_plan(self, sub: dict, items: Any) -> tuple[dict | None, int | None]:
-        """The plan item price and quantity that `subscription_items` asks for, if any."""
+    @staticmethod
+    def _quantity(raw: Any, param: str) -> int:
+        quantity = _int(raw, param)
+        if quantity < 1:
+            raise _param_error(param, "should be at least 1")
+        return quantity
+
+    def _new_plan(
+        self,
+        sub: dict,
+        items: Any,
+        plan_param: str = "subscription_items[item_price_id][0]",
+        quantity_param: str = "subscription_items[quantity][0]",
+    ) -> tuple[dict | None, int | None]:
+        """The plan and quantity a write asks for, if any (2.0 `subscription_items`, or the
+        1.0 `plan_id`/`plan_quantity` put in the same shape by `_update`)."""
         if items is None:
             return None, None
         ids = items.get("item_price_id") if isinstance(items, dict) else None
         if not isinstance(ids, list) or not ids:
-            raise _param_error("subscription_items[item_price_id][0]", "cannot be blank")
+            raise _param_error(plan_param, "cannot be blank")
         if len(ids) > 1:
             raise _param_error(
                 "subscription_items[item_price_id][1]", "only one plan item price is allowed"
             )
         plan = self.store.get("plans", ids[0])
         if plan is None:
-            raise _missing_reference("subscription_items[item_price_id][0]", "item price", ids[0])
+            raise _missing_reference(
+                plan_param, "plan" if plan_param == "plan_id" else "item price", ids[0]
+            )
         current = self.store.get("plans", sub["plan_id"])
         if plan["currency"] != current["currency"]:
             raise _param_error(
-                "subscription_items[item_price_id][0]",
+                plan_param,
                 f"its currency {plan['currency']} differs from the subscription's "
                 f"{current['currency']}",
             )
         quantities = items.get("quantity") or []
-        quantity = _int(quantities[0], "subscription_items[quantity][0]") if quantities else None
-        if quantity is not None and quantity < 1:
-            raise _param_error("subscription_items[quantity][0]", "should be at least 1")
+        quantity = self._quantity(quantities[0], quantity_param) if quantities else None
         return plan, quantity

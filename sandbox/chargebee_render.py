@@ -1,4 +1,4 @@
-"""Neutral records rendered as Chargebee API v2 (Product Catalog 2.0) objects.
+"""Neutral records rendered as Chargebee API v2 objects, on Product Catalog 2.0 or 1.0.
 
 Field names follow the official SDK's models (`chargebee/models/<resource>/responses.py`).
 Chargebee leaves unset attributes out of its JSON instead of sending null, so every
@@ -7,9 +7,13 @@ keeps a 100-entry list page cheap to render.
 
 Mapping choices that the neutral scenario does not state directly:
 
-- Products become items (`item.id` = product_id) and plans item prices (`item_price.id` =
-  plan_id, `name` = plan_id because Chargebee needs a unique name, `external_name` =
-  product name); PC1 readers also get the plans as `plan` objects.
+- Product Catalog 2.0: products become items (`item.id` = product_id) and plans item prices
+  (`item_price.id` = plan_id, `name` = plan_id because Chargebee needs a unique name,
+  `external_name` = product name); a subscription lists its plan in `subscription_items`.
+- Product Catalog 1.0: plans are `plan` objects (`plan.id` = plan_id); a subscription
+  carries `plan_id`, `plan_quantity`, `plan_unit_price`, `plan_amount`; coupons state
+  `plan_constraint`/`addon_constraint` instead of `item_constraints`; invoice lines name
+  the `plan`.
 - A subscription's neutral `activated_at` (start of paid or trial service) is Chargebee's
   `started_at`, or `start_date` while it is `future`; Chargebee's own `activated_at` is when
   it became active (the trial end, if there was a trial).
@@ -76,9 +80,10 @@ class ChargebeeRenderer:
     Chargebee records are (see `ChargebeeEmulator.legacy_updated_at_days`).
     """
 
-    def __init__(self, store: SystemStore, legacy_cutoff: datetime):
+    def __init__(self, store: SystemStore, legacy_cutoff: datetime, catalog: str = "2.0"):
         self.store = store
         self.legacy_cutoff = legacy_cutoff
+        self.catalog = catalog
         self._items_source: list | None = None
         self._items: dict[str, dict] = {}
 
@@ -139,7 +144,6 @@ class ChargebeeRenderer:
             "item_applicability": "all",
             "metered": False,
             "channel": "web",
-            "created_at": epoch(item["created_at"]),
             "deleted": False,
             **self._stamps(item),
         }
@@ -211,12 +215,19 @@ class ChargebeeRenderer:
                 "duration_month": coupon["duration_in_months"] if repeating else None,
                 "status": "active",
                 "apply_on": "invoice_amount",
-                "item_constraints": [{"item_type": "plan", "constraint": "all"}],
+                "apply_discount_on": "not_applicable",  # a PC1 attribute, always sent
+                **self._coupon_constraints(),
                 "created_at": epoch(coupon["created_at"]),
                 "deleted": False,
                 **self._stamps(coupon),
             }
         )
+
+    def _coupon_constraints(self) -> dict:
+        """Which plans a coupon applies to, in the site's catalog's terms: all of them."""
+        if self.catalog == "1.0":
+            return {"plan_constraint": "all", "addon_constraint": "all"}
+        return {"item_constraints": [{"item_type": "plan", "constraint": "all"}]}
 
     # -- customers -----------------------------------------------------------------
     def customer(self, customer: dict) -> dict:
@@ -263,21 +274,13 @@ class ChargebeeRenderer:
                 "currency_code": plan["currency"],
                 "billing_period": plan["interval_count"],
                 "billing_period_unit": plan["interval"],
-                "subscription_items": [
-                    {
-                        "item_price_id": plan["plan_id"],
-                        "item_type": "plan",
-                        "quantity": sub["quantity"],
-                        "unit_price": unit_price,
-                        "amount": unit_price * sub["quantity"],
-                        "free_quantity": 0,
-                        "object": "subscription_item",
-                    }
-                ],
+                **self._plan_fields(plan, sub["quantity"], unit_price),
                 "coupons": self._applied_coupons(sub, future),
                 "auto_collection": "on",
                 "channel": "web",
                 "has_scheduled_changes": False,
+                "has_scheduled_advance_invoices": False,
+                "decommissioned": False,
                 "created_at": epoch(sub["created_at"]),
                 "start_date": epoch(sub["activated_at"]) if future else None,
                 "started_at": None if future else epoch(sub["activated_at"]),
@@ -297,6 +300,27 @@ class ChargebeeRenderer:
                 **self._stamps(sub),
             }
         )
+
+    def _plan_fields(self, plan: dict, quantity: int, unit_price: int) -> dict:
+        """The subscription's plan: `plan_*` attributes on 1.0, a plan item on 2.0."""
+        if self.catalog == "1.0":
+            return {
+                "plan_id": plan["plan_id"],
+                "plan_quantity": quantity,
+                "plan_unit_price": unit_price,
+                "plan_amount": unit_price * quantity,
+                "plan_free_quantity": 0,
+            }
+        item = {
+            "item_price_id": plan["plan_id"],
+            "item_type": "plan",
+            "quantity": quantity,
+            "unit_price": unit_price,
+            "amount": unit_price * quantity,
+            "free_quantity": 0,
+            "object": "subscription_item",
+        }
+        return {"subscription_items": [item]}
 
     @staticmethod
     def _became_active_at(sub: dict, status: str, now: datetime) -> datetime | None:
@@ -431,6 +455,7 @@ class ChargebeeRenderer:
                 "round_off_amount": 0,
                 "paid_at": epoch(invoice["paid_at"]),
                 "term_finalized": True,
+                "is_gifted": False,
                 "has_advance_charges": False,
                 "line_items": [self._line_item(invoice, total)],
                 "channel": "web",
@@ -472,7 +497,7 @@ class ChargebeeRenderer:
         line.update(
             date_from=epoch(start),
             date_to=epoch(end),
-            entity_type="plan_item_price",
+            entity_type="plan" if self.catalog == "1.0" else "plan_item_price",
             entity_id=plan["plan_id"],
             description=plan["product_name"],
         )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from sandbox.scenario import ScenarioError, describe_schema, load_scenario, parse_ts
+from sandbox.scenario import CATALOGS, ScenarioError, describe_schema, load_scenario, parse_ts
 from sandbox.server import DEFAULT_API_KEY, FaultConfig
 
 DEFAULT_PORTS = {"stripe": 12111, "recurly": 12112, "chargebee": 12113}
@@ -75,6 +75,11 @@ def _faults(rate_429: float, rate_500: float, rate_drop: float, seed: int | None
     return FaultConfig(rate_429=rate_429, rate_500=rate_500, rate_drop=rate_drop, seed=seed)
 
 
+def _chargebee_options(catalog: str | None, pause: bool) -> dict:
+    """Chargebee emulator settings from the serve flags; no catalog = the scenario's."""
+    return {"pause_feature": pause} | ({"product_catalog": catalog} if catalog else {})
+
+
 @sandbox.command()
 @click.option(
     "--scenario",
@@ -99,6 +104,18 @@ def _faults(rate_429: float, rate_500: float, rate_drop: float, seed: int | None
 )
 @click.option("--fault-seed", type=int, default=None, help="Seed for repeatable fault draws.")
 @click.option("--rps", type=float, default=None, help="Requests per second allowed per server.")
+@click.option(
+    "--chargebee-catalog",
+    type=click.Choice(list(CATALOGS)),
+    default=None,
+    help="Chargebee site's Product Catalog (default: the scenario's, else 2.0).",
+)
+@click.option(
+    "--chargebee-pause/--no-chargebee-pause",
+    default=True,
+    show_default=True,
+    help="Whether the Chargebee site has its Pause subscription feature on.",
+)
 def serve(
     scenario_path: Path,
     host: str,
@@ -112,6 +129,8 @@ def serve(
     fault_drop: float,
     fault_seed: int | None,
     rps: float | None,
+    chargebee_catalog: str | None,
+    chargebee_pause: bool,
 ) -> None:
     """Serve the scenario as Stripe, Recurly and Chargebee APIs until stopped."""
     from sandbox.app import start_sandbox
@@ -131,6 +150,7 @@ def serve(
             frozen=frozen,
             faults={s: _faults(fault_429, fault_500, fault_drop, fault_seed) for s in systems},
             rate_limits={s: rps for s in systems} if rps else None,
+            options={"chargebee": _chargebee_options(chargebee_catalog, chargebee_pause)},
         )
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}: {exc}; pick other ports") from None

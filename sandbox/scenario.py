@@ -28,6 +28,8 @@ INVOICE_STATUSES = ("paid", "open", "void")
 DUNNING_STATES = ("past_due", "unpaid")
 ACTIONS = ("canceled", "offer_accepted", "deflected")
 OFFER_TYPES = ("pause", "discount", "extension", "plan_change", "custom")
+CATALOG_KEY = "chargebee_product_catalog"  # optional top-level field: the Chargebee site's
+CATALOGS = ("1.0", "2.0")  # Product Catalog version
 
 # ISO 4217 minor-unit exponents that differ from 2 (the APIs' zero-decimal currencies).
 ZERO_DECIMAL_CURRENCIES = frozenset(
@@ -185,7 +187,9 @@ def describe_schema() -> str:
     lines = [
         "Top level: as_of (timestamp, required), reporting_currency (ISO code, required),",
         "fx_rates (currency -> decimal string: reporting-currency units per 1 unit; every",
-        "currency used needs one), then the sections below (arrays, may be empty).",
+        'currency used needs one), chargebee_product_catalog (optional, "1.0" or "2.0",',
+        'default "2.0": the Chargebee site\'s Product Catalog), then the sections below',
+        "(arrays, may be empty).",
     ]
     for section, fields in SCHEMA.items():
         lines += [
@@ -299,6 +303,7 @@ class Scenario:
     subscriptions: list[dict] = field(default_factory=list)
     invoices: list[dict] = field(default_factory=list)
     exit_sessions: list[dict] = field(default_factory=list)
+    chargebee_product_catalog: str = "2.0"
 
     def for_system(self, section: str, system: str) -> list[dict]:
         """The records of one section that belong to one billing system."""
@@ -509,9 +514,18 @@ def _parse_header(doc: dict, p: _Problems) -> tuple[datetime | None, str | None,
             p.add(f"fx_rates.{code}", str(exc))
     if currency and rates and rates.get(currency) != Decimal(1):
         p.add(f"fx_rates.{currency}", 'the reporting currency\'s rate must be "1"')
-    for key in doc.keys() - {"as_of", "reporting_currency", "fx_rates", *SCHEMA}:
+    for key in doc.keys() - {"as_of", "reporting_currency", "fx_rates", CATALOG_KEY, *SCHEMA}:
         p.add(key, "unknown top-level field")
     return as_of, currency, rates
+
+
+def _parse_catalog(doc: dict, p: _Problems) -> str:
+    """The Chargebee site's Product Catalog version ("1.0" or "2.0", default "2.0")."""
+    value = doc.get(CATALOG_KEY, "2.0")
+    if value not in CATALOGS:
+        p.add(CATALOG_KEY, f"must be one of {', '.join(CATALOGS)}")
+        return "2.0"
+    return value
 
 
 def validate_scenario(doc: Any) -> Scenario:
@@ -523,7 +537,13 @@ def validate_scenario(doc: Any) -> Scenario:
     sections = {name: _parse_section(name, doc.get(name), problems) for name in SCHEMA}
     for name, records in sections.items():
         _check_unique(name, records, problems)
-    scenario = Scenario(as_of=as_of, reporting_currency=currency, fx_rates=rates, **sections)
+    scenario = Scenario(
+        as_of=as_of,
+        reporting_currency=currency,
+        fx_rates=rates,
+        chargebee_product_catalog=_parse_catalog(doc, problems),
+        **sections,
+    )
     if as_of is not None:
         for check in (
             _check_plans,

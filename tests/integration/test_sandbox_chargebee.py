@@ -267,7 +267,9 @@ def test_catalog_in_minor_units_jpy_unchanged(served):
     }
     assert cb.Item.retrieve("prod_team").item.status == "active"
     assert cb.ItemPrice.retrieve("pro_jpy_m").item_price.price == 4900
-    assert cb.Plan.retrieve("team_usd_w").plan.price == 1250
+    with pytest.raises(InvalidRequestError) as v1_only:  # a 2.0 site has no plans
+        cb.Plan.retrieve("team_usd_w")
+    assert v1_only.value.api_error_code == "configuration_incompatible"
 
     percent = cb.Coupon.retrieve("SAVE20").coupon
     assert (percent.discount_type, percent.discount_percentage) == ("percentage", 20.0)
@@ -480,7 +482,9 @@ def test_cancel_at_term_end_then_undo_then_cancel_now(served):
         cb.Subscription.remove_scheduled_cancellation("sub_active")
     assert nothing_scheduled.value.api_error_code == "invalid_state_for_request"
 
-    now = cb.Subscription.cancel("sub_active", {"cancel_option": "immediately"}).subscription
+    now = cb.Subscription.cancel_for_items(
+        "sub_active", {"cancel_option": "immediately"}
+    ).subscription
     assert now.status == "cancelled" and now.cancelled_at == AS_OF
     with pytest.raises(InvalidRequestError) as again:
         cb.Subscription.cancel_for_items("sub_active", {"end_of_term": False})
@@ -515,6 +519,37 @@ def test_pause_and_resume(served):
     with pytest.raises(InvalidRequestError) as ended:
         cb.Subscription.pause("sub_cancelled", {"pause_option": "immediately"})
     assert ended.value.api_error_code == "invalid_state_for_request"
+
+
+def test_pause_refused_in_trial_and_term_end_refused_while_paused(served):
+    """Chargebee pauses only active/non-renewing subscriptions and moves no paused term."""
+    _, cb = served
+    with pytest.raises(InvalidRequestError) as trial:
+        cb.Subscription.pause("sub_trial", {"pause_option": "immediately"})
+    assert (trial.value.http_status_code, trial.value.api_error_code) == (
+        400,
+        "invalid_state_for_request",
+    )
+    with pytest.raises(InvalidRequestError) as paused:
+        cb.Subscription.change_term_end("sub_paused", {"term_ends_at": AS_OF + 86_400})
+    assert paused.value.api_error_code == "invalid_state_for_request"
+    assert paused.value.type == "invalid_request"
+    for sid in ("sub_trial", "sub_paused"):  # nothing changed
+        sub = cb.Subscription.retrieve(sid).subscription
+        assert sub.updated_at < AS_OF
+
+
+def test_pause_needs_the_site_pause_feature(serve_scenario):
+    sandbox = serve_scenario(scenario(), systems=(CB,), options={CB: {"pause_feature": False}})
+    cb = chargebee_client(DEFAULT_API_KEY, base_url=sandbox.urls[CB])
+    with pytest.raises(InvalidRequestError) as off:
+        cb.Subscription.pause("sub_active", {"pause_option": "immediately"})
+    assert (off.value.http_status_code, off.value.api_error_code) == (
+        400,
+        "configuration_incompatible",
+    )
+    assert "pause feature is currently disabled" in off.value.json_obj["message"]
+    assert cb.Subscription.retrieve("sub_active").subscription.status == "active"
 
 
 def test_change_term_end(served):
