@@ -1,6 +1,11 @@
 {#- The enrichment profile's field mapping (validation.md §7). Users name each profile
     column by a payload path; the paths are Stripe's names (the de-facto vocabulary of
     cancel-flow tools) and resolve to the conformed columns of every billing system.
+    Both generations of Stripe's names are accepted: the pre-2025 ones cancel-flow tools
+    still document (`subscription.plan.id`, `subscription.current_period_end`,
+    `subscription.discount.coupon.id`) and those of the API version we read (2026-10-28:
+    the plan and periods on the subscription's items, the coupon in `discounts`), where
+    `items.data.0` means the subscription's plan item, whatever its position.
     Edit the var `subscriber_profile_fields` in dbt_project.yml (column: path). -#}
 
 {% macro profile_paths() -%}
@@ -30,6 +35,18 @@
         'subscription.plan.product.id': 's.product_id',
         'subscription.plan.product.name': 's.product_name',
         'subscription.mrr': 's.mrr',
+        'subscription.currency': 's.currency',
+        'subscription.discounts.0.source.coupon': 's.coupon_id',
+        'subscription.items.data.0.quantity': 's.quantity',
+        'subscription.items.data.0.current_period_start': 's.current_period_start',
+        'subscription.items.data.0.current_period_end': 's.current_period_end',
+        'subscription.items.data.0.price.id': 's.plan_id',
+        'subscription.items.data.0.price.unit_amount': 's.unit_amount_local',
+        'subscription.items.data.0.price.currency': 's.currency',
+        'subscription.items.data.0.price.recurring.interval': 's."interval"',
+        'subscription.items.data.0.price.recurring.interval_count': 's.interval_count',
+        'subscription.items.data.0.price.product': 's.product_id',
+        'subscription.items.data.0.price.product.name': 's.product_name',
     }) }}
 {%- endmacro %}
 
