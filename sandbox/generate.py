@@ -177,11 +177,22 @@ def coupons_frame() -> pl.DataFrame:
                 "currency": None,
                 "duration": duration,
                 "duration_in_months": months,
+                # Recurly redeems at account level by default; one coupon in three is
+                # subscription level, so both kinds are served.
+                "redemption_resource": (
+                    ("subscription" if code == "SAVE50" else "account")
+                    if system == "recurly"
+                    else None
+                ),
             }
             for system in SYSTEM_SHARES
             for code, name, pct, duration, months in _COUPONS
         ],
-        schema_overrides={"amount_off": pl.String, "currency": pl.String},
+        schema_overrides={
+            "amount_off": pl.String,
+            "currency": pl.String,
+            "redemption_resource": pl.String,
+        },
     )
 
 

@@ -44,6 +44,7 @@ from sandbox.recurly_render import (
     invoice_state,
     pause_cycle_start,
     pause_pending_or_running,
+    redemption_resource,
     subscription_state,
 )
 from sandbox.scenario import ID_FIELD
@@ -141,6 +142,11 @@ def _invoice_state_filter(value: str, now: datetime) -> Predicate:
     return lambda invoice: invoice_state(invoice) in states
 
 
+def _redemption_state_filter(value: str, now: datetime) -> Predicate:
+    active = _choice("state", value, {"active": True, "inactive": False})
+    return lambda redemption: (redemption["removed_at"] is None) == active
+
+
 def _invoice_type_filter(value: str, now: datetime) -> Predicate:
     # Every scenario invoice is a charge invoice.
     charge = _choice(
@@ -165,6 +171,11 @@ class Listing:
     render: Callable[[dict], dict]
     filters: dict[str, FilterFactory]
     scope: list[dict] | None = None
+    id_field: str | None = None  # for records that are not the store's (redemptions)
+
+    @property
+    def key_field(self) -> str:
+        return self.id_field or ID_FIELD[self.kind]
 
 
 @dataclass
@@ -269,6 +280,10 @@ class RecurlyEmulator(Emulator):
         self._get_route(account, "customers", "account_id", self._render_account)
         self._list_route(f"{account}/subscriptions", self._account_subscriptions)
         self._list_route(f"{account}/invoices", self._account_invoices)
+        self._list_route(f"{account}/coupon_redemptions", self._account_redemptions)
+        self.route(
+            "GET", f"{account}/coupon_redemptions/active", self._versioned(self._active_redemptions)
+        )
         self._list_route("/subscriptions", self._subscriptions)
         self._get_route(sub, "subscriptions", "subscription_id", self._render_subscription)
         self._list_route("/plans", self._plans)
@@ -475,6 +490,28 @@ class RecurlyEmulator(Emulator):
         listing.scope = self.store.by_customer["invoices"].get(customer["customer_id"], [])
         return listing
 
+    def _account_redemptions(self, account_id: str) -> Listing:
+        """Both levels: account-level redemptions and the account's subscription-level ones
+        (those name their `subscription_id`)."""
+        customer = self._get("customers", account_id)
+        return Listing(
+            "coupon_redemptions",
+            self.render.redemption,
+            {"state": _redemption_state_filter},
+            scope=self.render.account_redemptions(customer, self.now()),
+            id_field="redemption_id",
+        )
+
+    def _active_redemptions(self, request: Request, account_id: str) -> dict:
+        """Every active redemption at once (the endpoint documents no paging)."""
+        customer = self._get("customers", account_id)
+        active = [
+            self.render.redemption(r)
+            for r in self.render.account_redemptions(customer, self.now())
+            if r["removed_at"] is None
+        ]
+        return {"object": "list", "has_more": False, "next": None, "data": active}
+
     # -- paging ---------------------------------------------------------------------------
     def _serve_list(self, request: Request, listing: Listing) -> Any:
         """One page (GET) or the count of every match (HEAD, `Recurly-Total-Records`)."""
@@ -487,7 +524,7 @@ class RecurlyEmulator(Emulator):
         page = page[: query.limit]
         next_url = None
         if has_more:
-            last = _sort_key(page[-1], query.sort, ID_FIELD[listing.kind])
+            last = _sort_key(page[-1], query.sort, listing.key_field)
             params = [("cursor", _encode_cursor(last))]
             params += [(k, v) for k, v in request.query if k != "cursor"]
             next_url = f"{request.path}?{urlencode(params)}"
@@ -536,6 +573,8 @@ class RecurlyEmulator(Emulator):
 
     def _by_ids(self, listing: Listing, ids: list[str]) -> list[dict]:
         """`ids=` lookups: unknown ids are ignored, as the API documents."""
+        if listing.id_field is not None:
+            return [row for row in listing.scope or () if row[listing.id_field] in ids]
         scope = None if listing.scope is None else {id(row) for row in listing.scope}
         found = (self._find(listing.kind, ident) for ident in ids)
         return [row for row in found if row is not None and (scope is None or id(row) in scope)]
@@ -547,7 +586,7 @@ class RecurlyEmulator(Emulator):
         if listing.scope is None:
             rows, _ = self.store.ordered(kind, field, descending)
             return rows, lambda probe: self.store.page_after(kind, field, descending, probe)[1]
-        id_field = ID_FIELD[kind]
+        id_field = listing.key_field
         rows = sorted(
             listing.scope, key=lambda r: _sort_key(r, field, id_field), reverse=descending
         )
@@ -730,9 +769,11 @@ class RecurlyEmulator(Emulator):
         return None
 
     def _redeem_coupon(self, request: Request, account_id: str) -> dict:
-        """Redeem a coupon on the account: it goes onto the given `subscription_id`, or onto
-        every subscription of the account that has not ended (the neutral model keeps
-        coupons per subscription). The answer describes the first one."""
+        """Redeem a coupon. A subscription-level coupon goes onto the given
+        `subscription_id` (or, without one, every subscription of the account that has not
+        ended); an account-level coupon discounts all the account's charges, so the neutral
+        model puts it on every such subscription and the account's `updated_at` moves.
+        The answer is the redemption, as the account's redemption list shows it."""
         body = self._body(request)
         customer = self._get("customers", account_id)
         if not body.get("coupon_id"):
@@ -742,11 +783,21 @@ class RecurlyEmulator(Emulator):
         if coupon["amount_off"] is not None and currency not in (None, coupon["currency"]):
             raise _validation(f"Coupon has no discount in {currency}", "currency")
         now = self.now()
+        on_account = redemption_resource(coupon) == "account"
         targets = self._redemption_targets(customer, body.get("subscription_id"), now)
+        if on_account:
+            targets = self._redemption_targets(customer, None, now)
+            self.store.touch("customers", customer)
         for sub in targets:
             sub["coupon_id"] = coupon["coupon_id"]
             self.store.touch("subscriptions", sub)
-        return self.render.redemption(targets[0], coupon, customer, redeemed_at=now)
+        redemption = next(
+            r
+            for r in self.render.account_redemptions(customer, now)
+            if r["coupon"] is coupon
+            and (r["subscription"] is None or r["subscription"] is targets[0])
+        )
+        return self.render.redemption(redemption)
 
     def _redemption_targets(
         self, customer: dict, subscription_id: Any, now: datetime

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
-from sandbox.billing import add_interval, current_period, neutral_status
+from sandbox.billing import add_interval, current_period, is_ended, neutral_status
 from sandbox.scenario import currency_exponent
 from sandbox.store import SystemStore
 
@@ -142,6 +142,47 @@ def periods_until(start: datetime, end: datetime, plan: dict) -> int:
     return cycles
 
 
+def redemption_resource(coupon: dict) -> str:
+    """Where Recurly redeems the coupon: the account unless the coupon says otherwise."""
+    return coupon.get("redemption_resource") or "account"
+
+
+def redemptions_of(customer: dict, subs, store: SystemStore, now: datetime) -> list[dict]:
+    """Redemptions behind the neutral records' `coupon_id`s, in creation order.
+
+    A subscription-level coupon is one redemption per subscription. An account-level
+    coupon is one redemption per (account, coupon), whichever subscriptions carry it:
+    created with the first of them, removed when the last of them has ended (Recurly
+    keeps it active while it can still discount the account's charges)."""
+    records: dict[str, dict] = {}
+    for sub in subs:
+        if sub["coupon_id"] is None:
+            continue
+        coupon = store.get("coupons", sub["coupon_id"])
+        on_account = redemption_resource(coupon) == "account"
+        owner = customer["customer_id"] if on_account else sub["subscription_id"]
+        key = f"{owner}:{coupon['coupon_id']}"
+        ended = sub["ended_at"] if is_ended(sub, now) else None
+        record = records.get(key)
+        if record is None:
+            records[key] = {
+                "redemption_id": derived_id("coupon_redemptions", key),
+                "customer": customer,
+                "coupon": coupon,
+                "subscription": None if on_account else sub,
+                "currency": store.get("plans", sub["plan_id"])["currency"],
+                "created_at": sub["created_at"],
+                "removed_at": ended,
+            }
+            continue
+        record["created_at"] = min(record["created_at"], sub["created_at"])
+        removed = record["removed_at"]
+        record["removed_at"] = None if None in (removed, ended) else max(removed, ended)
+    for record in records.values():  # the list endpoint sorts on both stamps
+        record["updated_at"] = record["removed_at"] or record["created_at"]
+    return sorted(records.values(), key=lambda r: (r["created_at"], r["redemption_id"]))
+
+
 # --------------------------------------------------------------------------- objects
 
 
@@ -255,7 +296,7 @@ class RecurlyRenderer:
             "applies_to_all_plans": True,
             "applies_to_non_plan_charges": False,
             "plans": None,
-            "redemption_resource": "subscription",
+            "redemption_resource": redemption_resource(coupon),
             "created_at": ts(coupon["created_at"]),
             "updated_at": ts(coupon["updated_at"]),
         }
@@ -274,37 +315,35 @@ class RecurlyRenderer:
             "currencies": [{"currency": currency, "amount": money(coupon["amount_off"], currency)}],
         }
 
-    def redemption_mini(self, sub: dict, coupon: dict) -> dict:
+    def redemption_mini(self, redemption: dict) -> dict:
         return {
-            "id": derived_id(
-                "coupon_redemptions", f"{sub['subscription_id']}:{coupon['coupon_id']}"
-            ),
+            "id": redemption["redemption_id"],
             "object": "coupon_redemption_mini",
-            "coupon": self.coupon_mini(coupon),
-            "state": "active",
+            "coupon": self.coupon_mini(redemption["coupon"]),
+            "state": "active" if redemption["removed_at"] is None else "inactive",
             "discounted": 0,
-            # The neutral record keeps no redemption time; the subscription's start stands in.
-            "created_at": ts(sub["created_at"]),
+            "created_at": ts(redemption["created_at"]),
         }
 
-    def redemption(self, sub: dict, coupon: dict, customer: dict, redeemed_at: datetime) -> dict:
-        """The object POST /accounts/{id}/coupon_redemptions/active answers with."""
-        currency = self.store.get("plans", sub["plan_id"])["currency"]
-        mini = self.redemption_mini(sub, coupon)
+    def redemption(self, redemption: dict) -> dict:
+        """A `CouponRedemption`: account-level ones name no subscription."""
+        sub = redemption["subscription"]
         return {
-            "id": mini["id"],
+            **self.redemption_mini(redemption),
             "object": "coupon_redemption",
-            "uuid": derived_uuid("coupon_redemptions", mini["id"]),
-            "account": self.account_mini(customer),
-            "subscription_id": sub["subscription_id"],
-            "coupon": self.coupon(coupon),
-            "state": "active",
-            "currency": currency,
-            "discounted": 0,
-            "created_at": ts(redeemed_at),
-            "updated_at": ts(redeemed_at),
-            "removed_at": None,
+            "uuid": derived_uuid("coupon_redemptions", redemption["redemption_id"]),
+            "account": self.account_mini(redemption["customer"]),
+            "subscription_id": sub["subscription_id"] if sub is not None else None,
+            "coupon": self.coupon(redemption["coupon"]),
+            "currency": redemption["currency"],
+            "updated_at": ts(redemption["updated_at"]),
+            "removed_at": ts(redemption["removed_at"]),
         }
+
+    def account_redemptions(self, customer: dict, now: datetime) -> list[dict]:
+        """The account's redemptions as neutral records (see `redemptions_of`)."""
+        subs = self.store.by_customer["subscriptions"].get(customer["customer_id"], ())
+        return redemptions_of(customer, subs, self.store, now)
 
     # -- subscriptions --------------------------------------------------------------
     def subscription(self, sub: dict, now: datetime) -> dict:
@@ -320,7 +359,7 @@ class RecurlyRenderer:
             "account": self.account_mini(customer),
             "plan": self.plan_mini(plan),
             "state": subscription_state(sub, now),
-            "coupon_redemptions": self._redemptions(sub),
+            "coupon_redemptions": self._redemptions(sub, now),
             "pending_change": None,
             "current_period_started_at": started,
             "current_period_ends_at": ends,
@@ -356,10 +395,12 @@ class RecurlyRenderer:
             "expires_at": ts(sub["ended_at"]),
         }
 
-    def _redemptions(self, sub: dict) -> list[dict]:
-        if sub["coupon_id"] is None:
-            return []
-        return [self.redemption_mini(sub, self.store.get("coupons", sub["coupon_id"]))]
+    def _redemptions(self, sub: dict, now: datetime) -> list[dict]:
+        """Only subscription-level redemptions: Recurly lists account-level ones under
+        the account (`/accounts/{id}/coupon_redemptions`), never on the subscription."""
+        customer = self.store.get("customers", sub["customer_id"])
+        own = redemptions_of(customer, [sub], self.store, now)
+        return [self.redemption_mini(r) for r in own if r["subscription"] is not None]
 
     @staticmethod
     def _pause_fields(sub: dict, plan: dict, now: datetime) -> dict:

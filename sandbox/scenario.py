@@ -31,7 +31,8 @@ OFFER_TYPES = ("pause", "discount", "extension", "plan_change", "custom")
 CATALOG_KEY = "chargebee_product_catalog"  # optional top-level field: the Chargebee site's
 CATALOGS = ("1.0", "2.0")  # Product Catalog version
 
-# ISO 4217 minor-unit exponents that differ from 2 (the APIs' zero-decimal currencies).
+# ISO 4217 minor-unit exponents that differ from 2, as Stripe's API uses them (Stripe's
+# zero-decimal and three-decimal lists) and Recurly's decimals follow.
 ZERO_DECIMAL_CURRENCIES = frozenset(
     [
         "BIF",
@@ -53,20 +54,26 @@ ZERO_DECIMAL_CURRENCIES = frozenset(
     ]
 )
 THREE_DECIMAL_CURRENCIES = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
+# Chargebee documents its own list: only these are sent in major units; every other
+# currency, three-decimal ones included, in hundredths ("Currencies", API v2 reference).
+CHARGEBEE_ZERO_DECIMAL_CURRENCIES = frozenset(["JPY", "KRW", "XAF", "XOF"])
 _MONEY_RE = re.compile(r"^-?\d+(\.\d+)?$")
 _CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 
 
-def currency_exponent(currency: str) -> int:
-    """Decimal places of a currency's minor unit (JPY 0, USD 2, KWD 3)."""
+def currency_exponent(currency: str, system: str | None = None) -> int:
+    """Decimal places of a currency's minor unit in `system`'s API amounts: ISO/Stripe
+    JPY 0, USD 2, KWD 3; Chargebee 0 for its four zero-decimal currencies, else 2."""
+    if system == "chargebee":
+        return 0 if currency in CHARGEBEE_ZERO_DECIMAL_CURRENCIES else 2
     if currency in ZERO_DECIMAL_CURRENCIES:
         return 0
     return 3 if currency in THREE_DECIMAL_CURRENCIES else 2
 
 
-def to_minor_units(amount: Decimal, currency: str) -> int:
-    """Major-unit decimal to the integer minor units Stripe and Chargebee send."""
-    return int((amount * (10 ** currency_exponent(currency))).to_integral_value())
+def to_minor_units(amount: Decimal, currency: str, system: str | None = None) -> int:
+    """Major-unit decimal to the integer minor units Stripe (default) or `system` sends."""
+    return int((amount * (10 ** currency_exponent(currency, system))).to_integral_value())
 
 
 class ScenarioError(ValueError):
@@ -119,6 +126,13 @@ SCHEMA: dict[str, tuple[Field, ...]] = {
         _f("currency", "currency", "currency of amount_off"),
         _f("duration", "enum", "how long the discount lasts", True, COUPON_DURATIONS),
         _f("duration_in_months", "int", "months, when duration is repeating"),
+        _f(
+            "redemption_resource",
+            "enum",
+            "Recurly only: account (the default, as Recurly's) or subscription level",
+            False,
+            ("account", "subscription"),
+        ),
     ),
     "customers": (
         _SYSTEM,
@@ -380,11 +394,14 @@ def _check_unique(section: str, records: list[dict], problems: _Problems) -> Non
         seen.add(key)
 
 
-def _check_money_places(where: str, amount: Decimal | None, currency: str | None, p: _Problems):
+def _check_money_places(where: str, amount: Decimal | None, r: dict, p: _Problems):
+    """An amount (of record `r`) needs no more decimals than its system's API carries
+    (KWD: 3 on Stripe and Recurly, 2 on Chargebee)."""
+    currency = r["currency"]
     if amount is None or currency is None:
         return
     exponent = amount.as_tuple().exponent
-    if isinstance(exponent, int) and -exponent > currency_exponent(currency):
+    if isinstance(exponent, int) and -exponent > currency_exponent(currency, r["billing_system"]):
         p.add(where, f"{amount} has more decimals than {currency} allows")
 
 
@@ -403,9 +420,7 @@ def _check_plans(s: Scenario, p: _Problems) -> None:
             p.add(_where("plans", i, r, "interval_count"), "must be >= 1")
         if r["unit_amount"] is not None and r["unit_amount"] < 0:
             p.add(_where("plans", i, r, "unit_amount"), "must be >= 0")
-        _check_money_places(
-            _where("plans", i, r, "unit_amount"), r["unit_amount"], r["currency"], p
-        )
+        _check_money_places(_where("plans", i, r, "unit_amount"), r["unit_amount"], r, p)
 
 
 def _check_coupons(s: Scenario, p: _Problems) -> None:
@@ -417,7 +432,7 @@ def _check_coupons(s: Scenario, p: _Problems) -> None:
             p.add(w("percent_off"), "must be in (0, 100]")
         if r["amount_off"] is not None and r["currency"] is None:
             p.add(w("currency"), "is required with amount_off")
-        _check_money_places(w("amount_off"), r["amount_off"], r["currency"], p)
+        _check_money_places(w("amount_off"), r["amount_off"], r, p)
         if r["duration"] == "repeating" and not r["duration_in_months"]:
             p.add(w("duration_in_months"), "is required when duration is repeating")
 
@@ -468,7 +483,7 @@ def _check_invoices(s: Scenario, p: _Problems) -> None:
                 p.add(w("subscription_id"), f"belongs to customer {sub['customer_id']!r}")
         if r["total"] is not None and r["total"] < 0:
             p.add(w("total"), "must be >= 0")
-        _check_money_places(w("total"), r["total"], r["currency"], p)
+        _check_money_places(w("total"), r["total"], r, p)
         if (r["status"] == "paid") != (r["paid_at"] is not None):
             p.add(w("paid_at"), "must be set exactly when status is paid")
         _check_order(w, r, "created_at", "paid_at", p)

@@ -1,7 +1,8 @@
 """dlt source for Recurly (API v2021-02-25) through the official recurly SDK.
 
-Five resources, one table each, merged on Recurly's `id`: `customers` (Recurly accounts;
-`code` is the merchant's customer id), `subscriptions`, `plans`, `coupons` and `invoices`.
+Six resources, one table each, merged on Recurly's `id`: `customers` (Recurly accounts;
+`code` is the merchant's customer id), `subscriptions`, `plans`, `coupons`, `invoices`
+and `coupon_redemptions` (both levels, read per account: see that resource).
 Records are loaded as the API spells them, flattened by `common.to_arrow`: nested objects
 become `a__b` columns (`account__code`, `plan__code`, `discount__type`), lists stay JSON
 text (`currencies`, `coupon_redemptions`, `subscription_ids`, `line_items`). Money stays
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import dlt
 import pyarrow as pa
@@ -112,6 +113,29 @@ def invoices(
     yield from helpers.updated_since(settings, "invoices", "/invoices", updated_at.start_value)
 
 
+@dlt.resource(
+    name="coupon_redemptions",
+    primary_key="id",
+    write_disposition="merge",
+    columns=helpers.column_hints(),
+)
+def coupon_redemptions(settings: Settings, lag_seconds: float = 0) -> Iterator[pa.Table]:
+    """Coupon redemptions of both levels (`subscription_id` null = account level, which
+    Recurly lists only under the account), read per account for the accounts updated
+    since this resource's account cursor. That cursor (the last listed account's
+    `updated_at`, less `lag_seconds`) is kept in the resource's dlt state, committed with
+    the load package like the incremental cursors. A redemption moves its account's
+    `updated_at` (an assumption recorded in the decision log): a first sync costs one
+    request per account."""
+    state = dlt.current.resource_state()
+    stored = state.get("accounts_updated_at")
+    since = datetime.fromisoformat(stored) - timedelta(seconds=lag_seconds) if stored else None
+    for table, last in helpers.account_redemptions(settings, since):
+        if table is not None:
+            yield table
+        state["accounts_updated_at"] = max(stored or "", last.isoformat())
+
+
 @dlt.resource(name="syncs", write_disposition="append")
 def syncs(settings: Settings) -> Iterator[dict]:
     """One row per run: Recurly's clock at its start, the validation time T of the marts."""
@@ -128,7 +152,8 @@ def recurly_source(
     lag_seconds: float = helpers.DEFAULT_LAG_SECONDS,
     retry_policy: RetryPolicy | None = None,
 ) -> list[DltResource]:
-    """Recurly customers, subscriptions, plans, coupons and invoices, incremental.
+    """Recurly customers, subscriptions, plans, coupons, invoices and coupon redemptions,
+    incremental.
 
     Args:
         api_key: a private API key (`SOURCES__RECURLY__API_KEY`); never logged or stored.
@@ -158,5 +183,6 @@ def recurly_source(
             resource(settings, updated_at=updated_at_cursor(lag_seconds))
             for resource in (customers, subscriptions, plans, coupons, invoices)
         ),
+        coupon_redemptions(settings, lag_seconds=lag_seconds),
         syncs(settings),
     ]

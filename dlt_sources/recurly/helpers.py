@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import orjson
 import pyarrow as pa
@@ -227,6 +227,17 @@ def updated_since(
     one Arrow table per page. Ascending `updated_at` is what makes a run loss-free: a
     record written while the run pages moves behind the records already listed, so this
     run lists it again later, or the next run does (its `updated_at` >= the cursor)."""
+    params = _listing_params(settings, begin)
+    progress = Progress(f"recurly {name}")
+    for records in RecurlyLister(settings).pages(path, params, f"recurly {name} page"):
+        progress.page(len(records))
+        if records:
+            yield page_table(records)
+    progress.done()
+
+
+def _listing_params(settings: Settings, begin: datetime | None) -> dict[str, str | int]:
+    """`updated_at` ascending from `begin` (inclusive; None = all): see `updated_since`."""
     params: dict[str, str | int] = {
         "limit": settings.page_size,
         "sort": "updated_at",
@@ -234,11 +245,30 @@ def updated_since(
     }
     if begin is not None:
         params["begin_time"] = format_time(begin)
-    progress = Progress(f"recurly {name}")
-    for records in RecurlyLister(settings).pages(path, params, f"recurly {name} page"):
+    return params
+
+
+def account_redemptions(
+    settings: Settings, accounts_since: datetime | None
+) -> Iterator[tuple[pa.Table | None, datetime]]:
+    """Coupon redemptions of both levels, per account: Recurly lists them only under an
+    account (`/accounts/{id}/coupon_redemptions`; a subscription shows only its own
+    subscription-level ones). The accounts are those updated since `accounts_since`, in
+    `updated_at` order; per page of accounts, one table of their redemptions (None when
+    they have none) and the last account's `updated_at`, the caller's next cursor."""
+    lister = RecurlyLister(settings)
+    progress = Progress("recurly coupon_redemptions")
+    params = _listing_params(settings, accounts_since)
+    for accounts in lister.pages("/accounts", params, "recurly accounts page (redemptions)"):
+        records: list[dict] = []
+        for account in accounts:
+            path = f"/accounts/{quote(account['id'], safe='')}/coupon_redemptions"
+            for page in lister.pages(path, _listing_params(settings, None), "recurly redemptions"):
+                records += page
         progress.page(len(records))
-        if records:
-            yield page_table(records)
+        if accounts:
+            last = datetime.strptime(accounts[-1]["updated_at"], _TIME_FORMAT).replace(tzinfo=UTC)
+            yield (page_table(records) if records else None), last
     progress.done()
 
 

@@ -111,6 +111,7 @@ SCENARIO = {
             "amount_off": "10.00",
             "currency": "USD",
             "duration": "once",
+            "redemption_resource": "subscription",
         },
         {
             "billing_system": "recurly",
@@ -119,6 +120,7 @@ SCENARIO = {
             "amount_off": "500",
             "currency": "JPY",
             "duration": "forever",
+            "redemption_resource": "subscription",
         },
     ],
     "customers": [_customer(n, f"2025-01-0{n}T00:00:00Z") for n in range(1, 8)],
@@ -509,26 +511,43 @@ def test_plan_change_applies_at_once(client):
         client.create_subscription_change("sub_active", {"plan_code": "gold"})
 
 
-def test_coupon_redemption_goes_onto_live_subscriptions(client):
+def test_coupon_redemption_at_account_and_subscription_level(client):
+    """SAVE is redeemed at account level (Recurly's default): it discounts every charge of
+    the account, is listed under the account and not on any subscription. FLAT10 is a
+    subscription-level coupon: on its subscription, and in the account's list with it."""
+    assert client.get_account("code-cus_1").updated_at < AS_OF
     redemption = client.create_coupon_redemption(
         "code-cus_1", {"coupon_id": "code-SAVE", "currency": "USD"}
     )
     assert type(redemption).__name__ == "CouponRedemption"
-    assert (redemption.coupon.code, redemption.state, redemption.account.code) == (
-        "SAVE",
-        "active",
-        "cus_1",
-    )
+    assert (
+        redemption.coupon.code,
+        redemption.coupon.redemption_resource,
+        redemption.state,
+        redemption.account.code,
+        redemption.subscription_id,
+    ) == ("SAVE", "account", "active", "cus_1", None)
     for sub_id in ("sub_active", "sub_week"):
         sub = client.get_subscription(sub_id)
-        assert [r.coupon.code for r in sub.coupon_redemptions] == ["SAVE"]
+        assert sub.coupon_redemptions == []
         assert sub.updated_at == AS_OF
+    assert client.get_account("code-cus_1").updated_at == AS_OF  # incremental reads see it
+    listed = list(client.list_account_coupon_redemptions("code-cus_1").items())
+    active = list(client.list_active_coupon_redemptions("code-cus_1").items())
+    assert [(r.id, r.coupon.code, r.subscription_id) for r in listed] == [
+        (redemption.id, "SAVE", None)
+    ]
+    assert [r.id for r in active] == [redemption.id]
 
     flat_id = client.get_coupon("code-FLAT10").id
     one = client.create_coupon_redemption(
         "code-cus_3", {"coupon_id": flat_id, "subscription_id": "sub_cancel"}
     )
     assert one.subscription_id == "sub_cancel"
+    on_sub = client.get_subscription("sub_cancel").coupon_redemptions
+    assert [(r.id, r.coupon.code) for r in on_sub] == [(one.id, "FLAT10")]
+    listed = list(client.list_account_coupon_redemptions("code-cus_3").items())
+    assert [(r.id, r.subscription_id) for r in listed] == [(one.id, "sub_cancel")]
     with pytest.raises(errors.NotFoundError):
         client.create_coupon_redemption("code-cus_1", {"coupon_id": "code-NOPE"})
     with pytest.raises(errors.ValidationError):  # cus_4's only subscription has ended

@@ -101,7 +101,7 @@ class Warehouse:
         }
 
     def snapshot(self) -> dict[str, dict[str, dict]]:
-        return {table: self.rows(table) for table in TABLES}
+        return {table: self.rows(table) for table in (*TABLES, "coupon_redemptions")}
 
     def cursor(self, table: str) -> datetime:
         resources = self.pipeline.state["sources"]["recurly"]["resources"]
@@ -155,11 +155,33 @@ def test_first_run_loads_every_record_once(serve_scenario, generated, facts, tmp
         )
         assert row["account__code"] == invoice["customer_id"]
 
+    redemptions = warehouse.rows("coupon_redemptions").values()
+    assert sorted(
+        ((r["account__code"], r["coupon__code"], r.get("subscription_id")) for r in redemptions),
+        key=str,
+    ) == _expected_redemptions(facts)
+
     plans = {row["code"]: row for row in warehouse.rows("plans").values()}
     [yen] = json.loads(plans["pro-monthly-jpy"]["currencies"])
     assert (yen["currency"], yen["unit_amount"]) == ("JPY", 4900)  # major units, as the API
     [dollars] = json.loads(plans["pro-monthly-usd"]["currencies"])
     assert dollars["unit_amount"] == 49.0
+
+
+def _expected_redemptions(facts: dict) -> list[tuple]:
+    """One redemption per subscription for subscription-level coupons, one per (account,
+    coupon) for account-level ones (Recurly's default), which name no subscription."""
+    level = {c["coupon_id"]: c["redemption_resource"] or "account" for c in facts["coupons"]}
+    return sorted(
+        {
+            (s["customer_id"], s["coupon_id"], None)
+            if level[s["coupon_id"]] == "account"
+            else (s["customer_id"], s["coupon_id"], s["subscription_id"])
+            for s in facts["subscriptions"]
+            if s["coupon_id"]
+        },
+        key=str,
+    )
 
 
 def test_exact_values_and_types(serve_scenario, tmp_path):
@@ -451,7 +473,14 @@ def test_a_killed_run_resumes_from_the_last_committed_cursor(serve_scenario, gen
     assert warehouse.snapshot() == reference.snapshot()
     subs = warehouse.rows("subscriptions")
     assert subs[paused["id"]]["remaining_pause_cycles"] == 1
-    assert "LOYAL20" in subs[discounted["id"]]["coupon_redemptions"]
+    # LOYAL20 is an account-level coupon: not on the subscription, but the redemption
+    # moved the account, so the re-run read the account's redemptions.
+    assert "LOYAL20" not in subs[discounted["id"]]["coupon_redemptions"]
+    redeemed = {
+        (r["account__code"], r["coupon__code"], r.get("subscription_id"))
+        for r in warehouse.rows("coupon_redemptions").values()
+    }
+    assert (discounted["account__code"], "LOYAL20", None) in redeemed
 
 
 # --------------------------------------------------------------------------- secrets

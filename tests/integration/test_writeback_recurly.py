@@ -82,21 +82,25 @@ def apply(writer: RecurlyWriter, act: Action, key: str = "key-1") -> str | None:
 # --------------------------------------------------------------------------- applying
 
 
-def _paused(sub) -> None:
+def _paused(client, sub) -> None:
     # Two billing cycles from the next renewal (July 5th), whatever the requested date.
     assert (sub.paused_at, sub.resume_at) == (_utc(2026, 7, 5), _utc(2026, 9, 5))
     assert sub.remaining_pause_cycles == 2
 
 
-def _discounted(sub) -> None:
-    assert [r.coupon.code for r in sub.coupon_redemptions] == [COUPON]
+def _discounted(client, sub) -> None:
+    # The scenario's coupon is account-level (Recurly's default): on the account, for
+    # every charge of it, and not on the subscription.
+    assert sub.coupon_redemptions == []
+    active = client.list_active_coupon_redemptions(sub.account.id).items()
+    assert [(r.coupon.code, r.subscription_id) for r in active] == [(COUPON, None)]
 
 
-def _extended(sub) -> None:
+def _extended(client, sub) -> None:
     assert sub.current_term_ends_at == _utc(2026, 8, 5)
 
 
-def _changed(sub) -> None:
+def _changed(client, sub) -> None:
     assert sub.plan.code == "basic"
 
 
@@ -121,7 +125,7 @@ def test_each_action_applies_and_then_counts_as_done(
     act = action(action_type)
     request_id = apply(writer, act)
 
-    expect(writer.client.get_subscription(act.subscription_id))
+    expect(writer.client, writer.client.get_subscription(act.subscription_id))
     [sent] = writes(log)
     assert (sent["method"], sent["params"], sent["idempotency_key"]) == (method, params, "key-1")
     assert sent["path"].endswith(path) and sent["status"] in (200, 201)
@@ -198,7 +202,7 @@ def test_cancel_at_term_end_or_terminate_with_refund(
             {"resumes_at": "2026-08-15T00:00:00+00:00"},
             "already paused until 2026-08-15T00:00:00Z",
         ),
-        ("coupon", "discount", {}, "coupon SAVE50 already applied"),
+        ("coupon", "discount", {}, "coupon SAVE50 already applied to the account"),
         (
             "trial",
             "extension",
@@ -212,6 +216,22 @@ def test_already_done_sends_nothing(writer, log, state, action_type, overrides, 
     act = action(action_type, state, **overrides)
     assert writer.already_done(act, writer.read(act.subscription_id)) == reason
     assert writes(log) == []
+
+
+def test_a_subscription_level_coupon_counts_only_on_its_subscription(serve_scenario):
+    """With the coupon redeemed per subscription, the subscription that carries it has it
+    applied; another subscription does not."""
+    doc = scenario(("recurly",))
+    for coupon in doc["coupons"]:
+        coupon["redemption_resource"] = "subscription"
+    sandbox = serve_scenario(doc)
+    writer = RecurlyWriter(sandbox.api_key, sandbox.urls["recurly"])
+    act = action("discount", "coupon")
+    current = writer.read(act.subscription_id)
+    assert [r["coupon"]["code"] for r in current["coupon_redemptions"]] == [COUPON]
+    assert writer.already_done(act, current) == f"coupon {COUPON} already applied"
+    live = action("discount", "live")
+    assert writer.already_done(live, writer.read(live.subscription_id)) is None
 
 
 @pytest.mark.parametrize(

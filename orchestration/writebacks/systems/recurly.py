@@ -7,7 +7,9 @@
 - pause: `PUT /subscriptions/{id}/pause` with `remaining_pause_cycles`: Recurly pauses
   in whole billing cycles from the next renewal, not until a date;
 - discount: a coupon redemption on the subscription's account, tied to the subscription
-  (`POST /accounts/{account_id}/coupon_redemptions/active`);
+  (`POST /accounts/{account_id}/coupon_redemptions/active`); an account-level coupon
+  (Recurly's default) discounts every charge of the account, and counts as applied when
+  it is active on the account, a subscription-level one when it is on the subscription;
 - extension: `PUT /subscriptions/{id}` with `next_bill_date` at the new end (the term
   stretches to it, which is free time);
 - plan change: `POST /subscriptions/{id}/change` with the target `plan_code`.
@@ -32,6 +34,9 @@ from dlt_sources.recurly.helpers import CLASSIFIER, reset_on_network_error
 from orchestration.writebacks.systems.base import Action, BillingWriter, WriteRequest
 
 ACCOUNT_PLACEHOLDER = "<the subscription's account id>"
+# Added by `read` beside the API's fields: codes of the account-level coupons active on
+# the subscription's account.
+ACCOUNT_COUPONS = "account_level_coupon_codes"
 CURRENCY_PLACEHOLDER = "<the subscription's currency>"
 _ENDED = ("expired", "failed")
 # How each SDK method takes its parameters: positional body unless listed here.
@@ -57,12 +62,22 @@ class RecurlyWriter(BillingWriter):
         self.client = recurly_client(api_key, base_url)
 
     def read(self, subscription_id: str) -> dict[str, Any]:
+        """The subscription as sent, plus the codes of the account-level coupons active on
+        its account (`ACCOUNT_COUPONS`, not an API field): Recurly redeems coupons at
+        account level by default, and `coupon_redemptions` lists only the
+        subscription-level ones, so a discount already applied to the account would
+        otherwise be applied again."""
         # The SDK's object model sets fields its schema lacks to None and parses times;
         # the response keeps the JSON as sent (recurly 4.x stores it parsed, for 3.x
         # compatibility), which is the plain dict the ledger and the checks want.
         with reset_on_network_error(self.client):
             body = self.client.get_subscription(subscription_id).get_response().body
-        return body if isinstance(body, dict) else json.loads(body)
+            sub = body if isinstance(body, dict) else json.loads(body)
+            active = self.client.list_active_coupon_redemptions(sub["account"]["id"]).items()
+            sub[ACCOUNT_COUPONS] = sorted(
+                {r.coupon.code for r in active if r.subscription_id is None}
+            )
+        return sub
 
     def request(self, action: Action, current: dict[str, Any] | None) -> WriteRequest:
         sub = quote(action.subscription_id, safe="")  # on the wire as the SDK quotes it
@@ -133,6 +148,8 @@ class RecurlyWriter(BillingWriter):
                 }
                 if p["coupon"] in codes:
                     return f"coupon {p['coupon']} already applied"
+                if p["coupon"] in current.get(ACCOUNT_COUPONS, ()):
+                    return f"coupon {p['coupon']} already applied to the account"
             case "extension":
                 ends = _time(current.get("current_term_ends_at"))
                 if ends and ends >= action.when("until"):

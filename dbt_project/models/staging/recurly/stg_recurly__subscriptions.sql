@@ -1,6 +1,11 @@
 -- Recurly subscriptions in the conformed vocabulary (validation.md §1): `expires_at` is
 -- when service ends (ended or scheduled), state `canceled` is a requested cancel that has
 -- not ended yet, and a trial is an `active` subscription whose current period is its trial.
+-- coupon_id: the subscription-level redemption listed on the subscription, else the
+-- account-level redemption of its account (Recurly's default level, which discounts every
+-- charge of the account) that was active during the subscription's service: created before
+-- the service ended and not removed before it began; of several, the latest created (then
+-- the lowest coupon code).
 {% set src = source('recurly', 'subscriptions') %}
 {% set c = columns_of(src) %}
 with raw as (
@@ -24,6 +29,21 @@ with raw as (
         {{ col(c, 'resume_at', 'timestamp with time zone') }} as resume_at,
         {{ col(c, 'coupon_redemptions') }} as coupon_redemptions
     from {{ src }}
+),
+
+account_coupons as (
+    select
+        raw.id as redeemed_subscription_id,
+        redemption.coupon_id as account_coupon_id,
+        row_number() over (
+            partition by raw.id order by redemption.created_at desc, redemption.coupon_id
+        ) as coupon_rank
+    from raw
+    inner join {{ ref('stg_recurly__coupon_redemptions') }} as redemption
+        on redemption.customer_id = raw.account__code
+        and redemption.subscription_id is null
+        and (raw.expires_at is null or redemption.created_at < raw.expires_at)
+        and (redemption.removed_at is null or redemption.removed_at > raw.activated_at)
 )
 
 select
@@ -54,5 +74,11 @@ select
     cast(expires_at as timestamp with time zone) as ended_at,
     cast(paused_at as timestamp with time zone) as paused_at,
     cast(resume_at as timestamp with time zone) as resumes_at,
-    cast({{ json_text('coupon_redemptions', [0, 'coupon', 'code']) }} as varchar) as coupon_id
+    coalesce(
+        cast({{ json_text('raw.coupon_redemptions', [0, 'coupon', 'code']) }} as varchar),
+        account_coupons.account_coupon_id
+    ) as coupon_id
 from raw
+left join account_coupons
+    on account_coupons.redeemed_subscription_id = raw.id
+    and account_coupons.coupon_rank = 1
