@@ -63,6 +63,11 @@ def from_epoch(seconds: int) -> datetime:
     return EPOCH + timedelta(seconds=seconds)
 
 
+def minor_units(amount: Decimal, currency: str) -> int:
+    """An amount as Chargebee sends it: its own zero-decimal list, hundredths otherwise."""
+    return to_minor_units(amount, currency, "chargebee")
+
+
 def compact(fields: dict) -> dict:
     """Chargebee omits unset attributes rather than sending null."""
     return {key: value for key, value in fields.items() if value is not None}
@@ -159,7 +164,7 @@ class ChargebeeRenderer:
             "item_type": "plan",
             "status": "active",
             "pricing_model": "per_unit",
-            "price": to_minor_units(plan["unit_amount"], plan["currency"]),
+            "price": minor_units(plan["unit_amount"], plan["currency"]),
             "currency_code": plan["currency"],
             "period": plan["interval_count"],
             "period_unit": plan["interval"],
@@ -178,7 +183,7 @@ class ChargebeeRenderer:
             "object": "plan",
             "name": plan["product_name"],
             "invoice_name": plan["product_name"],
-            "price": to_minor_units(plan["unit_amount"], plan["currency"]),
+            "price": minor_units(plan["unit_amount"], plan["currency"]),
             "currency_code": plan["currency"],
             "period": plan["interval_count"],
             "period_unit": plan["interval"],
@@ -206,7 +211,7 @@ class ChargebeeRenderer:
                 "discount_type": "percentage" if percent is not None else "fixed_amount",
                 "discount_percentage": float(percent) if percent is not None else None,
                 "discount_amount": (
-                    to_minor_units(amount, coupon["currency"]) if amount is not None else None
+                    minor_units(amount, coupon["currency"]) if amount is not None else None
                 ),
                 "currency_code": coupon["currency"],
                 "duration_type": COUPON_DURATION[coupon["duration"]],
@@ -262,7 +267,7 @@ class ChargebeeRenderer:
         status = subscription_status(sub, now)
         future = status == "future"
         term_start, term_end = current_period(sub, plan, now)
-        unit_price = to_minor_units(plan["unit_amount"], plan["currency"])
+        unit_price = minor_units(plan["unit_amount"], plan["currency"])
         ends = status in ("cancelled", "non_renewing")
         pause_date, resume_date = self._pause_window(sub, now)
         return compact(
@@ -396,7 +401,7 @@ class ChargebeeRenderer:
             if coupon["percent_off"] is not None:
                 per_period *= 1 - coupon["percent_off"] / 100
             elif coupon["currency"] == plan["currency"]:
-                off = to_minor_units(coupon["amount_off"], coupon["currency"])
+                off = minor_units(coupon["amount_off"], coupon["currency"])
                 per_period = max(Decimal(0), per_period - off)
         monthly = per_period * _PERIODS_PER_MONTH[plan["interval"]] / plan["interval_count"]
         return int(monthly.to_integral_value())
@@ -421,13 +426,13 @@ class ChargebeeRenderer:
             return {"due_invoices_count": 0}
         return {
             "due_invoices_count": len(due),
-            "total_dues": sum(to_minor_units(i["total"], i["currency"]) for i in due),
+            "total_dues": sum(minor_units(i["total"], i["currency"]) for i in due),
             "due_since": epoch(min(i["created_at"] for i in due)),
         }
 
     # -- invoices ------------------------------------------------------------------
     def invoice(self, invoice: dict) -> dict:
-        total = to_minor_units(invoice["total"], invoice["currency"])
+        total = minor_units(invoice["total"], invoice["currency"])
         status = invoice["status"]
         return compact(
             {
@@ -491,7 +496,7 @@ class ChargebeeRenderer:
             return line
         plan = self.store.get("plans", sub["plan_id"])
         start, end = current_period(sub, plan, date)
-        unit = to_minor_units(plan["unit_amount"], plan["currency"])
+        unit = minor_units(plan["unit_amount"], plan["currency"])
         if unit * sub["quantity"] == total:
             line.update(unit_amount=unit, quantity=sub["quantity"])
         line.update(

@@ -18,15 +18,29 @@
     {%- if not execute or name | lower in columns -%}{{ name }}{%- else -%}cast(null as {{ type }}){%- endif -%}
 {%- endmacro %}
 
-{#- Minor units (Stripe, Chargebee) to major-unit decimals: JPY and the other
-    zero-decimal currencies unchanged, three-decimal currencies ÷ 1000, others ÷ 100. -#}
-{% macro minor_to_major(amount, currency) -%}
+{#- Minor units to major-unit decimals, per billing system as each vendor documents its
+    currencies. Stripe (ISO 4217): sixteen zero-decimal currencies unchanged, the five
+    three-decimal ones ÷ 1000, others ÷ 100. Chargebee: only JPY, KRW, XAF and XOF unchanged,
+    every other currency (three-decimal ones included) ÷ 100. -#}
+{% macro minor_to_major(amount, currency, system) -%}
+    {%- set zero_decimal = {
+        'stripe': ['BIF', 'CLP', 'DJF', 'GNF', 'JPY', 'KMF', 'KRW', 'MGA',
+                   'PYG', 'RWF', 'UGX', 'VND', 'VUV', 'XAF', 'XOF', 'XPF'],
+        'chargebee': ['JPY', 'KRW', 'XAF', 'XOF'],
+    } -%}
+    {%- set three_decimal = {'stripe': ['BHD', 'JOD', 'KWD', 'OMR', 'TND'], 'chargebee': []} -%}
+    {%- if system is not defined or system not in zero_decimal -%}
+        {{ exceptions.raise_compiler_error(
+            "minor_to_major(amount, currency, system): system must be one of "
+            ~ zero_decimal.keys() | list ~ ", got " ~ system) }}
+    {%- endif -%}
     case
-        when upper({{ currency }}) in ('BIF', 'CLP', 'DJF', 'GNF', 'JPY', 'KMF', 'KRW', 'MGA',
-                                       'PYG', 'RWF', 'UGX', 'VND', 'VUV', 'XAF', 'XOF', 'XPF')
+        when upper({{ currency }}) in ('{{ zero_decimal[system] | join("', '") }}')
             then cast({{ amount }} as decimal(38, 10))
-        when upper({{ currency }}) in ('BHD', 'JOD', 'KWD', 'OMR', 'TND')
+        {%- if three_decimal[system] %}
+        when upper({{ currency }}) in ('{{ three_decimal[system] | join("', '") }}')
             then cast({{ amount }} as decimal(38, 10)) / 1000
+        {%- endif %}
         else cast({{ amount }} as decimal(38, 10)) / 100
     end
 {%- endmacro %}

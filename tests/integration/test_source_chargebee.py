@@ -23,9 +23,9 @@ from dlt_sources.clients import chargebee_client
 from dlt_sources.common import RetryPolicy
 from sandbox.app import Sandbox, start_sandbox
 from sandbox.billing import neutral_status
-from sandbox.chargebee_render import SUBSCRIPTION_STATUS, epoch
+from sandbox.chargebee_render import SUBSCRIPTION_STATUS, epoch, minor_units
 from sandbox.generate import GenerateOptions, write_scenario
-from sandbox.scenario import Scenario, to_minor_units, validate_scenario
+from sandbox.scenario import Scenario, validate_scenario
 from sandbox.server import FaultConfig
 
 pytestmark = pytest.mark.integration
@@ -169,7 +169,7 @@ def test_first_run_loads_every_record_once_with_api_values(clean):
     invoices = rows(snap, "invoices")
     for invoice in scenario.for_system("invoices", CB):
         row = invoices[invoice["invoice_id"]]
-        assert row["total"] == to_minor_units(invoice["total"], invoice["currency"])
+        assert row["total"] == minor_units(invoice["total"], invoice["currency"])
         assert (row["customer_id"], row["currency_code"]) == (
             invoice["customer_id"],
             invoice["currency"],

@@ -5,7 +5,7 @@ select
     cast(id as varchar) as coupon_id,
     cast({{ col(c, 'name') }} as varchar) as name,
     cast({{ col(c, 'discount_percentage', 'double precision') }} as decimal(38, 10)) as percent_off,
-    {{ minor_to_major(col(c, 'discount_amount', 'bigint'), col(c, 'currency_code')) }} as amount_off_local,
+    {{ minor_to_major(col(c, 'discount_amount', 'bigint'), col(c, 'currency_code'), 'chargebee') }} as amount_off_local,
     upper({{ col(c, 'currency_code') }}) as currency,
     case duration_type when 'one_time' then 'once' when 'limited_period' then 'repeating' else 'forever' end
         as duration,

@@ -7,7 +7,7 @@ select
     cast(customer_id as varchar) as customer_id,
     cast({{ col(c, 'subscription_id') }} as varchar) as subscription_id,
     upper(currency_code) as currency,
-    {{ minor_to_major('total', 'currency_code') }} as total_local,
+    {{ minor_to_major('total', 'currency_code', 'chargebee') }} as total_local,
     case status when 'paid' then 'paid' when 'voided' then 'void' else 'open' end as status,
     {{ from_epoch('date') }} as created_at,
     {{ from_epoch(col(c, 'paid_at', 'bigint')) }} as paid_at

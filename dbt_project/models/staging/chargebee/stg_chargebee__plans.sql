@@ -4,7 +4,7 @@ select
     cast(id as varchar) as plan_id,
     cast(item_id as varchar) as product_id,
     upper(currency_code) as currency,
-    {{ minor_to_major('price', 'currency_code') }} as unit_amount_local,
+    {{ minor_to_major('price', 'currency_code', 'chargebee') }} as unit_amount_local,
     cast(period_unit as varchar) as "interval",
     cast(period as integer) as interval_count
 from {{ source('chargebee', 'item_prices') }}

@@ -45,7 +45,7 @@ select
     cast({{ json_text('subscription_items', [0, 'item_price_id']) }} as varchar) as plan_id,
     cast({{ json_text('subscription_items', [0, 'quantity']) }} as integer) as quantity,
     upper(currency_code) as currency,
-    {{ minor_to_major(json_text('subscription_items', [0, 'unit_price']), 'currency_code') }}
+    {{ minor_to_major(json_text('subscription_items', [0, 'unit_price']), 'currency_code', 'chargebee') }}
         as unit_amount_local,
     cast(billing_period_unit as varchar) as "interval",
     cast(billing_period as integer) as interval_count,

@@ -8,7 +8,7 @@ select
     cast(coalesce({{ col(c, 'subscription') }}, {{ col(c, 'parent__subscription_details__subscription') }}) as varchar)
         as subscription_id,
     upper(currency) as currency,
-    {{ minor_to_major('total', 'currency') }} as total_local,
+    {{ minor_to_major('total', 'currency', 'stripe') }} as total_local,
     case
         when status = 'paid' then 'paid'
         when status = 'void' then 'void'

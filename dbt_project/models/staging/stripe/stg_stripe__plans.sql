@@ -6,7 +6,7 @@ select
     cast(id as varchar) as plan_id,
     cast(product as varchar) as product_id,
     upper(currency) as currency,
-    {{ minor_to_major(col(c, 'unit_amount', 'bigint'), 'currency') }} as unit_amount_local,
+    {{ minor_to_major(col(c, 'unit_amount', 'bigint'), 'currency', 'stripe') }} as unit_amount_local,
     cast({{ col(c, 'recurring__interval') }} as varchar) as "interval",
     cast({{ col(c, 'recurring__interval_count', 'bigint') }} as integer) as interval_count
 from {{ src }}

@@ -47,7 +47,7 @@ select
     cast(plan_id as varchar) as plan_id,
     cast(quantity as integer) as quantity,
     upper(plan_currency) as currency,
-    {{ minor_to_major('plan_amount', 'plan_currency') }} as unit_amount_local,
+    {{ minor_to_major('plan_amount', 'plan_currency', 'stripe') }} as unit_amount_local,
     cast(plan_interval as varchar) as "interval",
     cast(plan_interval_count as integer) as interval_count,
     {{ from_epoch('created') }} as created_at,
