@@ -112,6 +112,13 @@ def _run_one(name: str, source, database, pipelines_dir, load_lock) -> LoadSumma
     started = time.perf_counter()
     try:
         p = pipeline(name, database, pipelines_dir)
+        # The cursors in dlt's local state describe what the warehouse holds, so the
+        # warehouse decides: a dataset that no longer exists (the file was deleted, or
+        # another one named) wipes them and the run loads everything; deleted local state
+        # is restored from the copy dlt keeps in the dataset. `pipeline.run` does this
+        # itself; separate extract/normalize/load steps must ask for it.
+        with load_lock:  # it reads the destination, which takes one writer at a time
+            p.sync_destination()
         p.extract(source)
         normalized = p.normalize()
         with load_lock:

@@ -4,6 +4,7 @@ as the sync time."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime
 
 import duckdb
@@ -64,3 +65,52 @@ def test_a_real_key_switches_to_the_real_service():
     assert "sk_live_abc" not in repr(target) and "sk_live_abc" not in target.describe()
     sandbox = resolve_target("recurly", env)
     assert sandbox.is_sandbox and sandbox.base_url == "http://127.0.0.1:12112"
+
+
+def _counts(database) -> dict[str, int]:
+    with duckdb.connect(str(database), read_only=True) as con:
+        counts = {
+            system: con.sql(f"select count(*) from raw_{system}.subscriptions").fetchall()[0][0]
+            for system in ("stripe", "recurly", "chargebee")
+        }
+        counts["exit_sessions"] = con.sql(
+            "select count(*) from raw_exit_sessions.exit_sessions"
+        ).fetchall()[0][0]
+    return counts
+
+
+def test_the_warehouse_decides_what_a_run_loads(tmp_path, serve_scenario, monkeypatch):
+    """dlt's cursors describe the warehouse they were loaded into: a deleted warehouse is
+    loaded again in full (it used to get only what changed since the last run, and exit 0),
+    and deleted dlt state is restored from the warehouse (no needless full listing)."""
+    path = tmp_path / "scenario.json"
+    write_scenario(GenerateOptions(200, 5, AS_OF), path)
+    scenario = load_scenario(path)
+    sandbox = serve_scenario(scenario_doc(path))
+    write_exit_session_files(scenario, tmp_path / "drop")
+    for system, url in sandbox.urls.items():
+        monkeypatch.setenv(f"SOURCES__{system.upper()}__BASE_URL", url)
+    state = tmp_path / "dlt"
+    monkeypatch.setenv("DLT_DATA_DIR", str(state))
+    database = tmp_path / "warehouse.duckdb"
+    args = ["extract", "--database", str(database), "--exit-sessions", str(tmp_path / "drop")]
+    expected = {s: len(scenario.for_system("subscriptions", s)) for s in sandbox.urls}
+    expected["exit_sessions"] = len(scenario.exit_sessions)
+
+    assert CliRunner().invoke(main, args).exit_code == 0
+    assert _counts(database) == expected
+
+    database.unlink()
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert _counts(database) == expected
+
+    shutil.rmtree(state)
+    stripe_log = sandbox.emulator("stripe").request_log
+    before = len(stripe_log)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert _counts(database) == expected
+    paths = {entry["path"] for entry in list(stripe_log)[before:]}
+    assert "/v1/subscriptions" not in paths, "restored state should read events, not list all"
+    assert "/v1/events" in paths
