@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
 import click
+from dotenv import dotenv_values
 
 from orchestration.writebacks.cli import writebacks
 from sandbox.cli import sandbox
@@ -16,6 +18,23 @@ from sandbox.cli import sandbox
 @click.version_option(package_name="retention-data")
 def main() -> None:
     """Retention-data pipeline: billing sandbox, extraction, models, orchestration."""
+    load_env_file(Path.cwd() / ".env")
+
+
+def load_env_file(path: Path) -> None:
+    """Read `.env` from the working directory, as `dagster dev` does, so a key put there
+    reaches `retention extract` too. A variable already set in the shell wins (a one-off
+    override on the command line works); the names loaded are said, never the values."""
+    if not path.is_file():
+        return
+    loaded = {
+        name: value
+        for name, value in dotenv_values(path).items()
+        if value is not None and name not in os.environ
+    }
+    os.environ.update(loaded)
+    if loaded:
+        click.echo(f"read {path}: {', '.join(sorted(loaded))}", err=True)
 
 
 main.add_command(sandbox)
