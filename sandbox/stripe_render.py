@@ -74,6 +74,7 @@ class StripeRenderer:
             ("subscription", "customer"): self._load_customer,
             ("subscription", "latest_invoice"): self._load_invoice,
             ("subscription", "discounts"): self._load_discount,
+            ("subscription_item", "discounts"): self._load_discount,
             ("price", "product"): self._load_product,
             ("plan", "product"): self._load_product,
             ("invoice", "customer"): self._load_customer,
@@ -568,7 +569,9 @@ class StripeRenderer:
         return self.coupon(self.store.get("coupons", ident))
 
     def _load_discount(self, parent: dict, _ident: str, _now: datetime) -> dict:
-        return self.discount(self.store.get("subscriptions", parent["id"]))
+        """The subscription's discount, for the subscription or one of its items."""
+        owner = parent["id"] if parent["object"] == "subscription" else parent["subscription"]
+        return self.discount(self.store.get("subscriptions", owner))
 
     # -- history Stripe would have recorded before the sandbox started ----------------
     def history(self, as_of: datetime) -> Iterator[tuple[datetime, str, dict, dict | None]]:

@@ -88,13 +88,14 @@ ENDPOINTS: dict[str, Endpoint] = {
         {"types": ["customer.created", "customer.updated", "customer.deleted"]},
     ),
     # Without `status=all` Stripe leaves canceled subscriptions out of the list.
-    # `discounts` are ids unless expanded; the Discount names its coupon (`source.coupon`).
+    # `discounts` (the subscription's and each item's) are ids unless expanded; a Discount
+    # names its coupon in `source.coupon`.
     "subscriptions": Endpoint(
         "/v1/subscriptions",
         "subscription",
         {"type": "customer.subscription.*"},
         {"status": "all"},
-        ("discounts",),
+        ("discounts", "items.data.discounts"),
     ),
     # A tiered price's `tiers` are sent only when expanded.
     "prices": Endpoint("/v1/prices", "price", {"type": "price.*"}, expand=("tiers",)),

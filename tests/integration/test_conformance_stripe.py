@@ -39,6 +39,7 @@ LIST_EXPANSIONS = {
         "data.latest_invoice",
         "data.discounts",
         "data.discounts.source.coupon",
+        "data.items.data.discounts",
         "data.latest_invoice.customer",
     ],
     "customers": [],

@@ -1,10 +1,33 @@
--- PLACEHOLDER until the stripe price tiers are read from the raw data: no tiers.
+-- One row per tier of each tiered Stripe price, from `tiers` (which Stripe sends only when
+-- expanded; the source lists prices with `expand[]=data.tiers`). Stripe lists tiers in
+-- ascending order of `up_to`, the last one `inf` (null here); amounts in minor units, the
+-- decimal variants preferred (they keep fractions of a cent). Tiers of a price's other
+-- currencies (`currency_options`) are not read: subscriptions here bill in the price's
+-- own currency.
+{% set src = source('stripe', 'prices') %}
+{% set c = columns_of(src) %}
+with tiers as (
+    select
+        p.id as price_id,
+        p.currency,
+        tier.idx as tier_index,
+        tier.value as tier
+    from {{ src }} as p
+    cross join {{ json_elements(col(c, 'tiers'), 'tier') }}
+)
+
 select
     'stripe' as billing_system,
-    cast(null as varchar) as price_id,
-    cast(null as varchar) as currency,
-    cast(null as integer) as tier_index,
-    cast(null as bigint) as up_to,
-    cast(null as decimal(38, 10)) as unit_amount_local,
-    cast(null as decimal(38, 10)) as flat_amount_local
-where 1 = 0
+    cast(price_id as varchar) as price_id,
+    upper(currency) as currency,
+    cast(tier_index as integer) as tier_index,
+    cast({{ json_text('tier', ['up_to']) }} as bigint) as up_to,
+    cast({{ minor_to_major(
+        'coalesce(' ~ json_text('tier', ['unit_amount_decimal']) ~ ', ' ~ json_text('tier', ['unit_amount']) ~ ')',
+        'currency', 'stripe'
+    ) }} as decimal(38, 10)) as unit_amount_local,
+    cast({{ minor_to_major(
+        'coalesce(' ~ json_text('tier', ['flat_amount_decimal']) ~ ', ' ~ json_text('tier', ['flat_amount']) ~ ')',
+        'currency', 'stripe'
+    ) }} as decimal(38, 10)) as flat_amount_local
+from tiers

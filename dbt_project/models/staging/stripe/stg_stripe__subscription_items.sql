@@ -1,18 +1,74 @@
--- PLACEHOLDER until the stripe items are read from the raw data: the subscription's one plan
--- as its only item (the contract of int_subscription_items).
+-- One row per item of each Stripe subscription (API 2026-10-28.endive: plan, price,
+-- quantity and period live on the items), in the contract of int_subscription_items.
+-- Stripe has no add-on notion: every item is a 'plan' item. The pricing model follows the
+-- price: billing_scheme tiered with tiers_mode graduated -> 'tiered', volume -> 'volume'
+-- (their tiers in stg_stripe__price_tiers); per_unit with transform_quantity -> 'package'
+-- (divide_by units per package; Stripe's unit_amount is then the package's price), else
+-- 'per_unit'. `transform_quantity.round = down` bills whole packages only; the contract
+-- rounds up, so such a price is over-counted by at most one package (recorded in the
+-- decision log). A metered item (recurring.usage_type metered) has no quantity.
+{% set src = source('stripe', 'subscriptions') %}
+{% set c = columns_of(src) %}
+with items as (
+    select
+        s.id as subscription_id,
+        item.value as item
+    from {{ src }} as s
+    cross join {{ json_elements(col(c, 'items__data'), 'item') }}
+),
+
+fields as (
+    select
+        subscription_id,
+        {{ json_text('item', ['id']) }} as item_id,
+        {{ json_text('item', ['price', 'id']) }} as price_id,
+        coalesce(
+            {{ json_text('item', ['price', 'product', 'id']) }},
+            {{ json_text('item', ['price', 'product']) }}
+        ) as product_id,
+        coalesce({{ json_text('item', ['price', 'recurring', 'usage_type']) }}, 'licensed') as usage_type,
+        {{ json_text('item', ['price', 'billing_scheme']) }} as billing_scheme,
+        {{ json_text('item', ['price', 'tiers_mode']) }} as tiers_mode,
+        cast({{ json_text('item', ['price', 'transform_quantity', 'divide_by']) }} as integer) as divide_by,
+        cast({{ json_text('item', ['quantity']) }} as integer) as quantity,
+        coalesce(
+            {{ json_text('item', ['price', 'unit_amount_decimal']) }},
+            {{ json_text('item', ['price', 'unit_amount']) }}
+        ) as unit_amount,
+        {{ json_text('item', ['price', 'currency']) }} as currency,
+        {{ json_text('item', ['price', 'recurring', 'interval']) }} as price_interval,
+        cast({{ json_text('item', ['price', 'recurring', 'interval_count']) }} as integer) as interval_count
+    from items
+),
+
+modelled as (
+    select
+        fields.*,
+        case
+            when billing_scheme = 'tiered' and tiers_mode = 'volume' then 'volume'
+            when billing_scheme = 'tiered' then 'tiered'
+            when divide_by is not null then 'package'
+            else 'per_unit'
+        end as pricing_model
+    from fields
+)
+
 select
-    billing_system,
-    subscription_id,
-    subscription_id || ':plan' as item_id,
+    'stripe' as billing_system,
+    cast(subscription_id as varchar) as subscription_id,
+    cast(item_id as varchar) as item_id,
     'plan' as item_type,
-    plan_id as price_id,
-    cast(null as varchar) as product_id,
-    'licensed' as usage_type,
-    'per_unit' as pricing_model,
-    cast(null as integer) as package_size,
-    quantity,
-    unit_amount_local,
-    currency,
-    "interval",
+    cast(price_id as varchar) as price_id,
+    cast(product_id as varchar) as product_id,
+    cast(usage_type as varchar) as usage_type,
+    pricing_model,
+    case when pricing_model = 'package' then divide_by end as package_size,
+    case when usage_type = 'metered' then null else quantity end as quantity,
+    case
+        when pricing_model in ('per_unit', 'package')
+            then {{ minor_to_major('unit_amount', 'currency', 'stripe') }}
+    end as unit_amount_local,
+    upper(currency) as currency,
+    cast(price_interval as varchar) as "interval",
     interval_count
-from {{ ref('stg_stripe__subscriptions') }}
+from modelled

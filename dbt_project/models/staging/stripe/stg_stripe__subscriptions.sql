@@ -1,7 +1,17 @@
--- Stripe subscriptions in the conformed vocabulary (validation.md §1). A pause is
+-- Stripe subscriptions in the conformed vocabulary (validation.md §1), read as API
+-- 2026-10-28.endive sends them: currency at the top level; the billing period on the items
+-- (all items of a subscription share it at this version: the earliest start and the latest
+-- end over the items are taken, so a mixed period would still cover them all); the coupon
+-- from the expanded `discounts` (a Discount names it in `source.coupon`). Plan, quantity
+-- and amounts are the items' (stg_stripe__subscription_items). A pause is
 -- `pause_collection` (status unchanged), a requested cancel is `cancel_at` /
 -- `cancel_at_period_end` (status unchanged until it ends): both are folded into the
 -- normalised status. Stripe does not say when a collection pause began (paused_at null).
+--
+-- Coupon rule: the subscription's own discounts first, then its items' discounts; among
+-- several, the one that started last (ties: the greater discount id). A discount still a
+-- bare id (not expanded) names no coupon. A customer-level discount (`customer.discount`)
+-- is not part of the subscription object and is not read here.
 {% set src = source('stripe', 'subscriptions') %}
 {% set c = columns_of(src) %}
 with raw as (
@@ -9,58 +19,91 @@ with raw as (
         id,
         customer,
         status,
-        {{ col(c, 'plan__id') }} as plan_id,
-        {{ col(c, 'plan__amount', 'bigint') }} as plan_amount,
-        {{ col(c, 'plan__currency') }} as plan_currency,
-        {{ col(c, 'plan__interval') }} as plan_interval,
-        {{ col(c, 'plan__interval_count', 'bigint') }} as plan_interval_count,
-        {{ col(c, 'quantity', 'bigint') }} as quantity,
+        {{ col(c, 'currency') }} as currency,
+        {{ col(c, 'items__data') }} as items_json,
+        {{ col(c, 'discounts') }} as discounts_json,
         {{ col(c, 'created', 'bigint') }} as created,
         {{ col(c, 'start_date', 'bigint') }} as start_date,
         {{ col(c, 'trial_start', 'bigint') }} as trial_start,
         {{ col(c, 'trial_end', 'bigint') }} as trial_end,
-        {{ col(c, 'current_period_start', 'bigint') }} as current_period_start,
-        {{ col(c, 'current_period_end', 'bigint') }} as current_period_end,
         {{ col(c, 'cancel_at', 'bigint') }} as cancel_at,
         {{ col(c, 'cancel_at_period_end', 'boolean') }} as cancel_at_period_end,
         {{ col(c, 'canceled_at', 'bigint') }} as canceled_at,
         {{ col(c, 'ended_at', 'bigint') }} as ended_at,
         {{ col(c, 'pause_collection__behavior') }} as pause_behavior,
-        {{ col(c, 'pause_collection__resumes_at', 'bigint') }} as pause_resumes_at,
-        {{ col(c, 'discount__coupon__id') }} as coupon_id
+        {{ col(c, 'pause_collection__resumes_at', 'bigint') }} as pause_resumes_at
     from {{ src }}
+),
+
+items as (
+    select
+        raw.id,
+        item.value as item
+    from raw
+    cross join {{ json_elements('raw.items_json', 'item') }}
+),
+
+periods as (
+    select
+        id,
+        min(cast({{ json_text('item', ['current_period_start']) }} as bigint)) as current_period_start,
+        max(cast({{ json_text('item', ['current_period_end']) }} as bigint)) as current_period_end
+    from items
+    group by id
+),
+
+discounts as (
+    select raw.id, 1 as level, discount.value as discount
+    from raw
+    cross join {{ json_elements('raw.discounts_json', 'discount') }}
+    union all
+    select items.id, 2 as level, discount.value as discount
+    from items
+    cross join {{ json_elements(json_text('items.item', ['discounts']), 'discount') }}
+),
+
+coupons as (
+    select
+        id,
+        {{ json_text('discount', ['source', 'coupon']) }} as coupon_id,
+        row_number() over (
+            partition by id
+            order by
+                level,
+                cast({{ json_text('discount', ['start']) }} as bigint) desc nulls last,
+                {{ json_text('discount', ['id']) }} desc
+        ) as rank_in_subscription
+    from discounts
+    where {{ json_text('discount', ['source', 'coupon']) }} is not null
 )
 
 select
     'stripe' as billing_system,
-    cast(id as varchar) as subscription_id,
-    cast(customer as varchar) as customer_id,
+    cast(raw.id as varchar) as subscription_id,
+    cast(raw.customer as varchar) as customer_id,
     case
-        when status in ('canceled', 'incomplete_expired') or ended_at is not null then 'canceled'
-        when cancel_at is not null or cancel_at_period_end then 'non_renewing'
-        when pause_behavior is not null or status = 'paused' then 'paused'
-        when status = 'trialing' then 'trialing'
-        when status in ('past_due', 'unpaid') then status
-        when status = 'incomplete' then 'past_due'
+        when raw.status in ('canceled', 'incomplete_expired') or raw.ended_at is not null then 'canceled'
+        when raw.cancel_at is not null or raw.cancel_at_period_end then 'non_renewing'
+        when raw.pause_behavior is not null or raw.status = 'paused' then 'paused'
+        when raw.status = 'trialing' then 'trialing'
+        when raw.status in ('past_due', 'unpaid') then raw.status
+        when raw.status = 'incomplete' then 'past_due'
         else 'active'
     end as status,
-    cast(plan_id as varchar) as plan_id,
-    cast(quantity as integer) as quantity,
-    upper(plan_currency) as currency,
-    {{ minor_to_major('plan_amount', 'plan_currency', 'stripe') }} as unit_amount_local,
-    cast(plan_interval as varchar) as "interval",
-    cast(plan_interval_count as integer) as interval_count,
-    {{ from_epoch('created') }} as created_at,
-    {{ from_epoch('start_date') }} as activated_at,
-    {{ from_epoch('trial_start') }} as trial_start,
-    {{ from_epoch('trial_end') }} as trial_end,
-    {{ from_epoch('current_period_start') }} as current_period_start,
-    {{ from_epoch('current_period_end') }} as current_period_end,
-    {{ from_epoch('canceled_at') }} as canceled_at,
+    upper(cast(raw.currency as varchar)) as currency,
+    {{ from_epoch('raw.created') }} as created_at,
+    {{ from_epoch('raw.start_date') }} as activated_at,
+    {{ from_epoch('raw.trial_start') }} as trial_start,
+    {{ from_epoch('raw.trial_end') }} as trial_end,
+    {{ from_epoch('periods.current_period_start') }} as current_period_start,
+    {{ from_epoch('periods.current_period_end') }} as current_period_end,
+    {{ from_epoch('raw.canceled_at') }} as canceled_at,
     {{ from_epoch(
-        'coalesce(ended_at, cancel_at, case when cancel_at_period_end then current_period_end end)'
+        'coalesce(raw.ended_at, raw.cancel_at, case when raw.cancel_at_period_end then periods.current_period_end end)'
     ) }} as ended_at,
     cast(null as timestamp with time zone) as paused_at,
-    {{ from_epoch('pause_resumes_at') }} as resumes_at,
-    cast(coupon_id as varchar) as coupon_id
+    {{ from_epoch('raw.pause_resumes_at') }} as resumes_at,
+    cast(coupons.coupon_id as varchar) as coupon_id
 from raw
+left join periods on periods.id = raw.id
+left join coupons on coupons.id = raw.id and coupons.rank_in_subscription = 1
