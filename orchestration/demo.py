@@ -273,7 +273,7 @@ def run_demo(
     on entry, tool output (dlt, dbt, Dagster) to `<workdir>/demo.log`."""
     from sandbox.app import start_sandbox
     from sandbox.exit_files import write_exit_session_files
-    from sandbox.scenario import load_scenario
+    from sandbox.scenario import ScenarioError, load_scenario
 
     console = sys.stdout
 
@@ -282,9 +282,12 @@ def run_demo(
 
     workdir.mkdir(parents=True, exist_ok=True)
     workdir = workdir.resolve()
-    database = _fresh_database(database, workdir)
     scenario_path = _scenario(scenario, workdir, customers, say)
-    loaded = load_scenario(scenario_path)
+    try:  # before anything is deleted: a bad scenario leaves the last demo as it was
+        loaded = load_scenario(scenario_path)
+    except ScenarioError as exc:
+        raise DemoError(f"{scenario_path}: {exc}\nnothing was changed") from None
+    database = _fresh_database(database, workdir)
     drop = workdir / "drop"
     shutil.rmtree(drop, ignore_errors=True)
     write_exit_session_files(loaded, drop)

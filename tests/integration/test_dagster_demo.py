@@ -144,3 +144,26 @@ def test_the_runs_are_in_the_instance_with_the_marts_figures(demo):
         writebacks = figures("billing_writebacks")
         assert writebacks["dry_run"].value > 0 and writebacks["applied"].value == 0
         assert "| stripe |" in writebacks["ledger"].value
+
+
+def test_a_bad_scenario_is_refused_before_the_last_demo_is_touched(demo, tmp_path):
+    _, workdir, home = demo
+    warehouse = workdir / "warehouse.duckdb"
+    before = warehouse.stat()
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(b'{"as_of": "yesterday", "reporting_currency": "USD", "fx_rates": {}}')
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DAGSTER_HOME", str(home))
+        result = CliRunner().invoke(
+            main, ["demo", "--scenario", str(bad), "--workdir", str(workdir)]
+        )
+    assert result.exit_code != 0
+    assert str(bad) in result.output and "as_of" in result.output, result.output
+    assert "nothing was changed" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    after = warehouse.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+    )
