@@ -25,6 +25,9 @@ def stripe_client(
     return stripe.StripeClient(api_key, base_addresses=addresses, max_network_retries=retries)
 
 
+RECURLY_REGIONS = ("us", "eu")  # the SDK's API_HOSTS keys
+
+
 class _LocalRecurlyClient(recurly.Client):
     """recurly.Client has no base-URL option (a `base_url=` argument is silently ignored),
     so the connection it keeps is replaced by one to the given host."""
@@ -38,11 +41,21 @@ class _LocalRecurlyClient(recurly.Client):
         self._BaseClient__conn = connection(parts.hostname, parts.port, timeout=timeout)
 
 
-def recurly_client(api_key: str, base_url: str | None = None, timeout: int = 30) -> recurly.Client:
-    """A Recurly v2021-02-25 client. Not thread-safe: one persistent connection each."""
+def recurly_client(
+    api_key: str, base_url: str | None = None, timeout: int = 30, region: str | None = None
+) -> recurly.Client:
+    """A Recurly v2021-02-25 client. Not thread-safe: one persistent connection each.
+
+    `region` is the site's data region as the SDK names it: `us` (v3.recurly.com, the
+    default) or `eu` (v3.eu.recurly.com); a site answers only in its own region. A base
+    URL wins over it."""
     if base_url:
         return _LocalRecurlyClient(api_key, base_url, timeout=timeout)
-    return recurly.Client(api_key, timeout=timeout)
+    if region is not None and region not in RECURLY_REGIONS:
+        raise ValueError(
+            f"Recurly region must be one of {', '.join(RECURLY_REGIONS)}, not {region!r}"
+        )
+    return recurly.Client(api_key, timeout=timeout, region=region or "us")
 
 
 def chargebee_client(api_key: str, site: str = "local", base_url: str | None = None) -> Chargebee:

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import itertools
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,6 +40,7 @@ from sandbox.billing import add_interval, current_period, is_ended
 from sandbox.recurly_render import (
     IdIndex,
     RecurlyRenderer,
+    current_term,
     derived_id,
     derived_uuid,
     in_trial,
@@ -270,6 +273,8 @@ class RecurlyEmulator(Emulator):
                 for kind in ("customers", "plans", "coupons", "invoices")
             },
         }
+        self._in_flight: set[str] = set()
+        self._in_flight_lock = threading.Lock()
         super().__init__(store, **options)
 
     # -- routes -----------------------------------------------------------------------
@@ -402,13 +407,47 @@ class RecurlyEmulator(Emulator):
     def handle(self, request: Request) -> tuple[Response, str | None]:
         """Every API answer names the version that served it, its media type and the
         rate-limit budget."""
-        response, fault = super().handle(request)
+        with self._claim_key(request) as claimed:
+            response, fault = (
+                super().handle(request) if claimed else self._in_flight_answer(request)
+            )
         if not request.path.startswith(ADMIN_PREFIX):
             response.headers.setdefault("Recurly-Version", f"recurly.{API_VERSION}")
             response.headers.setdefault("Content-Type", SUCCESS_CONTENT_TYPE)
             for name, value in self._budget_headers().items():
                 response.headers.setdefault(name, value)
         return response, fault
+
+    @contextlib.contextmanager
+    def _claim_key(self, request: Request) -> Iterator[bool]:
+        """Hold a write's idempotency key while it is processed; False when another
+        request holds it (Recurly's in-flight duplicate, answered 409)."""
+        key = request.headers.get(self.idempotency_header.lower())
+        if not key or request.method not in self.idempotent_methods:
+            yield True
+            return
+        with self._in_flight_lock:
+            claimed = key not in self._in_flight
+            self._in_flight.add(key)
+        try:
+            yield claimed
+        finally:
+            if claimed:
+                with self._in_flight_lock:
+                    self._in_flight.discard(key)
+
+    def _in_flight_answer(self, request: Request) -> tuple[Response, None]:
+        """409 `simultaneous_request`: nothing is applied, nothing stored for the key."""
+        response = self.render_error(
+            ApiError(
+                409,
+                "simultaneous_request",
+                "A request with the same Idempotency-Key is already being processed.",
+            )
+        )
+        response.headers[self.request_id_header] = self.new_request_id()
+        self._log(request, response.status, None)
+        return response, None
 
     # -- lookups ------------------------------------------------------------------------
     def _find(self, kind: str, ident: str) -> dict | None:
@@ -635,7 +674,8 @@ class RecurlyEmulator(Emulator):
         return self.store.get("plans", sub["plan_id"])
 
     def _cancel(self, request: Request, subscription_id: str) -> dict:
-        """Cancel at the end of the current term (a future subscription fails at once)."""
+        """Cancel at the end of the current term (`term_end`) or billing period
+        (`bill_date`); a future subscription fails at once."""
         timeframe = self._body(request).get("timeframe", "term_end")
         if timeframe not in ("term_end", "bill_date"):
             raise _validation(
@@ -646,12 +686,14 @@ class RecurlyEmulator(Emulator):
             "Only active and future subscriptions can be canceled",
             ("active", "paused", "future"),
         )
-        now = self.now()
+        now, plan = self.now(), self._plan_of(sub)
         sub["canceled_at"] = now
-        # A term is one billing period here, so term_end and bill_date end alike.
-        sub["ended_at"] = (
-            now if state == "future" else current_period(sub, self._plan_of(sub), now)[1]
-        )
+        if state == "future":
+            sub["ended_at"] = now
+        elif timeframe == "term_end":
+            sub["ended_at"] = current_term(sub, plan, now)[1]
+        else:
+            sub["ended_at"] = current_period(sub, plan, now)[1]
         return self._saved(sub)
 
     def _reactivate(self, request: Request, subscription_id: str) -> dict:

@@ -134,6 +134,30 @@ def pause_cycle_start(sub: dict, plan: dict, now: datetime) -> datetime:
     return max(sub["paused_at"], current_period(sub, plan, now)[0])
 
 
+def term_cycles(plan: dict) -> int:
+    """Billing periods per term. Recurly plans may commit to several cycles
+    (`total_billing_cycles`); the scenario has no such field, so one rule stands in for
+    it: a plan billed every 3 months commits to a year (4 cycles); others renew every
+    cycle (a term is one period)."""
+    return 4 if plan["interval"] == "month" and plan["interval_count"] == 3 else 1
+
+
+def current_term(sub: dict, plan: dict, now: datetime) -> tuple[datetime, datetime, int]:
+    """The current term's start and end and the billing cycles left in it after the
+    current period. Terms count from the first paid period (a trial is a term of its
+    own); a next bill date moved past the term's end takes the term end with it."""
+    start, end = current_period(sub, plan, now)
+    cycles = term_cycles(plan)
+    first_paid = sub["trial_end"] or sub["activated_at"]
+    if cycles == 1 or start < first_paid:
+        return start, end, 0
+    elapsed = periods_until(first_paid, start, plan)
+    step = plan["interval_count"] * cycles
+    term_start = add_interval(first_paid, plan["interval"], step * (elapsed // cycles))
+    term_end = add_interval(term_start, plan["interval"], step)
+    return term_start, max(term_end, end), cycles - 1 - elapsed % cycles
+
+
 def periods_until(start: datetime, end: datetime, plan: dict) -> int:
     """Whole billing periods from `start` needed to reach `end` (rounded up)."""
     cycles = 0
@@ -181,6 +205,12 @@ def redemptions_of(customer: dict, subs, store: SystemStore, now: datetime) -> l
     for record in records.values():  # the list endpoint sorts on both stamps
         record["updated_at"] = record["removed_at"] or record["created_at"]
     return sorted(records.values(), key=lambda r: (r["created_at"], r["redemption_id"]))
+
+
+def _cycles_or_none(plan: dict) -> int | None:
+    """`total_billing_cycles` as Recurly shows it: null when every cycle renews."""
+    cycles = term_cycles(plan)
+    return cycles if cycles > 1 else None
 
 
 # --------------------------------------------------------------------------- objects
@@ -262,7 +292,7 @@ class RecurlyRenderer:
             "trial_unit": "days",
             "trial_length": 0,
             "trial_requires_billing_info": True,
-            "total_billing_cycles": None,
+            "total_billing_cycles": _cycles_or_none(plan),
             "auto_renew": True,
             "tax_exempt": False,
             "custom_fields": [],
@@ -350,6 +380,7 @@ class RecurlyRenderer:
         plan = self.store.get("plans", sub["plan_id"])
         customer = self.store.get("customers", sub["customer_id"])
         started, ends = (ts(t) for t in current_period(sub, plan, now))
+        term_start, term_end, remaining = current_term(sub, plan, now)
         amount = plan["unit_amount"]
         subtotal = money(amount * sub["quantity"], plan["currency"])
         return {
@@ -363,16 +394,15 @@ class RecurlyRenderer:
             "pending_change": None,
             "current_period_started_at": started,
             "current_period_ends_at": ends,
-            # Plans here have no total_billing_cycles, so a term is one billing period.
-            "current_term_started_at": started,
-            "current_term_ends_at": ends,
+            "current_term_started_at": ts(term_start),
+            "current_term_ends_at": ts(term_end),
             "trial_started_at": ts(
                 (sub["trial_start"] or sub["activated_at"]) if sub["trial_end"] else None
             ),
             "trial_ends_at": ts(sub["trial_end"]),
-            "remaining_billing_cycles": None,
-            "total_billing_cycles": None,
-            "renewal_billing_cycles": None,
+            "remaining_billing_cycles": remaining if _cycles_or_none(plan) else None,
+            "total_billing_cycles": _cycles_or_none(plan),
+            "renewal_billing_cycles": _cycles_or_none(plan),
             "auto_renew": True,
             **self._pause_fields(sub, plan, now),
             "currency": plan["currency"],

@@ -146,6 +146,7 @@ def syncs(settings: Settings) -> Iterator[dict]:
 def recurly_source(
     api_key: str = dlt.secrets.value,
     base_url: str | None = None,
+    region: str | None = None,
     page_size: int = helpers.MAX_PAGE_SIZE,
     max_workers: int = helpers.DEFAULT_MAX_WORKERS,
     requests_per_second: float | None = helpers.DEFAULT_REQUESTS_PER_SECOND,
@@ -158,7 +159,10 @@ def recurly_source(
     Args:
         api_key: a private API key (`SOURCES__RECURLY__API_KEY`); never logged or stored.
         base_url: another API host, e.g. the sandbox (`SOURCES__RECURLY__BASE_URL`);
-            None = Recurly (v3.recurly.com).
+            None = Recurly, in the site's region.
+        region: the site's data region (`SOURCES__RECURLY__REGION`, config
+            `sources.recurly.region`): `us` (v3.recurly.com, the default) or `eu`
+            (v3.eu.recurly.com). The write-backs read the same setting.
         page_size: records per page, 1-200 (200 = fewest requests against the limit).
         max_workers: API requests in flight at once across the resources, which page
             concurrently (each on its own client). Default 5, one per resource.
@@ -173,6 +177,7 @@ def recurly_source(
     settings = Settings(
         api_key=api_key,
         base_url=base_url,
+        region=region,
         page_size=page_size,
         limiter=RateLimiter(requests_per_second),
         slots=threading.BoundedSemaphore(max_workers),

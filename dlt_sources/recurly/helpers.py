@@ -134,6 +134,7 @@ class Settings:
 
     api_key: str = field(repr=False)
     base_url: str | None = None
+    region: str | None = None
     page_size: int = MAX_PAGE_SIZE
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(None))
     slots: threading.BoundedSemaphore = field(
@@ -151,7 +152,7 @@ class RecurlyLister:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.client = recurly_client(settings.api_key, settings.base_url)
+        self.client = recurly_client(settings.api_key, settings.base_url, region=settings.region)
         basic = b64encode(f"{settings.api_key}:".encode("ascii")).decode("ascii")
         self._headers = {
             "User-Agent": recurly.USER_AGENT,

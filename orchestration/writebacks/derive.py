@@ -179,7 +179,9 @@ def resolve(
             return {
                 "duration": offer["duration"],
                 "interval": offer["interval"],
-                "cycles": offer.get("cycles", offer["duration"]),
+                # Only a catalog's own cycles: Recurly's writer converts the duration
+                # into the plan's billing cycles otherwise.
+                **({"cycles": offer["cycles"]} if offer.get("cycles") else {}),
                 "resumes_at": (anchor + step).isoformat(),
             }
         case "extension":

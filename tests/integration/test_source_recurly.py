@@ -521,3 +521,13 @@ def test_the_api_key_stays_out_of_the_warehouse_and_the_logs(
     for path in (tmp_path / "secret_dlt").rglob("*"):
         if path.is_file():
             assert key.encode() not in path.read_bytes(), path
+
+
+def test_the_region_setting_points_the_listers_at_the_eu_host():
+    """`sources.recurly.region` (SOURCES__RECURLY__REGION) reaches every lister's client;
+    a base URL (the sandbox) wins over it."""
+    eu = RecurlyLister(Settings(api_key="k", region="eu"))
+    assert eu.client._BaseClient__conn.host == "v3.eu.recurly.com"
+    assert RecurlyLister(Settings(api_key="k")).client._BaseClient__conn.host == "v3.recurly.com"
+    local = RecurlyLister(Settings(api_key="k", base_url="http://127.0.0.1:9", region="eu"))
+    assert local.client._BaseClient__conn.host == "127.0.0.1"

@@ -9,17 +9,24 @@ logged it (method, path, parameters, idempotency key), and the writer's own
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections import deque
 from datetime import UTC, datetime
 
 import pytest
 import recurly
 
+from dlt_sources.common import RetryPolicy, with_retries
 from orchestration.writebacks.systems.base import Action
 from orchestration.writebacks.systems.recurly import (
     ACCOUNT_PLACEHOLDER,
     CURRENCY_PLACEHOLDER,
+    CYCLES_PLACEHOLDER,
+    PauseNotInCycles,
     RecurlyWriter,
 )
+from sandbox.server import FaultConfig
 from tests.writeback_scenario import (
     AS_OF,
     COUPON,
@@ -207,7 +214,7 @@ def test_cancel_at_term_end_or_terminate_with_refund(
             "trial",
             "extension",
             {"until": "2026-07-01T00:00:00+00:00"},
-            "already runs to 2026-07-04T00:00:00Z",
+            "next bill already on 2026-07-04T00:00:00Z",
         ),
         ("live", "plan_change", {"plan": "pro"}, "already on pro"),
     ],
@@ -266,6 +273,125 @@ def test_only_an_offer_on_an_ended_subscription_is_moot(
 def test_not_done_when_the_change_does_not_hold_yet(writer, state, action_type, overrides):
     act = action(action_type, state, **overrides)
     assert writer.already_done(act, writer.read(act.subscription_id)) is None
+
+
+# --------------------------------------------------------------------------- terms and cycles
+
+
+@pytest.fixture
+def quarterly(serve_scenario):
+    """The same accounts with `pro` billed every 3 months: the emulator gives such plans
+    a year's term (4 cycles), so the term ends long after the billing period."""
+    doc = scenario(("recurly",))
+    for plan in doc["plans"]:
+        if plan["plan_id"] == "pro":
+            plan["interval_count"] = 3
+    sandbox = serve_scenario(doc)
+    return RecurlyWriter(sandbox.api_key, sandbox.urls["recurly"])
+
+
+def test_an_extension_on_a_multi_cycle_term_moves_the_next_bill(quarterly):
+    """Live since Jan 5th: its period ends Jul 5th, its term Jan 5th 2027. An extension to
+    Aug 5th is not "already" there: the next bill moves, the term stays."""
+    writer = quarterly
+    act = action("extension")
+    current = writer.read(act.subscription_id)
+    assert (current["current_period_ends_at"], current["current_term_ends_at"]) == (
+        "2026-07-05T00:00:00Z",
+        "2027-01-05T00:00:00Z",
+    )
+    assert (current["total_billing_cycles"], current["remaining_billing_cycles"]) == (4, 2)
+    assert writer.already_done(act, current) is None
+    writer.send(writer.request(act, current), "key-ext")
+    after = writer.read(act.subscription_id)
+    assert (after["current_period_ends_at"], after["current_term_ends_at"]) == (
+        "2026-08-05T00:00:00Z",
+        "2027-01-05T00:00:00Z",
+    )
+    assert writer.already_done(act, after) == "next bill already on 2026-08-05T00:00:00Z"
+
+
+def test_a_cancel_at_term_end_runs_to_the_end_of_a_multi_cycle_term(quarterly):
+    writer = quarterly
+    act = action("cancel")
+    writer.send(writer.request(act, writer.read(act.subscription_id)), "key-cancel")
+    after = writer.read(act.subscription_id)
+    assert (after["state"], after["expires_at"]) == ("canceled", "2027-01-05T00:00:00Z")
+
+
+@pytest.mark.parametrize(
+    ("duration", "interval", "sent"),
+    [(6, "month", 2), (3, "month", 1), (2, "month", None), (4, "week", None)],
+)
+def test_pause_cycles_are_counted_in_the_plans_billing_cycles(quarterly, duration, interval, sent):
+    """On a quarterly plan a 6-month pause is 2 cycles; 2 months or 4 weeks cannot be
+    paused in whole cycles, and the action fails with the reason (nothing is sent)."""
+    writer = quarterly
+    act = action("pause", duration=duration, interval=interval, cycles=None)
+    current = writer.read(act.subscription_id)
+    if sent is None:
+        with pytest.raises(PauseNotInCycles, match="not a whole number of the plan's billing"):
+            writer.request(act, current)
+        return
+    request = writer.request(act, current)
+    assert request.params == {"remaining_pause_cycles": sent}
+    writer.send(request, "key-pause")
+    assert writer.read(act.subscription_id)["remaining_pause_cycles"] == sent
+
+
+def test_pause_cycles_on_a_monthly_plan_and_from_the_catalog(writer):
+    act = action("pause", duration=2, interval="month", cycles=None)
+    current = writer.read(act.subscription_id)
+    assert writer.request(act, current).params == {"remaining_pause_cycles": 2}
+    weeks = action("pause", duration=3, interval="week", cycles=None)
+    with pytest.raises(PauseNotInCycles):
+        writer.request(weeks, current)
+    own = action("pause", duration=3, interval="week", cycles=1)  # the catalog's own rule
+    assert writer.request(own, current).params == {"remaining_pause_cycles": 1}
+    dry = writer.request(action("pause", cycles=None), None)
+    assert dry.params == {"remaining_pause_cycles": CYCLES_PLACEHOLDER}
+
+
+# --------------------------------------------------------------------------- in flight, region
+
+
+def test_an_in_flight_duplicate_key_is_retried_until_the_first_answer_replays(sandbox, writer):
+    """Recurly answers 409 while a request with the same key is still being processed.
+    The first try is slow; a second writer sends the same key meanwhile, gets 409, backs
+    off and retries until the first has answered, then gets its answer replayed: the
+    change is applied once."""
+    emulator = sandbox.emulator("recurly")
+    act = action("plan_change")
+    request = writer.request(act, writer.read(act.subscription_id))
+    emulator.faults = FaultConfig(script=deque(["slow"]), slow_seconds=1.0)
+    first = threading.Thread(target=writer.send, args=(request, "same-key"))
+    first.start()
+    time.sleep(0.3)
+    second = RecurlyWriter(sandbox.api_key, sandbox.urls["recurly"])
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    policy = RetryPolicy(max_attempts=10, base_delay=0.2, max_delay=0.5, sleep=sleep)
+    with_retries(lambda: second.send(request, "same-key"), second.classifier, "send", policy)
+    first.join()
+
+    sent = [e for e in emulator.request_log if e["method"] == "POST"]
+    statuses = [(e["status"], e["replayed"]) for e in sent]
+    assert statuses[0] == (409, False) and (201, False) in statuses and statuses[-1] == (201, True)
+    assert waits and writer.read(act.subscription_id)["plan"]["code"] == "basic"
+
+
+def test_the_region_setting_picks_the_eu_host(monkeypatch):
+    monkeypatch.setenv("SOURCES__RECURLY__REGION", "eu")
+    writer = RecurlyWriter("a-real-looking-key")
+    assert writer.client._BaseClient__conn.host == "v3.eu.recurly.com"
+    monkeypatch.delenv("SOURCES__RECURLY__REGION")
+    assert RecurlyWriter("a-real-looking-key").client._BaseClient__conn.host == "v3.recurly.com"
+    with pytest.raises(ValueError, match="region must be one of us, eu"):
+        RecurlyWriter("a-real-looking-key", region="au")
 
 
 # --------------------------------------------------------------------------- idempotency

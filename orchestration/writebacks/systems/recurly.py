@@ -5,19 +5,30 @@
   /subscriptions/{id}` (Recurly's "terminate", expiring it now) with the configured
   `refund`;
 - pause: `PUT /subscriptions/{id}/pause` with `remaining_pause_cycles`: Recurly pauses
-  in whole billing cycles from the next renewal, not until a date;
+  in whole billing cycles from the next renewal, not until a date. The offer's duration
+  is converted into the plan's billing cycles (a 3-month pause on a quarterly plan is 1
+  cycle, on an annual plan it cannot be expressed); a duration that is not a whole
+  number of cycles fails with the reason, unless the catalog sets `cycles` for Recurly;
 - discount: a coupon redemption on the subscription's account, tied to the subscription
   (`POST /accounts/{account_id}/coupon_redemptions/active`); an account-level coupon
   (Recurly's default) discounts every charge of the account, and counts as applied when
   it is active on the account, a subscription-level one when it is on the subscription;
-- extension: `PUT /subscriptions/{id}` with `next_bill_date` at the new end (the term
-  stretches to it, which is free time);
+- extension: `PUT /subscriptions/{id}` with `next_bill_date` at the new end: the
+  current billing period (`current_period_ends_at`, the next bill) moves there, which is
+  free time. It acts on and is checked against the period, not the term: on a
+  multi-cycle term the term already ends later than the period, and it is the next bill
+  that the extension postpones;
 - plan change: `POST /subscriptions/{id}/change` with the target `plan_code`.
 
 Plans and coupons are named by their codes here (the warehouse's `plan_id`/`coupon_id`
 are Recurly codes), so a coupon goes out as `code-<code>`. Every write carries the
 action's `Idempotency-Key`; Recurly replays the first answer for a repeated key, and the
-runner reads the subscription first, so a retry never applies a change twice.
+runner reads the subscription first, so a retry never applies a change twice. A key
+still in flight (an earlier try not answered yet) is refused with 409: retried with
+backoff (`WRITE_CLASSIFIER`) until the first try's answer can be replayed.
+
+The site's region (`us`, `eu`) is the source's setting, `sources.recurly.region`
+(`SOURCES__RECURLY__REGION`), read through dlt's configuration.
 """
 
 from __future__ import annotations
@@ -27,17 +38,29 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote
 
+import dlt
 import recurly
+from recurly import errors
 
 from dlt_sources.clients import recurly_client
-from dlt_sources.recurly.helpers import CLASSIFIER, reset_on_network_error
+from dlt_sources.common import Classifier
+from dlt_sources.recurly.helpers import (
+    is_transient,
+    rate_limit_wait,
+    reset_on_network_error,
+)
 from orchestration.writebacks.systems.base import Action, BillingWriter, WriteRequest
 
 ACCOUNT_PLACEHOLDER = "<the subscription's account id>"
 # Added by `read` beside the API's fields: codes of the account-level coupons active on
 # the subscription's account.
 ACCOUNT_COUPONS = "account_level_coupon_codes"
+# Added by `read`: the plan's billing interval, which pause cycles are counted in.
+PLAN_INTERVAL = "plan_billing_interval"
 CURRENCY_PLACEHOLDER = "<the subscription's currency>"
+CYCLES_PLACEHOLDER = "<the pause's duration in the plan's billing cycles>"
+# Offer intervals in the plan's units: Recurly plans bill in months or days.
+_IN_PLAN_UNITS = {"month": ("months", 1), "week": ("days", 7), "day": ("days", 1)}
 _ENDED = ("expired", "failed")
 # How each SDK method takes its parameters: positional body unless listed here.
 _PARAMS_AS = {"terminate_subscription": "params", "cancel_subscription": "body"}
@@ -52,14 +75,55 @@ def _stamp(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def is_in_flight_duplicate(exc: BaseException) -> bool:
+    """409 `simultaneous_request`: the same idempotency key is still being processed."""
+    if isinstance(exc, errors.SimultaneousRequestError):
+        return True
+    error = getattr(exc, "error", None)
+    return error is not None and error.get_response().status == 409
+
+
+# The source's retry rules, plus a duplicate in flight: its first try may still land,
+# and a later retry then gets that try's answer replayed.
+WRITE_CLASSIFIER = Classifier(
+    retry_after=rate_limit_wait,
+    transient=lambda exc: is_transient(exc) or is_in_flight_duplicate(exc),
+)
+
+
+class PauseNotInCycles(ValueError):
+    """The offered pause is not a whole number of the plan's billing cycles."""
+
+
+def pause_cycles(parameters: dict[str, Any], plan: dict[str, Any]) -> int:
+    """`remaining_pause_cycles` for a pause offer on a plan billed every
+    `interval_length` `interval_unit` (months or days): the catalog's own `cycles` if it
+    sets them, else the offer's duration in the plan's cycles, when it is a whole number
+    of them (no rounding: a pause longer or shorter than offered is not the offer)."""
+    if parameters.get("cycles") is not None:
+        return parameters["cycles"]
+    duration, interval = parameters["duration"], parameters["interval"]
+    unit, factor = _IN_PLAN_UNITS[interval]
+    length = plan["interval_length"]
+    cycles, rest = divmod(duration * factor, length)
+    if unit != plan["interval_unit"] or rest or cycles < 1:
+        raise PauseNotInCycles(
+            f"a {duration}-{interval} pause is not a whole number of the plan's billing "
+            f"cycles ({length} {plan['interval_unit']}): Recurly pauses in whole cycles; "
+            "set cycles for recurly on this offer in the write-back catalog"
+        )
+    return cycles
+
+
 class RecurlyWriter(BillingWriter):
     system = "recurly"
-    classifier = CLASSIFIER
+    classifier = WRITE_CLASSIFIER
 
-    def __init__(self, api_key: str, base_url: str | None = None):
-        # The SDK never retries; the runner does, with CLASSIFIER. One persistent
+    def __init__(self, api_key: str, base_url: str | None = None, region: str | None = None):
+        # The SDK never retries; the runner does, with WRITE_CLASSIFIER. One persistent
         # connection: a writer is not shared between threads.
-        self.client = recurly_client(api_key, base_url)
+        region = region or dlt.config.get("sources.recurly.region")
+        self.client = recurly_client(api_key, base_url, region=region)
 
     def read(self, subscription_id: str) -> dict[str, Any]:
         """The subscription as sent, plus the codes of the account-level coupons active on
@@ -77,6 +141,11 @@ class RecurlyWriter(BillingWriter):
             sub[ACCOUNT_COUPONS] = sorted(
                 {r.coupon.code for r in active if r.subscription_id is None}
             )
+            plan = self.client.get_plan(sub["plan"]["id"])
+            sub[PLAN_INTERVAL] = {
+                "interval_unit": plan.interval_unit,
+                "interval_length": plan.interval_length,
+            }
         return sub
 
     def request(self, action: Action, current: dict[str, Any] | None) -> WriteRequest:
@@ -93,11 +162,12 @@ class RecurlyWriter(BillingWriter):
                     "cancel_subscription", "PUT", f"{path}/cancel", {"timeframe": "term_end"}
                 )
             case "pause":
+                if current is not None:
+                    cycles = pause_cycles(p, current[PLAN_INTERVAL])
+                else:  # a dry run reads no plan
+                    cycles = p.get("cycles") or CYCLES_PLACEHOLDER
                 return WriteRequest(
-                    "pause_subscription",
-                    "PUT",
-                    f"{path}/pause",
-                    {"remaining_pause_cycles": p["cycles"]},
+                    "pause_subscription", "PUT", f"{path}/pause", {"remaining_pause_cycles": cycles}
                 )
             case "discount":
                 account = (
@@ -151,9 +221,9 @@ class RecurlyWriter(BillingWriter):
                 if p["coupon"] in current.get(ACCOUNT_COUPONS, ()):
                     return f"coupon {p['coupon']} already applied to the account"
             case "extension":
-                ends = _time(current.get("current_term_ends_at"))
+                ends = _time(current.get("current_period_ends_at"))
                 if ends and ends >= action.when("until"):
-                    return f"already runs to {current['current_term_ends_at']}"
+                    return f"next bill already on {current['current_period_ends_at']}"
             case "plan_change":
                 plan = (current.get("plan") or {}).get("code")
                 if plan == p["plan"]:
