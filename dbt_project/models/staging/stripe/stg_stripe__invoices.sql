@@ -1,4 +1,6 @@
--- Stripe invoices: totals from minor units; `open`/`uncollectible` are unpaid. The
+-- Stripe invoices: totals from minor units; `draft`/`open` are unpaid (open), and
+-- `uncollectible` (written off: nothing is owed any more, as for the invoices of a free
+-- extension, pause_collection mark_uncollectible) counts as void. The
 -- subscription is `parent.subscription_details.subscription` (API 2026-10-28.endive has no
 -- top-level `subscription`).
 {% set src = source('stripe', 'invoices') %}
@@ -12,7 +14,7 @@ select
     {{ minor_to_major('total', 'currency', 'stripe') }} as total_local,
     case
         when status = 'paid' then 'paid'
-        when status = 'void' then 'void'
+        when status in ('void', 'uncollectible') then 'void'
         else 'open'
     end as status,
     {{ from_epoch('created') }} as created_at,

@@ -3,10 +3,14 @@
 -- (all items of a subscription share it at this version: the earliest start and the latest
 -- end over the items are taken, so a mixed period would still cover them all); the coupon
 -- from the expanded `discounts` (a Discount names it in `source.coupon`). Plan, quantity
--- and amounts are the items' (stg_stripe__subscription_items). A pause is
--- `pause_collection` (status unchanged), a requested cancel is `cancel_at` /
--- `cancel_at_period_end` (status unchanged until it ends): both are folded into the
--- normalised status. Stripe does not say when a collection pause began (paused_at null).
+-- and amounts are the items' (stg_stripe__subscription_items). A requested cancel is
+-- `cancel_at` / `cancel_at_period_end` (status unchanged until it ends), folded into the
+-- normalised status. A collection pause leaves Stripe's status unchanged; only
+-- `behavior = void` ("can't provide services") is a pause of service and normalised to
+-- paused: `mark_uncollectible` (services offered for free: the free extension) and
+-- `keep_as_draft` (free now, collected later) keep the service going, so the status stays.
+-- `resumes_at` is when collection resumes, whichever the behavior. Stripe does not say
+-- when a collection pause began (paused_at null).
 --
 -- Coupon rule: the subscription's own discounts first, then its items' discounts; among
 -- several, the one that started last (ties: the greater discount id). A discount still a
@@ -84,7 +88,7 @@ select
     case
         when raw.status in ('canceled', 'incomplete_expired') or raw.ended_at is not null then 'canceled'
         when raw.cancel_at is not null or raw.cancel_at_period_end then 'non_renewing'
-        when raw.pause_behavior is not null or raw.status = 'paused' then 'paused'
+        when raw.pause_behavior = 'void' or raw.status = 'paused' then 'paused'
         when raw.status = 'trialing' then 'trialing'
         when raw.status in ('past_due', 'unpaid') then raw.status
         when raw.status = 'incomplete' then 'past_due'
