@@ -29,6 +29,10 @@ SYSTEMS = ("stripe", "recurly", "chargebee")
 MODES = ("off", "dry_run", "live")
 OFFER_TYPES = ("pause", "discount", "extension", "plan_change", "custom")
 PAUSE_INTERVALS = ("day", "week", "month")
+# How Stripe gives an extension's free time (an offer's `stripe: {method: ...}`): collection
+# paused with mark_uncollectible until the new end (the default: status stays active), or
+# a trial until then (status trialing). Other systems move their term or period.
+EXTENSION_METHODS = ("pause_collection", "trial_end")
 
 # Cancel options per system, with their defaults; `when` is common to all three.
 CANCEL_OPTIONS: dict[str, dict[str, Any]] = {
@@ -53,7 +57,7 @@ CANCEL_CHOICES: dict[str, tuple[Any, ...]] = {
 OFFER_PARAMETERS: dict[str, dict[str, tuple[bool, type]]] = {
     "pause": {"duration": (True, int), "interval": (True, str), "cycles": (False, int)},
     "discount": {"coupon": (True, str)},
-    "extension": {"days": (True, int)},
+    "extension": {"days": (True, int), "method": (False, str)},
     "plan_change": {"plan": (True, str)},
     "custom": {},
 }
@@ -197,6 +201,14 @@ def _offer(offer_id: str, body: Any, problems: list[str]) -> Offer | None:
                 problems.append(f"{key}: expected {kind_type.__name__}, got {value!r}")
             elif kind_type is int and value < 1:
                 problems.append(f"{key}: must be at least 1, got {value}")
+        if kind == "extension" and "method" in merged:
+            key = f"{where}.{system}.method" if "method" in own else f"{where}.method"
+            if system != "stripe":
+                problems.append(f"{key}: only Stripe has extension methods (set it under stripe)")
+            elif merged["method"] not in EXTENSION_METHODS:
+                problems.append(
+                    f"{key}: {merged['method']!r} is not one of {', '.join(EXTENSION_METHODS)}"
+                )
         if kind == "pause" and merged.get("interval") not in (None, *PAUSE_INTERVALS):
             key = f"{where}.{system}.interval" if "interval" in own else f"{where}.interval"
             problems.append(

@@ -184,12 +184,9 @@ def resolve(
                 **({"cycles": offer["cycles"]} if offer.get("cycles") else {}),
                 "resumes_at": (anchor + step).isoformat(),
             }
-        case "extension":
+        case "extension":  # Stripe's period end is its items' latest (staging)
             start = max(target["current_period_end"] or anchor, anchor)
-            return {
-                "days": offer["days"],
-                "until": (start + timedelta(days=offer["days"])).isoformat(),
-            }
+            return {**offer, "until": (start + timedelta(days=offer["days"])).isoformat()}
         case "plan_change" if isinstance(offer["plan"], dict):
             currency = target["currency"]
             if currency not in offer["plan"]:

@@ -114,7 +114,15 @@ def _discounted(sub) -> None:
 
 
 def _extended(sub) -> None:
+    """The default, as the product we replace: free service, status unchanged."""
+    assert sub.status == "active" and sub.trial_end is None
+    assert sub.pause_collection.behavior == "mark_uncollectible"
+    assert sub.pause_collection.resumes_at == epoch(EXTENSION["until"])
+
+
+def _extended_by_trial(sub) -> None:
     assert sub.status == "trialing" and sub.trial_end == epoch(EXTENSION["until"])
+    assert sub.pause_collection is None
 
 
 def _plan_changed(sub) -> None:
@@ -129,9 +137,18 @@ def _plan_changed(sub) -> None:
         (action("pause"), _paused),
         (action("discount"), _discounted),
         (action("extension"), _extended),
+        (action("extension", **EXTENSION, method="trial_end"), _extended_by_trial),
         (action("plan_change"), _plan_changed),
     ],
-    ids=["cancel_period_end", "cancel_immediately", "pause", "discount", "extension", "plan"],
+    ids=[
+        "cancel_period_end",
+        "cancel_immediately",
+        "pause",
+        "discount",
+        "extension",
+        "extension_trial_end",
+        "plan",
+    ],
 )
 def test_action_applies_and_then_holds(writer, retrieve, writes, act, check):
     request_id = apply(writer, act)
@@ -184,12 +201,34 @@ def test_cancel_options_on_the_wire(writer, writes, options, method, params):
             action("extension", "trial", until=at(2), days=2),  # the trial ends on 07-04
             "already runs to 2026-07-04T00:00:00+00:00",
         ),
+        (  # the period (items' end) already runs past the new end
+            action("extension", until=at(3), days=3, method="trial_end"),
+            "already runs to 2026-07-05T00:00:00+00:00",
+        ),
+        (action("extension", "paused"), None),  # a void pause is no free service
     ],
     ids=lambda value: value.action_id if isinstance(value, Action) else None,
 )
 def test_already_done_reads_without_writing(writer, writes, act, reason):
     assert writer.already_done(act, writer.read(act.subscription_id)) == reason
     assert writes() == []
+
+
+@pytest.mark.parametrize("method", ["pause_collection", "trial_end"])
+def test_an_extension_by_either_method_is_seen_by_both(writer, writes, method):
+    """Applied one way, the extension is recognised whichever method the catalog now names,
+    and a later end than it gives is not."""
+    applied = action("extension", **EXTENSION, method=method)
+    apply(writer, applied)
+    current = writer.read(applied.subscription_id)
+    until = EXTENSION["until"]
+    for other in ("pause_collection", "trial_end"):
+        again = action("extension", **EXTENSION, method=other)
+        reason = writer.already_done(again, current)
+        assert reason is not None and until.removesuffix("+00:00") in reason
+        later = action("extension", until=at(90), days=90, method=other)
+        assert writer.already_done(later, current) is None
+    assert len(writes()) == 1
 
 
 @pytest.mark.parametrize(
@@ -258,8 +297,20 @@ def test_cancel_now_twice_is_refused_not_applied_again(writer, retrieve, writes)
             400,
             "Invalid timestamp: must be an integer Unix timestamp in the future.",
         ),
+        (
+            action("extension", until=at(-1), days=1, method="trial_end"),
+            400,
+            "Invalid timestamp: must be an integer Unix timestamp in the future.",
+        ),
     ],
-    ids=["coupon", "plan", "subscription", "subscription_delete", "past_trial_end"],
+    ids=[
+        "coupon",
+        "plan",
+        "subscription",
+        "subscription_delete",
+        "past_extension_end",
+        "past_trial_end",
+    ],
 )
 def test_permanent_errors(writer, retrieve, writes, act, status, message):
     current = None if "missing" in act.subscription_id else writer.read(act.subscription_id)
@@ -304,6 +355,16 @@ def test_read_of_unknown_subscription_is_a_404(writer):
         (
             action("extension"),
             "POST",
+            {
+                "pause_collection": {
+                    "behavior": "mark_uncollectible",
+                    "resumes_at": epoch(EXTENSION["until"]),
+                }
+            },
+        ),
+        (
+            action("extension", **EXTENSION, method="trial_end"),
+            "POST",
             {"trial_end": epoch(EXTENSION["until"]), "proration_behavior": "none"},
         ),
         (
@@ -315,7 +376,15 @@ def test_read_of_unknown_subscription_is_a_404(writer):
             },
         ),
     ],
-    ids=["cancel_period_end", "cancel_immediately", "pause", "discount", "extension", "plan"],
+    ids=[
+        "cancel_period_end",
+        "cancel_immediately",
+        "pause",
+        "discount",
+        "extension",
+        "extension_trial_end",
+        "plan",
+    ],
 )
 def test_dry_run_request_is_complete_without_reading(sandbox, writer, act, method, params):
     described = writer.request(act, None).describe()

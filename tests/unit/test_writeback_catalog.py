@@ -255,6 +255,14 @@ OFFER_PROBLEMS = {
         "e: {type: extension, days: 14, stripe: {days: -3}}",
         "offers.e.stripe.days: must be at least 1, got -3",
     ),
+    "unknown-extension-method": (
+        "e: {type: extension, days: 14, stripe: {method: free_month}}",
+        "offers.e.stripe.method: 'free_month' is not one of pause_collection, trial_end",
+    ),
+    "extension-method-outside-stripe": (
+        "e: {type: extension, days: 14, method: trial_end}",
+        "offers.e.method: only Stripe has extension methods (set it under stripe)",
+    ),
     "bool-duration": (
         "p: {type: pause, duration: true, interval: day}",
         "offers.p.duration: expected int, got True",
@@ -336,6 +344,19 @@ def test_every_problem_is_reported_together_once(tmp_path):
     assert message.splitlines()[0] == f"write-back catalog {path} has {len(expected)} problem(s):"
     for problem in expected:
         assert sum(line.startswith(f"  {path}: {problem}") for line in lines) == 1, problem
+
+
+def test_stripe_extension_method_is_an_offer_option(tmp_path):
+    path = write(
+        tmp_path,
+        "offers:\n"
+        "  e: {type: extension, days: 14, stripe: {method: trial_end}}\n"
+        "  f: {type: extension, days: 7}\n",
+    )
+    offers = load_catalog(path).offers
+    assert offers["e"].for_system("stripe") == {"days": 14, "method": "trial_end"}
+    assert offers["e"].for_system("recurly") == {"days": 14}
+    assert offers["f"].for_system("stripe") == {"days": 7}  # the writer's default applies
 
 
 def test_invalid_yaml_is_refused(tmp_path):

@@ -4,8 +4,12 @@
   configured `prorate` / `invoice_now`;
 - pause: `pause_collection[behavior]=void` with `resumes_at`;
 - discount: `discounts[0][coupon]`;
-- extension: `trial_end` at the new end with `proration_behavior=none` (Stripe's way to
-  give free time);
+- extension: by default `pause_collection[behavior]=mark_uncollectible` with `resumes_at`
+  at the new end, as the cancel-page product we replace does: service goes on, the status
+  stays `active`, and the invoices Stripe issues until then are marked uncollectible (so
+  the free time is the billing periods invoiced before the new end). With the offer's
+  `method: trial_end` (catalog), `trial_end` at the new end with `proration_behavior=none`
+  instead: the subscription turns `trialing` until then, and BI reads that status;
 - plan change: the subscription's item moved to the target price.
 
 Every write carries the action's `Idempotency-Key`. Stripe honours it on POST only: a
@@ -14,9 +18,10 @@ repeated key replays the first answer (for 24 hours) without applying again. The
 subscription`; the runner reads the subscription first, so the canceled status is seen
 and the cancel is not sent again.
 
-Reads follow the API version the SDK pins (2025+): the subscription has no `discount` nor
-top-level `current_period_end` any more, so coupons are checked on `discounts` (expanded
-on read) and the period end on the subscription's item.
+Reads follow the API version the SDK pins (2026-10-28.endive): the subscription has no
+`discount` nor top-level `current_period_end` any more, so coupons are checked on
+`discounts` (expanded on read) and the period end on the subscription's items (the
+latest, as staging takes it).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from dlt_sources.stripe.helpers import CLASSIFIER
 from orchestration.writebacks.systems.base import Action, BillingWriter, WriteRequest, from_unix
 
 ITEM_PLACEHOLDER = "<the subscription's item id>"
+FREE_BEHAVIOR = "mark_uncollectible"  # collection paused, service goes on
 
 
 def _coupons(current: dict[str, Any]) -> set[str]:
@@ -37,6 +43,24 @@ def _coupons(current: dict[str, Any]) -> set[str]:
     Discount names its coupon by id in `source.coupon`)."""
     discounts = current.get("discounts") or []
     return {d["source"]["coupon"] for d in discounts if isinstance(d, dict)}
+
+
+def _runs_free_to(current: dict[str, Any], until: int) -> str | None:
+    """Why the subscription already runs to `until` without charging more, by either
+    extension method: a trial or a paid period ending then or later, or collection paused
+    with `mark_uncollectible` until then (or with no resume date)."""
+    periods = [item.get("current_period_end") or 0 for item in current["items"]["data"]]
+    ends = max([current.get("trial_end") or 0, *periods])
+    if ends >= until:
+        return f"already runs to {from_unix(ends)}"
+    pause = current.get("pause_collection") or {}
+    if pause.get("behavior") == FREE_BEHAVIOR:
+        resumes = pause.get("resumes_at")
+        if resumes is None:
+            return "collection already paused (mark_uncollectible) with no resume date"
+        if resumes >= until:
+            return f"collection already paused (mark_uncollectible) until {from_unix(resumes)}"
+    return None
 
 
 class StripeWriter(BillingWriter):
@@ -75,8 +99,15 @@ class StripeWriter(BillingWriter):
                 }
             case "discount":
                 return {"discounts": [{"coupon": p["coupon"]}]}
-            case "extension":
+            case "extension" if p.get("method") == "trial_end":
                 return {"trial_end": action.unix("until"), "proration_behavior": "none"}
+            case "extension":
+                return {
+                    "pause_collection": {
+                        "behavior": FREE_BEHAVIOR,
+                        "resumes_at": action.unix("until"),
+                    }
+                }
             case "plan_change":
                 item = current["items"]["data"][0]["id"] if current else ITEM_PLACEHOLDER
                 return {
@@ -107,10 +138,7 @@ class StripeWriter(BillingWriter):
                 if p["coupon"] in _coupons(current):
                     return f"coupon {p['coupon']} already applied"
             case "extension":
-                item = current["items"]["data"][0]
-                ends = max(current.get("trial_end") or 0, item.get("current_period_end") or 0)
-                if ends >= action.unix("until"):
-                    return f"already runs to {from_unix(ends)}"
+                return _runs_free_to(current, action.unix("until"))
             case "plan_change":
                 price = current["items"]["data"][0]["price"]["id"]
                 if price == p["plan"]:
