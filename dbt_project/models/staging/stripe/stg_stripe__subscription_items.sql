@@ -64,10 +64,12 @@ select
     pricing_model,
     case when pricing_model = 'package' then divide_by end as package_size,
     case when usage_type = 'metered' then null else quantity end as quantity,
-    case
-        when pricing_model in ('per_unit', 'package')
-            then {{ minor_to_major('unit_amount', 'currency', 'stripe') }}
-    end as unit_amount_local,
+    cast(
+        case
+            when pricing_model in ('per_unit', 'package')
+                then {{ minor_to_major('unit_amount', 'currency', 'stripe') }}
+        end
+    as decimal(38, 10)) as unit_amount_local,
     upper(currency) as currency,
     cast(price_interval as varchar) as "interval",
     interval_count
