@@ -36,14 +36,11 @@ class DropFolder(ConfigurableResource):
     path: str
 
     def files(self) -> list[Path]:
-        """Files of a type the exit-sessions source reads; none if the folder is absent,
-        so a sensor waits quietly for the folder instead of failing every tick."""
-        from dlt_sources.exit_sessions.readers import SUFFIXES
+        """The files the exit-sessions source reads (or quarantines); none if the folder is
+        absent, so a sensor waits quietly for the folder instead of failing every tick."""
+        from dlt_sources.exit_sessions import drop_files
 
-        root = Path(self.path)
-        if not root.is_dir():
-            return []
-        return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+        return drop_files(Path(self.path))
 
 
 def build_resources(env: Mapping[str, str] = os.environ) -> dict[str, Any]:

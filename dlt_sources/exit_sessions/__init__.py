@@ -15,6 +15,7 @@ for quarantine rows.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -24,8 +25,8 @@ import dlt
 import polars as pl
 import pyarrow as pa
 
-from dlt_sources.exit_sessions.contract import check, latest_per_session
-from dlt_sources.exit_sessions.readers import SUFFIXES, Batch, read_file, read_rows
+from dlt_sources.exit_sessions.contract import MAX_CUSTOM_BYTES, check, latest_per_session
+from dlt_sources.exit_sessions.readers import Batch, read_file, read_rows
 
 SESSION_COLUMNS = {
     "session_id": {"data_type": "text", "nullable": False},
@@ -38,11 +39,54 @@ SESSION_COLUMNS = {
 _LINES_PER_FILE = 10**9
 
 
-def new_files(folder: Path, loaded: dict[str, dict]) -> list[Path]:
-    """Files of a supported type not loaded before, in landing order."""
-    files = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES]
-    fresh = [p for p in files if str(p.relative_to(folder)) not in loaded]
-    return sorted(fresh, key=lambda p: (p.stat().st_mtime_ns, str(p)))
+# Names of files still being written (or an editor's) that the folder may hold for a
+# moment; they are read once renamed to their final name.
+_IN_PROGRESS = (".tmp", ".part", ".partial", ".crdownload", "~", ".swp")
+
+
+def new_files(folder: Path, loaded: dict[str, dict]) -> list[tuple[Path, str]]:
+    """(file, content digest) of every file not loaded before, in landing order.
+
+    A file is known by its name and content: one corrected in place under the same name
+    is read again (its rows merge by session_id; its landing order is the new one). The
+    digest is taken only when size or modification time differ from what was loaded.
+    Files of a type we do not read are listed too, so they land in quarantine with the
+    reason instead of lying in the folder unnoticed; hidden and in-progress files are not."""
+    fresh = []
+    for path in drop_files(folder):
+        seen = loaded.get(str(path.relative_to(folder)))
+        stat = path.stat()
+        if seen is not None and "sha256" not in seen:
+            continue  # loaded before files were known by content: unchanged by definition
+        if seen is not None and (seen["size"], seen["mtime_ns"]) == (
+            stat.st_size,
+            stat.st_mtime_ns,
+        ):
+            continue
+        digest = file_digest(path)
+        if seen is None or seen["sha256"] != digest:
+            fresh.append((path, digest))
+    return sorted(fresh, key=lambda item: (item[0].stat().st_mtime_ns, str(item[0])))
+
+
+def drop_files(folder: Path) -> list[Path]:
+    """Every file of the drop folder the load reads (or quarantines), by name: not hidden
+    files, nor files still being written. The one listing rule the source and the Dagster
+    sensor share."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.is_file()
+        and not path.name.startswith(".")
+        and not path.name.lower().endswith(_IN_PROGRESS)
+    )
+
+
+def file_digest(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 @dlt.resource(name="exit_session_files", selected=False)
@@ -57,8 +101,9 @@ def exit_session_files(folder: str = dlt.config.value) -> Iterator[Batch]:
         )
     state = dlt.current.resource_state()
     loaded: dict[str, dict] = state.setdefault("loaded_files", {})
-    for path in new_files(root, loaded):
+    for path, digest in new_files(root, loaded):
         name = str(path.relative_to(root))
+        stat = path.stat()
         state["file_seq"] = state.get("file_seq", 0) + 1
         batch = read_file(path, name)
         batch.rows = batch.rows.with_columns(
@@ -66,6 +111,9 @@ def exit_session_files(folder: str = dlt.config.value) -> Iterator[Batch]:
         )
         loaded[name] = {
             "seq": state["file_seq"],
+            "sha256": digest,
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
             "rows": batch.rows.height,
             "problems": batch.problems.height,
             "loaded_at": datetime.now(UTC).isoformat(),
@@ -79,17 +127,17 @@ def exit_session_files(folder: str = dlt.config.value) -> Iterator[Batch]:
     write_disposition="merge",
     columns=SESSION_COLUMNS,
 )
-def exit_sessions_good(batch: Batch) -> Iterator[pa.Table]:
+def exit_sessions_good(batch: Batch, max_custom_bytes: int) -> Iterator[pa.Table]:
     """Rows that meet the contract, one per session_id (the latest landed)."""
-    good, _ = check(batch.rows) if batch.rows.height else (None, None)
+    good, _ = check(batch.rows, max_custom_bytes) if batch.rows.height else (None, None)
     if good is not None and good.height:
         yield latest_per_session(good).to_arrow()
 
 
 @dlt.transformer(name="exit_sessions_quarantine", write_disposition="append")
-def exit_sessions_quarantine(batch: Batch) -> Iterator[pa.Table]:
+def exit_sessions_quarantine(batch: Batch, max_custom_bytes: int) -> Iterator[pa.Table]:
     """Rows that broke the contract or could not be read, with the reason."""
-    bad = check(batch.rows)[1] if batch.rows.height else batch.problems.head(0)
+    bad = check(batch.rows, max_custom_bytes)[1] if batch.rows.height else batch.problems.head(0)
     rejected = pl.concat([batch.problems, bad], how="diagonal_relaxed")
     # Yielded even when empty, so the table (and a check on its count) exists from day one.
     yield rejected.with_columns(quarantined_at=pl.lit(datetime.now(UTC))).to_arrow()
@@ -130,11 +178,13 @@ def exit_sessions_source(
     table: str | None = None,
     table_schema: str | None = None,
     cursor_column: str = "updated_at",
+    max_custom_bytes: int = MAX_CUSTOM_BYTES,
 ) -> list:
     """Exit sessions, good rows and quarantine, from a folder of drop files
     (`SOURCES__EXIT_SESSIONS__FOLDER`) or from a database table
     (`SOURCES__EXIT_SESSIONS__TABLE`, `..._TABLE_CREDENTIALS` as an SQLAlchemy URL,
-    `..._CURSOR_COLUMN`, default updated_at: a column the writer sets on every change)."""
+    `..._CURSOR_COLUMN`, default updated_at: a column the writer sets on every change).
+    A `custom` value over `max_custom_bytes` (`..._MAX_CUSTOM_BYTES`) is quarantined."""
     if table:
         if not table_credentials:
             raise ValueError(
@@ -149,4 +199,7 @@ def exit_sessions_source(
             "exit sessions need a folder (SOURCES__EXIT_SESSIONS__FOLDER) or a table "
             "(SOURCES__EXIT_SESSIONS__TABLE)"
         )
-    return [parent | exit_sessions_good, parent | exit_sessions_quarantine]
+    return [
+        parent | exit_sessions_good(max_custom_bytes=max_custom_bytes),
+        parent | exit_sessions_quarantine(max_custom_bytes=max_custom_bytes),
+    ]

@@ -29,6 +29,9 @@ TIME_COLUMNS = ("started_at", "action_at")
 COLUMNS = (*TEXT_COLUMNS[:5], "started_at", "action", "action_at", *TEXT_COLUMNS[6:])
 LINEAGE = ("_file", "_line", "_landed_seq")
 REQUIRED = ("session_id", "billing_system", "billing_id", "started_at")
+# The page's free-form `custom` JSON beyond this size is quarantined, not loaded: a
+# warehouse column is no place for megabytes a page sent by mistake.
+MAX_CUSTOM_BYTES = 64 * 1024
 
 _WITH_ZONE = "%Y-%m-%dT%H:%M:%S%.f%#z"
 _NAIVE = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f")
@@ -58,7 +61,7 @@ def normalise(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _reasons(frame: pl.DataFrame) -> pl.Expr:
+def _reasons(max_custom_bytes: int) -> pl.Expr:
     checks: list[tuple[pl.Expr, str]] = [
         (pl.col(c).is_null(), f"{c} is required") for c in REQUIRED
     ]
@@ -97,6 +100,10 @@ def _reasons(frame: pl.DataFrame) -> pl.Expr:
             pl.col("custom").is_not_null() & ~pl.col("custom").str.starts_with("{"),
             "custom is not a JSON object",
         ),
+        (
+            pl.col("custom").str.len_bytes() > max_custom_bytes,
+            f"custom is over {max_custom_bytes} bytes (SOURCES__EXIT_SESSIONS__MAX_CUSTOM_BYTES)",
+        ),
     ]
     return pl.concat_str(
         [pl.when(cond.fill_null(False)).then(pl.lit(reason)) for cond, reason in checks],
@@ -105,12 +112,14 @@ def _reasons(frame: pl.DataFrame) -> pl.Expr:
     )
 
 
-def check(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def check(
+    frame: pl.DataFrame, max_custom_bytes: int = MAX_CUSTOM_BYTES
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(good rows typed per the contract, quarantine rows with `reason` and the raw row)."""
     frame = normalise(frame)
     checked = frame.with_columns(
         parse_time("started_at").alias("_started"), parse_time("action_at").alias("_action")
-    ).with_columns(reason=_reasons(frame))
+    ).with_columns(reason=_reasons(max_custom_bytes))
     bad = checked.filter(pl.col("reason") != "")
     good = (
         checked.filter(pl.col("reason") == "")

@@ -189,15 +189,20 @@ def test_the_sensor_asks_for_a_load_when_new_files_land(defs, tmp_path):
     assert not first.run_requests and "no new files" in first.skip_message  # no folder yet
     drop.mkdir()
     (drop / "01_landings.jsonl").write_text("{}\n")
-    (drop / "notes.txt").write_text("not a drop file")
+    (drop / "notes.txt").write_text("not a drop file: the load quarantines it, with why")
+    (drop / "03_landings.jsonl.part").write_text("still being written")
     second = tick(first.cursor)
     assert len(second.run_requests) == 1
-    assert second.run_requests[0].tags["retention/new_files"] == "1"
+    assert second.run_requests[0].tags["retention/new_files"] == "2"
     assert not tick(second.cursor).run_requests  # the same files: nothing to do
     (drop / "02_actions.csv").write_text("session_id\n")
     third = tick(second.cursor)
     assert len(third.run_requests) == 1
     assert third.run_requests[0].run_key != second.run_requests[0].run_key
+    (drop / "02_actions.csv").write_text("session_id,billing_system\n")  # fixed in place
+    fourth = tick(third.cursor)
+    assert fourth.run_requests[0].tags["retention/new_files"] == "1"
+    assert fourth.run_requests[0].run_key != third.run_requests[0].run_key
 
 
 def test_a_sync_table_alone_is_refused_before_any_request(defs):

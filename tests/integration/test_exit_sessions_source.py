@@ -245,3 +245,106 @@ def _table_loader(tmp_path, url):
         assert not pipeline.run(source).has_failed_jobs
 
     return load
+
+
+CSV_HEADER = "session_id,billing_system,billing_id,started_at,custom"
+
+
+def test_csv_and_parquet_are_quarantined_row_by_row(drop, run):
+    """One bad record costs only itself: the file's good rows load, and the bad one is in
+    quarantine with its line (or row group) and raw text."""
+    load, query = run
+    (drop / "a.csv").write_bytes(
+        (
+            CSV_HEADER + "\n"
+            "c1,stripe,sub_1,2026-04-02T08:00:00Z,\n"
+            "c2,stripe,sub_2\n"  # too few fields
+            'c3,stripe,sub_3,2026-04-02T08:00:00Z,"{""note"": ""two\nlines""}"\n'
+        ).encode()
+        + b"c4,stripe,sub_\xff4,2026-04-02T08:00:00Z,\n"  # not UTF-8
+        + b"c5,recurly,acct-5,2026-04-02T09:00:00Z,\n"
+    )
+    load(drop)
+    assert query("select session_id, _line from raw_exit_sessions.exit_sessions order by 1") == [
+        ("c1", 2),
+        ("c3", 4),
+        ("c5", 7),
+    ]
+    quarantine = {
+        line: (reason, raw)
+        for line, reason, raw in query(
+            "select _line, reason, raw from raw_exit_sessions.exit_sessions_quarantine"
+        )
+    }
+    assert quarantine[3] == ("record has 3 fields, the header has 5", "c2,stripe,sub_2")
+    assert quarantine[6][0] == "record is not valid UTF-8"
+    assert quarantine[6][1].startswith("c4,stripe,sub_\ufffd4")
+    assert len(quarantine) == 2
+
+
+def test_an_unreadable_parquet_row_group_costs_only_its_rows(drop, run):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    load, query = run
+    table = pa.table(
+        {
+            "session_id": [f"p{i}" for i in range(6)],
+            "billing_system": ["stripe"] * 6,
+            "billing_id": ["sub_1"] * 6,
+            "started_at": ["2026-04-02T08:00:00Z"] * 6,
+        }
+    )
+    path = drop / "groups.parquet"
+    pq.write_table(table, path, row_group_size=2, compression="none")
+    data = bytearray(path.read_bytes())
+    middle = pq.ParquetFile(path).metadata.row_group(1).column(0)
+    start = middle.data_page_offset
+    data[start : start + middle.total_compressed_size] = b"\xff" * middle.total_compressed_size
+    path.write_bytes(bytes(data))
+    load(drop)
+    loaded = query("select session_id, _line from raw_exit_sessions.exit_sessions order by 1")
+    assert loaded == [("p0", 1), ("p1", 2), ("p4", 5), ("p5", 6)]
+    [(line, reason)] = query("select _line, reason from raw_exit_sessions.exit_sessions_quarantine")
+    assert line == 3 and reason.startswith("row group 1 (rows 3-4) unreadable")
+
+
+def test_a_file_corrected_in_place_is_read_again_and_unknown_types_are_quarantined(drop, run):
+    load, query = run
+    write_lines(drop / "a.jsonl", [GOOD % ("s1", ',"action":"canceled"')], 1000)
+    (drop / "notes.txt").write_text("the page team's notes")
+    (drop / "b.jsonl.part").write_text("still being written")
+    load(drop)
+    reasons = dict(query("select _file, reason from raw_exit_sessions.exit_sessions_quarantine"))
+    assert reasons["a.jsonl"] == "action_at is required when action is set"
+    assert reasons["notes.txt"].startswith("unsupported file type .txt: drop files must end in")
+    assert "b.jsonl.part" not in reasons  # read once it has its final name
+
+    write_lines(
+        drop / "a.jsonl",
+        [GOOD % ("s1", ',"action":"canceled","action_at":"2026-04-02T08:05:00Z"')],
+        1000,  # the same name and even the same modification time: the content decides
+    )
+    load(drop)
+    assert query("select session_id, action from raw_exit_sessions.exit_sessions") == [
+        ("s1", "canceled")
+    ]
+    load(drop)  # nothing new: nothing read again
+    assert query("select count(*) from raw_exit_sessions.exit_sessions_quarantine") == [(2,)]
+
+
+def test_a_huge_custom_value_is_quarantined(drop, run):
+    load, query = run
+    huge = '"' + "x" * (64 * 1024) + '"'
+    write_lines(
+        drop / "a.jsonl",
+        [
+            GOOD % ("small", ',"custom":{"seats":3}'),
+            GOOD % ("huge", f',"custom":{{"blob":{huge}}}'),
+        ],
+        1000,
+    )
+    load(drop)
+    assert query("select session_id from raw_exit_sessions.exit_sessions") == [("small",)]
+    [(line, reason)] = query("select _line, reason from raw_exit_sessions.exit_sessions_quarantine")
+    assert line == 2 and reason.startswith("custom is over 65536 bytes")
