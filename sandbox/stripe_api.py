@@ -77,6 +77,24 @@ _UPDATE_PARAMS = {
     "trial_end",
 }
 _CANCEL_PARAMS = {"cancellation_details", "expand", "invoice_now", "prorate"}
+# The keys accepted inside the update's hashes (each a subset of the SDK's TypedDict for it,
+# as tests/integration/test_conformance_stripe.py checks).
+_NESTED_UPDATE_PARAMS = {
+    "items": {"id", "price", "plan", "quantity"},
+    "pause_collection": {"behavior", "resumes_at"},
+    "discounts": {"coupon"},
+    "cancellation_details": {"comment", "feedback"},
+}
+# Each list's own filters, beside limit/starting_after/ending_before/expand/created.
+_LIST_FILTERS = {
+    "subscriptions": {"customer", "price", "plan", "status"},
+    "customers": {"email"},
+    "prices": {"active", "currency", "product", "type"},
+    "products": {"active", "ids"},
+    "coupons": set(),
+    "invoices": {"customer", "status", "subscription"},
+    "events": {"type", "types"},
+}
 # Internal error codes that Stripe sends without a `code` (only a type and a message).
 _CODELESS = {
     "unauthorized",
@@ -471,7 +489,7 @@ class StripeEmulator(Emulator):
             "subscription",
             self.render.subscription,
             _all_of(conditions),
-            {"customer", "price", "plan", "status"},
+            _LIST_FILTERS["subscriptions"],
         )
 
     def list_customers(self, request: Request) -> dict:
@@ -486,7 +504,7 @@ class StripeEmulator(Emulator):
             self._record_key("customers", "customer_id"),
             "customer",
             self.render.customer,
-            allowed={"email"},
+            allowed=_LIST_FILTERS["customers"],
         )
 
     def list_prices(self, request: Request) -> dict:
@@ -508,7 +526,7 @@ class StripeEmulator(Emulator):
             "price",
             lambda plan, _now: self.render.price(plan),
             _all_of(conditions),
-            {"active", "currency", "product", "type"},
+            _LIST_FILTERS["prices"],
         )
 
     def list_products(self, request: Request) -> dict:
@@ -532,7 +550,7 @@ class StripeEmulator(Emulator):
             "product",
             lambda product, _now: self.render.product(product),
             _all_of(conditions),
-            {"active", "ids"},
+            _LIST_FILTERS["products"],
         )
 
     def list_coupons(self, request: Request) -> dict:
@@ -570,7 +588,7 @@ class StripeEmulator(Emulator):
             "invoice",
             lambda invoice, _now: self.render.invoice(invoice),
             _all_of(conditions),
-            {"customer", "status", "subscription"},
+            _LIST_FILTERS["invoices"],
         )
 
     def list_events(self, request: Request) -> dict:
@@ -598,7 +616,7 @@ class StripeEmulator(Emulator):
             "event",
             lambda event, _now: event,
             _all_of(conditions),
-            {"type", "types"},
+            _LIST_FILTERS["events"],
             window_floor=self.now() - EVENT_RETENTION,
         )
 
@@ -765,7 +783,7 @@ class StripeEmulator(Emulator):
             return {}
         if not isinstance(value, dict):
             raise invalid("Invalid hash", "pause_collection")
-        reject_unknown(value, {"behavior", "resumes_at"}, "pause_collection")
+        reject_unknown(value, _NESTED_UPDATE_PARAMS["pause_collection"], "pause_collection")
         behavior = value.get("behavior")
         if behavior is None:
             raise ApiError(
@@ -799,7 +817,7 @@ class StripeEmulator(Emulator):
                     raise ApiError(
                         400, "resource_missing", message, param="discounts[0][promotion_code]"
                     )
-                reject_unknown(first, {"coupon"}, "discounts[0]")
+                reject_unknown(first, _NESTED_UPDATE_PARAMS["discounts"], "discounts[0]")
                 coupon_id = first.get("coupon", "")
             else:
                 raise invalid("Invalid array", "discounts")
@@ -833,7 +851,7 @@ class StripeEmulator(Emulator):
         if not isinstance(items, list) or not items or not isinstance(items[0], dict):
             raise invalid("Invalid array", "items")
         item = items[0]
-        reject_unknown(item, {"id", "price", "plan", "quantity"}, "items[0]")
+        reject_unknown(item, _NESTED_UPDATE_PARAMS["items"], "items[0]")
         if "id" in item and item["id"] != item_id(sub["subscription_id"]):
             message = f"No such subscription item: '{item['id']}'"
             raise ApiError(400, "resource_missing", message, param="items[0][id]")
@@ -877,7 +895,7 @@ class StripeEmulator(Emulator):
         value = params["cancellation_details"]
         if not isinstance(value, dict):
             raise invalid("Invalid hash", "cancellation_details")
-        reject_unknown(value, {"comment", "feedback"}, "cancellation_details")
+        reject_unknown(value, _NESTED_UPDATE_PARAMS["cancellation_details"], "cancellation_details")
         feedback = value.get("feedback")
         if feedback:
             check_choice(feedback, _FEEDBACK, "cancellation_details[feedback]")

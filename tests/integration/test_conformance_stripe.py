@@ -232,3 +232,60 @@ def test_an_enum_value_or_type_outside_the_sdk_is_caught():
         "price.active": "wrong_type",
         "price.billing_scheme": "enum_value",
     }
+
+
+def _sdk_params(typed_dict: type) -> set[str]:
+    """The wire parameters an SDK params TypedDict declares (not the client's options)."""
+    from stripe._request_options import RequestOptions
+
+    return set(typed_dict.__annotations__) - set(RequestOptions.__annotations__)
+
+
+def test_every_parameter_the_emulator_accepts_exists_in_the_sdk():
+    """A parameter the real API does not have must be refused (parameter_unknown), so the
+    emulator accepts only names the SDK's params types declare for that call."""
+    from stripe.params import (
+        CouponListParams,
+        CustomerListParams,
+        EventListParams,
+        InvoiceListParams,
+        PriceListParams,
+        ProductListParams,
+        SubscriptionCancelParams,
+        SubscriptionListParams,
+        SubscriptionModifyParams,
+    )
+    from stripe.params._subscription_modify_params import (
+        SubscriptionModifyParamsCancellationDetails,
+        SubscriptionModifyParamsDiscount,
+        SubscriptionModifyParamsItem,
+        SubscriptionModifyParamsPauseCollection,
+    )
+
+    from sandbox import stripe_api
+
+    assert _sdk_params(SubscriptionModifyParams) >= stripe_api._UPDATE_PARAMS
+    assert "coupon" not in _sdk_params(SubscriptionModifyParams)  # gone: refused
+    assert _sdk_params(SubscriptionCancelParams) >= stripe_api._CANCEL_PARAMS
+    nested = {
+        "items": SubscriptionModifyParamsItem,
+        "pause_collection": SubscriptionModifyParamsPauseCollection,
+        "discounts": SubscriptionModifyParamsDiscount,
+        "cancellation_details": SubscriptionModifyParamsCancellationDetails,
+    }
+    assert set(nested) == set(stripe_api._NESTED_UPDATE_PARAMS)
+    for name, keys in stripe_api._NESTED_UPDATE_PARAMS.items():
+        assert keys <= _sdk_params(nested[name]), name
+    lists = {
+        "subscriptions": SubscriptionListParams,
+        "customers": CustomerListParams,
+        "prices": PriceListParams,
+        "products": ProductListParams,
+        "coupons": CouponListParams,
+        "invoices": InvoiceListParams,
+        "events": EventListParams,
+    }
+    assert set(lists) == set(stripe_api._LIST_FILTERS)
+    for name, filters in stripe_api._LIST_FILTERS.items():
+        common = stripe_api._LIST_PARAMS | {"created"}
+        assert common | filters <= _sdk_params(lists[name]), name
