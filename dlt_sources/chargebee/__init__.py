@@ -1,9 +1,12 @@
-"""dlt source for Chargebee (API v2, Product Catalog 2.0) through the official SDK.
+"""dlt source for Chargebee (API v2, Product Catalog 1.0 or 2.0) through the official SDK.
 
-Six resources, one table each, merged on `id`: customers, subscriptions, items,
-item_prices, coupons and invoices. Records are loaded as the API sends them (amounts in
+Resources, one table each, merged on `id`: customers, subscriptions, coupons, invoices,
+and the catalog: items and item_prices on Product Catalog 2.0, plans and addons on 1.0
+(each catalog's endpoints answer 400 on the other). The catalog is the
+`product_catalog` setting, or by default what `GET /configurations` says; the other
+catalog's resources load nothing. Records are loaded as the API sends them (amounts in
 minor units, timestamps in epoch seconds), nested objects flattened to `a__b` columns and
-lists (subscription_items, coupons, line_items, ...) kept as JSON text.
+lists (subscription_items, addons, coupons, tiers, line_items, ...) kept as JSON text.
 
 Incremental and loss-free: the first run lists everything, with no `updated_at` filter,
 because Chargebee keeps old records without `updated_at` and a filter would skip them.
@@ -39,6 +42,9 @@ COLUMNS = {
 def changed_records(lister: ChargebeeLister, name: str) -> Iterator[pa.Table]:
     """The records of endpoint `name` changed since this resource's cursor, one Arrow
     table per page; the cursor moves only once the listing is complete."""
+    if not lister.serves(name):
+        log.info("chargebee %s: not on this site's Product Catalog %s", name, lister.catalog())
+        return
     state = dlt.current.resource_state(name)  # by name: parallel resources run in threads
     since = state.get("cursor")
     log.info("chargebee %s: listing %s", name, "all" if since is None else f"since {since}")
@@ -87,6 +93,18 @@ def item_prices(lister: ChargebeeLister) -> Iterator[pa.Table]:
     yield from changed_records(lister, "item_prices")
 
 
+@dlt.resource(name="plans", **_MERGED)
+def plans(lister: ChargebeeLister) -> Iterator[pa.Table]:
+    """Product Catalog 1.0 plans (what a subscription is on): price, pricing model, tiers."""
+    yield from changed_records(lister, "plans")
+
+
+@dlt.resource(name="addons", **_MERGED)
+def addons(lister: ChargebeeLister) -> Iterator[pa.Table]:
+    """Product Catalog 1.0 add-ons: recurring or one-time, price, pricing model, tiers."""
+    yield from changed_records(lister, "addons")
+
+
 @dlt.resource(name="coupons", **_MERGED)
 def coupons(lister: ChargebeeLister) -> Iterator[pa.Table]:
     """Coupons; listed in created_at order, so their cursor is the listing's start."""
@@ -115,8 +133,10 @@ def chargebee_source(
     max_workers: int = 2,
     requests_per_second: float | None = 2.5,
     retry_policy: RetryPolicy | None = None,
+    product_catalog: str = "auto",
 ) -> list[DltResource]:
-    """Chargebee customers, subscriptions, catalog (items, item prices), coupons, invoices.
+    """Chargebee customers, subscriptions, catalog (items and item prices, or plans and
+    add-ons), coupons, invoices.
 
     Args:
         api_key: a read-only API key (`SOURCES__CHARGEBEE__API_KEY`).
@@ -131,6 +151,8 @@ def chargebee_source(
             to your plan's (Performance 1,000/min, Enterprise 3,500/min). None/0 = none.
         retry_policy: attempts and backoff for 429s (honouring Retry-After), 5xx and
             dropped connections; the SDK's own retries stay off.
+        product_catalog: the site's Product Catalog, `v1`, `v2`, or `auto`
+            (`SOURCES__CHARGEBEE__PRODUCT_CATALOG`; default: ask `GET /configurations`).
     """
     if not base_url and not site:
         raise ValueError("chargebee: give `site` (SOURCES__CHARGEBEE__SITE) or a `base_url`")
@@ -141,12 +163,15 @@ def chargebee_source(
         page_size=page_size,
         max_workers=max_workers,
         policy=retry_policy,
+        product_catalog=product_catalog,
     )
     return [
         customers(lister),
         subscriptions(lister),
         items(lister),
         item_prices(lister),
+        plans(lister),
+        addons(lister),
         coupons(lister),
         invoices(lister),
         syncs(lister),

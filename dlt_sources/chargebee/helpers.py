@@ -34,24 +34,34 @@ CLOCK_MARGIN_SECONDS = 60
 # --------------------------------------------------------------------------- endpoints
 
 
+# Product Catalog versions as `GET /configurations` names them, and the setting's values.
+CATALOGS = ("v1", "v2")
+CATALOG_SETTINGS = ("auto", *CATALOGS)
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """One list endpoint: the SDK resource (`client.<model>.list`), the key of the record in
-    each list entry, the order it can be listed in, and whether it takes `include_deleted`
-    (customers, subscriptions and invoices do; the API has no such parameter for items,
-    item prices and coupons, whose deletion is a `status` of `deleted`)."""
+    each list entry, the order it can be listed in, whether it takes `include_deleted`
+    (customers, subscriptions and invoices do; the API has no such parameter for the
+    catalog and coupons, whose deletion is a `status` of `deleted`), and the one Product
+    Catalog that serves it (None: both). The other catalog answers 400
+    `configuration_incompatible`, so such an endpoint is not listed there at all."""
 
     model: str
     entry: str
     sort_by: str = "updated_at"
     include_deleted: bool = False
+    catalog: str | None = None
 
 
 ENDPOINTS: dict[str, Endpoint] = {
     "customers": Endpoint("Customer", "customer", include_deleted=True),
     "subscriptions": Endpoint("Subscription", "subscription", include_deleted=True),
-    "items": Endpoint("Item", "item"),
-    "item_prices": Endpoint("ItemPrice", "item_price"),
+    "items": Endpoint("Item", "item", catalog="v2"),
+    "item_prices": Endpoint("ItemPrice", "item_price", catalog="v2"),
+    "plans": Endpoint("Plan", "plan", catalog="v1"),
+    "addons": Endpoint("Addon", "addon", catalog="v1"),
     # Chargebee sorts coupons by created_at only; see `next_cursor`.
     "coupons": Endpoint("Coupon", "coupon", sort_by="created_at"),
     "invoices": Endpoint("Invoice", "invoice", include_deleted=True),
@@ -167,11 +177,41 @@ class ChargebeeLister:
         page_size: int = 100,
         max_workers: int = 2,
         policy: RetryPolicy | None = None,
+        product_catalog: str = "auto",
     ):
         if not 1 <= page_size <= 100:
             raise ValueError(f"page_size must be 1..100 (Chargebee's limit), not {page_size}")
+        if product_catalog not in CATALOG_SETTINGS:
+            raise ValueError(
+                f"product_catalog must be one of {', '.join(CATALOG_SETTINGS)}, "
+                f"not {product_catalog!r}"
+            )
         self.client, self.limiter, self.page_size, self.policy = client, limiter, page_size, policy
         self._in_flight = threading.BoundedSemaphore(max(1, max_workers))
+        self._catalog = None if product_catalog == "auto" else product_catalog
+        self._catalog_lock = threading.Lock()
+
+    def catalog(self) -> str:
+        """The site's Product Catalog, "v1" or "v2": the setting, or else what
+        `GET /configurations` says (asked once per run, under a lock: resources run in
+        threads). A site that does not name it is on 2.0, the only catalog of sites
+        created since May 2021."""
+        with self._catalog_lock:
+            if self._catalog is None:
+                response = with_retries(
+                    self._paced(lambda: self.client.Configuration.list()),
+                    CLASSIFIER,
+                    "chargebee configuration",
+                    self.policy,
+                )
+                versions = [c.product_catalog_version for c in response.configurations]
+                self._catalog = next((v for v in versions if v in CATALOGS), "v2")
+            return self._catalog
+
+    def serves(self, name: str) -> bool:
+        """Whether this site's catalog has endpoint `name`."""
+        wanted = ENDPOINTS[name].catalog
+        return wanted is None or wanted == self.catalog()
 
     def pages(self, name: str, since: int | None) -> Iterator[Page]:
         """Every page of endpoint `name` changed since `since` (all of it if None)."""

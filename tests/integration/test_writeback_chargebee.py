@@ -75,7 +75,10 @@ def writes(sandbox) -> list[dict]:
 
 
 def _plan_of(sub: dict) -> tuple[str, int]:
-    item = sub["subscription_items"][0]
+    """The plan and quantity on either catalog (2.0: the `plan` item)."""
+    if "plan_id" in sub:
+        return sub["plan_id"], sub["plan_quantity"]
+    item = next(i for i in sub["subscription_items"] if i["item_type"] == "plan")
     return item["item_price_id"], item["quantity"]
 
 
@@ -253,7 +256,8 @@ def test_sdk_does_not_retry(serve_scenario, monkeypatch, fault):
     sandbox = serve_scenario(
         scenario((CB,)), systems=(CB,), faults={CB: FaultConfig(script=[fault])}
     )
-    writer = ChargebeeWriter(DEFAULT_API_KEY, base_url=sandbox.urls[CB])
+    # The catalog is given, so the scripted fault meets the write, not GET /configurations.
+    writer = ChargebeeWriter(DEFAULT_API_KEY, base_url=sandbox.urls[CB], product_catalog="v2")
     act = action("discount")
     with pytest.raises(APIError) as caught:
         writer.send(writer.request(act, None), "key-fault")
@@ -290,3 +294,59 @@ def test_needs_a_site_or_a_base_url():
     assert ChargebeeWriter(DEFAULT_API_KEY, site="acme").client.env.api_endpoint == (
         "https://acme.chargebee.com/api/v2"
     )
+
+
+# --------------------------------------------------------------------------- catalog 1.0
+
+# kind -> (operation, path suffix, the wire parameters) on a Product Catalog 1.0 site; the
+# read-back checks are the 2.0 ones (APPLIED).
+APPLIED_V1 = {
+    "cancel": ("cancel", "/cancel", {"end_of_term": "true"}),
+    "cancel_now": ("cancel", "/cancel", {"end_of_term": "false"}),
+    "pause": ("pause", "/pause", APPLIED["pause"][1]),
+    "discount": ("update", "", {"coupon_ids[0]": COUPON}),
+    "extension": ("change_term_end", "/change_term_end", APPLIED["extension"][1]),
+    "plan_change": ("update", "", {"plan_id": BASIC, "plan_quantity": "1"}),
+}
+
+
+@pytest.fixture
+def sandbox_v1(serve_scenario):
+    return serve_scenario(scenario((CB,)) | {"chargebee_product_catalog": "1.0"}, systems=(CB,))
+
+
+@pytest.mark.parametrize("kind", list(APPLIED_V1))
+def test_catalog_1_0_action_applies_and_then_holds(sandbox_v1, kind):
+    """On a 1.0 site the writer finds the catalog itself and uses `cancel` and `update`."""
+    writer = ChargebeeWriter(DEFAULT_API_KEY, base_url=sandbox_v1.urls[CB])
+    operation, suffix, wire = APPLIED_V1[kind]
+    act = action(kind)
+    current = writer.read(act.subscription_id)
+    assert "subscription_items" not in current and current["plan_id"] == PRO
+    assert writer.already_done(act, current) is None
+    request = writer.request(act, current)
+    assert writer.catalog() == "v1" and request.operation == operation
+    assert request.path == f"/api/v2/subscriptions/{act.subscription_id}{suffix}"
+    writer.send(request, f"key-{kind}")
+    after = writer.read(act.subscription_id)
+    assert APPLIED[kind][2](after), after
+    assert writer.already_done(act, after)
+    (logged,) = writes(sandbox_v1)
+    assert (logged["path"], logged["status"], logged["params"]) == (request.path, 200, wire)
+
+
+def test_catalog_1_0_dry_run_and_a_2_0_call_refused(sandbox_v1):
+    writer = ChargebeeWriter(DEFAULT_API_KEY, base_url=sandbox_v1.urls[CB])
+    dry = writer.request(action("plan_change"), None)
+    assert dry.params == {"plan_id": BASIC, "plan_quantity": QUANTITY_PLACEHOLDER}
+    # Told the wrong catalog, the writer's 2.0 call is refused as Chargebee refuses it.
+    wrong = ChargebeeWriter(DEFAULT_API_KEY, base_url=sandbox_v1.urls[CB], product_catalog="v2")
+    with pytest.raises(APIError) as caught:
+        wrong.send(wrong.request(action("discount"), None), "key-wrong")
+    assert caught.value.api_error_code == "configuration_incompatible"
+    assert not CLASSIFIER.transient(caught.value)
+
+
+def test_product_catalog_setting_is_checked():
+    with pytest.raises(ValueError, match="product_catalog"):
+        ChargebeeWriter(DEFAULT_API_KEY, site="acme", product_catalog="1.0")

@@ -1,19 +1,23 @@
-"""Chargebee write-backs through the official SDK (API v2, Product Catalog 2.0).
+"""Chargebee write-backs through the official SDK (API v2), on Product Catalog 2.0 or 1.0.
 
-- cancel: `cancel_for_items` with `cancel_option` `end_of_term` or `immediately`;
-- pause: `pause` with `pause_option=immediately` and `resume_date`;
-- discount: `update_for_items` with `coupon_ids[0]` (added beside any coupon already on it);
+- cancel: 2.0 `cancel_for_items` with `cancel_option` `end_of_term` or `immediately`; 1.0
+  `cancel` with `end_of_term` true or false;
+- pause: `pause` with `pause_option=immediately` and `resume_date` (the site's Pause
+  feature must be on, and Chargebee pauses only active and non-renewing subscriptions);
+- discount: 2.0 `update_for_items`, 1.0 `update` (`POST /subscriptions/{id}`), with
+  `coupon_ids[0]` (added beside any coupon already on it);
 - extension: `change_term_end` to the new end with `prorate=false`, so the extra time is
   free rather than charged pro rata;
-- plan change: `update_for_items` with the target plan item price as
-  `subscription_items[0]`, at the plan item's current quantity. A subscription holds one
+- plan change: 2.0 `update_for_items` with the target plan item price as
+  `subscription_items[0]`, at the plan item's current quantity (a subscription holds one
   plan item, so Chargebee swaps it; `replace_items_list` is left off because it would also
-  drop the subscription's addons.
+  drop the subscription's addons); 1.0 `update` with `plan_id` and `plan_quantity`.
 
-Every write carries the action's key in `chargebee-idempotency-key`; Chargebee replays the
-first answer for a repeated key, and the runner reads the subscription first, so a retry
-never applies a change twice. Chargebee documents no request id in its responses and the
-SDK exposes none, so `send` returns None.
+The catalog is the `product_catalog` given ("v1"/"v2"), else what `GET /configurations`
+says, asked once. Every write carries the action's key in `chargebee-idempotency-key`;
+Chargebee replays the first answer for a repeated key, and the runner reads the
+subscription first, so a retry never applies a change twice. Chargebee documents no request
+id in its responses and the SDK exposes none, so `send` returns None.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 from chargebee import APIError, Chargebee
 from chargebee.retry_config import RetryConfig
 
-from dlt_sources.chargebee.helpers import CLASSIFIER
+from dlt_sources.chargebee.helpers import CATALOG_SETTINGS, CATALOGS, CLASSIFIER
 from dlt_sources.clients import chargebee_client
 from orchestration.writebacks.systems.base import Action, BillingWriter, WriteRequest, from_unix
 
@@ -33,46 +37,73 @@ ENDED = "cancelled"
 PAUSED = "paused"
 SCHEDULED_TO_CANCEL = "non_renewing"
 CANCEL_OPTION = {"period_end": "end_of_term", "immediately": "immediately"}
+SUBSCRIPTIONS_PATH = "/api/v2/subscriptions/"
 
 
 def _plan_item(subscription: dict[str, Any]) -> dict[str, Any]:
-    """The subscription's one plan item (addons and charges are items too in PC 2.0)."""
+    """The subscription's plan as `{item_price_id, quantity}`: on 2.0 its `plan` item (add-ons
+    and charges are items too, in no documented order), on 1.0 `plan_id`/`plan_quantity`."""
+    if "plan_id" in subscription:
+        return {
+            "item_price_id": subscription["plan_id"],
+            "quantity": subscription.get("plan_quantity"),
+        }
     items = subscription.get("subscription_items") or []
-    return next((i for i in items if i.get("item_type") == "plan"), items[0] if items else {})
+    return next((i for i in items if i.get("item_type") == "plan"), {})
+
+
+def _write(action: Action, operation: str, params: dict[str, Any]) -> WriteRequest:
+    """One POST on the subscription; the 1.0 `update` is `POST /subscriptions/{id}`."""
+    path = SUBSCRIPTIONS_PATH + action.subscription_id
+    if operation != "update":
+        path += f"/{operation}"
+    return WriteRequest(operation, "POST", path, params)
 
 
 class ChargebeeWriter(BillingWriter):
     system = "chargebee"
     classifier = CLASSIFIER
 
-    def __init__(self, api_key: str, base_url: str | None = None, site: str | None = None):
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str | None = None,
+        site: str | None = None,
+        product_catalog: str = "auto",
+    ):
         if not base_url and not site:
             raise ValueError("chargebee: give the `site` (<site>.chargebee.com) or a `base_url`")
+        if product_catalog not in CATALOG_SETTINGS:
+            raise ValueError(f"chargebee: product_catalog must be one of {CATALOG_SETTINGS}")
         self.client: Chargebee = chargebee_client(api_key, site=site or "local", base_url=base_url)
         # Retries are the runner's. The SDK's default config is a class attribute shared by
         # every client in the process, so this client gets its own, switched off.
         self.client.update_retry_config(RetryConfig(enabled=False))
+        self._catalog = None if product_catalog == "auto" else product_catalog
+
+    def catalog(self) -> str:
+        """The site's Product Catalog ("v1" or "v2"), asked of `GET /configurations` once."""
+        if self._catalog is None:
+            configurations = self.client.Configuration.list().configurations
+            versions = [c.product_catalog_version for c in configurations]
+            self._catalog = next((v for v in versions if v in CATALOGS), "v2")
+        return self._catalog
 
     def read(self, subscription_id: str) -> dict[str, Any]:
         return self.client.Subscription.retrieve(subscription_id).subscription.raw_data
 
     def request(self, action: Action, current: dict[str, Any] | None) -> WriteRequest:
+        if self.catalog() == "v1":
+            return self._request_v1(action, current)
         p = action.parameters
         match action.action_type:
             case "cancel":
                 operation = "cancel_for_items"
                 params: dict[str, Any] = {"cancel_option": CANCEL_OPTION[p["when"]]}
-            case "pause":
-                operation = "pause"
-                params = {
-                    "pause_option": "immediately",
-                    "resume_date": action.unix("resumes_at"),
-                }
+            case "pause" | "extension":
+                return self._request_shared(action)
             case "discount":
                 operation, params = "update_for_items", {"coupon_ids": [p["coupon"]]}
-            case "extension":
-                operation = "change_term_end"
-                params = {"term_ends_at": action.unix("until"), "prorate": False}
             case "plan_change":
                 item: dict[str, Any] = {"item_price_id": p["plan"]}
                 if current is None:
@@ -82,8 +113,37 @@ class ChargebeeWriter(BillingWriter):
                 operation, params = "update_for_items", {"subscription_items": [item]}
             case _:
                 raise ValueError(f"unknown action type {action.action_type!r}")
-        path = f"/api/v2/subscriptions/{action.subscription_id}/{operation}"
-        return WriteRequest(operation, "POST", path, params)
+        return _write(action, operation, params)
+
+    @staticmethod
+    def _request_shared(action: Action) -> WriteRequest:
+        """Pause and extension: the same call on both catalogs."""
+        if action.action_type == "pause":
+            params = {"pause_option": "immediately", "resume_date": action.unix("resumes_at")}
+            return _write(action, "pause", params)
+        params = {"term_ends_at": action.unix("until"), "prorate": False}
+        return _write(action, "change_term_end", params)
+
+    def _request_v1(self, action: Action, current: dict[str, Any] | None) -> WriteRequest:
+        """Product Catalog 1.0: `cancel` and the subscription `update`."""
+        p = action.parameters
+        match action.action_type:
+            case "cancel":
+                end_of_term = CANCEL_OPTION[p["when"]] == "end_of_term"
+                return _write(action, "cancel", {"end_of_term": end_of_term})
+            case "pause" | "extension":
+                return self._request_shared(action)
+            case "discount":
+                return _write(action, "update", {"coupon_ids": [p["coupon"]]})
+            case "plan_change":
+                params: dict[str, Any] = {"plan_id": p["plan"]}
+                if current is None:
+                    params["plan_quantity"] = QUANTITY_PLACEHOLDER
+                elif quantity := _plan_item(current).get("quantity"):
+                    params["plan_quantity"] = quantity
+                return _write(action, "update", params)
+            case _:
+                raise ValueError(f"unknown action type {action.action_type!r}")
 
     def ended(self, current: dict[str, Any]) -> str | None:
         status = current.get("status")
@@ -118,7 +178,7 @@ class ChargebeeWriter(BillingWriter):
         return None
 
     def send(self, request: WriteRequest, idempotency_key: str) -> str | None:
-        subscription_id = request.path.rsplit("/", 2)[1]
+        subscription_id = request.path.removeprefix(SUBSCRIPTIONS_PATH).split("/")[0]
         call = getattr(self.client.Subscription, request.operation)
         # A fresh dict each time: the SDK adds its own headers to the one it is given.
         call(subscription_id, request.params, {IDEMPOTENCY_HEADER: idempotency_key})

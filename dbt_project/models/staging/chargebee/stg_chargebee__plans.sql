@@ -1,11 +1,10 @@
--- Chargebee item prices (Product Catalog 2.0) as plans.
+-- Chargebee prices as plans, on either Product Catalog (see stg_chargebee__prices).
 select
-    'chargebee' as billing_system,
-    cast(id as varchar) as plan_id,
-    cast(item_id as varchar) as product_id,
-    upper(currency_code) as currency,
-    {{ minor_to_major('price', 'currency_code', 'chargebee') }} as unit_amount_local,
-    cast(period_unit as varchar) as "interval",
-    cast(period as integer) as interval_count
-from {{ source('chargebee', 'item_prices') }}
-where not coalesce(deleted, false)
+    billing_system,
+    price_id as plan_id,
+    product_id,
+    currency,
+    unit_amount_local,
+    "interval",
+    interval_count
+from {{ ref('stg_chargebee__prices') }}

@@ -1,8 +1,9 @@
--- Chargebee subscriptions in the conformed vocabulary (validation.md §1): activated_at is
--- when service started (`started_at`, or `start_date` while future; Chargebee's own
--- `activated_at` is the end of a trial), a requested cancel is
+-- Chargebee subscriptions in the conformed vocabulary (validation.md §1), on either Product
+-- Catalog: activated_at is when service started (`started_at`, or `start_date` while
+-- future; Chargebee's own `activated_at` is the end of a trial), a requested cancel is
 -- `cancel_schedule_created_at` (else `cancelled_at` once cancelled) and service ends at
--- `cancelled_at`. Deleted subscriptions are left out. One plan item per subscription.
+-- `cancelled_at`. Deleted subscriptions are left out. Plan, quantity and amounts are the
+-- items' (stg_chargebee__subscription_items); the billing period is the subscription's.
 {% set src = source('chargebee', 'subscriptions') %}
 {% set c = columns_of(src) %}
 with raw as (
@@ -11,10 +12,9 @@ with raw as (
         customer_id,
         status,
         currency_code,
-        billing_period,
-        billing_period_unit,
-        subscription_items,
-        created_at,
+        {{ col(c, 'billing_period', 'bigint') }} as billing_period,
+        {{ col(c, 'billing_period_unit') }} as billing_period_unit,
+        {{ col(c, 'created_at', 'bigint') }} as created_at,
         {{ col(c, 'started_at', 'bigint') }} as started_at,
         {{ col(c, 'start_date', 'bigint') }} as start_date,
         {{ col(c, 'trial_start', 'bigint') }} as trial_start,
@@ -26,6 +26,7 @@ with raw as (
         {{ col(c, 'pause_date', 'bigint') }} as pause_date,
         {{ col(c, 'resume_date', 'bigint') }} as resume_date,
         {{ col(c, 'coupons') }} as coupons,
+        {{ col(c, 'coupon') }} as coupon,
         {{ col(c, 'deleted', 'boolean') }} as deleted
     from {{ src }}
 )
@@ -40,13 +41,10 @@ select
         when 'non_renewing' then 'non_renewing'
         when 'paused' then 'paused'
         when 'future' then 'future'
+        when 'transferred' then 'canceled'
         else 'active'
     end as status,
-    cast({{ json_text('subscription_items', [0, 'item_price_id']) }} as varchar) as plan_id,
-    cast({{ json_text('subscription_items', [0, 'quantity']) }} as integer) as quantity,
     upper(currency_code) as currency,
-    {{ minor_to_major(json_text('subscription_items', [0, 'unit_price']), 'currency_code', 'chargebee') }}
-        as unit_amount_local,
     cast(billing_period_unit as varchar) as "interval",
     cast(billing_period as integer) as interval_count,
     {{ from_epoch('created_at') }} as created_at,
@@ -56,11 +54,11 @@ select
     {{ from_epoch('current_term_start') }} as current_period_start,
     {{ from_epoch('current_term_end') }} as current_period_end,
     {{ from_epoch(
-        "coalesce(cancel_schedule_created_at, case when status = 'cancelled' then cancelled_at end)"
+        "coalesce(cancel_schedule_created_at, case when status in ('cancelled', 'transferred') then cancelled_at end)"
     ) }} as canceled_at,
     {{ from_epoch('cancelled_at') }} as ended_at,
     {{ from_epoch('pause_date') }} as paused_at,
     {{ from_epoch('resume_date') }} as resumes_at,
-    cast({{ json_text('coupons', [0, 'coupon_id']) }} as varchar) as coupon_id
+    cast(coalesce({{ json_text('coupons', [0, 'coupon_id']) }}, coupon) as varchar) as coupon_id
 from raw
 where not coalesce(deleted, false)

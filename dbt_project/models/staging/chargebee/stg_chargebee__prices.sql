@@ -1,0 +1,91 @@
+-- Every Chargebee price a subscription can hold, on either Product Catalog: item prices
+-- on 2.0 (type from `item_type`, usage from the item's `metered`), plans and add-ons on
+-- 1.0 (an add-on with `charge_type` non_recurring is a one-time charge; 1.0 has no items,
+-- so a plan or add-on is its own product). A site has one catalog: the other's tables do
+-- not exist and give no rows. Tier models (tiered, volume, stairstep) have no unit price;
+-- their tiers stay JSON text here for stg_chargebee__price_tiers.
+{% set parts = [] %}
+{% set item_prices = source('chargebee', 'item_prices') %}
+{% set items = source('chargebee', 'items') %}
+{% if relation_exists(item_prices) %}
+    {% set c = columns_of(item_prices) %}
+    {% set metered = relation_exists(items) and 'metered' in columns_of(items) %}
+    {% set sql %}
+    select
+        cast(id as varchar) as price_id,
+        cast(item_id as varchar) as product_id,
+        cast(coalesce({{ col(c, 'external_name') }}, name) as varchar) as price_name,
+        cast(coalesce({{ col(c, 'item_type') }}, 'plan') as varchar) as price_type,
+        cast(currency_code as varchar) as currency_code,
+        cast(pricing_model as varchar) as pricing_model,
+        {{ col(c, 'price', 'bigint') }} as price,
+        cast({{ col(c, 'period_unit') }} as varchar) as period_unit,
+        cast({{ col(c, 'period', 'bigint') }} as integer) as period,
+        {% if metered -%}
+        coalesce((select i.metered from {{ items }} as i where i.id = p.item_id limit 1), false)
+        {%- else %}false{% endif %} as metered,
+        cast({{ col(c, 'tiers') }} as varchar) as tiers,
+        {{ col(c, 'deleted', 'boolean') }} as deleted
+    from {{ item_prices }} as p
+    {% endset %}
+    {% do parts.append(sql) %}
+{% endif %}
+{% for name in ['plans', 'addons'] %}
+    {% set src = source('chargebee', name) %}
+    {% if relation_exists(src) %}
+        {% set c = columns_of(src) %}
+        {% set price_type = "'plan'" if name == 'plans' else
+            "case when " ~ col(c, 'charge_type') ~ " = 'non_recurring' then 'charge' else 'addon' end" %}
+        {% set sql %}
+        select
+            cast(id as varchar) as price_id,
+            cast(id as varchar) as product_id,
+            cast(coalesce({{ col(c, 'invoice_name') }}, name) as varchar) as price_name,
+            cast({{ price_type }} as varchar) as price_type,
+            cast(currency_code as varchar) as currency_code,
+            cast(coalesce(pricing_model, {{ col(c, 'charge_model') }}) as varchar) as pricing_model,
+            {{ col(c, 'price', 'bigint') }} as price,
+            cast({{ col(c, 'period_unit') }} as varchar) as period_unit,
+            cast({{ col(c, 'period', 'bigint') }} as integer) as period,
+            false as metered,
+            cast({{ col(c, 'tiers') }} as varchar) as tiers,
+            cast(coalesce({{ col(c, 'status') }}, 'active') = 'deleted' as boolean) as deleted
+        from {{ src }}
+        {% endset %}
+        {% do parts.append(sql) %}
+    {% endif %}
+{% endfor %}
+
+with prices as (
+    {% for sql in parts %}
+    {{ sql }}
+    {% if not loop.last %}union all{% endif %}
+    {% else %}
+    select
+        cast(null as varchar) as price_id, cast(null as varchar) as product_id,
+        cast(null as varchar) as price_name, cast(null as varchar) as price_type,
+        cast(null as varchar) as currency_code, cast(null as varchar) as pricing_model,
+        cast(null as bigint) as price, cast(null as varchar) as period_unit,
+        cast(null as integer) as period, false as metered, cast(null as varchar) as tiers,
+        cast(null as boolean) as deleted
+    where 1 = 0
+    {% endfor %}
+)
+
+select
+    'chargebee' as billing_system,
+    price_id,
+    product_id,
+    price_name,
+    price_type,
+    upper(currency_code) as currency,
+    pricing_model,
+    cast(case when pricing_model in ('per_unit', 'flat_fee')
+        then {{ minor_to_major('price', 'currency_code', 'chargebee') }}
+    end as decimal(38, 10)) as unit_amount_local,
+    period_unit as "interval",
+    period as interval_count,
+    case when metered then 'metered' else 'licensed' end as usage_type,
+    tiers
+from prices
+where not coalesce(deleted, false)
