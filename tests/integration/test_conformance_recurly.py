@@ -4,7 +4,7 @@ A generated scenario is served and crawled over real HTTP the way clients use th
 every list page (envelope included) of the site-wide and account-scoped lists, every
 record retrieved by id, the writes a retention flow makes (cancel, terminate, pause,
 resume, extension, plan change, coupon redemption) and the error answers (400, 401, 404,
-406, 422, 429, 500, 503). Each body is validated against the response schema of the
+406, 409, 422, 429, 500, 503). Each body is validated against the response schema of the
 operation that served it (tests/conformance/recurly_schema.py); a violation fails the
 test with its path in the body. The vendor's file is the authority, not our emulator.
 """
@@ -12,6 +12,8 @@ test with its path in the body. The vendor's file is the authority, not our emul
 from __future__ import annotations
 
 import http.client
+import threading
+import time
 from base64 import b64encode
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -30,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 AS_OF = datetime(2026, 6, 30, tzinfo=UTC)
 ACCEPT = "application/vnd.recurly.v2021-02-25"
+KEY = {"Idempotency-Key": "conformance-in-flight"}
 LISTS = ("/accounts", "/subscriptions", "/plans", "/coupons", "/invoices")
 
 
@@ -53,6 +56,7 @@ class Api:
     """Raw HTTP to the emulator with the SDK's headers; every answer is validated."""
 
     def __init__(self, url: str, validator: Validator, api_key: str = DEFAULT_API_KEY):
+        self.url = url
         parts = urlsplit(url)
         self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
         self.validator = validator
@@ -165,12 +169,29 @@ def _errors(api: Api, emulator: Any, listed: dict[str, list[dict]]) -> Counter[s
         status, _ = api.call(method, path, body, **headers)
         assert status == expected, (method, path, status)
         made[f"error {status}"] += 1
+    made["error 409"] += _in_flight_duplicate(api, emulator, listed)
     for fault in ("429", "500", "503"):
         emulator.faults.script.append(fault)
         status, _ = api.call("GET", "/plans")
         assert status == int(fault)
         made[f"error {status}"] += 1
     return made
+
+
+def _in_flight_duplicate(api: Api, emulator: Any, listed: dict[str, list[dict]]) -> int:
+    """A write whose key is still being processed (the first try is slowed) answers 409."""
+    sub = next(s for s in listed["/subscriptions"] if s["state"] == "active")
+    path = f"/subscriptions/{sub['id']}"
+    emulator.faults.slow_seconds = 0.5
+    emulator.faults.script.append("slow")
+    first = Api(api.url, api.validator)
+    slow = threading.Thread(target=first.call, args=("PUT", path, {}), kwargs=KEY)
+    slow.start()
+    time.sleep(0.15)
+    status, _ = api.call("PUT", path, {}, **KEY)
+    slow.join()
+    assert status == 409
+    return 1
 
 
 def test_every_recurly_answer_matches_recurlys_openapi(recurly_spec, scenario_doc, serve_scenario):
