@@ -46,6 +46,46 @@ def item_id(subscription_id: str) -> str:
     return "si_" + subscription_id
 
 
+# Invoice fields Stripe sends that this sandbox has no facts for (no tax, shipping, invoice
+# numbering, hosted pages or Connect): sent as a real invoice without them sends them.
+_INVOICE_CONSTANTS = {
+    "account_country": None,
+    "account_name": None,
+    "account_tax_ids": None,
+    "application": None,
+    "auto_advance": False,
+    "automatically_finalizes_at": None,
+    "custom_fields": None,
+    "customer_account": None,
+    "customer_address": None,
+    "customer_phone": None,
+    "customer_shipping": None,
+    "customer_tax_exempt": "none",
+    "customer_tax_ids": [],
+    "default_payment_method": None,
+    "default_source": None,
+    "description": None,
+    "due_date": None,
+    "ending_balance": 0,
+    "footer": None,
+    "from_invoice": None,
+    "hosted_invoice_url": None,
+    "invoice_pdf": None,
+    "last_finalization_error": None,
+    "latest_revision": None,
+    "next_payment_attempt": None,
+    "number": None,
+    "on_behalf_of": None,
+    "receipt_number": None,
+    "rendering": None,
+    "shipping_cost": None,
+    "shipping_details": None,
+    "statement_descriptor": None,
+    "test_clock": None,
+    "total_discount_amounts": [],
+    "total_pretax_credit_amounts": [],
+    "total_taxes": [],
+}
 MAX_EXPAND_DEPTH = 4  # Stripe: "Expansions have a maximum depth of four levels"
 
 
@@ -134,6 +174,7 @@ class StripeRenderer:
                 "billing_scheme": "per_unit",
                 "created": ts(plan["created_at"]),
                 "currency": plan["currency"].lower(),
+                "custom_unit_amount": None,
                 "livemode": False,
                 "lookup_key": None,
                 "metadata": {},
@@ -147,6 +188,8 @@ class StripeRenderer:
                     "usage_type": "licensed",
                 },
                 "tax_behavior": "unspecified",
+                "tiers_mode": None,
+                "transform_quantity": None,
                 "type": "recurring",
                 "unit_amount": amount,
                 "unit_amount_decimal": str(amount),
@@ -171,8 +214,12 @@ class StripeRenderer:
                 "interval_count": plan["interval_count"],
                 "livemode": False,
                 "metadata": {},
+                "meter": None,
                 "nickname": None,
                 "product": plan["product_id"],
+                "tiers_mode": None,
+                "transform_usage": None,
+                "trial_period_days": None,
                 "usage_type": "licensed",
             }
         return cached
@@ -191,8 +238,14 @@ class StripeRenderer:
             "marketing_features": [],
             "metadata": {},
             "name": product["name"],
+            "package_dimensions": None,
+            "shippable": None,
+            "statement_descriptor": None,
+            "tax_code": None,
             "type": "service",
+            "unit_label": None,
             "updated": created,
+            "url": None,
         }
 
     def coupon(self, coupon: dict) -> dict:
@@ -244,14 +297,26 @@ class StripeRenderer:
             "balance": 0,
             "created": ts(customer["created_at"]),
             "currency": currency,
+            "customer_account": None,
             "default_source": None,
             "delinquent": any(s["dunning"] and not is_ended(s, now) for s in subscriptions),
             "description": None,
+            "discount": None,
             "email": customer["email"],
             "invoice_prefix": None,
+            "invoice_settings": {
+                "custom_fields": None,
+                "default_payment_method": None,
+                "footer": None,
+                "rendering_options": None,
+            },
             "livemode": False,
             "metadata": {},
             "name": customer["name"],
+            "next_invoice_sequence": len(
+                self.store.by_customer["invoices"].get(customer["customer_id"], [])
+            )
+            + 1,
             "phone": None,
             "preferred_locales": [],
             "shipping": None,
@@ -299,6 +364,7 @@ class StripeRenderer:
             "billing_cycle_anchor": ts(
                 sub.get("term_end") or sub["trial_end"] or sub["activated_at"]
             ),
+            "billing_cycle_anchor_config": None,
             "billing_mode": {"type": "classic"},
             "billing_schedules": [],
             "billing_thresholds": None,
@@ -310,9 +376,11 @@ class StripeRenderer:
             "created": ts(sub["created_at"]),
             "currency": plan["currency"].lower(),
             "customer": sub["customer_id"],
+            "customer_account": None,
             "days_until_due": None,
             "default_payment_method": None,
             "default_source": None,
+            "default_tax_rates": [],
             "description": None,
             "discounts": [discount["id"]] if discount else [],
             "ended_at": ts(sub["ended_at"]) if ended else None,
@@ -325,13 +393,26 @@ class StripeRenderer:
             },
             "latest_invoice": invoices[-1]["invoice_id"] if invoices else None,
             "livemode": False,
+            "managed_payments": None,
             "metadata": sub.get("metadata") or {},
+            "next_pending_invoice_item_invoice": None,
+            "on_behalf_of": None,
             "pause_collection": self._pause_collection(sub, now),
+            "payment_settings": {
+                "payment_method_options": None,
+                "payment_method_types": None,
+                "save_default_payment_method": "off",
+            },
+            "pending_invoice_item_interval": None,
+            "pending_setup_intent": None,
+            "pending_update": None,
             "schedule": None,
             "start_date": ts(sub["activated_at"]),
             "status": self.status(sub, now),
             "test_clock": None,
+            "transfer_data": None,
             "trial_end": ts(sub["trial_end"]),
+            "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
             "trial_start": ts(sub["trial_start"]),
         }
 
@@ -367,6 +448,7 @@ class StripeRenderer:
             "object": "discount",
             "checkout_session": None,
             "customer": sub["customer_id"],
+            "customer_account": None,
             "end": ts(end),
             "invoice": None,
             "invoice_item": None,
@@ -410,11 +492,13 @@ class StripeRenderer:
             if sub_plan
             else None,
             "quantity": self._invoice_quantity(invoice),
+            "quantity_decimal": str(self._invoice_quantity(invoice)),
             "subscription": sub_id,
             "subtotal": total,
             "taxes": [],
         }
         return {
+            **_INVOICE_CONSTANTS,
             "id": invoice["invoice_id"],
             "object": "invoice",
             "amount_due": total,
@@ -440,6 +524,7 @@ class StripeRenderer:
             "customer_name": customer["name"],
             "default_tax_rates": [],
             "discounts": [],
+            "effective_at": created,
             "issuer": {"type": "self"},
             "lines": {
                 "object": "list",
@@ -474,7 +559,10 @@ class StripeRenderer:
                 "voided_at": created if status == "void" else None,
             },
             "subtotal": total,
+            "subtotal_excluding_tax": total,
             "total": total,
+            "total_excluding_tax": total,
+            "webhooks_delivered_at": created,
         }
 
     def _invoice_period(self, invoice: dict) -> tuple[int | None, int | None, dict | None]:

@@ -8,7 +8,9 @@ field that version never sends. The rules, per value:
 - a key the class does not declare is `unknown_field` (a legacy field put back is one);
 - a declared field missing from the object is `missing_field` unless its type is `Optional`
   (the SDK types a field Optional when it may be null *or* absent: expand-only fields such
-  as `Price.tiers` are Optional);
+  as `Price.tiers` are Optional). Given Stripe's own example objects (`sent_by_default`:
+  the fields of fixtures3.json's object of that type, which leave expand-only fields out),
+  an Optional field the example carries is due too: Stripe sends it, null or not;
   A deleted object (`deleted: true`, typed on the same class) is a stub: only its keys count;
 - `Literal[...]` values, also the SDK's open `Union[Literal[...], str]` enums, must be in the
   list (`enum_value`): the SDK tolerates new values, a conformance test must not;
@@ -71,7 +73,8 @@ def _type_checking_namespace(module: types.ModuleType) -> dict[str, Any]:
 class StripeSchema:
     """Validates JSON objects against the SDK classes; counts API objects validated by type."""
 
-    def __init__(self) -> None:
+    def __init__(self, sent_by_default: dict[str, set[str]] | None = None) -> None:
+        self.sent_by_default = sent_by_default or {}
         self._fields: dict[type, dict[str, Any]] = {}
         self._namespaces: dict[str, dict[str, Any]] = {}
         self.counts: Counter[str] = Counter()
@@ -204,6 +207,13 @@ class StripeSchema:
         # A deleted object is a stub (`id`, `object`, `deleted: true`): nothing else is due.
         due = {} if value.get("deleted") is True else hints
         violations = self._keys(value, set(hints), due, path)
+        if due and object_name:
+            sent = self.sent_by_default.get(object_name, set()) & set(hints)
+            violations += [
+                Violation(f"{path}.{k}", "missing_field", "Stripe sends it (fixtures3)")
+                for k in sorted(sent - set(value))
+                if _optional(hints[k])  # the non-Optional ones are reported above
+            ]
         for key, hint in hints.items():
             if key in value:
                 violations += self.check(value[key], hint, f"{path}.{key}")
