@@ -333,12 +333,19 @@ def test_catalog_1_0_action_applies_and_then_holds(sandbox_v1, kind):
     assert writer.already_done(act, after)
     (logged,) = writes(sandbox_v1)
     assert (logged["path"], logged["status"], logged["params"]) == (request.path, 200, wire)
+    # The subscription read told the catalog: no request of its own.
+    assert not any(
+        r["path"].endswith("/configurations") for r in sandbox_v1.emulator(CB).request_log
+    )
 
 
 def test_catalog_1_0_dry_run_and_a_2_0_call_refused(sandbox_v1):
     writer = ChargebeeWriter(DEFAULT_API_KEY, base_url=sandbox_v1.urls[CB])
     dry = writer.request(action("plan_change"), None)
     assert dry.params == {"plan_id": BASIC, "plan_quantity": QUANTITY_PLACEHOLDER}
+    # Without a subscription read, the dry run asked the site's configuration once.
+    log = sandbox_v1.emulator(CB).request_log
+    assert [r["path"] for r in log] == ["/api/v2/configurations"]
     # Told the wrong catalog, the writer's 2.0 call is refused as Chargebee refuses it.
     wrong = ChargebeeWriter(DEFAULT_API_KEY, base_url=sandbox_v1.urls[CB], product_catalog="v2")
     with pytest.raises(APIError) as caught:

@@ -13,11 +13,12 @@
   plan item, so Chargebee swaps it; `replace_items_list` is left off because it would also
   drop the subscription's addons); 1.0 `update` with `plan_id` and `plan_quantity`.
 
-The catalog is the `product_catalog` given ("v1"/"v2"), else what `GET /configurations`
-says, asked once. Every write carries the action's key in `chargebee-idempotency-key`;
-Chargebee replays the first answer for a repeated key, and the runner reads the
-subscription first, so a retry never applies a change twice. Chargebee documents no request
-id in its responses and the SDK exposes none, so `send` returns None.
+The catalog is the `product_catalog` given ("v1"/"v2"), else the shape of the subscription
+read before every write (a dry run without one asks `GET /configurations` once). Every
+write carries the action's key in `chargebee-idempotency-key`; Chargebee replays the first
+answer for a repeated key, and the runner reads the subscription first, so a retry never
+applies a change twice. Chargebee documents no request id in its responses and the SDK
+exposes none, so `send` returns None.
 """
 
 from __future__ import annotations
@@ -81,8 +82,12 @@ class ChargebeeWriter(BillingWriter):
         self.client.update_retry_config(RetryConfig(enabled=False))
         self._catalog = None if product_catalog == "auto" else product_catalog
 
-    def catalog(self) -> str:
-        """The site's Product Catalog ("v1" or "v2"), asked of `GET /configurations` once."""
+    def catalog(self, current: dict[str, Any] | None = None) -> str:
+        """The site's Product Catalog ("v1" or "v2"): the setting; else the shape of a
+        subscription read (only 1.0 subscriptions have `plan_id`), which needs no request
+        of its own; else, for a dry run without either, `GET /configurations` once."""
+        if self._catalog is None and current is not None:
+            self._catalog = "v1" if "plan_id" in current else "v2"
         if self._catalog is None:
             configurations = self.client.Configuration.list().configurations
             versions = [c.product_catalog_version for c in configurations]
@@ -93,7 +98,7 @@ class ChargebeeWriter(BillingWriter):
         return self.client.Subscription.retrieve(subscription_id).subscription.raw_data
 
     def request(self, action: Action, current: dict[str, Any] | None) -> WriteRequest:
-        if self.catalog() == "v1":
+        if self.catalog(current) == "v1":
             return self._request_v1(action, current)
         p = action.parameters
         match action.action_type:
