@@ -85,15 +85,16 @@ _NESTED_UPDATE_PARAMS = {
     "discounts": {"coupon"},
     "cancellation_details": {"comment", "feedback"},
 }
-# Each list's own filters, beside limit/starting_after/ending_before/expand/created.
+# Each list's own filters, beside limit/starting_after/ending_before/expand.
 _LIST_FILTERS = {
-    "subscriptions": {"customer", "price", "plan", "status"},
-    "customers": {"email"},
-    "prices": {"active", "currency", "product", "type"},
-    "products": {"active", "ids"},
-    "coupons": set(),
-    "invoices": {"customer", "status", "subscription"},
-    "events": {"type", "types"},
+    "subscriptions": {"created", "customer", "price", "plan", "status"},
+    "subscription_items": {"subscription"},
+    "customers": {"created", "email"},
+    "prices": {"created", "active", "currency", "product", "type"},
+    "products": {"created", "active", "ids"},
+    "coupons": {"created"},
+    "invoices": {"created", "customer", "status", "subscription"},
+    "events": {"created", "type", "types"},
 }
 # Internal error codes that Stripe sends without a `code` (only a type and a message).
 _CODELESS = {
@@ -360,6 +361,7 @@ class StripeEmulator(Emulator):
         ):
             self.route("GET", f"/v1/{path}", lister)
             self.route("GET", f"/v1/{path}/{_ID}", retriever)
+        self.route("GET", "/v1/subscription_items", self.list_subscription_items)
         self.route("POST", f"/v1/subscriptions/{_ID}", self.update_subscription)
         self.route("DELETE", f"/v1/subscriptions/{_ID}", self.cancel_subscription)
 
@@ -416,7 +418,7 @@ class StripeEmulator(Emulator):
     ) -> dict:
         """A Stripe list page: the common paging parameters, the view's order, a filter."""
         params = request.nested()
-        reject_unknown(params, _LIST_PARAMS | {"created"} | set(allowed))
+        reject_unknown(params, _LIST_PARAMS | set(allowed))
         limit = parse_int(params.get("limit", "10"), "limit")
         if not 1 <= limit <= 100:
             bound = "greater than or equal to 1" if limit < 1 else "less than or equal to 100"
@@ -492,6 +494,36 @@ class StripeEmulator(Emulator):
             _LIST_FILTERS["subscriptions"],
         )
 
+    def list_subscription_items(self, request: Request) -> dict:
+        """GET /v1/subscription_items?subscription=…: one subscription's items (required
+        parameter, as Stripe's), in the order of the subscription's `items`."""
+        ident = request.params.get("subscription")
+        if ident is None:
+            raise ApiError(
+                400,
+                "parameter_missing",
+                "Missing required param: subscription.",
+                param="subscription",
+            )
+        sub = self.store.get("subscriptions", ident)
+        if sub is None:
+            raise ApiError(
+                400, "resource_missing", f"No such subscription: '{ident}'", param="subscription"
+            )
+
+        def find(item: str) -> Key | None:
+            return (sub["created_at"], ident) if item == item_id(ident) else None
+
+        return self._list(
+            request,
+            "/v1/subscription_items",
+            ([sub], [(sub["created_at"], ident)]),
+            find,
+            "subscription item",
+            lambda record, now: self.render.subscription(record, now)["items"]["data"][0],
+            allowed=_LIST_FILTERS["subscription_items"],
+        )
+
     def list_customers(self, request: Request) -> dict:
         view = self._ordered("customers")
         email = request.params.get("email")
@@ -561,6 +593,7 @@ class StripeEmulator(Emulator):
             self._record_key("coupons", "coupon_id"),
             "coupon",
             lambda coupon, _now: self.render.coupon(coupon),
+            allowed=_LIST_FILTERS["coupons"],
         )
 
     def list_invoices(self, request: Request) -> dict:

@@ -61,8 +61,9 @@ def customers(api: StripeApi) -> Iterator[pa.Table]:
 @dlt.resource(name="subscriptions", **_MERGED)
 def subscriptions(api: StripeApi) -> Iterator[pa.Table]:
     """Every status, canceled included; `items__data` (the items, with their price, plan,
-    quantity and periods) and `discounts` (expanded Discount objects) are JSON text."""
-    yield from _tables(api, "subscriptions")
+    quantity and periods; every item, also past the first ones Stripe embeds) and
+    `discounts` (expanded Discount objects) are JSON text."""
+    yield from _tables(api, "subscriptions", api.with_all_items)
 
 
 @dlt.resource(name="prices", **_MERGED)

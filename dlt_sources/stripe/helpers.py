@@ -206,6 +206,18 @@ class StripeApi:
                 return
             after = data[-1]["id"]
 
+    def with_all_items(self, subscription: dict) -> dict:
+        """The subscription with every item. Stripe embeds a subscription's first items
+        only (`items.has_more` when there are more; a subscription has up to 20), so a cut
+        list is completed from `/v1/subscription_items`, item discounts expanded as the
+        subscription's are."""
+        items = subscription.get("items") or {}
+        if not items.get("has_more"):
+            return subscription
+        query = {"subscription": subscription["id"], "expand": ["data.discounts"]}
+        data = [item for page in self.pages("/v1/subscription_items", query) for item in page]
+        return {**subscription, "items": {**items, "data": data, "has_more": False}}
+
     def retrieve(self, path: str, ident: str, params: dict[str, Any] | None = None) -> dict | None:
         """One object by id; None (logged) when Stripe no longer has it."""
         try:

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from collections import deque
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
+from typing import ClassVar
+from urllib.parse import parse_qsl, urlsplit
 
 import dlt
 import duckdb
@@ -449,3 +454,59 @@ def test_api_key_stays_out_of_warehouse_and_logs(
     for path in wh.pipelines_dir.rglob("*"):
         if path.is_file():
             assert key.encode() not in path.read_bytes(), path
+
+
+# --------------------------------------------------------------------------- many items
+
+
+def _item(ident: str) -> dict:
+    return {"id": ident, "object": "subscription_item", "subscription": "sub_big", "discounts": []}
+
+
+class ManyItemsHandler(BaseHTTPRequestHandler):
+    """A Stripe account with one subscription whose embedded item list is cut short
+    (`has_more`), as Stripe embeds only a subscription's first items."""
+
+    requests: ClassVar[list[tuple[str, dict]]] = []
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        query = dict(parse_qsl(url.query))
+        self.requests.append((url.path, query))
+        empty = {"object": "list", "data": [], "has_more": False, "url": url.path}
+        if url.path == "/v1/subscriptions":
+            items = {"object": "list", "data": [_item("si_1")], "has_more": True, "url": "/x"}
+            sub = {"id": "sub_big", "object": "subscription", "items": items, "discounts": []}
+            body = {**empty, "data": [sub]}
+        elif url.path == "/v1/subscription_items" and query.get("subscription") == "sub_big":
+            body = {**empty, "data": [_item("si_1"), _item("si_2"), _item("si_3")]}
+        else:
+            body = empty
+        data = orjson.dumps(body)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        return
+
+
+def test_a_subscription_with_more_items_than_stripe_embeds_gets_them_all(warehouse):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ManyItemsHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    account = SimpleNamespace(
+        api_key="sk_test_many", urls={"stripe": f"http://127.0.0.1:{server.server_address[1]}"}
+    )
+    try:
+        wh = warehouse()
+        wh.run(account, ("subscriptions",))
+    finally:
+        server.shutdown()
+        server.server_close()
+    items = orjson.loads(wh.column("subscriptions", "items__data")["sub_big"])
+    assert [item["id"] for item in items] == ["si_1", "si_2", "si_3"]
+    assert wh.column("subscriptions", "items__has_more")["sub_big"] is False
+    [(_, query)] = [r for r in ManyItemsHandler.requests if r[0] == "/v1/subscription_items"]
+    assert query["subscription"] == "sub_big" and query["expand[0]"] == "data.discounts"
