@@ -256,8 +256,7 @@ def test_sdk_does_not_retry(serve_scenario, monkeypatch, fault):
     sandbox = serve_scenario(
         scenario((CB,)), systems=(CB,), faults={CB: FaultConfig(script=[fault])}
     )
-    # The catalog is given, so the scripted fault meets the write, not GET /configurations.
-    writer = ChargebeeWriter(DEFAULT_API_KEY, base_url=sandbox.urls[CB], product_catalog="v2")
+    writer = ChargebeeWriter(DEFAULT_API_KEY, base_url=sandbox.urls[CB])
     act = action("discount")
     with pytest.raises(APIError) as caught:
         writer.send(writer.request(act, None), "key-fault")
@@ -339,15 +338,23 @@ def test_catalog_1_0_action_applies_and_then_holds(sandbox_v1, kind):
     )
 
 
-def test_catalog_1_0_dry_run_and_a_2_0_call_refused(sandbox_v1):
-    writer = ChargebeeWriter(DEFAULT_API_KEY, base_url=sandbox_v1.urls[CB])
-    dry = writer.request(action("plan_change"), None)
-    assert dry.params == {"plan_id": BASIC, "plan_quantity": QUANTITY_PLACEHOLDER}
-    # Without a subscription read, the dry run asked the site's configuration once.
-    log = sandbox_v1.emulator(CB).request_log
-    assert [r["path"] for r in log] == ["/api/v2/configurations"]
-    # Told the wrong catalog, the writer's 2.0 call is refused as Chargebee refuses it.
-    wrong = ChargebeeWriter(DEFAULT_API_KEY, base_url=sandbox_v1.urls[CB], product_catalog="v2")
+def test_catalog_1_0_dry_run_and_a_2_0_call_refused(sandbox_v1, monkeypatch):
+    """A dry run reads nothing, so it shows the 2.0 calls unless the catalog is set (the
+    source's setting, or the writer's own); a 2.0 call is refused by a 1.0 site."""
+    url = sandbox_v1.urls[CB]
+    plan_change = action("plan_change")
+    guessed = ChargebeeWriter(DEFAULT_API_KEY, base_url=url).request(plan_change, None)
+    assert guessed.operation == "update_for_items"
+    told = ChargebeeWriter(DEFAULT_API_KEY, base_url=url, product_catalog="v1")
+    assert told.request(plan_change, None).params == {
+        "plan_id": BASIC,
+        "plan_quantity": QUANTITY_PLACEHOLDER,
+    }
+    monkeypatch.setenv("SOURCES__CHARGEBEE__PRODUCT_CATALOG", "v1")
+    from_env = ChargebeeWriter(DEFAULT_API_KEY, base_url=url).request(action("cancel"), None)
+    assert (from_env.operation, from_env.params) == ("cancel", {"end_of_term": True})
+    assert sandbox_v1.emulator(CB).request_log == []  # not even a read
+    wrong = ChargebeeWriter(DEFAULT_API_KEY, base_url=url, product_catalog="v2")
     with pytest.raises(APIError) as caught:
         wrong.send(wrong.request(action("discount"), None), "key-wrong")
     assert caught.value.api_error_code == "configuration_incompatible"

@@ -13,8 +13,8 @@
   plan item, so Chargebee swaps it; `replace_items_list` is left off because it would also
   drop the subscription's addons); 1.0 `update` with `plan_id` and `plan_quantity`.
 
-The catalog is the `product_catalog` given ("v1"/"v2"), else the shape of the subscription
-read before every write (a dry run without one asks `GET /configurations` once). Every
+The catalog is the `product_catalog` setting ("v1"/"v2"), else the shape of the subscription
+read before every write (a dry run, which reads nothing, shows 2.0 calls then). Every
 write carries the action's key in `chargebee-idempotency-key`; Chargebee replays the first
 answer for a repeated key, and the runner reads the subscription first, so a retry never
 applies a change twice. Chargebee documents no request id in its responses and the SDK
@@ -23,12 +23,13 @@ exposes none, so `send` returns None.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from chargebee import APIError, Chargebee
 from chargebee.retry_config import RetryConfig
 
-from dlt_sources.chargebee.helpers import CATALOG_SETTINGS, CATALOGS, CLASSIFIER
+from dlt_sources.chargebee.helpers import CATALOG_SETTINGS, CLASSIFIER
 from dlt_sources.clients import chargebee_client
 from orchestration.writebacks.systems.base import Action, BillingWriter, WriteRequest, from_unix
 
@@ -39,6 +40,7 @@ PAUSED = "paused"
 SCHEDULED_TO_CANCEL = "non_renewing"
 CANCEL_OPTION = {"period_end": "end_of_term", "immediately": "immediately"}
 SUBSCRIPTIONS_PATH = "/api/v2/subscriptions/"
+CATALOG_SETTING_ENV = "SOURCES__CHARGEBEE__PRODUCT_CATALOG"
 
 
 def _plan_item(subscription: dict[str, Any]) -> dict[str, Any]:
@@ -70,10 +72,13 @@ class ChargebeeWriter(BillingWriter):
         api_key: str,
         base_url: str | None = None,
         site: str | None = None,
-        product_catalog: str = "auto",
+        product_catalog: str | None = None,
     ):
+        """`product_catalog`: v1, v2 or auto; None = the source's setting
+        (`SOURCES__CHARGEBEE__PRODUCT_CATALOG`, default auto): one site, one setting."""
         if not base_url and not site:
             raise ValueError("chargebee: give the `site` (<site>.chargebee.com) or a `base_url`")
+        product_catalog = product_catalog or os.environ.get(CATALOG_SETTING_ENV, "auto")
         if product_catalog not in CATALOG_SETTINGS:
             raise ValueError(f"chargebee: product_catalog must be one of {CATALOG_SETTINGS}")
         self.client: Chargebee = chargebee_client(api_key, site=site or "local", base_url=base_url)
@@ -85,14 +90,11 @@ class ChargebeeWriter(BillingWriter):
     def catalog(self, current: dict[str, Any] | None = None) -> str:
         """The site's Product Catalog ("v1" or "v2"): the setting; else the shape of a
         subscription read (only 1.0 subscriptions have `plan_id`), which needs no request
-        of its own; else, for a dry run without either, `GET /configurations` once."""
+        of its own. A dry run sends no request at all, so without either it shows the 2.0
+        calls (every site created since May 2021); set `product_catalog` on a 1.0 site."""
         if self._catalog is None and current is not None:
             self._catalog = "v1" if "plan_id" in current else "v2"
-        if self._catalog is None:
-            configurations = self.client.Configuration.list().configurations
-            versions = [c.product_catalog_version for c in configurations]
-            self._catalog = next((v for v in versions if v in CATALOGS), "v2")
-        return self._catalog
+        return self._catalog or "v2"
 
     def read(self, subscription_id: str) -> dict[str, Any]:
         return self.client.Subscription.retrieve(subscription_id).subscription.raw_data
