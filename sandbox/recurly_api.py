@@ -814,8 +814,9 @@ class RecurlyEmulator(Emulator):
         """Redeem a coupon. A subscription-level coupon goes onto the given
         `subscription_id` (or, without one, every subscription of the account that has not
         ended); an account-level coupon discounts all the account's charges, so the neutral
-        model puts it on every such subscription and the account's `updated_at` moves.
-        The answer is the redemption, as the account's redemption list shows it."""
+        model puts it on every such subscription (one redemption each, see
+        `redemptions_of`) and the account's `updated_at` moves. The answer is the
+        redemption of the requested (or first) subscription, as the account lists it."""
         body = self._body(request)
         customer = self._get("customers", account_id)
         if not body.get("coupon_id"):
@@ -826,7 +827,8 @@ class RecurlyEmulator(Emulator):
             raise _validation(f"Coupon has no discount in {currency}", "currency")
         now = self.now()
         on_account = redemption_resource(coupon) == "account"
-        targets = self._redemption_targets(customer, body.get("subscription_id"), now)
+        requested = self._redemption_targets(customer, body.get("subscription_id"), now)
+        targets = requested
         if on_account:
             targets = self._redemption_targets(customer, None, now)
             self.store.touch("customers", customer)
@@ -836,8 +838,7 @@ class RecurlyEmulator(Emulator):
         redemption = next(
             r
             for r in self.render.account_redemptions(customer, now)
-            if r["coupon"] is coupon
-            and (r["subscription"] is None or r["subscription"] is targets[0])
+            if r["coupon"] is coupon and r["carrier"] is requested[0]
         )
         return self.render.redemption(redemption)
 

@@ -172,39 +172,33 @@ def redemption_resource(coupon: dict) -> str:
 
 
 def redemptions_of(customer: dict, subs, store: SystemStore, now: datetime) -> list[dict]:
-    """Redemptions behind the neutral records' `coupon_id`s, in creation order.
-
-    A subscription-level coupon is one redemption per subscription. An account-level
-    coupon is one redemption per (account, coupon), whichever subscriptions carry it:
-    created with the first of them, removed when the last of them has ended (Recurly
-    keeps it active while it can still discount the account's charges)."""
-    records: dict[str, dict] = {}
+    """Redemptions behind the neutral records' `coupon_id`s, in creation order: one per
+    subscription carrying a coupon, redeemed with its purchase (created with it; the
+    neutral record keeps no redemption time) and removed when it ends. An account-level
+    coupon's redemption names no subscription: Recurly lists it under the account only."""
+    records = []
     for sub in subs:
         if sub["coupon_id"] is None:
             continue
         coupon = store.get("coupons", sub["coupon_id"])
         on_account = redemption_resource(coupon) == "account"
-        owner = customer["customer_id"] if on_account else sub["subscription_id"]
-        key = f"{owner}:{coupon['coupon_id']}"
-        ended = sub["ended_at"] if is_ended(sub, now) else None
-        record = records.get(key)
-        if record is None:
-            records[key] = {
-                "redemption_id": derived_id("coupon_redemptions", key),
+        removed = sub["ended_at"] if is_ended(sub, now) else None
+        records.append(
+            {
+                "redemption_id": derived_id(
+                    "coupon_redemptions", f"{sub['subscription_id']}:{coupon['coupon_id']}"
+                ),
                 "customer": customer,
                 "coupon": coupon,
                 "subscription": None if on_account else sub,
+                "carrier": sub,
                 "currency": store.get("plans", sub["plan_id"])["currency"],
                 "created_at": sub["created_at"],
-                "removed_at": ended,
+                "removed_at": removed,
+                "updated_at": removed or sub["created_at"],  # the list sorts on both
             }
-            continue
-        record["created_at"] = min(record["created_at"], sub["created_at"])
-        removed = record["removed_at"]
-        record["removed_at"] = None if None in (removed, ended) else max(removed, ended)
-    for record in records.values():  # the list endpoint sorts on both stamps
-        record["updated_at"] = record["removed_at"] or record["created_at"]
-    return sorted(records.values(), key=lambda r: (r["created_at"], r["redemption_id"]))
+        )
+    return sorted(records, key=lambda r: (r["created_at"], r["redemption_id"]))
 
 
 def _cycles_or_none(plan: dict) -> int | None:

@@ -169,17 +169,17 @@ def test_first_run_loads_every_record_once(serve_scenario, generated, facts, tmp
 
 
 def _expected_redemptions(facts: dict) -> list[tuple]:
-    """One redemption per subscription for subscription-level coupons, one per (account,
-    coupon) for account-level ones (Recurly's default), which name no subscription."""
+    """One redemption per subscription with a coupon; account-level ones (Recurly's
+    default) name no subscription."""
     level = {c["coupon_id"]: c["redemption_resource"] or "account" for c in facts["coupons"]}
     return sorted(
-        {
+        (
             (s["customer_id"], s["coupon_id"], None)
             if level[s["coupon_id"]] == "account"
             else (s["customer_id"], s["coupon_id"], s["subscription_id"])
             for s in facts["subscriptions"]
             if s["coupon_id"]
-        },
+        ),
         key=str,
     )
 

@@ -100,7 +100,8 @@ def _discounted(client, sub) -> None:
     # every charge of it, and not on the subscription.
     assert sub.coupon_redemptions == []
     active = client.list_active_coupon_redemptions(sub.account.id).items()
-    assert [(r.coupon.code, r.subscription_id) for r in active] == [(COUPON, None)]
+    # One per live subscription of the account (`live`, `live2`), none naming it.
+    assert [(r.coupon.code, r.subscription_id) for r in active] == [(COUPON, None)] * 2
 
 
 def _extended(client, sub) -> None:

@@ -1,11 +1,12 @@
 -- Recurly subscriptions in the conformed vocabulary (validation.md §1): `expires_at` is
 -- when service ends (ended or scheduled), state `canceled` is a requested cancel that has
 -- not ended yet, and a trial is an `active` subscription whose current period is its trial.
--- coupon_id: the subscription-level redemption listed on the subscription, else the
--- account-level redemption of its account (Recurly's default level, which discounts every
--- charge of the account) that was active during the subscription's service: created before
--- the service ended and not removed before it began; of several, the latest created (then
--- the lowest coupon code).
+-- coupon_id: the subscription-level redemption listed on the subscription, else an
+-- account-level redemption (Recurly's default level, listed only under the account)
+-- attributed to it: each account-level redemption belongs to the subscription of its
+-- account created nearest to it (a coupon is redeemed with a purchase; ties: the lowest
+-- subscription id), and of several belonging to one subscription the latest created
+-- (then the lowest coupon code) wins.
 {% set src = source('recurly', 'subscriptions') %}
 {% set c = columns_of(src) %}
 with raw as (
@@ -31,19 +32,33 @@ with raw as (
     from {{ src }}
 ),
 
-account_coupons as (
+attributed as (
     select
         raw.id as redeemed_subscription_id,
         redemption.coupon_id as account_coupon_id,
+        redemption.created_at as redeemed_at,
         row_number() over (
-            partition by raw.id order by redemption.created_at desc, redemption.coupon_id
-        ) as coupon_rank
+            partition by redemption.redemption_id
+            order by
+                greatest(redemption.created_at, raw.created_at)
+                    - least(redemption.created_at, raw.created_at),
+                raw.id
+        ) as nearness
     from raw
     inner join {{ ref('stg_recurly__coupon_redemptions') }} as redemption
         on redemption.customer_id = raw.account__code
         and redemption.subscription_id is null
-        and (raw.expires_at is null or redemption.created_at < raw.expires_at)
-        and (redemption.removed_at is null or redemption.removed_at > raw.activated_at)
+),
+
+account_coupons as (
+    select
+        redeemed_subscription_id,
+        account_coupon_id,
+        row_number() over (
+            partition by redeemed_subscription_id order by redeemed_at desc, account_coupon_id
+        ) as coupon_rank
+    from attributed
+    where nearness = 1
 )
 
 select
