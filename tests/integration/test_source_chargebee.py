@@ -391,3 +391,72 @@ def test_api_key_never_reaches_the_warehouse_or_the_logs(doc, serve_scenario, tm
     for file in Path(tmp_path / "pipelines").rglob("*"):
         if file.is_file():
             assert secret.encode() not in file.read_bytes(), file
+
+
+# --------------------------------------------------------------------------- catalogs
+
+
+def _small_site(catalog: str) -> dict:
+    """One customer on one plan, on a site of the given Product Catalog."""
+    return {
+        "as_of": "2026-06-30T00:00:00Z",
+        "reporting_currency": "USD",
+        "fx_rates": {"USD": "1"},
+        "chargebee_product_catalog": catalog,
+        "plans": [
+            {
+                "billing_system": CB,
+                "plan_id": "pro-usd",
+                "product_id": "pro",
+                "product_name": "Pro",
+                "currency": "USD",
+                "unit_amount": "49.00",
+                "interval": "month",
+                "interval_count": 1,
+            }
+        ],
+        "customers": [
+            {
+                "billing_system": CB,
+                "customer_id": "c1",
+                "email": None,
+                "name": None,
+                "created_at": "2026-01-01T00:00:00Z",
+            }
+        ],
+        "subscriptions": [
+            {
+                "billing_system": CB,
+                "subscription_id": "s1",
+                "customer_id": "c1",
+                "plan_id": "pro-usd",
+                "quantity": 2,
+                "created_at": "2026-01-01T00:00:00Z",
+                "activated_at": "2026-01-01T00:00:00Z",
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize(("catalog", "setting"), [("1.0", "auto"), ("2.0", "auto"), ("1.0", "v1")])
+def test_the_catalog_decides_the_catalog_tables(tmp_path, serve_scenario, catalog, setting):
+    """1.0 sites load plans (and add-ons), 2.0 sites items and item prices; `auto` asks
+    GET /configurations once, a set catalog never does."""
+    sandbox = serve_scenario(_small_site(catalog), systems=(CB,))
+    pipeline = make_pipeline(tmp_path)
+    load(pipeline, sandbox, product_catalog=setting)
+    counts = pipeline.last_trace.last_normalize_info.row_counts
+    catalog_tables = {t for t in ("items", "item_prices", "plans", "addons") if counts.get(t)}
+    assert catalog_tables == ({"plans"} if catalog == "1.0" else {"items", "item_prices"})
+    asked = [r for r in sandbox.emulator(CB).request_log if r["path"].endswith("/configurations")]
+    assert len(asked) == (1 if setting == "auto" else 0)
+    refused = [r for r in sandbox.emulator(CB).request_log if r["status"] >= 400]
+    assert refused == []  # the other catalog's endpoints were never called
+
+
+def test_a_wrong_catalog_setting_fails_the_run_loudly(tmp_path, serve_scenario):
+    sandbox = serve_scenario(_small_site("2.0"), systems=(CB,))
+    with pytest.raises(PipelineStepFailed, match="not applicable for Product Catalog"):
+        load(make_pipeline(tmp_path), sandbox, product_catalog="v1")
+    with pytest.raises(ValueError, match="product_catalog"):
+        chargebee_source("key", base_url=sandbox.urls[CB], product_catalog="1.0")
