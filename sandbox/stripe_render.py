@@ -197,7 +197,7 @@ class StripeRenderer:
         return cached
 
     def plan(self, plan: dict) -> dict:
-        """The legacy Plan object that older readers take from `subscription.plan`."""
+        """The Plan object each subscription item still carries (`item.plan`, beside `price`)."""
         cached = self._plans.get(plan["plan_id"])
         if cached is None:
             amount = to_minor_units(plan["unit_amount"], plan["currency"])
