@@ -59,6 +59,7 @@ class DemoSummary:
     episodes_by_status: dict[str, int]
     saved: int
     canceled: int
+    pending: int
     saved_mrr: Decimal
     lost_mrr: Decimal
     validation_day: date | None  # None: as_of lies outside validation_30d's partitions
@@ -93,6 +94,8 @@ class DemoSummary:
             f"  {'total':<24}{sum(self.episodes_by_status.values()):>10,}",
             f"save rate                 {rate:>10}  (saved {self.saved:,} / saved + canceled "
             f"{self.saved + self.canceled:,})",
+            f"  pending                 {self.pending:>10,}  (saves whose 30-day window is still "
+            "open: not in the rate yet)",
             f"saved MRR (USD)           {self.saved_mrr:>10,.2f}",
             f"lost MRR (USD)            {self.lost_mrr:>10,.2f}",
             self._validation_line(),
@@ -176,11 +179,12 @@ def summarise(database: Path, validation_day: date | None) -> dict:
                 "group by 1 order by 2 desc, 1",
             )[1]
         )
-        saved, canceled, saved_mrr, lost_mrr = query(
+        saved, canceled, pending, saved_mrr, lost_mrr = query(
             con,
             """
             select count(*) filter (where validated_outcome = 'saved'),
                    count(*) filter (where validated_outcome = 'canceled'),
+                   count(*) filter (where validated_outcome = 'pending'),
                    coalesce(sum(saved_mrr), 0), coalesce(sum(lost_mrr), 0)
             from marts.fct_exit_episodes
             """,
@@ -188,7 +192,8 @@ def summarise(database: Path, validation_day: date | None) -> dict:
         writebacks = dict(
             query(
                 con,
-                "select status || ' (' || replace(mode, '_', ' ') || ')', count(*)::integer "
+                "select case when status = 'dry_run' then status "
+                "else status || ' (' || replace(mode, '_', ' ') || ')' end, count(*)::integer "
                 "from marts.fct_billing_writebacks group by 1 order by 1",
             )[1]
         )
@@ -210,6 +215,7 @@ def summarise(database: Path, validation_day: date | None) -> dict:
         "episodes_by_status": statuses,
         "saved": saved,
         "canceled": canceled,
+        "pending": pending,
         "saved_mrr": Decimal(saved_mrr),
         "lost_mrr": Decimal(lost_mrr),
         "validation_by_status": validation,

@@ -105,8 +105,9 @@ def no_failures_check(summary: RunSummary) -> AssetCheckResult:
         passed=not failures,
         severity=AssetCheckSeverity.WARN,
         description=(
-            f"{len(failures)} failed write-back(s): fix the catalog or billing data, then "
-            "run billing_writebacks with retry_failed: true"
+            f"{len(failures)} failed write-back(s): each error says what to fix (the "
+            "catalog, a billing sync not yet run, or a billing id the cancel page sent that "
+            "billing does not know); then run billing_writebacks with retry_failed: true"
             if failures
             else "no failed write-backs"
         ),

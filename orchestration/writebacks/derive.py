@@ -29,8 +29,8 @@ from orchestration.writebacks.catalog import Catalog
 from orchestration.writebacks.ledger import LedgerRow
 
 _SESSIONS = """
-select s.session_id, s.episode_id, s.billing_system, s.action, s.action_at, s.offer_id,
-       s.offer_type, e.subscription_id, e.customer_id, e.validated_at
+select s.session_id, s.episode_id, s.billing_system, s.billing_id, s.action, s.action_at,
+       s.offer_id, s.offer_type, e.subscription_id, e.customer_id, e.validated_at
 from marts.fct_exit_sessions s
 left join marts.fct_exit_episodes e on e.episode_id = s.episode_id
 where s.action in ('canceled', 'offer_accepted')
@@ -132,8 +132,10 @@ def _row(session: dict, target: dict | None, catalog: Catalog, mode: str) -> Led
         row.status, row.error = (
             "failed",
             (
-                f"no {system} subscription matches the session's billing id "
-                "(not synced yet, or an unknown id): sync billing, then retry failed actions"
+                f"no {system} subscription matches billing id {session['billing_id']!r}: "
+                f"if it is new, sync {system} and retry failed actions; otherwise the cancel "
+                f"page sends an id {system} does not know (another system, or test vs live "
+                "mode): fix the page's billing id"
             ),
         )
         return row

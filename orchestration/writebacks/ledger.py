@@ -8,8 +8,9 @@ again. dbt publishes the table as `marts.fct_billing_writebacks` (marts.md).
 
 Statuses: `pending` (to do, or interrupted), `applied`, `failed` (a permanent error, or
 an action that cannot be resolved: no subscription matched, offer not in the catalog;
-retried on request), `skipped` (already true in billing, a dry run, or no longer asked
-for). Only pending rows are ever sent.
+retried on request), `skipped` (already true in billing, or no longer asked for),
+`dry_run` (recorded with the request it would send, not sent: the system's mode was
+dry_run). Only pending rows are ever sent.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pyarrow as pa
 
 SCHEMA = "writebacks"
 TABLE = f"{SCHEMA}.actions"
-STATUSES = ("pending", "applied", "failed", "skipped")
+STATUSES = ("pending", "applied", "failed", "skipped", "dry_run")
 
 _DDL = f"""
 create schema if not exists {SCHEMA};
@@ -121,6 +122,11 @@ class Ledger:
         # statements here take about a millisecond.
         self._lock = threading.Lock()
         self._run(_DDL)
+        # Ledgers written before dry runs had their own status recorded them as skipped.
+        self._run(
+            f"update {TABLE} set status = 'dry_run' where status = 'skipped' "
+            "and mode = 'dry_run' and reason like 'dry run:%'"
+        )
 
     def _run(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         """One statement (committed on its own), its rows fetched."""

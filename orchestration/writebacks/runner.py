@@ -199,7 +199,7 @@ def _dry_run(ledger: Ledger, row: LedgerRow, writer: BillingWriter) -> str:
     )
     ledger.finish(
         row.action_id,
-        "skipped",
+        "dry_run",
         reason=f"dry run: would send {request.method} {request.path}{earlier}",
         request=request.describe(),
     )

@@ -74,7 +74,7 @@ def test_dry_run_records_what_it_would_send_and_sends_nothing(writeback_sandbox,
     summary = run_once(database, live_catalog(tmp_path / "w.yml", mode="dry_run"))
     assert all(sandbox.emulator(s).request_log == [] for s in SYSTEMS)  # not even a read
     rows = ledger(database).values()
-    dry = [r for r in rows if r["status"] == "skipped"]
+    dry = [r for r in rows if r["status"] == "dry_run"]
     assert dry and summary.count("dry_run") == len(dry)
     assert {r["mode"] for r in rows} == {"dry_run"}
     assert {r["billing_system"] for r in dry} == set(SYSTEMS)

@@ -65,8 +65,8 @@ def make_catalog(tmp_path):
 _MARTS = """
 create schema marts;
 create table marts.fct_exit_sessions (
-    session_id varchar, episode_id varchar, billing_system varchar, action varchar,
-    action_at timestamptz, offer_id varchar, offer_type varchar);
+    session_id varchar, episode_id varchar, billing_system varchar, billing_id varchar,
+    action varchar, action_at timestamptz, offer_id varchar, offer_type varchar);
 create table marts.fct_exit_episodes (
     episode_id varchar, subscription_id varchar, customer_id varchar, validated_at timestamptz);
 create table marts.dim_subscriptions (
@@ -116,8 +116,8 @@ class Warehouse:
         episode = f"ep_{session_id}"
         offer_type = offer_type or OFFER_TYPES.get(offer_id)
         self.db.execute(
-            "insert into marts.fct_exit_sessions values (?, ?, ?, ?, ?, ?, ?)",
-            [session_id, episode, system, action, action_at, offer_id, offer_type],
+            "insert into marts.fct_exit_sessions values (?, ?, ?, ?, ?, ?, ?, ?)",
+            [session_id, episode, system, subscription, action, action_at, offer_id, offer_type],
         )
         self.db.execute(
             "insert into marts.fct_exit_episodes values (?, ?, ?, ?)",
@@ -381,8 +381,8 @@ def test_no_matching_subscription_is_a_failed_action(warehouse, make_catalog):
     [row] = derived(warehouse, make_catalog()).values()
     assert row.action_id == action_id("s1", "canceled", None)
     assert (row.status, row.subscription_id, row.customer_id) == ("failed", None, "cus_9")
-    assert row.error.startswith("no stripe subscription matches the session's billing id")
-    assert "retry failed actions" in row.error
+    assert row.error.startswith("no stripe subscription matches billing id 'sub_unknown'")
+    assert "retry failed actions" in row.error and "fix the page's billing id" in row.error
 
 
 def test_offer_missing_from_the_catalog_is_a_failed_action(warehouse, make_catalog):
@@ -456,7 +456,7 @@ def test_dry_run_sends_nothing_and_records_the_request(warehouse, make_catalog, 
     ]:
         row = ledger[wanted]
         path = f"/v1/subscriptions/sub_1/{kind}"
-        assert (row["status"], row["mode"], row["attempts"]) == ("skipped", "dry_run", 0)
+        assert (row["status"], row["mode"], row["attempts"]) == ("dry_run", "dry_run", 0)
         assert row["reason"] == f"dry run: would send POST {path}"
         assert json.loads(row["request"]) == {"method": "POST", "path": path, "params": params}
         assert row["applied_at"] is None
@@ -588,6 +588,17 @@ def test_transient_errors_leave_the_action_pending_for_the_next_run(
     assert row["billing_request_id"] == "req_1"
 
 
+def test_dry_runs_recorded_as_skipped_by_an_older_ledger_get_their_own_status(
+    warehouse, make_catalog, writer
+):
+    warehouse.subscription("sub_1")
+    wanted = warehouse.canceled("s1")
+    run(warehouse, make_catalog(mode="dry_run"), writer)
+    warehouse.db.execute(f"update {TABLE} set status = 'skipped'")  # as an older ledger had it
+    Ledger(warehouse.db)
+    assert warehouse.ledger()[wanted]["status"] == "dry_run"
+
+
 def test_a_system_switched_to_dry_run_sends_nothing_more(warehouse, make_catalog, writer):
     warehouse.subscription("sub_1")
     wanted = warehouse.canceled("s1")
@@ -598,7 +609,7 @@ def test_a_system_switched_to_dry_run_sends_nothing_more(warehouse, make_catalog
     run(warehouse, make_catalog(mode="dry_run"), writer)
     assert writer.calls == []
     row = warehouse.ledger()[wanted]
-    assert (row["status"], row["mode"]) == ("skipped", "dry_run")
+    assert (row["status"], row["mode"]) == ("dry_run", "dry_run")
     assert row["reason"].startswith("dry run: would send POST /v1/subscriptions/sub_1/cancel")
     assert "an earlier live attempt may have reached billing" in row["reason"]
 
