@@ -11,7 +11,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sandbox.billing import neutral_status
+from sandbox.billing import current_period, is_future, neutral_status
 from sandbox.scenario import Scenario
 
 MONTHS_FACTOR = {
@@ -31,6 +31,34 @@ def mrr(sub: dict, plan: dict, rates: dict[str, Decimal]) -> Decimal:
         / plan["interval_count"]
     )
     return local * rates[plan["currency"]]
+
+
+def subscription_facts(scenario: Scenario) -> dict[tuple[str, str], dict]:
+    """marts.dim_subscriptions' fields per (system, subscription id), from the facts: the
+    plan and its terms, MRR (§1), the current period at as_of (none before the start) and
+    the coupon."""
+    plans = {(p["billing_system"], p["plan_id"]): p for p in scenario.plans}
+    facts = {}
+    for sub in scenario.subscriptions:
+        plan = plans[(sub["billing_system"], sub["plan_id"])]
+        start, end = (
+            (None, None)
+            if is_future(sub, scenario.as_of)
+            else current_period(sub, plan, scenario.as_of)
+        )
+        facts[(sub["billing_system"], sub["subscription_id"])] = {
+            "plan_id": plan["plan_id"],
+            "currency": plan["currency"],
+            "unit_amount_local": plan["unit_amount"],
+            "quantity": sub["quantity"],
+            "interval": plan["interval"],
+            "interval_count": plan["interval_count"],
+            "mrr": mrr(sub, plan, scenario.fx_rates),
+            "current_period_start": start,
+            "current_period_end": end,
+            "coupon_id": sub["coupon_id"],
+        }
+    return facts
 
 
 def episodes(scenario: Scenario, window: timedelta = timedelta(days=30)) -> list[dict]:

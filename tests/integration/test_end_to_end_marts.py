@@ -18,7 +18,7 @@ from orchestration.extract import run_extract
 from sandbox.exit_files import write_exit_session_files
 from sandbox.generate import GenerateOptions, write_scenario
 from sandbox.scenario import load_scenario, validate_scenario
-from tests.oracle import cohorts, validate
+from tests.oracle import cohorts, subscription_facts, validate
 
 pytestmark = pytest.mark.integration
 AS_OF = datetime(2026, 6, 30, tzinfo=UTC)
@@ -38,13 +38,15 @@ EPISODE_FIELDS = (
 MONEY = Decimal("0.000001")
 
 
-@pytest.fixture
-def pipeline(tmp_path, serve_scenario, monkeypatch, dbt):
+@pytest.fixture(params=["2.0", "1.0"], ids=["chargebee_catalog_2", "chargebee_catalog_1"])
+def pipeline(request, tmp_path, serve_scenario, monkeypatch, dbt):
     """Generate, serve, extract and build once; return the scenario doc, the sandbox, and
-    a function that re-extracts and rebuilds."""
+    a function that re-extracts and rebuilds. The Chargebee site runs Product Catalog 2.0
+    (items, item prices) or 1.0 (plans, add-ons: sites created before May 2021)."""
     path = tmp_path / "scenario.json"
     write_scenario(GenerateOptions(700, 21, AS_OF), path)
     doc = orjson.loads(path.read_bytes())
+    doc["chargebee_product_catalog"] = request.param
     sandbox = serve_scenario(doc)
     write_exit_session_files(load_scenario(path), tmp_path / "drop")
     for system, url in sandbox.urls.items():
@@ -114,9 +116,36 @@ def assert_marts_match_the_facts(doc: dict, database) -> None:
             assert abs(Decimal(got_cells[key][field]) - value) < MONEY, (key, field)
 
 
+def assert_subscriptions_match_the_facts(doc: dict, database) -> None:
+    """Every subscription of every system has its plan, currency, quantity, MRR, current
+    period and coupon in marts.dim_subscriptions, as the scenario states them: a field
+    the pinned API versions no longer send (or send elsewhere) shows up here as a null."""
+    scenario = validate_scenario(doc)
+    got = {
+        (row["billing_system"], row["subscription_id"]): row
+        for row in marts(database, "dim_subscriptions")
+    }
+    want = subscription_facts(scenario)
+    assert got.keys() == want.keys()
+    wrong = [
+        (key, field, got[key][field], value)
+        for key, facts in want.items()
+        for field, value in facts.items()
+        if not _same(got[key][field], value)
+    ]
+    assert not wrong, f"{len(wrong)} wrong fields, e.g. {wrong[:10]}"
+
+
+def _same(got, want) -> bool:
+    if isinstance(want, Decimal) and got is not None:
+        return abs(Decimal(got) - want) < MONEY
+    return got == want
+
+
 def test_every_episode_and_cohort_cell_equals_the_facts(pipeline, dbt, tmp_path):
     doc, _, database, _ = pipeline
     assert_marts_match_the_facts(doc, database)
+    assert_subscriptions_match_the_facts(doc, database)
     statuses = {row["validation_status"] for row in marts(database, "fct_exit_episodes")}
     assert len(statuses) == 7  # the generated scenario reaches every status
     dbt(database, "docs", "generate")

@@ -48,8 +48,10 @@ priced as (
         s.activated_at,
         s.trial_start,
         s.trial_end,
-        s.current_period_start,
-        s.current_period_end,
+        -- A subscription that has not started has no current period (Chargebee sends none;
+        -- Recurly shows the first one): null on every system.
+        case when s.status <> 'future' then s.current_period_start end as current_period_start,
+        case when s.status <> 'future' then s.current_period_end end as current_period_end,
         s.canceled_at,
         s.ended_at,
         s.paused_at,
