@@ -92,7 +92,8 @@ def extract(systems: tuple[str, ...], database: Path, exit_sessions: Path | None
     for system in systems:
         click.echo(f"source {resolve_target(system).describe()}")
     summaries = run_extract(systems, database, exit_sessions)
-    click.echo(f"\nloaded into {database.resolve()}")
+    loaded = any(not s.error for s in summaries)
+    click.echo(f"\n{'loaded into' if loaded else 'nothing loaded into'} {database.resolve()}")
     click.echo(f"{'dataset':<20} {'table':<28} {'rows':>10}")
     for summary in summaries:
         for table, rows in sorted(summary.rows.items()):

@@ -16,12 +16,15 @@ import contextlib
 import importlib
 import logging
 import os
+import re
+import socket
 import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dlt
 
@@ -68,6 +71,30 @@ def resolve_target(system: str, env: Mapping[str, str] = os.environ) -> Target:
         return Target(system, key, base_url, env.get(prefix + "SITE"))
     default_url = f"http://127.0.0.1:{DEFAULT_PORTS[system]}"
     return Target(system, sandbox_key(env), base_url or default_url, env.get(prefix + "SITE"))
+
+
+def unreachable(target: Target, timeout: float = 3.0) -> str | None:
+    """Why `target`'s address cannot be used, with what to do; None when something answers.
+
+    Checked before a run starts: without it, a sandbox that is not running costs minutes
+    of retries and ends in errors that hide the refused connection. The real services'
+    own hosts are left to the SDKs."""
+    if target.base_url is None:
+        return None
+    parts = urlsplit(target.base_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+        return None
+    except OSError as exc:
+        where = f"nothing answers at {parts.hostname}:{port} ({exc.strerror or exc})"
+    variable = f"SOURCES__{target.system.upper()}__"
+    if target.is_sandbox:
+        return (
+            f"{where}: start the sandbox with `retention sandbox serve`, or set "
+            f"{variable}API_KEY to read the real {target.system}"
+        )
+    return f"{where}: check {variable}BASE_URL"
 
 
 def billing_source(target: Target):
@@ -130,8 +157,31 @@ def _run_one(name: str, source, database, pipelines_dir, load_lock) -> LoadSumma
         }
         return LoadSummary(name, rows, time.perf_counter() - started)
     except Exception as exc:  # one system failing must not hide the others' results
-        log.error("%s: load failed: %s", name, exc)
-        return LoadSummary(name, {}, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
+        message = explain(exc, database)
+        log.error("%s: load failed: %s", name, message)
+        return LoadSummary(name, {}, time.perf_counter() - started, message)
+
+
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+
+
+def explain(exc: BaseException, database) -> str:
+    """The failure as the user can act on it. dlt wraps a DuckDB file held by another
+    process in a message about credentials; the lock, and who holds it, is the cause."""
+    chain, seen = exc, []
+    while chain is not None and chain not in seen:
+        seen.append(chain)
+        text = str(chain)
+        if "Conflicting lock is held" in text or "Could not set lock on file" in text:
+            holder = _LOCK_HOLDER.search(text)
+            who = f" (PID {holder['pid']}: {holder['program']})" if holder else ""
+            return (
+                f"the warehouse {Path(database or DEFAULT_DATABASE).resolve()} is locked by "
+                f"another process{who}: close it (a BI tool, a notebook, `dagster dev`, or "
+                "another `retention extract`) and run again"
+            )
+        chain = chain.__cause__ or chain.__context__
+    return f"{type(exc).__name__}: {exc}"
 
 
 def run_extract(
@@ -142,10 +192,13 @@ def run_extract(
     env: Mapping[str, str] = os.environ,
 ) -> list[LoadSummary]:
     """Load the given billing systems (and the exit-session folder, if given) in parallel."""
-    jobs = []
+    jobs, refused = [], []
     for system in systems:
         target = resolve_target(system, env)
         log.info("%s", target.describe())
+        if (reason := unreachable(target)) is not None:
+            refused.append(LoadSummary(system, {}, 0.0, reason))
+            continue
         jobs.append((system, billing_source(target)))
     if exit_sessions_folder is not None:
         from dlt_sources.exit_sessions import exit_sessions_source
@@ -158,4 +211,4 @@ def run_extract(
             pool.submit(_run_one, name, source, database, pipelines_dir, load_lock)
             for name, source in jobs
         ]
-        return [f.result() for f in futures]
+        return refused + [f.result() for f in futures]

@@ -5,6 +5,10 @@ as the sync time."""
 from __future__ import annotations
 
 import shutil
+import socket
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 
 import duckdb
@@ -114,3 +118,61 @@ def test_the_warehouse_decides_what_a_run_loads(tmp_path, serve_scenario, monkey
     paths = {entry["path"] for entry in list(stripe_log)[before:]}
     assert "/v1/subscriptions" not in paths, "restored state should read events, not list all"
     assert "/v1/events" in paths
+
+
+def test_an_unreachable_sandbox_fails_at_once_naming_the_fix(tmp_path, monkeypatch):
+    """Nothing listens at the sandbox's address: the run fails in seconds (it used to retry
+    for minutes and end in errors that hid the refused connection), says what to do, and
+    does not claim to have loaded anything."""
+    with socket.socket() as probe:  # a free port, closed again: nothing answers there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("SOURCES__STRIPE__BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("SOURCES__STRIPE__API_KEY", raising=False)
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))
+    database = tmp_path / "warehouse.duckdb"
+    started = time.monotonic()
+
+    result = CliRunner().invoke(
+        main, ["extract", "--systems", "stripe", "--database", str(database)]
+    )
+
+    assert time.monotonic() - started < 30
+    assert result.exit_code != 0
+    assert f"nothing answers at 127.0.0.1:{port}" in result.output
+    assert "retention sandbox serve" in result.output
+    assert "SOURCES__STRIPE__API_KEY" in result.output
+    assert "nothing loaded into" in result.output
+
+
+def test_a_warehouse_locked_by_another_process_is_named_as_the_cause(
+    tmp_path, serve_scenario, monkeypatch
+):
+    path = tmp_path / "scenario.json"
+    write_scenario(GenerateOptions(20, 4, AS_OF), path)
+    sandbox = serve_scenario(scenario_doc(path))
+    monkeypatch.setenv("SOURCES__RECURLY__BASE_URL", sandbox.urls["recurly"])
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))
+    database = tmp_path / "warehouse.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(database)!r}); "
+            "print('held', flush=True); time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = CliRunner().invoke(
+            main, ["extract", "--systems", "recurly", "--database", str(database)]
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code != 0
+    assert f"the warehouse {database} is locked by another process" in result.output
+    assert f"PID {holder.pid}" in result.output
+    assert "credentials" not in result.output
