@@ -62,7 +62,7 @@ def _systems(_ctx, _param, value: str) -> tuple[str, ...]:
     return systems
 
 
-@main.command()
+@main.command(short_help="Load billing systems and exit sessions into the warehouse.")
 @click.option(
     "--systems",
     default="stripe,recurly,chargebee",
@@ -85,7 +85,13 @@ def _systems(_ctx, _param, value: str) -> tuple[str, ...]:
     help="Folder of exit-session drop files (JSON Lines, CSV, Parquet) to load too.",
 )
 def extract(systems: tuple[str, ...], database: Path, exit_sessions: Path | None) -> None:
-    """Load billing systems (and exit sessions) into the warehouse, with progress."""
+    """Load billing systems (and exit sessions) into the warehouse, with progress.
+
+    Where each source points: a key in SOURCES__<SYSTEM>__API_KEY (the environment or
+    .env; Chargebee also SOURCES__CHARGEBEE__SITE) means the real service; without one,
+    the local sandbox (start it with `retention sandbox serve`). Exit-session rows that
+    break the contract go to raw_exit_sessions.exit_sessions_quarantine with their file,
+    line and reason; the good rows load."""
     from orchestration.extract import resolve_target, run_extract
 
     log_to_stderr()
@@ -106,7 +112,7 @@ def extract(systems: tuple[str, ...], database: Path, exit_sessions: Path | None
         )
 
 
-@main.command()
+@main.command(short_help="Serve a scenario, run every job once, print the figures.")
 @click.option(
     "--scenario",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),

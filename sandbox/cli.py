@@ -25,12 +25,12 @@ def _timestamp(_ctx, _param, value: str | None) -> datetime:
         raise click.BadParameter(f"{value!r}: {exc}; write e.g. 2026-06-30T00:00:00Z") from None
 
 
-@click.group()
+@click.group(short_help="Local Stripe, Recurly and Chargebee emulators, scenarios.")
 def sandbox() -> None:
     """Local Stripe, Recurly and Chargebee emulators and their scenarios."""
 
 
-@sandbox.command()
+@sandbox.command(short_help="Write a deterministic scenario file.")
 @click.option("--customers", type=click.IntRange(min=1), default=3000, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option(
@@ -80,7 +80,7 @@ def _chargebee_options(catalog: str | None, pause: bool) -> dict:
     return {"pause_feature": pause} | ({"product_catalog": catalog} if catalog else {})
 
 
-@sandbox.command()
+@sandbox.command(short_help="Serve a scenario as Stripe, Recurly and Chargebee APIs.")
 @click.option(
     "--scenario",
     "scenario_path",

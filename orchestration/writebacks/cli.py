@@ -26,7 +26,7 @@ def _load(path: Path | None):
         raise click.ClickException(str(exc)) from None
 
 
-@click.group()
+@click.group(short_help="Apply cancels and accepted offers in billing, exactly once.")
 def writebacks() -> None:
     """Billing write-backs: cancels and accepted offers applied in billing exactly once."""
 
@@ -44,7 +44,7 @@ def check(catalog: Path | None) -> None:
     click.echo(f"{loaded.path}: ok")
 
 
-@writebacks.command()
+@writebacks.command(short_help="Derive pending write-backs and apply (or dry-run) them.")
 @_catalog_option
 @click.option(
     "--database",
