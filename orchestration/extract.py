@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import dlt
+from dlt.common.runtime.collector import LogCollector
 
 from sandbox.cli import DEFAULT_PORTS
 from sandbox.server import DEFAULT_API_KEY
@@ -123,7 +124,9 @@ def pipeline(name: str, database: str | Path | None, pipelines_dir: str | Path |
         destination=destination(database),
         dataset_name=f"raw_{name}",
         pipelines_dir=str(pipelines_dir) if pipelines_dir else None,
-        progress="log",
+        # Progress lines without the memory/CPU figures, which need psutil (not installed)
+        # and otherwise print a warning on every run.
+        progress=LogCollector(dump_system_stats=False),
     )
 
 
