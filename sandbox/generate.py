@@ -47,6 +47,172 @@ _CATALOG = [
     ("pro_monthly_jpy", "pro", "Pro", "JPY", 4900, "month", 1, 10),
     ("digest_weekly_usd", "digest", "Digest", "USD", 500, "week", 1, 5),
 ]
+# Items sold beside a plan (scenario `subscriptions[].items`), all monthly in USD:
+# (suffix, product, name, kind, usage_type, pricing_model, unit amount in minor units,
+#  package_size, tiers as (up_to, unit minor, flat minor), quantities drawn from).
+# Each system gets those its API can express (sandbox.scenario.SYSTEM_PRICING).
+_EXTRAS = {
+    "stripe": [
+        (
+            "seats_graduated",
+            "seats",
+            "Seats",
+            "plan",
+            "licensed",
+            "tiered",
+            0,
+            None,
+            ((5, 1000, 0), (20, 800, 0), (None, 500, 0)),
+            (2, 30),
+        ),
+        (
+            "support_volume",
+            "support",
+            "Support",
+            "plan",
+            "licensed",
+            "volume",
+            0,
+            None,
+            ((10, 300, 500), (None, 200, 1000)),
+            (1, 25),
+        ),
+        (
+            "storage_packs",
+            "storage",
+            "Storage",
+            "plan",
+            "licensed",
+            "package",
+            500,
+            10,
+            None,
+            (1, 45),
+        ),
+        ("api_calls", "api", "API calls", "plan", "metered", "per_unit", 1, None, None, (1, 1)),
+    ],
+    "recurly": [
+        (
+            "extra-seats",
+            "extra-seats",
+            "Extra seats",
+            "addon",
+            "licensed",
+            "per_unit",
+            700,
+            None,
+            None,
+            (1, 10),
+        ),
+        (
+            "seats-graduated",
+            "seats-graduated",
+            "Seats",
+            "addon",
+            "licensed",
+            "tiered",
+            0,
+            None,
+            ((5, 1000, 0), (None, 600, 0)),
+            (2, 30),
+        ),
+        (
+            "storage-steps",
+            "storage-steps",
+            "Storage",
+            "addon",
+            "licensed",
+            "stairstep",
+            0,
+            None,
+            ((10, 0, 1500), (50, 0, 4000), (None, 0, 9000)),
+            (1, 80),
+        ),
+        (
+            "api-usage",
+            "api-usage",
+            "API usage",
+            "addon",
+            "metered",
+            "per_unit",
+            1,
+            None,
+            None,
+            (1, 1),
+        ),
+    ],
+    "chargebee": [
+        (
+            "priority-support",
+            "priority-support",
+            "Priority support",
+            "addon",
+            "licensed",
+            "flat_fee",
+            1500,
+            None,
+            None,
+            (1, 3),
+        ),
+        (
+            "seats-volume",
+            "seats-volume",
+            "Seats",
+            "addon",
+            "licensed",
+            "volume",
+            0,
+            None,
+            ((10, 900, 0), (None, 700, 0)),
+            (1, 40),
+        ),
+        (
+            "storage-steps",
+            "storage-steps",
+            "Storage",
+            "addon",
+            "licensed",
+            "stairstep",
+            0,
+            None,
+            ((10, 0, 1500), (None, 0, 5000)),
+            (1, 30),
+        ),
+        (
+            "setup-fee",
+            "setup-fee",
+            "Setup fee",
+            "charge",
+            "licensed",
+            "flat_fee",
+            5000,
+            None,
+            None,
+            (1, 1),
+        ),
+        (
+            "api-calls",
+            "api-calls",
+            "API calls",
+            "addon",
+            "metered",
+            "per_unit",
+            1,
+            None,
+            None,
+            (1, 1),
+        ),
+    ],
+}
+# Systems whose emulator renders items and tiers; the others get plans only.
+_RENDERS_ITEMS = {
+    "stripe": False,
+    "recurly": False,
+    "chargebee": False,
+}
+VARIETY_SYSTEMS = frozenset(system for system, on in _RENDERS_ITEMS.items() if on)
+# Share of subscriptions on a monthly USD plan that carry extra items.
+ITEMS_SHARE = 0.3
 _PLAN_ID = {
     "stripe": lambda s: f"price_{s}",
     "recurly": lambda s: s.replace("_", "-"),
@@ -146,23 +312,66 @@ def _uniform(rng: np.random.Generator, low, high, size: int) -> np.ndarray:
 
 
 def plans_frame() -> pl.DataFrame:
+    """The plans subscriptions are sold on (weight > 0), then the extras sold beside them
+    (weight 0) for the systems in VARIETY_SYSTEMS."""
     rows = []
     for system, plan_id in _PLAN_ID.items():
         for suffix, product, name, currency, amount, interval, count, weight in _CATALOG:
             rows.append(
-                {
-                    "billing_system": system,
-                    "plan_id": plan_id(suffix),
-                    "product_id": _PRODUCT_ID[system].format(product),
-                    "product_name": name,
-                    "currency": currency,
-                    "unit_minor": amount,
-                    "interval": interval,
-                    "interval_count": count,
-                    "weight": weight,
+                _plan_row(system, plan_id(suffix), product, name, currency, amount, interval, count)
+                | {"weight": weight}
+            )
+        for extra in _EXTRAS[system] if system in VARIETY_SYSTEMS else ():
+            suffix, product, name, kind, usage, model, amount, package, tiers, _ = extra
+            rows.append(
+                _plan_row(system, plan_id(suffix + "_monthly_usd"), product, name, "USD", amount)
+                | {
+                    "weight": 0,
+                    "kind": kind,
+                    "usage_type": usage,
+                    "pricing_model": model,
+                    "package_size": package,
+                    "tiers": _tiers(tiers),
                 }
             )
-    return pl.DataFrame(rows)
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def _plan_row(
+    system: str,
+    plan_id: str,
+    product: str,
+    name: str,
+    currency: str,
+    amount: int,
+    interval: str = "month",
+    count: int = 1,
+) -> dict:
+    return {
+        "billing_system": system,
+        "plan_id": plan_id,
+        "product_id": _PRODUCT_ID[system].format(product),
+        "product_name": name,
+        "currency": currency,
+        "unit_minor": amount,
+        "interval": interval,
+        "interval_count": count,
+        "kind": "plan",
+        "usage_type": "licensed",
+        "pricing_model": "per_unit",
+        "package_size": None,
+        "tiers": None,
+    }
+
+
+def _tiers(tiers) -> list[dict] | None:
+    """Tiers in minor units as the scenario's money strings (USD: hundredths)."""
+    if tiers is None:
+        return None
+    return [
+        {"up_to": up_to, "unit_amount": f"{unit / 100:.2f}", "flat_amount": f"{flat / 100:.2f}"}
+        for up_to, unit, flat in tiers
+    ]
 
 
 def coupons_frame() -> pl.DataFrame:
@@ -294,6 +503,42 @@ def subscriptions_frame(
     return _end_at_period_end(subs, plans, as_of, pl.Series(at_period_end))
 
 
+def with_items(rng: np.random.Generator, subs: pl.DataFrame, plans: pl.DataFrame) -> pl.DataFrame:
+    """`items`: on ITEMS_SHARE of the subscriptions to a monthly USD plan of a system in
+    VARIETY_SYSTEMS, one or two of its extras, each with a quantity from its range."""
+    monthly_usd = plans.filter(
+        (pl.col("weight") > 0)
+        & (pl.col("currency") == "USD")
+        & (pl.col("interval") == "month")
+        & (pl.col("interval_count") == 1)
+    ).select("billing_system", "plan_id")
+    eligible = (
+        subs.select("billing_system", "plan_id")
+        .join(
+            monthly_usd.with_columns(ok=pl.lit(True)), on=["billing_system", "plan_id"], how="left"
+        )["ok"]
+        .fill_null(False)
+        .to_numpy()
+    )
+    systems = subs["billing_system"].to_numpy()
+    chosen = (
+        eligible & np.isin(systems, list(VARIETY_SYSTEMS)) & (rng.random(subs.height) < ITEMS_SHARE)
+    )
+    items: list[list[dict] | None] = [None] * subs.height
+    for row in np.flatnonzero(chosen):
+        extras = _EXTRAS[systems[row]]
+        picks = rng.choice(len(extras), size=rng.integers(1, 3), replace=False)
+        items[row] = [
+            {
+                "plan_id": _PLAN_ID[systems[row]](extras[k][0] + "_monthly_usd"),
+                "quantity": int(rng.integers(extras[k][9][0], extras[k][9][1] + 1)),
+            }
+            for k in sorted(picks)
+        ]
+    dtype = pl.List(pl.Struct({"plan_id": pl.String, "quantity": pl.Int64}))
+    return subs.with_columns(items=pl.Series("items", items, dtype=dtype))
+
+
 def _with_period_math(frame: pl.DataFrame, plans: pl.DataFrame) -> pl.DataFrame:
     """Join each subscription's plan and add `months` (month/year plans) or `days`
     (day/week plans) per period, and `anchor`, the start of paid periods."""
@@ -369,6 +614,7 @@ def _plan_choice(rng: np.random.Generator, plans: pl.DataFrame, systems: np.ndar
     out = np.empty(len(systems), dtype=object)
     for system in SYSTEM_SHARES:
         mine = plans.filter(pl.col("billing_system") == system)
+        mine = mine.filter(pl.col("weight") > 0)
         weights = mine["weight"].to_numpy().astype(float)
         mask = systems == system
         out[mask] = mine["plan_id"].to_numpy()[
@@ -651,6 +897,8 @@ def generate(options: GenerateOptions) -> dict[str, pl.DataFrame]:
     plans = plans_frame()
     customers = customers_frame(rng, options.customers, as_of)
     subs = subscriptions_frame(rng, customers, plans, as_of)
+    # Its own stream: drawing items leaves every other draw of a seed as it was.
+    subs = with_items(np.random.default_rng((options.seed, 1)), subs, plans)
     invoices = invoices_frame(rng, subs, plans, as_of)
     sessions = exit_sessions_frame(rng, subs, as_of)
     frames = {

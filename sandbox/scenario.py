@@ -28,6 +28,19 @@ INVOICE_STATUSES = ("paid", "open", "void")
 DUNNING_STATES = ("past_due", "unpaid")
 ACTIONS = ("canceled", "offer_accepted", "deflected")
 OFFER_TYPES = ("pause", "discount", "extension", "plan_change", "custom")
+PLAN_KINDS = ("plan", "addon", "charge")
+USAGE_TYPES = ("licensed", "metered")
+PRICING_MODELS = ("per_unit", "flat_fee", "package", "tiered", "volume", "stairstep")
+TIER_MODELS = ("tiered", "volume", "stairstep")
+# What each billing system can sell (its API has no way to say the rest): Stripe has
+# prices only (a second price on a subscription is another item), no flat fee or
+# stairstep; Recurly's plans are priced per unit and its add-ons fixed (per unit) or by
+# tiers; one-time charges are not subscription items there.
+SYSTEM_PRICING = {
+    "stripe": {"plan": ("per_unit", "package", "tiered", "volume")},
+    "recurly": {"plan": ("per_unit",), "addon": ("per_unit", "tiered", "volume", "stairstep")},
+    "chargebee": {kind: PRICING_MODELS for kind in PLAN_KINDS},
+}
 CATALOG_KEY = "chargebee_product_catalog"  # optional top-level field: the Chargebee site's
 CATALOGS = ("1.0", "2.0")  # Product Catalog version
 
@@ -94,14 +107,17 @@ class Field:
     """One field of a section: its kind decides parsing, `required` whether null is allowed."""
 
     name: str
-    kind: str  # id | text | ts | money | decimal | int | currency | enum | json
+    kind: str  # id | text | ts | money | decimal | int | currency | enum | json | tiers | items
     required: bool = False
     doc: str = ""
     choices: tuple[str, ...] = ()
+    default: Any = None  # the value of an optional field left out
 
 
-def _f(name: str, kind: str, doc: str, required: bool = False, choices=()) -> Field:
-    return Field(name, kind, required, doc, tuple(choices))
+def _f(
+    name: str, kind: str, doc: str, required: bool = False, choices=(), default: Any = None
+) -> Field:
+    return Field(name, kind, required, doc, tuple(choices), default)
 
 
 _SYSTEM = _f("billing_system", "enum", "stripe, recurly or chargebee", True, BILLING_SYSTEMS)
@@ -116,6 +132,38 @@ SCHEMA: dict[str, tuple[Field, ...]] = {
         _f("unit_amount", "money", "price per unit per interval, major units", True),
         _f("interval", "enum", "billing interval", True, INTERVALS),
         _f("interval_count", "int", "intervals per billing period (>= 1)", True),
+        _f(
+            "kind",
+            "enum",
+            "plan (default), addon (recurring, on top of a plan) or charge (one-time)",
+            False,
+            PLAN_KINDS,
+            "plan",
+        ),
+        _f(
+            "usage_type",
+            "enum",
+            "licensed (billed on quantity, default) or metered (billed on usage: never in MRR)",
+            False,
+            USAGE_TYPES,
+            "licensed",
+        ),
+        _f(
+            "pricing_model",
+            "enum",
+            "per_unit (default), flat_fee, package, tiered (graduated), volume or stairstep; "
+            "unit_amount is the unit's, the fee's or the package's price (0 with tiers)",
+            False,
+            PRICING_MODELS,
+            "per_unit",
+        ),
+        _f("package_size", "int", "units per package, with pricing_model package (>= 2)"),
+        _f(
+            "tiers",
+            "tiers",
+            "with tiered/volume/stairstep: [{up_to, unit_amount, flat_amount}] ascending, "
+            "the last up_to null (stairstep: each step's price is its flat_amount)",
+        ),
     ),
     "coupons": (
         _SYSTEM,
@@ -157,6 +205,12 @@ SCHEMA: dict[str, tuple[Field, ...]] = {
         _f("paused_at", "ts", "pause start"),
         _f("resumes_at", "ts", "pause end; needs paused_at"),
         _f("dunning", "enum", "Stripe only: past_due or unpaid", False, DUNNING_STATES),
+        _f(
+            "items",
+            "items",
+            "items beyond plan_id: [{plan_id, quantity}] (add-ons, charges, metered or further "
+            "prices) in the plan's currency and, but charges, its billing period",
+        ),
     ),
     "invoices": (
         _SYSTEM,
@@ -288,6 +342,46 @@ def _parse_json(value: Any) -> dict:
     return value
 
 
+def _parse_tiers(value: Any) -> list[dict]:
+    """[{up_to, unit_amount, flat_amount}]: ascending inclusive bounds, the last open."""
+    if not isinstance(value, list) or not value:
+        raise ValueError("must be a non-empty array of tiers")
+    tiers, above = [], 0
+    for n, tier in enumerate(value, start=1):
+        if not isinstance(tier, dict) or tier.keys() - {"up_to", "unit_amount", "flat_amount"}:
+            raise ValueError(f"tier {n} must be an object of up_to, unit_amount, flat_amount")
+        up_to = tier.get("up_to")
+        last = n == len(value)
+        if last != (up_to is None):
+            raise ValueError(f"tier {n}: only the last tier has no up_to, and it has none")
+        if up_to is not None and (_parse_int(up_to) <= above):
+            raise ValueError(f"tier {n}: up_to {up_to} must be above {above}")
+        tiers.append(
+            {
+                "up_to": up_to,
+                "unit_amount": _parse_money(tier.get("unit_amount", "0")),
+                "flat_amount": _parse_money(tier.get("flat_amount", "0")),
+            }
+        )
+        above = up_to or above
+    return tiers
+
+
+def _parse_items(value: Any) -> list[dict]:
+    """[{plan_id, quantity}]: quantity defaults to 1."""
+    if not isinstance(value, list):
+        raise ValueError("must be an array of {plan_id, quantity}")
+    items = []
+    for n, item in enumerate(value, start=1):
+        if not isinstance(item, dict) or item.keys() - {"plan_id", "quantity"}:
+            raise ValueError(f"item {n} must be an object of plan_id and quantity")
+        quantity = _parse_int(item.get("quantity", 1))
+        if quantity < 1:
+            raise ValueError(f"item {n}: quantity must be >= 1")
+        items.append({"plan_id": _parse_id(item.get("plan_id")), "quantity": quantity})
+    return items
+
+
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "id": _parse_id,
     "text": _parse_text,
@@ -297,6 +391,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "int": _parse_int,
     "currency": _parse_currency,
     "json": _parse_json,
+    "tiers": _parse_tiers,
+    "items": _parse_items,
 }
 
 
@@ -364,7 +460,7 @@ def _parse_section(section: str, raw: Any, problems: _Problems) -> list[dict]:
             if value is None:
                 if f.required:
                     problems.add(_where(section, index, record, f.name), "is required")
-                parsed[f.name] = None
+                parsed[f.name] = f.default
                 continue
             try:
                 if f.kind == "enum":
@@ -421,6 +517,31 @@ def _check_plans(s: Scenario, p: _Problems) -> None:
         if r["unit_amount"] is not None and r["unit_amount"] < 0:
             p.add(_where("plans", i, r, "unit_amount"), "must be >= 0")
         _check_money_places(_where("plans", i, r, "unit_amount"), r["unit_amount"], r, p)
+        _check_pricing(lambda name, i=i, r=r: _where("plans", i, r, name), r, p)
+
+
+def _check_pricing(w: Callable[[str], str], r: dict, p: _Problems) -> None:
+    """A plan's kind and pricing model exist on its billing system, with what they need."""
+    allowed = SYSTEM_PRICING[r["billing_system"]] if r["billing_system"] else {}
+    if r["kind"] not in allowed:
+        p.add(w("kind"), f"{r['kind']} is not sold on {r['billing_system']}")
+    elif r["pricing_model"] not in allowed[r["kind"]]:
+        p.add(
+            w("pricing_model"),
+            f"a {r['billing_system']} {r['kind']} is priced {', '.join(allowed[r['kind']])}",
+        )
+    tiered = r["pricing_model"] in TIER_MODELS
+    if tiered != (r["tiers"] is not None):
+        p.add(w("tiers"), "are required exactly with pricing_model tiered, volume or stairstep")
+    if (r["pricing_model"] == "package") != (r["package_size"] is not None):
+        p.add(w("package_size"), "is required exactly with pricing_model package")
+    elif r["package_size"] is not None and r["package_size"] < 2:
+        p.add(w("package_size"), "must be >= 2")
+    if r["kind"] == "charge" and r["usage_type"] == "metered":
+        p.add(w("usage_type"), "a one-time charge is not metered")
+    for n, tier in enumerate(r["tiers"] or [], start=1):
+        for amount in ("unit_amount", "flat_amount"):
+            _check_money_places(w(f"tiers[{n}].{amount}"), tier[amount], r, p)
 
 
 def _check_coupons(s: Scenario, p: _Problems) -> None:
@@ -465,6 +586,33 @@ def _check_subscriptions(s: Scenario, p: _Problems) -> None:
             p.add(w("dunning"), "is Stripe only")
         if system == "stripe" and r["activated_at"] and r["activated_at"] > s.as_of:
             p.add(w("activated_at"), "is after as_of: Stripe has no future subscriptions")
+        _check_items(w, r, plans, p)
+
+
+def _check_items(w: Callable[[str], str], r: dict, plans: dict, p: _Problems) -> None:
+    """The plan is a licensed plan; every further item is another plan of the same system
+    and currency, billed on the same period unless it is a one-time charge."""
+    system, main = r["billing_system"], plans.get((r["billing_system"], r["plan_id"]))
+    if main is None:
+        return
+    if main["kind"] != "plan" or main["usage_type"] != "licensed":
+        p.add(w("plan_id"), f"{r['plan_id']!r} is not a licensed plan (add it under items)")
+    seen = {r["plan_id"]}
+    for n, item in enumerate(r["items"] or [], start=1):
+        plan = plans.get((system, item["plan_id"]))
+        where = w(f"items[{n}].plan_id")
+        if plan is None:
+            p.add(where, f"unknown plan {item['plan_id']!r} in {system}")
+        elif item["plan_id"] in seen:
+            p.add(where, f"{item['plan_id']!r} is on the subscription twice")
+        elif plan["currency"] != main["currency"]:
+            p.add(where, f"is in {plan['currency']}, the plan in {main['currency']}")
+        elif plan["kind"] != "charge" and (plan["interval"], plan["interval_count"]) != (
+            main["interval"],
+            main["interval_count"],
+        ):
+            p.add(where, "bills on another period than the plan")
+        seen.add(item["plan_id"])
 
 
 def _check_invoices(s: Scenario, p: _Problems) -> None:

@@ -22,15 +22,63 @@ MONTHS_FACTOR = {
 }
 
 
-def mrr(sub: dict, plan: dict, rates: dict[str, Decimal]) -> Decimal:
-    """List-price MRR in the reporting currency (validation.md §1)."""
-    local = (
-        plan["unit_amount"]
-        * sub["quantity"]
-        * MONTHS_FACTOR[plan["interval"]]
-        / plan["interval_count"]
+Plans = dict[tuple[str, str], dict]
+
+
+def amount(plan: dict, quantity: int) -> Decimal | None:
+    """What an item bills per period at `quantity`, by its pricing model (metered: unknown
+    until usage is reported)."""
+    if plan["usage_type"] == "metered":
+        return None
+    unit, model = plan["unit_amount"], plan["pricing_model"]
+    if model == "per_unit":
+        return unit * quantity
+    if model == "flat_fee":
+        return unit
+    if model == "package":
+        return unit * -(-quantity // plan["package_size"])
+    total, above = Decimal(0), 0
+    for tier in plan["tiers"]:
+        up_to = tier["up_to"]
+        if model == "tiered" and quantity > above:
+            total += tier["unit_amount"] * (min(quantity, up_to or quantity) - above)
+            total += tier["flat_amount"]
+        elif quantity > above and (up_to is None or quantity <= up_to):
+            return tier["unit_amount"] * quantity + tier["flat_amount"]
+        above = up_to or above
+    return total
+
+
+def items(sub: dict, plans: Plans) -> list[tuple[dict, int]]:
+    """(plan, quantity) of every item: the subscription's plan first, then `items`."""
+    system = sub["billing_system"]
+    extra = [(plans[(system, i["plan_id"])], i["quantity"]) for i in sub["items"] or []]
+    return [(plans[(system, sub["plan_id"])], sub["quantity"]), *extra]
+
+
+def plan_item(sub: dict, plans: Plans) -> tuple[dict, int]:
+    """The plan: of the licensed `plan` items, the one that bills most (the subscription's
+    own plan on a tie)."""
+    candidates = [
+        (plan, quantity)
+        for plan, quantity in items(sub, plans)
+        if plan["kind"] == "plan" and plan["usage_type"] == "licensed"
+    ]
+    return max(candidates, key=lambda item: amount(*item))  # max keeps the first of equals
+
+
+def mrr(sub: dict, plans: Plans, rates: dict[str, Decimal]) -> Decimal:
+    """List-price MRR in the reporting currency (validation.md §1): what the licensed plan
+    and add-on items bill per period, per month."""
+    plan, _ = plan_item(sub, plans)
+    local = sum(
+        amount(item, quantity)
+        for item, quantity in items(sub, plans)
+        if item["kind"] != "charge" and item["usage_type"] == "licensed"
     )
-    return local * rates[plan["currency"]]
+    return (
+        local * MONTHS_FACTOR[plan["interval"]] / plan["interval_count"] * rates[plan["currency"]]
+    )
 
 
 def subscription_facts(scenario: Scenario) -> dict[tuple[str, str], dict]:
@@ -40,7 +88,7 @@ def subscription_facts(scenario: Scenario) -> dict[tuple[str, str], dict]:
     plans = {(p["billing_system"], p["plan_id"]): p for p in scenario.plans}
     facts = {}
     for sub in scenario.subscriptions:
-        plan = plans[(sub["billing_system"], sub["plan_id"])]
+        plan, quantity = plan_item(sub, plans)
         start, end = (
             (None, None)
             if is_future(sub, scenario.as_of)
@@ -49,11 +97,11 @@ def subscription_facts(scenario: Scenario) -> dict[tuple[str, str], dict]:
         facts[(sub["billing_system"], sub["subscription_id"])] = {
             "plan_id": plan["plan_id"],
             "currency": plan["currency"],
-            "unit_amount_local": plan["unit_amount"],
-            "quantity": sub["quantity"],
+            "unit_amount_local": None if plan["tiers"] else plan["unit_amount"],
+            "quantity": quantity,
             "interval": plan["interval"],
             "interval_count": plan["interval_count"],
-            "mrr": mrr(sub, plan, scenario.fx_rates),
+            "mrr": mrr(sub, plans, scenario.fx_rates),
             "current_period_start": start,
             "current_period_end": end,
             "coupon_id": sub["coupon_id"],
@@ -123,10 +171,7 @@ class Matcher:
         rates = scenario.fx_rates
         plans = {(p["billing_system"], p["plan_id"]): p for p in scenario.plans}
         self.subs = {(s["billing_system"], s["subscription_id"]): s for s in scenario.subscriptions}
-        self.mrr = {
-            key: mrr(s, plans[(s["billing_system"], s["plan_id"])], rates)
-            for key, s in self.subs.items()
-        }
+        self.mrr = {key: mrr(s, plans, rates) for key, s in self.subs.items()}
         self.by_customer: dict[tuple[str, str], list[dict]] = defaultdict(list)
         for s in scenario.subscriptions:
             self.by_customer[(s["billing_system"], s["customer_id"])].append(s)

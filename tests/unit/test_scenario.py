@@ -297,3 +297,88 @@ def test_cli_validate_reports_problems(tmp_path):
     path.write_bytes(orjson.dumps(BASE))
     result = CliRunner().invoke(main, ["sandbox", "validate", str(path)])
     assert result.exit_code == 0 and "valid; 1 subscriptions, 1 exit sessions" in result.output
+
+
+def _with_extras(*extras: dict, items=None) -> dict:
+    doc = copy.deepcopy(BASE)
+    for extra in extras:
+        doc["plans"].append({**doc["plans"][0], **extra})
+    if items is not None:
+        doc["subscriptions"][0]["items"] = items
+    return doc
+
+
+TIERED = {
+    "plan_id": "price_seats",
+    "unit_amount": "0",
+    "pricing_model": "tiered",
+    "tiers": [{"up_to": 5, "unit_amount": "10.00"}, {"up_to": None, "unit_amount": "5.00"}],
+}
+
+
+def test_items_and_tiers_parse_with_their_defaults():
+    doc = _with_extras(TIERED, items=[{"plan_id": "price_seats", "quantity": 7}])
+    scenario = validate_scenario(doc)
+    plan = scenario.plans[-1]
+    assert (plan["kind"], plan["usage_type"], plan["pricing_model"]) == (
+        "plan",
+        "licensed",
+        "tiered",
+    )
+    assert plan["tiers"][1] == {
+        "up_to": None,
+        "unit_amount": Decimal("5.00"),
+        "flat_amount": Decimal(0),
+    }
+    assert scenario.plans[0]["pricing_model"] == "per_unit"
+    assert scenario.subscriptions[0]["items"] == [{"plan_id": "price_seats", "quantity": 7}]
+
+
+@pytest.mark.parametrize(
+    ("extras", "items", "expected"),
+    [
+        (
+            [{**TIERED, "tiers": [{"up_to": 5, "unit_amount": "1"}]}],
+            None,
+            "plans[2] (stripe price_seats).tiers: tier 1: only the last tier has no up_to",
+        ),
+        (
+            [{**TIERED, "pricing_model": "per_unit"}],
+            None,
+            "plans[2] (stripe price_seats).tiers: are required exactly with pricing_model",
+        ),
+        (
+            [{"plan_id": "price_fee", "pricing_model": "flat_fee"}],
+            None,
+            "plans[2] (stripe price_fee).pricing_model: a stripe plan is priced per_unit, package",
+        ),
+        (
+            [{"plan_id": "price_addon", "kind": "addon"}],
+            None,
+            "plans[2] (stripe price_addon).kind: addon is not sold on stripe",
+        ),
+        (
+            [{**TIERED, "currency": "JPY", "unit_amount": "0"}],
+            [{"plan_id": "price_seats"}],
+            "subscriptions[0] (stripe sub_1).items[1].plan_id: is in JPY, the plan in USD",
+        ),
+        (
+            [{**TIERED, "interval": "year"}],
+            [{"plan_id": "price_seats"}],
+            "subscriptions[0] (stripe sub_1).items[1].plan_id: bills on another period",
+        ),
+        (
+            [],
+            [{"plan_id": "price_m"}],
+            "subscriptions[0] (stripe sub_1).items[1].plan_id: 'price_m' is on the subscription twice",
+        ),
+        (
+            [],
+            [{"plan_id": "price_none", "quantity": 0}],
+            "subscriptions[0] (stripe sub_1).items: item 1: quantity must be >= 1",
+        ),
+    ],
+)
+def test_broken_items_and_tiers_are_named(extras, items, expected):
+    problems = problems_of(_with_extras(*extras, items=items))
+    assert any(p.startswith(expected) for p in problems), problems
