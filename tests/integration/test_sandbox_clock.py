@@ -104,7 +104,9 @@ def test_a_renewal_is_visible_to_incremental_reads(serve_scenario):
         at = int(renewal.timestamp())
         [event] = stripe.v1.events.list(params={"created": {"gte": at}}).data
         assert (event.type, event.created) == ("customer.subscription.updated", at)
-        assert event.data.previous_attributes["current_period_end"] == at
+        # The period lives on the items at this API version: the items changed.
+        previous = event.data.previous_attributes["items"]["data"][0]
+        assert previous["current_period_end"] == at
         item = stripe.v1.subscriptions.retrieve("sub_1")["items"].data[0]
         assert item.current_period_start == at
         [sub] = recurly.list_subscriptions(
