@@ -207,7 +207,7 @@ _EXTRAS = {
 # Systems whose emulator renders items and tiers; the others get plans only.
 _RENDERS_ITEMS = {
     "stripe": False,
-    "recurly": False,
+    "recurly": True,
     "chargebee": False,
 }
 VARIETY_SYSTEMS = frozenset(system for system, on in _RENDERS_ITEMS.items() if on)

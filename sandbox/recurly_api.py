@@ -45,6 +45,7 @@ from sandbox.recurly_render import (
     derived_uuid,
     in_trial,
     invoice_state,
+    is_plan,
     pause_cycle_start,
     pause_pending_or_running,
     redemption_resource,
@@ -250,9 +251,9 @@ def _scan_after(keys: list[tuple], descending: bool, probe: tuple) -> int:
 
 
 class RecurlyEmulator(Emulator):
-    """Recurly v2021-02-25: accounts, plans, coupons, subscriptions and invoices, with the
-    subscription writes a retention flow makes (cancel, reactivate, terminate, pause,
-    resume, next-bill-date extension, plan change, coupon redemption)."""
+    """Recurly v2021-02-25: accounts, plans (and their add-ons), coupons, subscriptions and
+    invoices, with the subscription writes a retention flow makes (cancel, reactivate,
+    terminate, pause, resume, next-bill-date extension, plan change, coupon redemption)."""
 
     name = "recurly"
     # v2021-02-25 documents Idempotency-Key on every write, with Idempotency-Prior on a replay.
@@ -291,8 +292,13 @@ class RecurlyEmulator(Emulator):
         )
         self._list_route("/subscriptions", self._subscriptions)
         self._get_route(sub, "subscriptions", "subscription_id", self._render_subscription)
+        plan = r"/plans/(?P<plan_id>[^/]+)"
         self._list_route("/plans", self._plans)
-        self._get_route(r"/plans/(?P<plan_id>[^/]+)", "plans", "plan_id", self.render.plan)
+        self._get_route(plan, "plans", "plan_id", self.render.plan)
+        self._list_route(f"{plan}/add_ons", self._plan_add_ons)
+        self.route(
+            "GET", f"{plan}/add_ons/(?P<add_on_id>[^/]+)", self._versioned(self._plan_add_on)
+        )
         self._list_route("/coupons", self._coupons)
         self._get_route(
             r"/coupons/(?P<coupon_id>[^/]+)", "coupons", "coupon_id", self.render.coupon
@@ -461,7 +467,10 @@ class RecurlyEmulator(Emulator):
             key = self._indexes[kind].natural_key(rest) if prefixed else rest
         else:
             key = rest if prefixed else self._indexes[kind].natural_key(rest)
-        return self.store.get(kind, key) if key is not None else None
+        record = self.store.get(kind, key) if key is not None else None
+        if kind == "plans" and record is not None and not is_plan(record):
+            return None  # an add-on is no plan: found only under its plans' add_ons
+        return record
 
     def _get(self, kind: str, ident: str) -> dict:
         record = self._find(kind, ident)
@@ -514,7 +523,31 @@ class RecurlyEmulator(Emulator):
         return listing
 
     def _plans(self) -> Listing:
-        return Listing("plans", self.render.plan, {"state": _plan_state_filter})
+        """Plans only: scenario add-on records are served under their plans' add_ons."""
+        plans = [plan for plan in self.store.records["plans"].values() if is_plan(plan)]
+        return Listing("plans", self.render.plan, {"state": _plan_state_filter}, scope=plans)
+
+    def _plan_add_ons(self, plan_id: str) -> Listing:
+        """`GET /plans/{plan_id}/add_ons`: the add-ons the plan offers, paged like any list."""
+        plan = self._get("plans", plan_id)
+        return Listing(
+            "plans",
+            lambda row: self.render.add_on(row["plan"], row["addon"]),
+            {"state": _plan_state_filter},
+            scope=self.render.plan_add_ons(plan),
+            id_field="add_on_id",
+        )
+
+    def _plan_add_on(self, request: Request, plan_id: str, add_on_id: str) -> dict:
+        """One add-on of the plan, by id or `code-<code>`."""
+        plan = self._get("plans", plan_id)
+        ident = unquote(add_on_id)
+        field, value = ("code", ident[5:]) if ident.startswith("code-") else ("add_on_id", ident)
+        for row in self.render.plan_add_ons(plan):
+            if row[field] == value:
+                return self.render.add_on(plan, row["addon"])
+        named = f"code = {value}" if field == "code" else f"id = {value}"
+        raise self.not_found("AddOn", named)
 
     def _coupons(self) -> Listing:
         return Listing("coupons", self.render.coupon, {})
@@ -799,8 +832,16 @@ class RecurlyEmulator(Emulator):
         if plan["plan_id"] == sub["plan_id"] and quantity == sub["quantity"]:
             raise _validation("Subscription hasn't been changed")
         sub["plan_id"], sub["quantity"] = plan["plan_id"], quantity
+        sub["items"] = self._add_on_items_kept(sub, plan)
         self.store.touch("subscriptions", sub)
         return Response(201, self.render.subscription_change(sub, self.now()))
+
+    def _add_on_items_kept(self, sub: dict, plan: dict) -> list[dict] | None:
+        """A change that names no `add_ons` keeps the subscription's add-ons; those the
+        new plan does not offer (another billing period) cannot stay and are dropped."""
+        offered = {addon["plan_id"] for addon in self.render.add_ons_of(plan)}
+        items = sub.get("items")
+        return None if items is None else [i for i in items if i["plan_id"] in offered]
 
     def _changed_plan(self, body: dict) -> dict | None:
         """`plan_id` (an id, or `code-`) wins over `plan_code`, as the API documents."""

@@ -5,6 +5,13 @@ precision (the SDK parses them with `%Y-%m-%dT%H:%M:%S%z`, so fractions would cr
 and gives every object a short opaque `id` beside its natural key (`code`, `number`).
 The scenario only has the natural keys, so the ids are derived from them by hashing:
 stable across restarts, and reversible through `IdIndex`.
+
+Scenario `addon` records are Recurly add-ons, which belong to plans: each is offered by
+every plan of its currency and billing period (one add-on id per plan and add-on), never
+listed as a plan; a subscription's `items` are its `add_ons` (SubscriptionAddOn) and its
+`subtotal` counts the fixed ones. A Recurly tier has one price (`unit_amount`): per unit
+for tiered and volume, the whole step's for stairstep, which is the scenario tier's
+`flat_amount` (Recurly tiers have no flat part besides).
 """
 
 from __future__ import annotations
@@ -16,13 +23,15 @@ from datetime import datetime
 from decimal import Decimal
 
 from sandbox.billing import add_interval, current_period, is_ended, neutral_status
-from sandbox.scenario import currency_exponent
+from sandbox.scenario import TIER_MODELS, currency_exponent
 from sandbox.store import SystemStore
 
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 _ID_LENGTH = 12
 _DURATIONS = {"once": "single_use", "repeating": "temporal", "forever": "forever"}
 _INVOICE_STATES = {"paid": "paid", "open": "pending", "void": "voided"}
+# Recurly's ceiling for a tier's `ending_quantity`: the last tier shows it (no bound).
+LAST_TIER_ENDING = 999999999
 # Recurly plans bill in days or months only; weeks and years are folded into those.
 _INTERVAL_UNITS = {
     "day": ("days", 1),
@@ -207,6 +216,39 @@ def _cycles_or_none(plan: dict) -> int | None:
     return cycles if cycles > 1 else None
 
 
+def is_plan(plan: dict) -> bool:
+    """Scenario add-on records are add-ons of Recurly plans, never plans of their own."""
+    return plan["kind"] == "plan"
+
+
+def add_on_amount(addon: dict, quantity: int) -> Decimal:
+    """What a fixed add-on bills per period at `quantity` (Recurly's tier types: flat per
+    unit; tiered graduated; volume the one tier the quantity falls in, per unit; stairstep
+    that tier's `unit_amount`, which is the step's price: the scenario's flat_amount).
+    A tier's bounds are inclusive, the last open."""
+    model = addon["pricing_model"]
+    if model not in TIER_MODELS:
+        return addon["unit_amount"] * quantity
+    total, above = Decimal(0), 0
+    for tier in addon["tiers"]:
+        up_to = tier["up_to"]
+        if model == "tiered" and quantity > above:
+            total += tier["unit_amount"] * (min(quantity, up_to or quantity) - above)
+        elif model != "tiered" and (up_to is None or quantity <= up_to):
+            return tier["flat_amount"] if model == "stairstep" else tier["unit_amount"] * quantity
+        above = up_to or above
+    return total
+
+
+def _tier_price(addon: dict, tier: dict) -> Decimal:
+    """A Recurly tier has one price: per unit, or for a stairstep the whole step's."""
+    return tier["flat_amount"] if addon["pricing_model"] == "stairstep" else tier["unit_amount"]
+
+
+def _ending_quantity(tier: dict) -> int:
+    return tier["up_to"] if tier["up_to"] is not None else LAST_TIER_ENDING
+
+
 # --------------------------------------------------------------------------- objects
 
 
@@ -295,6 +337,153 @@ class RecurlyRenderer:
             "deleted_at": None,
         }
 
+    # -- add-ons --------------------------------------------------------------------
+    def add_ons_of(self, plan: dict) -> list[dict]:
+        """The add-on records a plan offers: every scenario add-on in the plan's currency
+        and billing period (Recurly add-ons belong to a plan and bill on its period)."""
+        period = (plan["currency"], plan["interval"], plan["interval_count"])
+        return [
+            addon
+            for addon in self.store.records["plans"].values()
+            if addon["kind"] == "addon"
+            and (addon["currency"], addon["interval"], addon["interval_count"]) == period
+        ]
+
+    def add_on_mini(self, plan: dict, addon: dict) -> dict:
+        """`AddOnMini`: the add-on's id is its plan's (one add-on record per plan)."""
+        usage = addon["usage_type"] == "metered"
+        return {
+            "id": derived_id("add_ons", f"{plan['plan_id']}:{addon['plan_id']}"),
+            "object": "add_on",
+            "code": addon["plan_id"],
+            "name": addon["product_name"],
+            "add_on_type": "usage" if usage else "fixed",
+            "usage_type": "price" if usage else None,
+            "usage_percentage": None,
+            "measured_unit_id": None,
+            "item_id": None,
+            "external_sku": None,
+            "accounting_code": None,  # unset: invoices then use the add-on's code
+        }
+
+    def add_on(self, plan: dict, addon: dict) -> dict:
+        """`AddOn`: a flat add-on prices per currency in `currencies`; a tiered, volume or
+        stairstep one in `tiers` (each tier's `currencies`) and has no `currencies`."""
+        currency = addon["currency"]
+        tiered = addon["pricing_model"] in TIER_MODELS
+        usage = addon["usage_type"] == "metered"
+        mini = self.add_on_mini(plan, addon)
+        del mini["item_id"]  # `AddOn` names its item in `item` (none: a plan add-on)
+        return {
+            **mini,
+            "item": None,
+            "plan_id": derived_id("plans", plan["plan_id"]),
+            "state": "active",
+            "usage_calculation_type": "cumulative" if usage else None,
+            "revenue_schedule_type": "evenly",
+            "display_quantity": not usage,
+            "default_quantity": 1,
+            "optional": True,
+            "currencies": []
+            if tiered
+            else [
+                {
+                    "currency": currency,
+                    "unit_amount": money(addon["unit_amount"], currency),
+                    "tax_inclusive": False,
+                }
+            ],
+            "tier_type": addon["pricing_model"] if tiered else "flat",
+            "usage_timeframe": "billing_period",
+            "tiers": [
+                {
+                    "ending_quantity": _ending_quantity(tier),
+                    "currencies": [
+                        {
+                            "currency": currency,
+                            "unit_amount": money(_tier_price(addon, tier), currency),
+                        }
+                    ],
+                }
+                for tier in addon["tiers"] or ()
+            ],
+            "percentage_tiers": [],
+            "created_at": ts(max(addon["created_at"], plan["created_at"])),
+            "updated_at": ts(max(addon["updated_at"], plan["updated_at"])),
+            "deleted_at": None,
+        }
+
+    def plan_add_ons(self, plan: dict) -> list[dict]:
+        """The plan's add-ons as list records: their own id, times and the pair to render."""
+        return [
+            {
+                "add_on_id": derived_id("add_ons", f"{plan['plan_id']}:{addon['plan_id']}"),
+                "code": addon["plan_id"],
+                "created_at": max(addon["created_at"], plan["created_at"]),
+                "updated_at": max(addon["updated_at"], plan["updated_at"]),
+                "plan": plan,
+                "addon": addon,
+            }
+            for addon in self.add_ons_of(plan)
+        ]
+
+    def subscription_add_ons(self, sub: dict, plan: dict) -> list[tuple[dict, int]]:
+        """The subscription's add-on items with their quantities: the scenario `items`
+        that are add-ons its plan offers (Recurly sells no one-time charges as
+        subscription items, and a subscription has one plan)."""
+        offered = {addon["plan_id"] for addon in self.add_ons_of(plan)}
+        return [
+            (self.store.get("plans", item["plan_id"]), item["quantity"])
+            for item in sub.get("items") or ()
+            if item["plan_id"] in offered
+        ]
+
+    def subscription_add_on(self, sub: dict, plan: dict, addon: dict, quantity: int) -> dict:
+        """`SubscriptionAddOn`: a flat add-on's `unit_amount`, or the tiers the
+        subscription carries (its add-on's); a usage add-on bills usage at `unit_amount`."""
+        currency = addon["currency"]
+        tiered = addon["pricing_model"] in TIER_MODELS
+        usage = addon["usage_type"] == "metered"
+        return {
+            "id": derived_id(
+                "subscription_add_ons", f"{sub['subscription_id']}:{addon['plan_id']}"
+            ),
+            "object": "subscription_add_on",
+            "subscription_id": sub["subscription_id"],
+            "add_on": self.add_on_mini(plan, addon),
+            "add_on_source": "plan_add_on",
+            "quantity": quantity,
+            "unit_amount": None if tiered else money(addon["unit_amount"], currency),
+            "unit_amount_decimal": None,
+            "revenue_schedule_type": "evenly",
+            "tier_type": addon["pricing_model"] if tiered else "flat",
+            "usage_calculation_type": "cumulative" if usage else None,
+            "usage_timeframe": "billing_period",
+            "tiers": [
+                {
+                    "ending_quantity": _ending_quantity(tier),
+                    "unit_amount": money(_tier_price(addon, tier), currency),
+                    "unit_amount_decimal": None,
+                }
+                for tier in addon["tiers"] or ()
+            ],
+            "percentage_tiers": [],
+            "usage_percentage": None,
+            "created_at": ts(sub["created_at"]),
+            "updated_at": ts(sub["updated_at"] or sub["created_at"]),
+            "expired_at": None,
+        }
+
+    def _add_ons(self, sub: dict, plan: dict) -> tuple[list[dict], Decimal]:
+        """The subscription's `add_ons` and `add_ons_total`: fixed add-ons at their
+        quantity (usage add-ons bill what is used, in arrears, so they add nothing)."""
+        rendered, total = [], Decimal(0)
+        for addon, quantity in self.subscription_add_ons(sub, plan):
+            rendered.append(self.subscription_add_on(sub, plan, addon, quantity))
+            if addon["usage_type"] == "licensed":
+                total += add_on_amount(addon, quantity)
+        return rendered, total
+
     # -- coupons --------------------------------------------------------------------
     def coupon_mini(self, coupon: dict) -> dict:
         return {
@@ -376,7 +565,8 @@ class RecurlyRenderer:
         started, ends = (ts(t) for t in current_period(sub, plan, now))
         term_start, term_end, remaining = current_term(sub, plan, now)
         amount = plan["unit_amount"]
-        subtotal = money(amount * sub["quantity"], plan["currency"])
+        add_ons, add_ons_total = self._add_ons(sub, plan)
+        subtotal = money(amount * sub["quantity"] + add_ons_total, plan["currency"])
         return {
             "id": sub["subscription_id"],
             "object": "subscription",
@@ -403,8 +593,8 @@ class RecurlyRenderer:
             "unit_amount": money(amount, plan["currency"]),
             "tax_inclusive": False,
             "quantity": sub["quantity"],
-            "add_ons": [],
-            "add_ons_total": money(Decimal(0), plan["currency"]),
+            "add_ons": add_ons,
+            "add_ons_total": money(add_ons_total, plan["currency"]),
             "subtotal": subtotal,
             "tax": money(Decimal(0), plan["currency"]),
             "total": subtotal,
@@ -450,7 +640,7 @@ class RecurlyRenderer:
             "object": "subscription_change",
             "subscription_id": sub["subscription_id"],
             "plan": self.plan_mini(plan),
-            "add_ons": [],
+            "add_ons": self._add_ons(sub, plan)[0],
             "unit_amount": money(plan["unit_amount"], plan["currency"]),
             "tax_inclusive": False,
             "quantity": sub["quantity"],

@@ -1,8 +1,8 @@
 """Every object the Recurly emulator sends, checked against Recurly's own OpenAPI file.
 
 A generated scenario is served and crawled over real HTTP the way clients use the API:
-every list page (envelope included) of the site-wide and account-scoped lists, every
-record retrieved by id, the writes a retention flow makes (cancel, terminate, pause,
+every list page (envelope included) of the site-wide and account-scoped lists and of each
+plan's add-ons, every record retrieved by id, the writes a retention flow makes (cancel, terminate, pause,
 resume, extension, plan change, coupon redemption) and the error answers (400, 401, 404,
 406, 409, 422, 429, 500, 503). Each body is validated against the response schema of the
 operation that served it (tests/conformance/recurly_schema.py); a violation fails the
@@ -98,6 +98,11 @@ def crawl(api: Api, emulator: Any) -> Counter[str]:
         for row in rows:
             api.call("GET", f"{path}/{quote(row['id'], safe='')}")
             made[f"get {path}"] += 1
+    for plan in listed["/plans"]:
+        for add_on in api.every_page(f"/plans/{plan['id']}/add_ons"):
+            made["list plan add_ons"] += 1
+            api.call("GET", f"/plans/{plan['id']}/add_ons/{add_on['id']}")
+            made["get plan add_on"] += 1
     for account in listed["/accounts"]:
         for scoped in ("subscriptions", "invoices", "coupon_redemptions"):
             status, _ = api.call("GET", f"/accounts/{account['id']}/{scoped}?limit=200")
@@ -137,6 +142,7 @@ def _writes(api: Api, listed: dict[str, list[dict]]) -> Counter[str]:
         for plan in listed["/plans"]
         if plan["code"] != sub["plan"]["code"]
         and plan["currencies"][0]["currency"] == sub["currency"]
+        and len(sub["add_ons"]) > 1  # the change answer shows the add-ons kept
     )
     path = base.format(changed["id"]) + "/change"
     write("plan change", "POST", path, {"plan_code": other["code"]})
@@ -205,6 +211,8 @@ def test_every_recurly_answer_matches_recurlys_openapi(recurly_spec, scenario_do
     for schema in ("Account", "Subscription", "Plan", "Coupon", "Invoice", "Error"):
         assert validator.counts[schema] > 0, f"no {schema} was validated"
     for schema in ("SubscriptionChange", "CouponRedemption", "CouponRedemptionMini"):
+        assert validator.counts[schema] > 0, f"no {schema} was validated"
+    for schema in ("AddOn", "AddOnMini", "SubscriptionAddOn", "SubscriptionAddOnTier", "Tier"):
         assert validator.counts[schema] > 0, f"no {schema} was validated"
 
 

@@ -511,6 +511,122 @@ def test_plan_change_applies_at_once(client):
         client.create_subscription_change("sub_active", {"plan_code": "gold"})
 
 
+# --------------------------------------------------------------------------- add-ons
+
+
+def _add_on(code: str, model: str, amount: str = "0", tiers=None, usage="licensed") -> dict:
+    """A scenario add-on record: monthly, in USD, like pro_m (and basic_m below)."""
+    return _plan(code, "USD", amount, "month") | {
+        "kind": "addon",
+        "usage_type": usage,
+        "pricing_model": model,
+        "tiers": tiers,
+    }
+
+
+def _tiers(*rows: tuple) -> list[dict]:
+    return [{"up_to": u, "unit_amount": unit, "flat_amount": flat} for u, unit, flat in rows]
+
+
+ADD_ONS = [
+    _add_on("seats", "per_unit", "7.00"),
+    _add_on("graduated", "tiered", tiers=_tiers((5, "10.00", "0"), (None, "6.00", "0"))),
+    _add_on(
+        "steps",
+        "stairstep",
+        tiers=_tiers((10, "0", "15.00"), (50, "0", "40.00"), (None, "0", "90.00")),
+    ),
+    _add_on("volume", "volume", tiers=_tiers((10, "9.00", "0"), (None, "7.00", "0"))),
+    _add_on("api", "per_unit", "0.01", usage="metered"),
+]
+ACTIVE_ITEMS = [("seats", 3), ("graduated", 7), ("steps", 12), ("api", 1)]
+
+
+@pytest.fixture
+def add_on_client(serve_scenario):
+    """SCENARIO with add-ons on its monthly USD plans, a second such plan (basic_m), and
+    sub_active (pro_m x 2) carrying four add-ons, sub_trial one volume add-on."""
+    doc = {**SCENARIO, "plans": [*SCENARIO["plans"], _plan("basic_m", "USD", "19.00", "month")]}
+    doc["plans"] += ADD_ONS
+    items = {"sub_active": ACTIVE_ITEMS, "sub_trial": [("volume", 12)]}
+    doc["subscriptions"] = [
+        sub | {"items": [{"plan_id": p, "quantity": q} for p, q in items[sub["subscription_id"]]]}
+        if sub["subscription_id"] in items
+        else sub
+        for sub in SCENARIO["subscriptions"]
+    ]
+    sandbox = serve_scenario(doc, systems=("recurly",))
+    return recurly_client(DEFAULT_API_KEY, sandbox.urls["recurly"])
+
+
+def test_add_ons_are_served_under_each_plan_of_their_period_never_as_plans(add_on_client):
+    client = add_on_client
+    codes = {plan.code for plan in client.list_plans(params={"limit": 200}).items()}
+    assert codes == {"pro_m", "pro_y", "jp_m", "team_w", "basic_m"}
+    with pytest.raises(errors.NotFoundError):
+        client.get_plan("code-seats")
+    offered = {
+        plan: [a.code for a in client.list_plan_add_ons(f"code-{plan}").items()]
+        for plan in ("pro_m", "basic_m", "pro_y", "jp_m")
+    }
+    every = sorted(a["plan_id"] for a in ADD_ONS)
+    assert {plan: sorted(found) for plan, found in offered.items()} == {
+        "pro_m": every,
+        "basic_m": every,
+        "pro_y": [],
+        "jp_m": [],
+    }
+    steps = client.get_plan_add_on("code-pro_m", "code-steps")
+    assert (steps.tier_type, steps.add_on_type, steps.currencies) == ("stairstep", "fixed", [])
+    # A stairstep tier's one price is the whole step's; the last tier has Recurly's ceiling.
+    assert [(t.ending_quantity, t.currencies[0].unit_amount) for t in steps.tiers] == [
+        (10, 15.0),
+        (50, 40.0),
+        (999999999, 90.0),
+    ]
+    assert client.get_plan_add_on("code-pro_m", steps.id).code == "steps"
+    assert client.get_plan_add_on("code-basic_m", "code-steps").id != steps.id
+    api = client.get_plan_add_on("code-pro_m", "code-api")
+    assert (api.add_on_type, api.usage_type, api.currencies[0].unit_amount) == (
+        "usage",
+        "price",
+        0.01,
+    )
+    with pytest.raises(errors.NotFoundError):
+        client.get_plan_add_on("code-pro_y", "code-seats")
+
+
+def test_a_subscription_carries_its_add_ons_and_bills_the_fixed_ones(add_on_client):
+    sub = add_on_client.get_subscription("sub_active")
+    assert [(a.add_on.code, a.quantity) for a in sub.add_ons] == ACTIVE_ITEMS
+    seats, graduated, steps, api = sub.add_ons
+    assert (seats.tier_type, seats.unit_amount, seats.tiers) == ("flat", 7.0, [])
+    assert (graduated.tier_type, graduated.unit_amount) == ("tiered", None)
+    assert [(t.ending_quantity, t.unit_amount) for t in graduated.tiers] == [
+        (5, 10.0),
+        (999999999, 6.0),
+    ]
+    assert [t.unit_amount for t in steps.tiers] == [15.0, 40.0, 90.0]
+    assert (api.add_on.add_on_type, api.usage_calculation_type) == ("usage", "cumulative")
+    # 3 x 7 + (5 x 10 + 2 x 6) + the 11-50 step (40); usage bills in arrears: 0.
+    assert (sub.add_ons_total, sub.subtotal, sub.total) == (123.0, 98.0 + 123.0, 221.0)
+    trial = add_on_client.get_subscription("sub_trial")
+    assert (trial.add_ons_total, trial.subtotal) == (84.0, 49.0 + 84.0)  # 12 x 7: volume
+
+
+def test_a_plan_change_swaps_the_plan_and_keeps_the_add_ons_it_offers(add_on_client):
+    client = add_on_client
+    change = client.create_subscription_change("sub_active", {"plan_code": "basic_m"})
+    assert [a.add_on.code for a in change.add_ons] == [code for code, _ in ACTIVE_ITEMS]
+    after = client.get_subscription("sub_active")
+    assert (after.plan.code, after.quantity, after.unit_amount) == ("basic_m", 2, 19.0)
+    assert [(a.add_on.code, a.quantity) for a in after.add_ons] == ACTIVE_ITEMS
+    assert after.subtotal == 38.0 + 123.0
+    # A yearly plan offers none of these monthly add-ons: they cannot stay.
+    client.create_subscription_change("sub_active", {"plan_code": "pro_y"})
+    assert client.get_subscription("sub_active").add_ons == []
+
+
 def test_coupon_redemption_at_account_and_subscription_level(client):
     """SAVE is redeemed at account level (Recurly's default): it discounts every charge of
     the account, is listed under the account and not on any subscription. FLAT10 is a

@@ -61,9 +61,12 @@ def generated(tmp_path_factory) -> dict:
 
 @pytest.fixture
 def facts(generated) -> dict[str, list[dict]]:
-    """The scenario's Recurly records, parsed, per section."""
+    """The scenario's Recurly records, parsed, per section; add-on records are no plans
+    (Recurly lists them under each plan that offers them, `/plans/{id}/add_ons`)."""
     scenario = validate_scenario(generated)
-    return {table: scenario.for_system(table, "recurly") for table in TABLES}
+    records = {table: scenario.for_system(table, "recurly") for table in TABLES}
+    records["plans"] = [plan for plan in records["plans"] if plan["kind"] == "plan"]
+    return records
 
 
 class Warehouse:
@@ -144,7 +147,12 @@ def test_first_run_loads_every_record_once(serve_scenario, generated, facts, tmp
         assert row["plan__code"] == sub["plan_id"]
         assert row["state"] == subscription_state(sub, AS_OF)
         assert row["created_at"] == sub["created_at"]
+        add_ons = json.loads(row.get("add_ons", "[]"))
+        assert [(a["add_on"]["code"], a["quantity"]) for a in add_ons] == [
+            (item["plan_id"], item["quantity"]) for item in sub["items"] or ()
+        ]
     assert {row["state"] for row in subs.values()} >= {"active", "canceled", "expired"}
+    assert any(sub["items"] for sub in facts["subscriptions"]), "no subscription has add-ons"
 
     invoices = {row["number"]: row for row in warehouse.rows("invoices").values()}
     for invoice in facts["invoices"][:200]:

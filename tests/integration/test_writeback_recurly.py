@@ -141,6 +141,28 @@ def test_each_action_applies_and_then_counts_as_done(
     assert writer.already_done(act, writer.read(act.subscription_id))
 
 
+def test_a_plan_change_on_a_subscription_with_add_ons_swaps_the_plan_only(serve_scenario):
+    """Recurly's plan is the subscription's own `plan`; its add-ons ride along (the new
+    plan offers them: same currency and period) with their quantities unchanged."""
+    doc = scenario(("recurly",))
+    seats = {**doc["plans"][0], "plan_id": "seats", "kind": "addon", "unit_amount": "7.00"}
+    doc["plans"].append(seats)
+    live = next(s for s in doc["subscriptions"] if s["subscription_id"] == "re-sub-live")
+    live["items"] = [{"plan_id": "seats", "quantity": 4}]
+    sandbox = serve_scenario(doc)
+    writer = RecurlyWriter(sandbox.api_key, sandbox.urls["recurly"])
+    act = action("plan_change")
+
+    apply(writer, act)
+
+    sub = writer.client.get_subscription(act.subscription_id)
+    assert (sub.plan.code, [(a.add_on.code, a.quantity) for a in sub.add_ons]) == (
+        "basic",
+        [("seats", 4)],
+    )
+    assert writer.already_done(act, writer.read(act.subscription_id))
+
+
 @pytest.mark.parametrize(
     ("when", "refund", "method", "path", "params", "state", "expires_at"),
     [
