@@ -206,7 +206,7 @@ _EXTRAS = {
 }
 # Systems whose emulator renders items and tiers; the others get plans only.
 _RENDERS_ITEMS = {
-    "stripe": False,
+    "stripe": True,
     "recurly": True,
     "chargebee": False,
 }

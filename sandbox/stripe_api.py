@@ -28,6 +28,7 @@ from sandbox.stripe_render import (
     EVENT_RETENTION,
     StripeRenderer,
     changed_attributes,
+    extra_item_id,
     item_id,
     ts,
 )
@@ -478,7 +479,7 @@ class StripeEmulator(Emulator):
         elif wanted != "all":
             conditions.append(lambda s: self.render.status(s, now) == wanted)
         if price is not None:
-            conditions.append(lambda s: s["plan_id"] == price)
+            conditions.append(lambda s: price in _prices_of(s))
         view = self._ordered("subscriptions")
         if "customer" in params:
             bucket = self.store.by_customer["subscriptions"].get(params["customer"], [])
@@ -511,16 +512,19 @@ class StripeEmulator(Emulator):
                 400, "resource_missing", f"No such subscription: '{ident}'", param="subscription"
             )
 
-        def find(item: str) -> Key | None:
-            return (sub["created_at"], ident) if item == item_id(ident) else None
-
+        now = self.now()
+        period_start, period_end = current_period(sub, self.store.get("plans", sub["plan_id"]), now)
+        rows = self.render.items(sub, period_start, period_end)
+        # Newest-first keys that keep the subscription's order of items.
+        keys = [(sub["created_at"], f"{len(rows) - n:03d}") for n in range(len(rows))]
+        by_id = dict(zip((row["id"] for row in rows), keys, strict=True))
         return self._list(
             request,
             "/v1/subscription_items",
-            ([sub], [(sub["created_at"], ident)]),
-            find,
+            (rows, keys),
+            by_id.get,
             "subscription item",
-            lambda record, now: self.render.subscription(record, now)["items"]["data"][0],
+            lambda row, _now: row,
             allowed=_LIST_FILTERS["subscription_items"],
         )
 
@@ -876,33 +880,47 @@ class StripeEmulator(Emulator):
         return {"trial_start": start, "trial_end": end}
 
     def _item_changes(self, sub: dict, params: dict, _now: datetime) -> dict:
-        """`items[0][price]` (with or without `items[0][id]`) changes the plan; the
-        subscription has a single item, so a price without an id replaces it too."""
+        """`items[n]` with an `id` changes that item's price or quantity (the plan's item
+        changes the record's plan, a further item its entry of `items`, keeping its id).
+        Without an id a price replaces the plan on a one-item subscription, the sandbox's
+        shortcut for the swap (Stripe would add an item beside it)."""
         if "items" not in params:
             return {}
         items = params["items"]
-        if not isinstance(items, list) or not items or not isinstance(items[0], dict):
+        if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
             raise invalid("Invalid array", "items")
-        item = items[0]
-        reject_unknown(item, _NESTED_UPDATE_PARAMS["items"], "items[0]")
-        if "id" in item and item["id"] != item_id(sub["subscription_id"]):
-            message = f"No such subscription item: '{item['id']}'"
-            raise ApiError(400, "resource_missing", message, param="items[0][id]")
+        plan_item = item_id(sub["subscription_id"])
         changes: dict[str, Any] = {}
-        price = item.get("price") or item.get("plan")
-        if price is not None:
-            if self.store.get("plans", price) is None:
-                raise ApiError(
-                    400, "resource_missing", f"No such price: '{price}'", param="items[0][price]"
-                )
-            changes["plan_id"] = price
-        if "quantity" in item:
-            quantity = parse_int(item["quantity"], "items[0][quantity]")
-            if quantity < 1:
-                raise invalid(
-                    "This value must be greater than or equal to 1.", "items[0][quantity]"
-                )
-            changes["quantity"] = quantity
+        extras = [dict(extra) for extra in sub.get("items") or []]
+        for n, item in enumerate(items):
+            reject_unknown(item, _NESTED_UPDATE_PARAMS["items"], f"items[{n}]")
+            ident = item.get("id", plan_item)
+            if ident == plan_item:
+                target = changes
+                price_key, current = "plan_id", changes.get("plan_id", sub["plan_id"])
+            else:
+                target = next((e for e in extras if extra_item_id(sub, e) == ident), None)
+                if target is None:
+                    message = f"No such subscription item: '{ident}'"
+                    raise ApiError(400, "resource_missing", message, param=f"items[{n}][id]")
+                price_key, current = "plan_id", target["plan_id"]
+                target["item_id"] = ident  # the id stays when the price changes
+            price = item.get("price") or item.get("plan")
+            if price is not None:
+                if self.store.get("plans", price) is None:
+                    message = f"No such price: '{price}'"
+                    raise ApiError(400, "resource_missing", message, param=f"items[{n}][price]")
+                target[price_key] = current = price
+            if "quantity" in item:
+                param = f"items[{n}][quantity]"
+                if self.store.get("plans", current)["usage_type"] == "metered":
+                    raise invalid("Quantity can not be set for metered prices.", param)
+                quantity = parse_int(item["quantity"], param)
+                if quantity < 1:
+                    raise invalid("This value must be greater than or equal to 1.", param)
+                target["quantity"] = quantity
+        if extras != (sub.get("items") or []):
+            changes["items"] = extras
         return changes
 
     def _metadata_changes(self, sub: dict, params: dict, _now: datetime) -> dict:
@@ -935,6 +953,11 @@ class StripeEmulator(Emulator):
         details = dict(sub.get("cancellation_details") or {})
         details.update({key: text or None for key, text in value.items()})
         return {"cancellation_details": details}
+
+
+def _prices_of(sub: dict) -> set[str]:
+    """Every price on the subscription: its plan's and its further items'."""
+    return {sub["plan_id"], *(extra["plan_id"] for extra in sub.get("items") or [])}
 
 
 def _all_of(conditions: list[Callable[[dict], bool]]) -> Match:

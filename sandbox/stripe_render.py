@@ -41,9 +41,34 @@ def discount_id(subscription_id: str, coupon_id: str, start: datetime) -> str:
     return "di_" + digest.hexdigest()
 
 
-def item_id(subscription_id: str) -> str:
-    """The subscription's single item; its id is derived so writes can name it."""
-    return "si_" + subscription_id
+def item_id(subscription_id: str, price_id: str | None = None) -> str:
+    """A subscription item's id, derived so writes can name it: the plan's item is
+    `si_<subscription>` (as before items), every further price's a digest of both ids."""
+    if price_id is None:
+        return "si_" + subscription_id
+    digest = hashlib.blake2b(f"{subscription_id}|{price_id}".encode(), digest_size=8)
+    return "si_" + digest.hexdigest()
+
+
+def extra_item_id(sub: dict, extra: dict) -> str:
+    """The id of one of the subscription's further items: derived, or the one it kept when
+    a write changed its price."""
+    return extra.get("item_id") or item_id(sub["subscription_id"], extra["plan_id"])
+
+
+def meter_id(price_id: str) -> str:
+    """The Billing Meter a metered price reports usage to: since 2025-03-31.basil every
+    metered price has one (`recurring.meter`); one per price here."""
+    return "mtr_" + hashlib.blake2b(price_id.encode(), digest_size=8).hexdigest()
+
+
+_TIERS_MODE = {"tiered": "graduated", "volume": "volume"}  # scenario model -> Stripe's
+
+
+def _minor(amount, currency: str) -> tuple[int, str]:
+    """An amount as Stripe sends it: integer minor units and its decimal string."""
+    minor = to_minor_units(amount, currency)
+    return minor, str(minor)
 
 
 # Invoice fields Stripe sends that this sandbox has no facts for (no tax, shipping, invoice
@@ -125,6 +150,7 @@ class StripeRenderer:
         # Fields Stripe includes only when expanded (`expand[]=tiers` on a price).
         self._includable: dict[tuple[str, str], Callable[[dict], object]] = {
             ("price", "tiers"): self._price_tiers,
+            ("plan", "tiers"): self._price_tiers,
         }
         # Expandable references this sandbox always leaves null (no such objects here).
         self._always_null = {
@@ -164,14 +190,21 @@ class StripeRenderer:
 
     # -- catalogue objects (cached: immutable through the API) ----------------------
     def price(self, plan: dict) -> dict:
+        """A Price: tiered and volume prices (`billing_scheme=tiered`) have no unit amount
+        and send their `tiers` only when expanded; a package price divides the quantity
+        (`transform_quantity`, rounded up); a metered one bills a meter's usage."""
         cached = self._prices.get(plan["plan_id"])
         if cached is None:
-            amount = to_minor_units(plan["unit_amount"], plan["currency"])
+            tiered = plan["pricing_model"] in _TIERS_MODE
+            amount, decimal = (
+                (None, None) if tiered else _minor(plan["unit_amount"], plan["currency"])
+            )
+            metered = plan["usage_type"] == "metered"
             cached = self._prices[plan["plan_id"]] = {
                 "id": plan["plan_id"],
                 "object": "price",
                 "active": True,
-                "billing_scheme": "per_unit",
+                "billing_scheme": "tiered" if tiered else "per_unit",
                 "created": ts(plan["created_at"]),
                 "currency": plan["currency"].lower(),
                 "custom_unit_amount": None,
@@ -183,44 +216,45 @@ class StripeRenderer:
                 "recurring": {
                     "interval": plan["interval"],
                     "interval_count": plan["interval_count"],
-                    "meter": None,
+                    "meter": meter_id(plan["plan_id"]) if metered else None,
                     "trial_period_days": None,
-                    "usage_type": "licensed",
+                    "usage_type": plan["usage_type"],
                 },
                 "tax_behavior": "unspecified",
-                "tiers_mode": None,
-                "transform_quantity": None,
+                "tiers_mode": _TIERS_MODE.get(plan["pricing_model"]),
+                "transform_quantity": _package(plan),
                 "type": "recurring",
                 "unit_amount": amount,
-                "unit_amount_decimal": str(amount),
+                "unit_amount_decimal": decimal,
             }
         return cached
 
     def plan(self, plan: dict) -> dict:
-        """The Plan object each subscription item still carries (`item.plan`, beside `price`)."""
+        """The Plan object each subscription item still carries (`item.plan`, beside `price`):
+        the same terms under the Plan's names (`amount`, `transform_usage`)."""
         cached = self._plans.get(plan["plan_id"])
         if cached is None:
-            amount = to_minor_units(plan["unit_amount"], plan["currency"])
+            price = self.price(plan)
             cached = self._plans[plan["plan_id"]] = {
                 "id": plan["plan_id"],
                 "object": "plan",
                 "active": True,
-                "amount": amount,
-                "amount_decimal": str(amount),
-                "billing_scheme": "per_unit",
-                "created": ts(plan["created_at"]),
-                "currency": plan["currency"].lower(),
+                "amount": price["unit_amount"],
+                "amount_decimal": price["unit_amount_decimal"],
+                "billing_scheme": price["billing_scheme"],
+                "created": price["created"],
+                "currency": price["currency"],
                 "interval": plan["interval"],
                 "interval_count": plan["interval_count"],
                 "livemode": False,
                 "metadata": {},
-                "meter": None,
+                "meter": price["recurring"]["meter"],
                 "nickname": None,
                 "product": plan["product_id"],
-                "tiers_mode": None,
-                "transform_usage": None,
+                "tiers_mode": price["tiers_mode"],
+                "transform_usage": price["transform_quantity"],
                 "trial_period_days": None,
-                "usage_type": "licensed",
+                "usage_type": plan["usage_type"],
             }
         return cached
 
@@ -279,10 +313,26 @@ class StripeRenderer:
         """`times_redeemed`: subscriptions of the scenario that carry the coupon."""
         return sum(1 for sub in self.store.all("subscriptions") if sub["coupon_id"] == coupon_id)
 
-    def _price_tiers(self, _price: dict) -> None:
-        """`tiers`, included only on `expand[]=tiers`: null for the per-unit prices served
-        here (the field the SDK types as optional)."""
-        return None
+    def _price_tiers(self, price: dict) -> list[dict] | None:
+        """`tiers`, included only on `expand[]=tiers` (a Price's or a Plan's): ascending, the
+        last one open (`up_to` null), amounts in minor units; null for per-unit prices."""
+        plan = self.store.get("plans", price["id"])
+        if not plan["tiers"]:
+            return None
+        tiers = []
+        for tier in plan["tiers"]:
+            flat, flat_decimal = _minor(tier["flat_amount"], plan["currency"])
+            unit, unit_decimal = _minor(tier["unit_amount"], plan["currency"])
+            tiers.append(
+                {
+                    "flat_amount": flat,
+                    "flat_amount_decimal": flat_decimal,
+                    "unit_amount": unit,
+                    "unit_amount_decimal": unit_decimal,
+                    "up_to": tier["up_to"],
+                }
+            )
+        return tiers
 
     # -- customers, subscriptions, invoices (derived at `now`) ----------------------
     def customer(self, customer: dict, now: datetime) -> dict:
@@ -340,21 +390,6 @@ class StripeRenderer:
         pending_end = sub["ended_at"] if sub["ended_at"] is not None and not ended else None
         discount = self.discount(sub)
         invoices = self.invoices_by_subscription.get(sub["subscription_id"])
-        item = {
-            "id": item_id(sub["subscription_id"]),
-            "object": "subscription_item",
-            "billing_thresholds": None,
-            "created": ts(sub["created_at"]),
-            "current_period_end": ts(period_end),
-            "current_period_start": ts(period_start),
-            "discounts": [],
-            "metadata": {},
-            "plan": self.plan(plan),
-            "price": self.price(plan),
-            "quantity": sub["quantity"],
-            "subscription": sub["subscription_id"],
-            "tax_rates": [],
-        }
         return {
             "id": sub["subscription_id"],
             "object": "subscription",
@@ -387,7 +422,7 @@ class StripeRenderer:
             "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
             "items": {
                 "object": "list",
-                "data": [item],
+                "data": self.items(sub, period_start, period_end),
                 "has_more": False,
                 "url": f"/v1/subscription_items?subscription={sub['subscription_id']}",
             },
@@ -415,6 +450,38 @@ class StripeRenderer:
             "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
             "trial_start": ts(sub["trial_start"]),
         }
+
+    def items(self, sub: dict, period_start: datetime, period_end: datetime) -> list[dict]:
+        """The subscription's items: its plan's (`si_<subscription>`), then each further
+        price of `items`, all on the subscription's period. A metered item has no
+        `quantity` (Stripe leaves the key out: usage is reported to the price's meter)."""
+        entries = [(sub["plan_id"], sub["quantity"], item_id(sub["subscription_id"]))]
+        entries += [
+            (extra["plan_id"], extra["quantity"], extra_item_id(sub, extra))
+            for extra in sub.get("items") or []
+        ]
+        rendered = []
+        for price_id, quantity, ident in entries:
+            plan = self.store.get("plans", price_id)
+            item = {
+                "id": ident,
+                "object": "subscription_item",
+                "billing_thresholds": None,
+                "created": ts(sub["created_at"]),
+                "current_period_end": ts(period_end),
+                "current_period_start": ts(period_start),
+                "discounts": [],
+                "metadata": {},
+                "plan": self.plan(plan),
+                "price": self.price(plan),
+                "quantity": quantity,
+                "subscription": sub["subscription_id"],
+                "tax_rates": [],
+            }
+            if plan["usage_type"] == "metered":
+                del item["quantity"]
+            rendered.append(item)
+        return rendered
 
     def _pause_collection(self, sub: dict, now: datetime) -> dict | None:
         if is_ended(sub, now) or not is_paused(sub, now):
@@ -485,9 +552,7 @@ class StripeRenderer:
             "pricing": {
                 "type": "price_details",
                 "price_details": {"price": sub_plan["plan_id"], "product": sub_plan["product_id"]},
-                "unit_amount_decimal": str(
-                    to_minor_units(sub_plan["unit_amount"], sub_plan["currency"])
-                ),
+                "unit_amount_decimal": self.price(sub_plan)["unit_amount_decimal"],
             }
             if sub_plan
             else None,
@@ -700,6 +765,14 @@ class StripeRenderer:
         before_at = at - _JUST_BEFORE
         before = self.subscription(known_at(record, before_at), before_at)
         return after, changed_attributes(before, after)
+
+
+def _package(plan: dict) -> dict | None:
+    """`transform_quantity` of a package price: the quantity divided by the package size,
+    whole packages billed (`round: up`)."""
+    if plan["pricing_model"] != "package":
+        return None
+    return {"divide_by": plan["package_size"], "round": "up"}
 
 
 def _line_parent(subscription_id: str | None) -> dict | None:

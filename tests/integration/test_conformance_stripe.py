@@ -50,7 +50,7 @@ LIST_EXPANSIONS = {
     "events": [],
 }
 # Deeper paths a retrieve allows (on a list they would pass Stripe's four-level limit).
-RETRIEVE_EXPANSIONS = {"subscriptions": ["items.data.price.product"]}
+RETRIEVE_EXPANSIONS = {"subscriptions": ["items.data.price.product", "items.data.price.tiers"]}
 # Fields in Stripe's fixtures (generated 2026-08-21, for the API versions of that date) that
 # the SDK for 2026-10-28.endive no longer declares. Tolerated here, and only here:
 FIXTURE_DIFFERENCES = {

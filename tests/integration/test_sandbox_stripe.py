@@ -765,3 +765,102 @@ def test_clock_moves_a_scheduled_cancel_to_canceled(client, sandbox):
     sub = client.v1.subscriptions.retrieve("sub_sched")
     assert sub.status == "canceled" and sub.ended_at == epoch("2026-07-10T10:00:00Z")
     assert sub.cancel_at is None
+
+
+TIERS = [
+    {"up_to": 5, "unit_amount": "10.00", "flat_amount": "0"},
+    {"up_to": None, "unit_amount": "8.00", "flat_amount": "2.50"},
+]
+ITEMS_SCENARIO = {
+    **SCENARIO,
+    "plans": [
+        *SCENARIO["plans"],
+        {**_plan("price_seats", "prod_seats", "Seats", "USD", "0", "month"), "tiers": TIERS}
+        | {"pricing_model": "tiered"},
+        {**_plan("price_vol", "prod_vol", "Volume", "USD", "0", "month"), "tiers": TIERS}
+        | {"pricing_model": "volume"},
+        _plan("price_packs", "prod_packs", "Packs", "USD", "5.00", "month")
+        | {"pricing_model": "package", "package_size": 10},
+        _plan("price_calls", "prod_calls", "Calls", "USD", "0.01", "month")
+        | {"usage_type": "metered"},
+    ],
+    "subscriptions": [
+        {
+            **s,
+            "items": [
+                {"plan_id": "price_seats", "quantity": 7},
+                {"plan_id": "price_vol", "quantity": 3},
+                {"plan_id": "price_packs", "quantity": 25},
+                {"plan_id": "price_calls"},
+            ],
+        }
+        if s["subscription_id"] == "sub_active"
+        else s
+        for s in SCENARIO["subscriptions"]
+    ],
+}
+
+
+def test_items_and_tiered_package_metered_prices(serve_scenario):
+    """Every price is an item of its own: tiers sent only when expanded, a package price's
+    `transform_quantity`, a metered price's meter and no quantity on its item; items are
+    listed and paged, and each can be written by its id."""
+    sandbox = serve_scenario(ITEMS_SCENARIO, systems=("stripe",))
+    client = stripe_client(DEFAULT_API_KEY, sandbox.urls["stripe"], retries=0)
+    sub = client.v1.subscriptions.retrieve("sub_active").to_dict()
+    items = sub["items"]["data"]
+    prices = [i["price"] for i in items]
+    assert [p["id"] for p in prices] == [
+        "price_pro_m", "price_seats", "price_vol", "price_packs", "price_calls",
+    ]  # fmt: skip
+    assert items[0]["id"] == "si_sub_active" and len({i["id"] for i in items}) == 5
+    assert [(p["billing_scheme"], p["tiers_mode"], p["unit_amount"]) for p in prices[1:3]] == [
+        ("tiered", "graduated", None),
+        ("tiered", "volume", None),
+    ]
+    assert all("tiers" not in p for p in prices)  # expand-only
+    assert prices[3]["transform_quantity"] == {"divide_by": 10, "round": "up"}
+    assert (
+        prices[3]["unit_amount"] == 500 and items[3]["plan"]["transform_usage"]["divide_by"] == 10
+    )
+    assert prices[4]["recurring"]["usage_type"] == "metered"
+    assert prices[4]["recurring"]["meter"].startswith("mtr_") and "quantity" not in items[4]
+    assert [i.get("quantity") for i in items[:4]] == [2, 7, 3, 25]
+
+    expanded = client.v1.subscriptions.retrieve(
+        "sub_active", params={"expand": ["items.data.price.tiers"]}
+    ).to_dict()
+    assert expanded["items"]["data"][1]["price"]["tiers"] == [
+        {"flat_amount": 0, "flat_amount_decimal": Decimal("0"), "unit_amount": 1000,
+         "unit_amount_decimal": Decimal("1000"), "up_to": 5},
+        {"flat_amount": 250, "flat_amount_decimal": Decimal("250"), "unit_amount": 800,
+         "unit_amount_decimal": Decimal("800"), "up_to": None},
+    ]  # fmt: skip
+    assert expanded["items"]["data"][0]["price"]["tiers"] is None
+
+    listed = client.v1.subscription_items.list(params={"subscription": "sub_active", "limit": 2})
+    assert [i.id for i in listed.auto_paging_iter()] == [i["id"] for i in items]
+    by_price = client.v1.subscriptions.list(params={"price": "price_calls"})
+    assert [s.id for s in by_price.data] == ["sub_active"]
+
+    packs, calls = items[3]["id"], items[4]["id"]
+    changed = client.v1.subscriptions.update(
+        "sub_active", params={"items": [{"id": packs, "quantity": 31}]}
+    )["items"].data
+    assert (changed[3].id, changed[3].quantity) == (packs, 31)
+    swapped = client.v1.subscriptions.update(
+        "sub_active", params={"items": [{"id": packs, "price": "price_pro_y"}]}
+    )["items"].data
+    assert (swapped[3].id, swapped[3].price.id, swapped[0].price.id) == (
+        packs, "price_pro_y", "price_pro_m",
+    )  # fmt: skip
+    with pytest.raises(stripe.InvalidRequestError) as metered:
+        client.v1.subscriptions.update(
+            "sub_active", params={"items": [{"id": calls, "quantity": 2}]}
+        )
+    assert metered.value.param == "items[0][quantity]"
+    with pytest.raises(stripe.InvalidRequestError) as unknown:
+        client.v1.subscriptions.update(
+            "sub_active", params={"items": [{"id": "si_x", "quantity": 2}]}
+        )
+    assert (unknown.value.param, unknown.value.code) == ("items[0][id]", "resource_missing")

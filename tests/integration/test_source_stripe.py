@@ -196,6 +196,18 @@ def test_full_load_equals_the_scenario(sandbox, warehouse, facts):
         k: (customer, items[k][0]["price"]["id"], items[k][0]["quantity"])
         for k, customer in wh.column("subscriptions", "customer").items()
     } == {s["subscription_id"]: (s["customer_id"], s["plan_id"], s["quantity"]) for s in subs}
+    # Every further price is an item of its own; a metered one has no quantity.
+    metered = {p["plan_id"] for p in plans if p["usage_type"] == "metered"}
+    assert {
+        k: [(i["price"]["id"], i.get("quantity")) for i in v[1:]] for k, v in items.items()
+    } == {
+        s["subscription_id"]: [
+            (i["plan_id"], None if i["plan_id"] in metered else i["quantity"])
+            for i in s["items"] or []
+        ]
+        for s in subs
+    }
+    assert any(i["price"]["id"] in metered for v in items.values() for i in v)
     # Discounts expanded by the listing (ids otherwise): each names its coupon.
     discounts = {k: orjson.loads(v) for k, v in wh.column("subscriptions", "discounts").items()}
     assert {k: [d["source"]["coupon"] for d in v] for k, v in discounts.items()} == {
@@ -210,9 +222,28 @@ def test_full_load_equals_the_scenario(sandbox, warehouse, facts):
         for s in subs
     }
     # Money in the API's minor units, JPY (no minor unit) included.
+    # A tiered or volume price has no unit amount: its tiers (expanded by the listing) do.
     assert wh.column("prices", "(currency, unit_amount)") == {
-        p["plan_id"]: (p["currency"].lower(), to_minor_units(p["unit_amount"], p["currency"]))
+        p["plan_id"]: (
+            p["currency"].lower(),
+            None if p["tiers"] else to_minor_units(p["unit_amount"], p["currency"]),
+        )
         for p in plans
+    }
+    tiers = {k: orjson.loads(v) if v else None for k, v in wh.column("prices", "tiers").items()}
+    assert {k: v for k, v in tiers.items() if v} == {
+        p["plan_id"]: [
+            {
+                "flat_amount": to_minor_units(t["flat_amount"], p["currency"]),
+                "flat_amount_decimal": str(to_minor_units(t["flat_amount"], p["currency"])),
+                "unit_amount": to_minor_units(t["unit_amount"], p["currency"]),
+                "unit_amount_decimal": str(to_minor_units(t["unit_amount"], p["currency"])),
+                "up_to": t["up_to"],
+            }
+            for t in p["tiers"]
+        ]
+        for p in plans
+        if p["tiers"]
     }
     assert wh.column("prices", "unit_amount")["price_pro_monthly_jpy"] == 4900
     assert wh.column("prices", "unit_amount")["price_pro_monthly_usd"] == 4900

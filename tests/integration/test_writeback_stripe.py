@@ -396,3 +396,66 @@ def test_dry_run_request_is_complete_without_reading(sandbox, writer, act, metho
     }
     assert json.loads(json.dumps(described)) == described
     assert sandbox.emulator(SYSTEM).request_log == []
+
+
+def _with_items(doc: dict, extras: list[dict]) -> dict:
+    """The write-back scenario with further prices on the `live` subscription: a metered
+    price, a small per-unit one and the given extras (each `plan` beside its quantity)."""
+    plans = [
+        {"plan_id": "price_wb_calls", "unit_amount": "0.01", "usage_type": "metered"},
+        {"plan_id": "price_wb_support", "unit_amount": "5.00"},
+        *(extra["plan"] for extra in extras),
+    ]
+    for plan in plans:
+        doc["plans"].append(
+            {
+                "billing_system": SYSTEM,
+                "product_id": plan["plan_id"].removeprefix("price_wb_"),
+                "product_name": plan["plan_id"],
+                "currency": "USD",
+                "interval": "month",
+                "interval_count": 1,
+                **plan,
+            }
+        )
+    live = next(s for s in doc["subscriptions"] if s["subscription_id"] == LIVE)
+    live["items"] = [
+        {"plan_id": "price_wb_calls"},
+        {"plan_id": "price_wb_support", "quantity": 2},
+        *({"plan_id": e["plan"]["plan_id"], "quantity": e["quantity"]} for e in extras),
+    ]
+    return doc
+
+
+LIVE = subscription_id(SYSTEM, "live")
+# Graduated: 10 seats at $4 + 20 at $3 = $100 a month, more than the plan's $49.
+SEATS = {
+    "plan_id": "price_wb_seats",
+    "unit_amount": "0",
+    "pricing_model": "tiered",
+    "tiers": [
+        {"up_to": 10, "unit_amount": "4.00", "flat_amount": "0"},
+        {"up_to": None, "unit_amount": "3.00", "flat_amount": "0"},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("extras", "swapped"),
+    [([], PRO), ([{"plan": SEATS, "quantity": 30}], "price_wb_seats")],
+    ids=["plan_bills_most", "tiered_item_bills_most"],
+)
+def test_plan_change_swaps_the_item_that_bills_most(serve_scenario, extras, swapped):
+    """Of several items the plan is the licensed one billing most (tiers read expanded);
+    only its price changes, the other items keep theirs, and then the change holds."""
+    sandbox = serve_scenario(_with_items(scenario((SYSTEM,)), extras))
+    writer = StripeWriter(DEFAULT_API_KEY, sandbox.urls[SYSTEM])
+    before = writer.read(LIVE)["items"]["data"]
+    act = action("plan_change")
+
+    apply(writer, act)
+
+    after = {item["id"]: item["price"]["id"] for item in writer.read(LIVE)["items"]["data"]}
+    expected = {i["id"]: BASIC if i["price"]["id"] == swapped else i["price"]["id"] for i in before}
+    assert after == expected and len(after) == 3 + len(extras)
+    assert writer.already_done(act, writer.read(LIVE)) == f"already on {BASIC}"

@@ -10,7 +10,10 @@
   the free time is the billing periods invoiced before the new end). With the offer's
   `method: trial_end` (catalog), `trial_end` at the new end with `proration_behavior=none`
   instead: the subscription turns `trialing` until then, and BI reads that status;
-- plan change: the subscription's item moved to the target price.
+- plan change: the subscription's plan item moved to the target price. A subscription may
+  hold several prices (each an item; Stripe has no add-on notion): the plan item is the
+  licensed one that bills most at its quantity (the rule staging applies), read with its
+  price's tiers expanded; a metered item is never the plan.
 
 Every write carries the action's `Idempotency-Key`. Stripe honours it on POST only: a
 repeated key replays the first answer (for 24 hours) without applying again. The cancel
@@ -26,6 +29,7 @@ latest, as staging takes it).
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import stripe
@@ -63,6 +67,41 @@ def _runs_free_to(current: dict[str, Any], until: int) -> str | None:
     return None
 
 
+def _bills(price: dict[str, Any], quantity: int) -> Decimal:
+    """What a licensed item bills per period at `quantity`, in minor units: per unit
+    (packages of `transform_quantity.divide_by`, rounded as it says), or by its `tiers`
+    (graduated: each tier's units at its price; volume: all units at the reached tier's)."""
+    if price.get("billing_scheme") != "tiered":
+        unit = Decimal(str(price.get("unit_amount_decimal") or 0))
+        transform = price.get("transform_quantity")
+        if transform:
+            whole, rest = divmod(quantity, transform["divide_by"])
+            quantity = whole + (1 if rest and transform["round"] == "up" else 0)
+        return unit * quantity
+    total, below = Decimal(0), 0
+    for tier in price.get("tiers") or []:
+        up_to = tier["up_to"]
+        unit = Decimal(str(tier.get("unit_amount_decimal") or 0))
+        flat = Decimal(str(tier.get("flat_amount_decimal") or 0))
+        if price.get("tiers_mode") == "volume":
+            if up_to is None or quantity <= up_to:
+                return unit * quantity + flat
+        elif quantity > below:
+            total += unit * (min(quantity, up_to or quantity) - below) + flat
+        below = up_to or below
+    return total
+
+
+def _plan_item(current: dict[str, Any]) -> dict[str, Any]:
+    """The plan item: the licensed item that bills most (the first listed of equals)."""
+    licensed = [
+        item
+        for item in current["items"]["data"]
+        if (item["price"].get("recurring") or {}).get("usage_type") != "metered"
+    ]
+    return max(licensed, key=lambda item: _bills(item["price"], item.get("quantity") or 0))
+
+
 class StripeWriter(BillingWriter):
     system = "stripe"
     classifier = CLASSIFIER
@@ -73,7 +112,8 @@ class StripeWriter(BillingWriter):
 
     def read(self, subscription_id: str) -> dict[str, Any]:
         # `discounts` are ids unless expanded: the coupon is only on the Discount object.
-        params = {"expand": ["discounts"]}
+        # A tiered price's `tiers` too: the plan item is the one that bills most.
+        params = {"expand": ["discounts", "items.data.price.tiers"]}
         return self.client.v1.subscriptions.retrieve(subscription_id, params=params).to_dict()
 
     def request(self, action: Action, current: dict[str, Any] | None) -> WriteRequest:
@@ -109,7 +149,7 @@ class StripeWriter(BillingWriter):
                     }
                 }
             case "plan_change":
-                item = current["items"]["data"][0]["id"] if current else ITEM_PLACEHOLDER
+                item = _plan_item(current)["id"] if current else ITEM_PLACEHOLDER
                 return {
                     "items": [{"id": item, "price": p["plan"]}],
                     "proration_behavior": "create_prorations",
@@ -140,7 +180,7 @@ class StripeWriter(BillingWriter):
             case "extension":
                 return _runs_free_to(current, action.unix("until"))
             case "plan_change":
-                price = current["items"]["data"][0]["price"]["id"]
+                price = _plan_item(current)["price"]["id"]
                 if price == p["plan"]:
                     return f"already on {price}"
         return None
