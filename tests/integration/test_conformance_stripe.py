@@ -142,6 +142,7 @@ def test_every_emulator_object_conforms(served):
     schema = StripeSchema(sent_by_default())
     violations: list[Violation] = []
     ids: dict[str, list[str]] = {}
+    listed: list[dict] = []
     for name, expansions in LIST_EXPANSIONS.items():
         params = {"status": "all"} if name in ("subscriptions",) else {}
         for expand in [None, *expansions]:
@@ -150,6 +151,7 @@ def test_every_emulator_object_conforms(served):
                 violations += schema.validate(body, f"{name}?expand={expand}")
                 if expand is None:
                     ids.setdefault(name, []).extend(o["id"] for o in body["data"])
+                    listed.extend(body["data"])
         retrieve_expansions = [e.removeprefix("data.") for e in expansions]
         retrieve_expansions += RETRIEVE_EXPANSIONS.get(name, [])
         for ident in ids.get(name, [])[:40]:
@@ -170,6 +172,13 @@ def test_every_emulator_object_conforms(served):
     assert not violations, report(violations)
     for kind in ("subscription", "subscription_item", "invoice", "line_item", "discount"):
         assert schema.counts[kind] > 0, f"no {kind} was validated"
+    # The variety was among them: several items, tiered, package and metered prices.
+    items = [i for o in listed if o["object"] == "subscription" for i in o["items"]["data"]]
+    assert any(len(o["items"]["data"]) > 2 for o in listed if o["object"] == "subscription")
+    assert {i["price"]["billing_scheme"] for i in items} == {"per_unit", "tiered"}
+    assert any(i["price"]["transform_quantity"] for i in items)
+    assert any("quantity" not in i for i in items)
+    assert not any(p.get("tiers") for p in listed if p["object"] == "price")  # expand-only
 
 
 def _write_answers(client, schema: StripeSchema, subscription_ids: list[str]) -> list[Violation]:
