@@ -66,6 +66,11 @@ _BASE_CODES = {
 # --------------------------------------------------------------------------- errors
 
 
+def _is_plan(record: dict) -> bool:
+    """A scenario plan of kind plan (not an add-on or a charge)."""
+    return record["kind"] == "plan"
+
+
 def _param_error(param: str, message: str) -> ApiError:
     return ApiError(
         400, "param_wrong_value", f"{param} : {message}", type="invalid_request", param=param
@@ -187,6 +192,8 @@ class Listing:
     sorts: dict[str, str]
     filters: dict[str, Filter]
     by_customer: bool = False  # customer_id[is] can use the store's per-customer index
+    # Which records of the store kind the endpoint lists (1.0 plans vs add-ons share one).
+    keep: Callable[[dict], bool] = lambda record: True
 
 
 @dataclass
@@ -351,8 +358,6 @@ class ChargebeeEmulator(Emulator):
                 lambda request, listing=listing: self._list(listing, request),
             )
         self.route("GET", f"{API}/configurations", self._configurations)
-        if self.product_catalog == "1.0":
-            self.route("GET", f"{API}/addons", self._list_addons)
         retrieves = {
             "customers": self._retrieve_customer,
             "subscriptions": self._retrieve_subscription,
@@ -520,6 +525,15 @@ class ChargebeeEmulator(Emulator):
                 lambda r, now: {"plan": render.plan(r)},
                 timestamps,
                 {"id": key("plan_id"), "status": active, "updated_at": updated},
+                keep=_is_plan,
+            ),
+            "addons": Listing(
+                "plans",
+                "plan_id",
+                lambda r, now: {"addon": render.addon(r)},
+                timestamps,
+                {"id": key("plan_id"), "status": active, "updated_at": updated},
+                keep=lambda r: not _is_plan(r),
             ),
         }
 
@@ -546,7 +560,7 @@ class ChargebeeEmulator(Emulator):
                 break
             if not query.descending and query.high is not None and (value or _MIN) >= query.high:
                 break
-            if all(test(get(row, now)) for get, test in query.tests):
+            if listing.keep(row) and all(test(get(row, now)) for get, test in query.tests):
                 if len(page) == query.limit:
                     more = True
                     break
@@ -678,16 +692,17 @@ class ChargebeeEmulator(Emulator):
         return {"item_price": self.render.item_price(self._get("plans", ident, "item price"))}
 
     def _retrieve_plan(self, request: Request, ident: str) -> dict:
-        return {"plan": self.render.plan(self._get("plans", ident, "plan"))}
-
-    def _list_addons(self, request: Request) -> dict:
-        """Scenarios state no add-ons: the 1.0 site's add-on list is empty (its parameters
-        are the plan list's, checked the same way)."""
-        self._query(self.listings["plans"], request.nested())
-        return {"list": []}
+        return {"plan": self.render.plan(self._get_priced(ident, "plan", True))}
 
     def _retrieve_addon(self, request: Request, ident: str) -> dict:
-        raise self.not_found("addon", unquote(ident))
+        return {"addon": self.render.addon(self._get_priced(ident, "addon", False))}
+
+    def _get_priced(self, ident: str, what: str, plan: bool) -> dict:
+        """A 1.0 plan or add-on: both are scenario plans, told apart by their kind."""
+        record = self.store.get("plans", unquote(ident))
+        if record is None or _is_plan(record) != plan:
+            raise self.not_found(what, unquote(ident))
+        return record
 
     def _retrieve_coupon(self, request: Request, ident: str) -> dict:
         return {"coupon": self.render.coupon(self._get("coupons", ident, "coupon"))}
@@ -861,10 +876,12 @@ class ChargebeeEmulator(Emulator):
                 "subscription_items[item_price_id][1]", "only one plan item price is allowed"
             )
         plan = self.store.get("plans", ids[0])
-        if plan is None:
+        if plan is None or (plan_param == "plan_id" and not _is_plan(plan)):
             raise _missing_reference(
                 plan_param, "plan" if plan_param == "plan_id" else "item price", ids[0]
             )
+        if not _is_plan(plan):
+            raise _param_error(plan_param, "the sandbox changes the plan item only")
         current = self.store.get("plans", sub["plan_id"])
         if plan["currency"] != current["currency"]:
             raise _param_error(

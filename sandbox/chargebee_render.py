@@ -14,6 +14,20 @@ Mapping choices that the neutral scenario does not state directly:
   carries `plan_id`, `plan_quantity`, `plan_unit_price`, `plan_amount`; coupons state
   `plan_constraint`/`addon_constraint` instead of `item_constraints`; invoice lines name
   the `plan`.
+- Scenario plans of kind addon and charge: on 2.0 items of that `type` (`metered` for a
+  metered one) whose item prices a subscription lists among its `subscription_items` with
+  their `item_type`; a charge is listed as charged once on the subscription's creation
+  (`charge_on_event`, `charge_once`). On 1.0 add-ons (`/addons`): recurring ones in the
+  subscription's `addons`, charges (`charge_type` non_recurring) in its
+  `event_based_addons`. 1.0 has no metered add-on: under its metered billing, usage is
+  added to the renewal invoice as a non-recurring add-on, so a metered add-on is a
+  non-recurring `/addons` entry that no subscription lists.
+- Pricing: the API's `pricing_model` is flat_fee, per_unit, tiered, volume or stairstep;
+  tiers run from `starting_unit` to the inclusive `ending_unit` (absent on the last) and
+  carry one `price`: per unit (`pricing_type` per_unit), the tier's fixed amount
+  (`pricing_type` flat_fee), or, on stairstep, the step's price. A scenario package price
+  is a tiered price of one `package` tier (`package_size` units per `price`), the only way
+  the API states packages.
 - A subscription's neutral `activated_at` (start of paid or trial service) is Chargebee's
   `started_at`, or `start_date` while it is `future`; Chargebee's own `activated_at` is when
   it became active (the trial end, if there was a trial).
@@ -43,6 +57,18 @@ SUBSCRIPTION_STATUS = {
     "past_due": "active",
     "unpaid": "active",
 }
+# The 1.0 add-on `type` of each pricing model.
+ADDON_TYPE = {
+    "per_unit": "quantity",
+    "flat_fee": "on_off",
+    "package": "tiered",
+    "tiered": "tiered",
+    "volume": "volume",
+    "stairstep": "stairstep",
+}
+TIER_MODELS = ("tiered", "volume", "stairstep")
+# A one-time charge is charged when the subscription is created, once.
+CHARGE_EVENT = "subscription_creation"
 INVOICE_STATUS = {"paid": "paid", "open": "payment_due", "void": "voided"}
 COUPON_DURATION = {"once": "one_time", "forever": "forever", "repeating": "limited_period"}
 # Billing periods per month, to normalise a price to monthly recurring revenue.
@@ -75,6 +101,77 @@ def compact(fields: dict) -> dict:
 
 def subscription_status(sub: dict, now: datetime) -> str:
     return SUBSCRIPTION_STATUS[neutral_status(sub, now)]
+
+
+def is_recurring(plan: dict) -> bool:
+    """Billed every period on the subscription: a licensed plan or add-on (a metered
+    price bills usage, a charge bills once)."""
+    return plan["kind"] != "charge" and plan["usage_type"] == "licensed"
+
+
+def item_amount(plan: dict, quantity: int) -> Decimal:
+    """What a licensed item bills per period at `quantity`, major units, by its pricing
+    model (tiered: each tier's units at its price; volume/stairstep: the tier holding
+    `quantity`)."""
+    unit, model = plan["unit_amount"], plan["pricing_model"]
+    if model == "per_unit":
+        return unit * quantity
+    if model == "flat_fee":
+        return unit
+    if model == "package":
+        return unit * -(-quantity // plan["package_size"])
+    total, above = Decimal(0), 0
+    for tier in plan["tiers"]:
+        up_to = tier["up_to"]
+        if model == "tiered" and quantity > above:
+            total += tier["unit_amount"] * (min(quantity, up_to or quantity) - above)
+            total += tier["flat_amount"]
+        elif quantity > above and (up_to is None or quantity <= up_to):
+            return tier["unit_amount"] * quantity + tier["flat_amount"]
+        above = up_to or above
+    return total
+
+
+def pricing(plan: dict) -> dict:
+    """`pricing_model` with `price` or `tiers`, as item prices, plans and add-ons state them."""
+    model, currency = plan["pricing_model"], plan["currency"]
+    if model == "package":
+        tier = {
+            "starting_unit": 1,
+            "price": minor_units(plan["unit_amount"], currency),
+            "pricing_type": "package",
+            "package_size": plan["package_size"],
+        }
+        return {"pricing_model": "tiered", "tiers": [tier]}
+    if model not in TIER_MODELS:
+        return {"pricing_model": model, "price": minor_units(plan["unit_amount"], currency)}
+    return {"pricing_model": model, "tiers": _tiers(plan)}
+
+
+def _tiers(plan: dict) -> list[dict]:
+    """Tiers from unit 1 up; a tier has one price, so a scenario tier with both a unit and
+    a flat amount has no Chargebee equivalent (the scenario is refused loudly)."""
+    tiers, start, stairstep = [], 1, plan["pricing_model"] == "stairstep"
+    for tier in plan["tiers"]:
+        unit, flat = tier["unit_amount"], tier["flat_amount"]
+        if stairstep:
+            price, pricing_type = flat, None
+        elif unit and flat:
+            raise ValueError(f"{plan['plan_id']}: a Chargebee tier has a unit or a flat price")
+        else:
+            price, pricing_type = (flat, "flat_fee") if flat else (unit, "per_unit")
+        tiers.append(
+            compact(
+                {
+                    "starting_unit": start,
+                    "ending_unit": tier["up_to"],
+                    "price": minor_units(price, plan["currency"]),
+                    "pricing_type": pricing_type,
+                }
+            )
+        )
+        start = (tier["up_to"] or 0) + 1
+    return tiers
 
 
 class ChargebeeRenderer:
@@ -123,6 +220,8 @@ class ChargebeeRenderer:
                     {
                         "item_id": plan["product_id"],
                         "name": plan["product_name"],
+                        "type": plan["kind"],
+                        "metered": plan["usage_type"] == "metered",
                         "created_at": plan["created_at"],
                         "updated_at": plan["updated_at"],
                         "version": plan["version"],
@@ -140,20 +239,22 @@ class ChargebeeRenderer:
             "name": item["name"],
             "external_name": item["name"],
             "status": "active",
-            "type": "plan",
+            "type": item["type"],
             "item_family_id": "default",
             "is_shippable": False,
             "is_giftable": False,
             "enabled_for_checkout": True,
             "enabled_in_portal": True,
             "item_applicability": "all",
-            "metered": False,
+            "metered": item["metered"],
             "channel": "web",
             "deleted": False,
             **self._stamps(item),
         }
 
     def item_price(self, plan: dict) -> dict:
+        """A charge's price has no billing period: it is charged once."""
+        charge = plan["kind"] == "charge"
         return {
             "id": plan["plan_id"],
             "object": "item_price",
@@ -161,13 +262,15 @@ class ChargebeeRenderer:
             "external_name": plan["product_name"],
             "item_family_id": "default",
             "item_id": plan["product_id"],
-            "item_type": "plan",
+            "item_type": plan["kind"],
             "status": "active",
-            "pricing_model": "per_unit",
-            "price": minor_units(plan["unit_amount"], plan["currency"]),
+            **pricing(plan),
             "currency_code": plan["currency"],
-            "period": plan["interval_count"],
-            "period_unit": plan["interval"],
+            **(
+                {}
+                if charge
+                else {"period": plan["interval_count"], "period_unit": plan["interval"]}
+            ),
             "free_quantity": 0,
             "is_taxable": True,
             "channel": "web",
@@ -183,12 +286,11 @@ class ChargebeeRenderer:
             "object": "plan",
             "name": plan["product_name"],
             "invoice_name": plan["product_name"],
-            "price": minor_units(plan["unit_amount"], plan["currency"]),
+            **pricing(plan),
+            "charge_model": pricing(plan)["pricing_model"],
             "currency_code": plan["currency"],
             "period": plan["interval_count"],
             "period_unit": plan["interval"],
-            "pricing_model": "per_unit",
-            "charge_model": "per_unit",
             "free_quantity": 0,
             "status": "active",
             "enabled_in_hosted_pages": True,
@@ -197,6 +299,32 @@ class ChargebeeRenderer:
             "is_shippable": False,
             "giftable": False,
             "taxable": True,
+            **self._stamps(plan),
+        }
+
+    def addon(self, plan: dict) -> dict:
+        """The Product Catalog 1.0 view of an add-on or charge (`/addons`): recurring when
+        billed every period, else non_recurring (a charge, or metered usage)."""
+        recurring = is_recurring(plan)
+        return {
+            "id": plan["plan_id"],
+            "object": "addon",
+            "name": plan["product_name"],
+            "invoice_name": plan["product_name"],
+            "type": ADDON_TYPE[plan["pricing_model"]],
+            "charge_type": "recurring" if recurring else "non_recurring",
+            **pricing(plan),
+            "currency_code": plan["currency"],
+            **(
+                {"period": plan["interval_count"], "period_unit": plan["interval"]}
+                if recurring
+                else {"period_unit": "not_applicable"}
+            ),
+            "status": "active",
+            "enabled_in_portal": True,
+            "is_shippable": False,
+            "taxable": True,
+            "channel": "web",
             **self._stamps(plan),
         }
 
@@ -267,7 +395,6 @@ class ChargebeeRenderer:
         status = subscription_status(sub, now)
         future = status == "future"
         term_start, term_end = current_period(sub, plan, now)
-        unit_price = minor_units(plan["unit_amount"], plan["currency"])
         ends = status in ("cancelled", "non_renewing")
         pause_date, resume_date = self._pause_window(sub, now)
         return compact(
@@ -279,7 +406,7 @@ class ChargebeeRenderer:
                 "currency_code": plan["currency"],
                 "billing_period": plan["interval_count"],
                 "billing_period_unit": plan["interval"],
-                **self._plan_fields(plan, sub["quantity"], unit_price),
+                **self._item_fields(sub, future),
                 "coupons": self._applied_coupons(sub, future),
                 "auto_collection": "on",
                 "channel": "web",
@@ -299,33 +426,98 @@ class ChargebeeRenderer:
                 "cancel_schedule_created_at": epoch(self._cancel_requested_at(sub, status)),
                 "pause_date": epoch(pause_date),
                 "resume_date": epoch(resume_date),
-                "mrr": self._mrr(sub, plan, status, unit_price, now),
+                "mrr": self._mrr(sub, plan, status, now),
                 **self._dues(sub),
                 "deleted": False,
                 **self._stamps(sub),
             }
         )
 
-    def _plan_fields(self, plan: dict, quantity: int, unit_price: int) -> dict:
-        """The subscription's plan: `plan_*` attributes on 1.0, a plan item on 2.0."""
-        if self.catalog == "1.0":
-            return {
-                "plan_id": plan["plan_id"],
-                "plan_quantity": quantity,
-                "plan_unit_price": unit_price,
-                "plan_amount": unit_price * quantity,
-                "plan_free_quantity": 0,
+    def _lines(self, sub: dict) -> list[tuple[dict, int]]:
+        """(price, quantity) of everything the subscription holds: its plan, then `items`."""
+        extra = [(self.store.get("plans", i["plan_id"]), i["quantity"]) for i in sub["items"] or ()]
+        return [(self.store.get("plans", sub["plan_id"]), sub["quantity"]), *extra]
+
+    def _item_fields(self, sub: dict, future: bool) -> dict:
+        """What the subscription holds, in its catalog's terms: 2.0 `subscription_items`
+        (plan first); 1.0 the `plan_*` attributes, `addons` and `event_based_addons`."""
+        (plan, quantity), *extra = self._lines(sub)
+        if self.catalog == "2.0":
+            items = [self._subscription_item(p, q) for p, q in self._lines(sub)]
+            charged = [
+                {"item_price_id": p["plan_id"], "last_charged_at": epoch(sub["created_at"])}
+                for p, _ in extra
+                if p["kind"] == "charge" and not future
+            ]
+            return {"subscription_items": items, "charged_items": charged or None}
+        unit_price = minor_units(plan["unit_amount"], plan["currency"])
+        fields = {
+            "plan_id": plan["plan_id"],
+            "plan_quantity": quantity,
+            "plan_unit_price": unit_price,
+            "plan_amount": unit_price * quantity,
+            "plan_free_quantity": 0,
+        }
+        addons = [self._attached_addon(p, q) for p, q in extra if is_recurring(p)]
+        charges = [self._event_based_addon(p, q) for p, q in extra if p["kind"] == "charge"]
+        charged = [
+            {"id": p["plan_id"], "last_charged_at": epoch(sub["created_at"])}
+            for p, _ in extra
+            if p["kind"] == "charge" and not future
+        ]
+        return fields | {
+            "addons": addons or None,
+            "event_based_addons": charges or None,
+            "charged_event_based_addons": charged or None,
+        }
+
+    @staticmethod
+    def _priced(plan: dict, quantity: int) -> dict:
+        """quantity, unit_price and amount of a licensed item, as the API states them: a
+        flat fee has no quantity, a tier model no unit price (its tiers price it)."""
+        currency, model = plan["currency"], plan["pricing_model"]
+        amount = minor_units(item_amount(plan, quantity), currency)
+        if model in TIER_MODELS or model == "package":
+            return {"quantity": quantity, "amount": amount}
+        unit_price = minor_units(plan["unit_amount"], currency)
+        if model == "flat_fee":
+            return {"unit_price": unit_price, "amount": amount}
+        return {"quantity": quantity, "unit_price": unit_price, "amount": amount}
+
+    def _subscription_item(self, plan: dict, quantity: int) -> dict:
+        """One 2.0 subscription item: a metered one states its unit price only (its amount
+        comes from usage); a charge is charged on the subscription's creation, once."""
+        if plan["usage_type"] == "metered":
+            priced = {"unit_price": minor_units(plan["unit_amount"], plan["currency"])}
+        else:
+            priced = self._priced(plan, quantity)
+        if plan["kind"] == "charge":
+            priced |= {
+                "charge_on_option": "on_event",
+                "charge_on_event": CHARGE_EVENT,
+                "charge_once": True,
             }
-        item = {
+        return {
             "item_price_id": plan["plan_id"],
-            "item_type": "plan",
-            "quantity": quantity,
-            "unit_price": unit_price,
-            "amount": unit_price * quantity,
+            "item_type": plan["kind"],
+            **priced,
             "free_quantity": 0,
             "object": "subscription_item",
         }
-        return {"subscription_items": [item]}
+
+    def _attached_addon(self, plan: dict, quantity: int) -> dict:
+        return {"id": plan["plan_id"], **self._priced(plan, quantity), "object": "addon"}
+
+    @staticmethod
+    def _event_based_addon(plan: dict, quantity: int) -> dict:
+        return {
+            "id": plan["plan_id"],
+            "quantity": quantity,
+            "unit_price": minor_units(plan["unit_amount"], plan["currency"]),
+            "on_event": CHARGE_EVENT,
+            "charge_once": True,
+            "object": "event_based_addon",
+        }
 
     @staticmethod
     def _became_active_at(sub: dict, status: str, now: datetime) -> datetime | None:
@@ -390,12 +582,14 @@ class ChargebeeRenderer:
             )
         ]
 
-    def _mrr(self, sub: dict, plan: dict, status: str, unit_price: int, now: datetime) -> int:
+    def _mrr(self, sub: dict, plan: dict, status: str, now: datetime) -> int:
         """Monthly recurring revenue in minor units: what an active or non-renewing
-        subscription brings per month after a lasting discount; 0 otherwise."""
+        subscription's plan and recurring add-ons bring per month after a lasting discount
+        (metered usage and one-time charges are not recurring revenue); 0 otherwise."""
         if status not in ("active", "non_renewing"):
             return 0
-        per_period = Decimal(unit_price * sub["quantity"])
+        recurring = sum(item_amount(p, q) for p, q in self._lines(sub) if is_recurring(p))
+        per_period = Decimal(minor_units(recurring, plan["currency"]))
         coupon = self.store.get("coupons", sub["coupon_id"]) if sub["coupon_id"] else None
         if coupon is not None and self._discount_applies(coupon, sub, now):
             if coupon["percent_off"] is not None:

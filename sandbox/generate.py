@@ -208,7 +208,7 @@ _EXTRAS = {
 _RENDERS_ITEMS = {
     "stripe": True,
     "recurly": True,
-    "chargebee": False,
+    "chargebee": True,
 }
 VARIETY_SYSTEMS = frozenset(system for system, on in _RENDERS_ITEMS.items() if on)
 # Share of subscriptions on a monthly USD plan that carry extra items.

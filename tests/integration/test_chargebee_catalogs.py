@@ -80,19 +80,29 @@ def test_both_catalogs_extract_and_model_the_same_facts(
     raw_v1 = _rows(v1, "select plan_id, plan_quantity from raw_chargebee.subscriptions")
     assert raw_v1 and all(plan for plan, _ in raw_v1)
 
-    # The same conformed rows; products differ by nature (1.0 has no items).
+    # The same conformed rows; products differ by nature (1.0 has no items), and so do
+    # metered add-ons: 1.0 bills usage as non-recurring add-ons on the renewal invoice, so
+    # only a 2.0 subscription lists them.
+    licensed = "usage_type = 'licensed'"
+    metered = _rows(v2, f"select price_id from staging.stg_chargebee__prices where not {licensed}")
+    assert metered
     for sql in (
         "select * from staging.stg_chargebee__subscriptions",
-        f"select {ITEM_COLUMNS} from staging.stg_chargebee__subscription_items",
+        f"select {ITEM_COLUMNS} from staging.stg_chargebee__subscription_items where {licensed}",
         'select billing_system, plan_id, currency, unit_amount_local, "interval", '
-        "interval_count from staging.stg_chargebee__plans",
+        "interval_count from staging.stg_chargebee__plans "
+        f"where plan_id not in ({', '.join(repr(price_id) for (price_id,) in metered)})",
         f"select {ITEM_COLUMNS} from intermediate.int_subscription_items "
-        f"where billing_system = '{CB}'",
+        f"where billing_system = '{CB}' and {licensed}",
     ):
         got_v1, got_v2 = _rows(v1, sql), _rows(v2, sql)
         assert got_v1 == got_v2 and got_v1, sql
+    usage = "select usage_type, count(*) from staging.stg_chargebee__subscription_items group by 1"
+    assert "metered" not in dict(_rows(v1, usage)) and dict(_rows(v2, usage))["metered"] > 0
     items = _rows(v1, "select item_type, quantity from staging.stg_chargebee__subscription_items")
-    assert {t for t, _ in items} == {"plan"} and all(q >= 1 for _, q in items)
+    assert {t for t, _ in items} == {"plan", "addon", "charge"} and all(q >= 1 for _, q in items)
+    tiers = "select price_id, count(*) from staging.stg_chargebee__price_tiers group by 1"
+    assert _rows(v1, tiers) == _rows(v2, tiers) and _rows(v1, tiers)
 
     for database in (v1, v2):
         assert_marts_match_the_facts(generated, database)

@@ -152,7 +152,23 @@ def test_first_run_loads_every_record_once_with_api_values(clean):
         3,
         "month",
     )
-    assert set(rows(snap, "items")) == {"basic", "pro", "team", "digest"}
+    items = rows(snap, "items")
+    assert set(items) == {p["product_id"] for p in scenario.for_system("plans", CB)}
+    kinds = {k: (v["type"], v["metered"]) for k, v in items.items()}
+    assert (
+        kinds.items()
+        >= {
+            "pro": ("plan", False),
+            "setup-fee": ("charge", False),
+            "api-calls": ("addon", True),
+        }.items()
+    )
+    volume = orjson.loads(prices["Seats-volume-Monthly-Usd"]["tiers"])
+    assert prices["Seats-volume-Monthly-Usd"]["pricing_model"] == "volume"
+    assert [(t["starting_unit"], t.get("ending_unit"), t["price"]) for t in volume] == [
+        (1, 10, 900),
+        (11, None, 700),
+    ]
     coupons = rows(snap, "coupons")
     assert coupons["SAVE50"]["discount_percentage"] == 50.0
     assert coupons["SAVE50"]["duration_type"] == "limited_period"
@@ -163,7 +179,9 @@ def test_first_run_loads_every_record_once_with_api_values(clean):
         assert row["status"] == SUBSCRIPTION_STATUS[neutral_status(sub, AS_OF)]
         assert row["customer_id"] == sub["customer_id"]
         items = orjson.loads(row["subscription_items"])
-        assert [i["item_price_id"] for i in items] == [sub["plan_id"]]
+        extra = [i["plan_id"] for i in sub["items"] or ()]
+        assert [i["item_price_id"] for i in items] == [sub["plan_id"], *extra]
+        assert items[0]["item_type"] == "plan"
     assert {r["status"] for r in subs.values()} >= {"active", "cancelled", "in_trial", "paused"}
 
     invoices = rows(snap, "invoices")

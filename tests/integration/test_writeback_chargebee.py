@@ -364,3 +364,59 @@ def test_catalog_1_0_dry_run_and_a_2_0_call_refused(sandbox_v1, monkeypatch):
 def test_product_catalog_setting_is_checked():
     with pytest.raises(ValueError, match="product_catalog"):
         ChargebeeWriter(DEFAULT_API_KEY, site="acme", product_catalog="1.0")
+
+
+# --------------------------------------------------------------------------- multi-item
+
+ADDON, CHARGE = "Seats-Addon", "Setup-Charge"
+
+
+def _with_items(doc: dict) -> dict:
+    """The scenario with a recurring add-on and a one-time charge on the live subscription."""
+    plans = [
+        {
+            **next(p for p in doc["plans"] if p["plan_id"] == PRO),
+            "plan_id": plan_id,
+            "product_id": plan_id.lower(),
+            "kind": kind,
+            "pricing_model": model,
+            "unit_amount": amount,
+        }
+        for plan_id, kind, model, amount in (
+            (ADDON, "addon", "per_unit", "7.00"),
+            (CHARGE, "charge", "flat_fee", "50.00"),
+        )
+    ]
+    live = subscription_id(CB, "live")
+    subs = [
+        s | {"items": [{"plan_id": ADDON, "quantity": 4}, {"plan_id": CHARGE, "quantity": 1}]}
+        if s["subscription_id"] == live
+        else s
+        for s in doc["subscriptions"]
+    ]
+    return doc | {"plans": doc["plans"] + plans, "subscriptions": subs}
+
+
+@pytest.mark.parametrize("catalog", ["2.0", "1.0"])
+def test_plan_change_on_a_multi_item_subscription_swaps_the_plan_only(serve_scenario, catalog):
+    """The plan item is replaced; the add-on and the charge stay as they were (on 1.0 in
+    `addons` and `event_based_addons`)."""
+    doc = _with_items(scenario((CB,))) | {"chargebee_product_catalog": catalog}
+    sandbox = serve_scenario(doc, systems=(CB,))
+    writer = ChargebeeWriter(DEFAULT_API_KEY, base_url=sandbox.urls[CB])
+    act = action("plan_change")
+    before = writer.read(act.subscription_id)
+    assert _plan_of(before) == (PRO, 1) and writer.already_done(act, before) is None
+    writer.send(writer.request(act, before), "key-multi")
+    after = writer.read(act.subscription_id)
+    assert _plan_of(after) == (BASIC, 1) and writer.already_done(act, after)
+    if catalog == "2.0":
+        others = [i for i in after["subscription_items"] if i["item_type"] != "plan"]
+        assert [(i["item_price_id"], i["item_type"], i.get("quantity")) for i in others] == [
+            (ADDON, "addon", 4),
+            (CHARGE, "charge", None),
+        ]
+    else:
+        assert [(a["id"], a["quantity"]) for a in after["addons"]] == [(ADDON, 4)]
+        assert [a["id"] for a in after["event_based_addons"]] == [CHARGE]
+    assert after["mrr"] == 1900 + 4 * 700  # the charge is not recurring revenue

@@ -45,7 +45,8 @@
             cast(currency_code as varchar) as currency_code,
             cast(coalesce(pricing_model, {{ col(c, 'charge_model') }}) as varchar) as pricing_model,
             {{ col(c, 'price', 'bigint') }} as price,
-            cast({{ col(c, 'period_unit') }} as varchar) as period_unit,
+            -- a non-recurring add-on's period_unit is not_applicable: it has none
+            cast(nullif({{ col(c, 'period_unit') }}, 'not_applicable') as varchar) as period_unit,
             cast({{ col(c, 'period', 'bigint') }} as integer) as period,
             false as metered,
             cast({{ col(c, 'tiers') }} as varchar) as tiers,
