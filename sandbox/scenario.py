@@ -542,6 +542,14 @@ def _check_pricing(w: Callable[[str], str], r: dict, p: _Problems) -> None:
     for n, tier in enumerate(r["tiers"] or [], start=1):
         for amount in ("unit_amount", "flat_amount"):
             _check_money_places(w(f"tiers[{n}].{amount}"), tier[amount], r, p)
+        if r["pricing_model"] == "stairstep" and tier["unit_amount"]:
+            p.add(w(f"tiers[{n}].unit_amount"), "must be 0: a step's price is its flat_amount")
+        if (
+            r["billing_system"] == "recurly"
+            and r["pricing_model"] != "stairstep"
+            and tier["flat_amount"]
+        ):
+            p.add(w(f"tiers[{n}].flat_amount"), "must be 0: a Recurly tier has one per-unit price")
 
 
 def _check_coupons(s: Scenario, p: _Problems) -> None:
@@ -607,6 +615,8 @@ def _check_items(w: Callable[[str], str], r: dict, plans: dict, p: _Problems) ->
             p.add(where, f"{item['plan_id']!r} is on the subscription twice")
         elif plan["currency"] != main["currency"]:
             p.add(where, f"is in {plan['currency']}, the plan in {main['currency']}")
+        elif system == "recurly" and plan["kind"] == "plan":
+            p.add(where, "a Recurly subscription has one plan: further items are add-ons")
         elif plan["kind"] != "charge" and (plan["interval"], plan["interval_count"]) != (
             main["interval"],
             main["interval_count"],

@@ -382,3 +382,35 @@ def test_items_and_tiers_parse_with_their_defaults():
 def test_broken_items_and_tiers_are_named(extras, items, expected):
     problems = problems_of(_with_extras(*extras, items=items))
     assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_what_recurly_cannot_spell_is_refused():
+    doc = copy.deepcopy(BASE)
+    recurly = {**doc["plans"][1], "currency": "USD", "unit_amount": "0"}
+    doc["fx_rates"]["USD"] = "1"
+    doc["plans"] += [
+        {**recurly, "plan_id": "second-plan", "unit_amount": "5"},
+        {
+            **recurly,
+            "plan_id": "steps",
+            "kind": "addon",
+            "pricing_model": "stairstep",
+            "tiers": [{"up_to": 5, "unit_amount": "1", "flat_amount": "10"}, {"up_to": None}],
+        },
+        {
+            **recurly,
+            "plan_id": "graduated",
+            "kind": "addon",
+            "pricing_model": "tiered",
+            "tiers": [{"up_to": 5, "unit_amount": "1", "flat_amount": "10"}, {"up_to": None}],
+        },
+    ]
+    problems = problems_of(doc)
+    assert (
+        "plans[3] (recurly steps).tiers[1].unit_amount: must be 0: a step's price is its flat_amount"
+        in problems
+    )
+    assert (
+        "plans[4] (recurly graduated).tiers[1].flat_amount: must be 0: a Recurly tier has one per-unit price"
+        in problems
+    )
