@@ -8,11 +8,12 @@ import json
 from datetime import datetime
 
 import pytest
-from chargebee import APIError
+from chargebee import APIError, InvalidRequestError
 from chargebee.environment import Environment
 from chargebee.retry_config import RetryConfig
 
 from dlt_sources.chargebee.helpers import CLASSIFIER
+from dlt_sources.clients import chargebee_client
 from orchestration.writebacks.systems.base import ACTION_TYPES, Action
 from orchestration.writebacks.systems.chargebee import QUANTITY_PLACEHOLDER, ChargebeeWriter
 from sandbox.server import DEFAULT_API_KEY, FaultConfig
@@ -420,3 +421,11 @@ def test_plan_change_on_a_multi_item_subscription_swaps_the_plan_only(serve_scen
         assert [(a["id"], a["quantity"]) for a in after["addons"]] == [(ADDON, 4)]
         assert [a["id"] for a in after["event_based_addons"]] == [CHARGE]
     assert after["mrr"] == 1900 + 4 * 700  # the charge is not recurring revenue
+    if catalog == "2.0":
+        client = chargebee_client(DEFAULT_API_KEY, base_url=sandbox.urls[CB])
+        with pytest.raises(InvalidRequestError) as addon_as_plan:
+            client.Subscription.update_for_items(
+                act.subscription_id, {"subscription_items": [{"item_price_id": ADDON}]}
+            )
+        assert addon_as_plan.value.param == "subscription_items[item_price_id][0]"
+        assert _plan_of(writer.read(act.subscription_id)) == (BASIC, 1)
