@@ -550,6 +550,8 @@ def _check_pricing(w: Callable[[str], str], r: dict, p: _Problems) -> None:
             and tier["flat_amount"]
         ):
             p.add(w(f"tiers[{n}].flat_amount"), "must be 0: a Recurly tier has one per-unit price")
+        if r["billing_system"] == "chargebee" and tier["unit_amount"] and tier["flat_amount"]:
+            p.add(w(f"tiers[{n}]"), "a Chargebee tier has one price: per unit or flat, not both")
 
 
 def _check_coupons(s: Scenario, p: _Problems) -> None:

@@ -414,3 +414,21 @@ def test_what_recurly_cannot_spell_is_refused():
         "plans[4] (recurly graduated).tiers[1].flat_amount: must be 0: a Recurly tier has one per-unit price"
         in problems
     )
+
+
+def test_a_chargebee_tier_has_one_price():
+    doc = copy.deepcopy(BASE)
+    doc["plans"].append(
+        {
+            **doc["plans"][0],
+            "billing_system": "chargebee",
+            "plan_id": "Seats",
+            "unit_amount": "0",
+            "pricing_model": "volume",
+            "tiers": [{"up_to": 5, "unit_amount": "1", "flat_amount": "10"}, {"up_to": None}],
+        }
+    )
+    assert (
+        "plans[2] (chargebee Seats).tiers[1]: a Chargebee tier has one price: per unit or flat, not both"
+        in problems_of(doc)
+    )
