@@ -10,58 +10,19 @@ import pytest
 
 from dlt_sources.clients import chargebee_client, recurly_client, stripe_client
 from sandbox.server import DEFAULT_API_KEY
+from tests.small_scenarios import one_subscription_per_system
 
 pytestmark = pytest.mark.integration
 AS_OF = datetime(2026, 6, 30, tzinfo=UTC)
 ENDS = datetime(2026, 7, 5, tzinfo=UTC)
 
 
-def _scenario() -> dict:
-    doc = {"as_of": "2026-06-30T00:00:00Z", "reporting_currency": "USD", "fx_rates": {"USD": "1"}}
-    for key in ("plans", "customers", "subscriptions"):
-        doc[key] = []
-    for system, plan, customer, sub in (
-        ("stripe", "price_m", "cus_1", "sub_1"),
-        ("recurly", "pro-m", "acct-1", "rsub1"),
-        ("chargebee", "Pro-USD-Monthly", "cb-cust-1", "cb-sub-1"),
-    ):
-        doc["plans"].append(
-            {
-                "billing_system": system,
-                "plan_id": plan,
-                "product_id": "pro",
-                "product_name": "Pro",
-                "currency": "USD",
-                "unit_amount": "10.00",
-                "interval": "month",
-                "interval_count": 1,
-            }
-        )
-        doc["customers"].append(
-            {
-                "billing_system": system,
-                "customer_id": customer,
-                "created_at": "2026-01-05T00:00:00Z",
-            }
-        )
-        doc["subscriptions"].append(
-            {
-                "billing_system": system,
-                "subscription_id": sub,
-                "customer_id": customer,
-                "plan_id": plan,
-                "quantity": 1,
-                "created_at": "2026-01-05T00:00:00Z",
-                "activated_at": "2026-01-05T00:00:00Z",
-                "canceled_at": "2026-06-20T00:00:00Z",
-                "ended_at": "2026-07-05T00:00:00Z",
-            }
-        )
-    return doc
-
-
 def test_a_scheduled_cancel_taking_effect_is_visible_to_incremental_reads(serve_scenario):
-    sandbox = serve_scenario(_scenario())
+    sandbox = serve_scenario(
+        one_subscription_per_system(
+            canceled_at="2026-06-20T00:00:00Z", ended_at="2026-07-05T00:00:00Z"
+        )
+    )
     stripe = stripe_client(DEFAULT_API_KEY, sandbox.urls["stripe"])
     recurly = recurly_client(DEFAULT_API_KEY, sandbox.urls["recurly"])
     chargebee = chargebee_client(DEFAULT_API_KEY, base_url=sandbox.urls["chargebee"])
@@ -91,10 +52,7 @@ def test_a_scheduled_cancel_taking_effect_is_visible_to_incremental_reads(serve_
 def test_a_renewal_is_visible_to_incremental_reads(serve_scenario):
     """A new billing period changes the subscription (its current period): Stripe sends
     `customer.subscription.updated`, Recurly and Chargebee stamp updated_at, every period."""
-    doc = _scenario()
-    for sub in doc["subscriptions"]:
-        sub["canceled_at"] = sub["ended_at"] = None
-    sandbox = serve_scenario(doc)
+    sandbox = serve_scenario(one_subscription_per_system())
     stripe = stripe_client(DEFAULT_API_KEY, sandbox.urls["stripe"])
     recurly = recurly_client(DEFAULT_API_KEY, sandbox.urls["recurly"])
     chargebee = chargebee_client(DEFAULT_API_KEY, base_url=sandbox.urls["chargebee"])

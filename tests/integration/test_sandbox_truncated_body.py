@@ -21,6 +21,7 @@ import orjson
 import pytest
 
 from sandbox.server import DEFAULT_API_KEY
+from tests.small_scenarios import one_subscription_per_system
 
 pytestmark = pytest.mark.integration
 
@@ -89,47 +90,6 @@ WRITES = [
 ]
 
 
-def _scenario() -> dict:
-    doc = {"as_of": "2026-06-30T00:00:00Z", "reporting_currency": "USD", "fx_rates": {"USD": "1"}}
-    doc["plans"], doc["customers"], doc["subscriptions"] = [], [], []
-    for system, plan, customer, sub in (
-        ("stripe", "price_m", "cus_1", "sub_1"),
-        ("recurly", "pro-m", "acct-1", "rsub1"),
-        ("chargebee", "Pro-USD-Monthly", "cb-cust-1", "cb-sub-1"),
-    ):
-        doc["plans"].append(
-            {
-                "billing_system": system,
-                "plan_id": plan,
-                "product_id": "pro",
-                "product_name": "Pro",
-                "currency": "USD",
-                "unit_amount": "10.00",
-                "interval": "month",
-                "interval_count": 1,
-            }
-        )
-        doc["customers"].append(
-            {
-                "billing_system": system,
-                "customer_id": customer,
-                "created_at": "2026-01-05T00:00:00Z",
-            }
-        )
-        doc["subscriptions"].append(
-            {
-                "billing_system": system,
-                "subscription_id": sub,
-                "customer_id": customer,
-                "plan_id": plan,
-                "quantity": 1,
-                "created_at": "2026-01-05T00:00:00Z",
-                "activated_at": "2026-01-05T00:00:00Z",
-            }
-        )
-    return doc
-
-
 def _send_half(url: str, write: Write) -> None:
     """Headers promising the whole body, then half of it, then the connection closes."""
     parts = urlsplit(url)
@@ -174,7 +134,7 @@ def _wait_for_log(emulator, fault: str) -> dict:
 
 @pytest.mark.parametrize("write", WRITES, ids=[w.system for w in WRITES])
 def test_a_body_cut_short_is_never_applied_and_its_key_stays_free(serve_scenario, write):
-    sandbox = serve_scenario(_scenario())
+    sandbox = serve_scenario(one_subscription_per_system())
     url, emulator = sandbox.urls[write.system], sandbox.emulator(write.system)
     before = _read(url, write)
     assert before != write.expected
@@ -196,7 +156,7 @@ def test_a_stalled_body_times_out_as_a_dropped_connection(serve_scenario, monkey
     body timeout; the write is not applied."""
     monkeypatch.setattr("sandbox.server.BODY_TIMEOUT_SECONDS", 0.3)
     write = WRITES[0]
-    sandbox = serve_scenario(_scenario())
+    sandbox = serve_scenario(one_subscription_per_system())
     url = sandbox.urls[write.system]
     parts = urlsplit(url)
     head = [f"{write.method} {write.path} HTTP/1.1", f"Host: {parts.hostname}"]
