@@ -129,6 +129,17 @@ def _plan_changed(sub) -> None:
     assert sub["items"].data[0].price.id == BASIC
 
 
+ACTION_IDS = [
+    "cancel_period_end",
+    "cancel_immediately",
+    "pause",
+    "discount",
+    "extension",
+    "extension_trial_end",
+    "plan",
+]
+
+
 @pytest.mark.parametrize(
     ("act", "check"),
     [
@@ -140,15 +151,7 @@ def _plan_changed(sub) -> None:
         (action("extension", **EXTENSION, method="trial_end"), _extended_by_trial),
         (action("plan_change"), _plan_changed),
     ],
-    ids=[
-        "cancel_period_end",
-        "cancel_immediately",
-        "pause",
-        "discount",
-        "extension",
-        "extension_trial_end",
-        "plan",
-    ],
+    ids=ACTION_IDS,
 )
 def test_action_applies_and_then_holds(writer, retrieve, writes, act, check):
     request_id = apply(writer, act)
@@ -376,15 +379,7 @@ def test_read_of_unknown_subscription_is_a_404(writer):
             },
         ),
     ],
-    ids=[
-        "cancel_period_end",
-        "cancel_immediately",
-        "pause",
-        "discount",
-        "extension",
-        "extension_trial_end",
-        "plan",
-    ],
+    ids=ACTION_IDS,
 )
 def test_dry_run_request_is_complete_without_reading(sandbox, writer, act, method, params):
     described = writer.request(act, None).describe()

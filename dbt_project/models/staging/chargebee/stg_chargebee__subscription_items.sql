@@ -42,26 +42,18 @@ listed as (
         'plan', s.plan_id, s.plan_quantity, s.plan_unit_price
     from subscriptions as s
     where s.plan_id is not null
+    -- Product Catalog 1.0: recurring add-ons, and add-ons charged on an event, once
+    {% for column, item_type in [('addons', 'addon'), ('event_based_addons', 'charge')] %}
     union all
-    -- Product Catalog 1.0: recurring add-ons
     select
         s.subscription_id, s.currency_code, s.billing_period_unit, s.billing_period,
-        'addon',
+        '{{ item_type }}',
         cast({{ json_text('e.value', ['id']) }} as varchar),
         cast({{ json_text('e.value', ['quantity']) }} as bigint),
         cast({{ json_text('e.value', ['unit_price']) }} as bigint)
     from subscriptions as s
-    cross join {{ json_elements('s.addons', 'e') }}
-    union all
-    -- Product Catalog 1.0: add-ons charged on an event, once
-    select
-        s.subscription_id, s.currency_code, s.billing_period_unit, s.billing_period,
-        'charge',
-        cast({{ json_text('e.value', ['id']) }} as varchar),
-        cast({{ json_text('e.value', ['quantity']) }} as bigint),
-        cast({{ json_text('e.value', ['unit_price']) }} as bigint)
-    from subscriptions as s
-    cross join {{ json_elements('s.event_based_addons', 'e') }}
+    cross join {{ json_elements('s.' ~ column, 'e') }}
+    {% endfor %}
 ),
 
 priced as (
