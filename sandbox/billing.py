@@ -136,3 +136,21 @@ SUBSCRIPTION_TIME_FIELDS = (
     "paused_at",
     "resumes_at",
 )
+
+
+def subscription_currency(sub: dict, plans: dict[tuple[str, str], dict]) -> str:
+    """The currency a subscription bills in: its own, else its plan's."""
+    if sub.get("currency"):
+        return sub["currency"]
+    return plans[(sub["billing_system"], sub["plan_id"])]["currency"]
+
+
+def plan_in_currency(plan: dict, currency: str) -> dict | None:
+    """The plan as sold in `currency` (its own or a `currency_options` price), None when it
+    has no price there. Emulators render, and the oracle computes, from this one view."""
+    if currency == plan["currency"]:
+        return plan
+    options = plan.get("currency_options") or {}
+    if currency not in options:
+        return None
+    return {**plan, "currency": currency, "unit_amount": options[currency]}

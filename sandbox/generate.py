@@ -913,8 +913,10 @@ def generate(options: GenerateOptions) -> dict[str, pl.DataFrame]:
     for section, frame in frames.items():
         columns = [f.name for f in SCHEMA[section]]
         times = [f.name for f in SCHEMA[section] if f.kind == "ts"]
+        # A field this generator does not draw is left out (null), as a scenario may.
+        frame = frame.with_columns(pl.lit(None).alias(c) for c in columns if c not in frame.columns)
         out[section] = frame.with_columns(
-            _ts(c) for c in times if frame[c].dtype != pl.String
+            _ts(c) for c in times if frame[c].dtype not in (pl.String, pl.Null)
         ).select(columns)
     return out
 

@@ -21,10 +21,15 @@ from typing import Any
 
 import orjson
 
+from sandbox.billing import plan_in_currency, subscription_currency
+
 BILLING_SYSTEMS = ("stripe", "recurly", "chargebee")
 INTERVALS = ("day", "week", "month", "year")
 COUPON_DURATIONS = ("once", "repeating", "forever")
-INVOICE_STATUSES = ("paid", "open", "void")
+# An invoice's life, in neutral words each API spells its own way (draft: not yet issued;
+# open: issued, not yet due; past_due: due and unpaid; uncollectible: given up on).
+INVOICE_STATUSES = ("draft", "open", "past_due", "paid", "uncollectible", "void")
+INVOICE_KINDS = ("charge", "credit")
 DUNNING_STATES = ("past_due", "unpaid")
 ACTIONS = ("canceled", "offer_accepted", "deflected")
 OFFER_TYPES = ("pause", "discount", "extension", "plan_change", "custom")
@@ -107,7 +112,7 @@ class Field:
     """One field of a section: its kind decides parsing, `required` whether null is allowed."""
 
     name: str
-    kind: str  # id | text | ts | money | decimal | int | currency | enum | json | tiers | items
+    kind: str  # id | ids | text | ts | money | money_map | decimal | int | currency | enum | json | tiers | items
     required: bool = False
     doc: str = ""
     choices: tuple[str, ...] = ()
@@ -164,6 +169,13 @@ SCHEMA: dict[str, tuple[Field, ...]] = {
             "with tiered/volume/stairstep: [{up_to, unit_amount, flat_amount}] ascending, "
             "the last up_to null (stairstep: each step's price is its flat_amount)",
         ),
+        _f(
+            "currency_options",
+            "money_map",
+            "Stripe and Recurly: the price in further currencies, {currency: unit_amount} "
+            "(a Chargebee item price has one currency: add a plan per currency)",
+        ),
+        _f("archived_at", "ts", "when the plan was archived: no new sales, subscriptions go on"),
     ),
     "coupons": (
         _SYSTEM,
@@ -181,6 +193,7 @@ SCHEMA: dict[str, tuple[Field, ...]] = {
             False,
             ("account", "subscription"),
         ),
+        _f("deleted_at", "ts", "when the coupon was deleted (expired): redemptions stay"),
     ),
     "customers": (
         _SYSTEM,
@@ -188,6 +201,12 @@ SCHEMA: dict[str, tuple[Field, ...]] = {
         _f("email", "text", "e-mail address"),
         _f("name", "text", "full name"),
         _f("created_at", "ts", "when the customer was created", True),
+        _f(
+            "coupon_id",
+            "id",
+            "Stripe only: a customer-level discount (applies to subscriptions without their own)",
+        ),
+        _f("deleted_at", "ts", "when the customer was deleted (every subscription ended by then)"),
     ),
     "subscriptions": (
         _SYSTEM,
@@ -195,7 +214,9 @@ SCHEMA: dict[str, tuple[Field, ...]] = {
         _f("customer_id", "id", "owning customer of the same system", True),
         _f("plan_id", "id", "plan of the same system", True),
         _f("quantity", "int", "units (>= 1)", True),
-        _f("coupon_id", "id", "applied coupon of the same system"),
+        _f("currency", "currency", "the plan's currency (default) or one of its currency_options"),
+        _f("coupon_id", "id", "applied coupon of the same system (the first, with several)"),
+        _f("extra_coupon_ids", "ids", "further coupons applied after coupon_id, in order"),
         _f("created_at", "ts", "when the subscription was created", True),
         _f("activated_at", "ts", "start of paid or trial service", True),
         _f("trial_start", "ts", "trial start"),
@@ -209,7 +230,21 @@ SCHEMA: dict[str, tuple[Field, ...]] = {
             "items",
             "items",
             "items beyond plan_id: [{plan_id, quantity}] (add-ons, charges, metered or further "
-            "prices) in the plan's currency and, but charges, its billing period",
+            "prices) in the subscription's currency and, but charges, its billing period",
+        ),
+        _f(
+            "term_cycles",
+            "int",
+            "Recurly and Chargebee: billing periods per term (a multi-cycle term that renews)",
+        ),
+        _f("pending_plan_id", "id", "a plan change scheduled for the current period's end"),
+        _f("pending_quantity", "int", "the quantity of that change (default: unchanged)"),
+        _f("deleted_at", "ts", "Chargebee only: the ended subscription was deleted then"),
+        _f(
+            "transferred_at",
+            "ts",
+            "Chargebee only: moved to another business entity then (status transferred; "
+            "ended_at equals it)",
         ),
     ),
     "invoices": (
@@ -219,7 +254,15 @@ SCHEMA: dict[str, tuple[Field, ...]] = {
         _f("subscription_id", "id", "subscription of that customer"),
         _f("currency", "currency", "ISO 4217 code", True),
         _f("total", "money", "invoice total, major units (>= 0)", True),
-        _f("status", "enum", "paid, open or void", True, INVOICE_STATUSES),
+        _f("status", "enum", "where the invoice stands", True, INVOICE_STATUSES),
+        _f(
+            "kind",
+            "enum",
+            "charge (default) or credit (Recurly only: a credit invoice, never money collected)",
+            False,
+            INVOICE_KINDS,
+            "charge",
+        ),
         _f("created_at", "ts", "when the invoice was issued", True),
         _f("paid_at", "ts", "when it was paid: set exactly when status is paid"),
     ),
@@ -367,6 +410,22 @@ def _parse_tiers(value: Any) -> list[dict]:
     return tiers
 
 
+def _parse_money_map(value: Any) -> dict[str, Decimal]:
+    """{currency: "amount"}."""
+    if not isinstance(value, dict) or not value:
+        raise ValueError('must be a non-empty object of currency -> amount, e.g. {"EUR": "45.00"}')
+    return {_parse_currency(code): _parse_money(amount) for code, amount in value.items()}
+
+
+def _parse_ids(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("must be a non-empty array of ids")
+    ids = [_parse_id(v) for v in value]
+    if len(set(ids)) != len(ids):
+        raise ValueError("names an id twice")
+    return ids
+
+
 def _parse_items(value: Any) -> list[dict]:
     """[{plan_id, quantity}]: quantity defaults to 1."""
     if not isinstance(value, list):
@@ -393,6 +452,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "json": _parse_json,
     "tiers": _parse_tiers,
     "items": _parse_items,
+    "money_map": _parse_money_map,
+    "ids": _parse_ids,
 }
 
 
@@ -517,7 +578,37 @@ def _check_plans(s: Scenario, p: _Problems) -> None:
         if r["unit_amount"] is not None and r["unit_amount"] < 0:
             p.add(_where("plans", i, r, "unit_amount"), "must be >= 0")
         _check_money_places(_where("plans", i, r, "unit_amount"), r["unit_amount"], r, p)
-        _check_pricing(lambda name, i=i, r=r: _where("plans", i, r, name), r, p)
+        w = lambda name, i=i, r=r: _where("plans", i, r, name)  # noqa: E731
+        _check_pricing(w, r, p)
+        _check_currency_options(w, r, s, p)
+        _check_past(w, r, "archived_at", s.as_of, p)
+
+
+def _check_currency_options(w: Callable[[str], str], r: dict, s: Scenario, p: _Problems):
+    """Further currencies of one price: Stripe `currency_options`, Recurly `currencies`."""
+    options = r["currency_options"]
+    if not options:
+        return
+    if r["billing_system"] == "chargebee":
+        p.add(
+            w("currency_options"), "a Chargebee item price has one currency: add one per currency"
+        )
+    if r["tiers"] is not None:
+        p.add(w("currency_options"), "are for plans without tiers")
+    for code, amount in options.items():
+        if code == r["currency"]:
+            p.add(w(f"currency_options.{code}"), "is the plan's own currency")
+        if code not in s.fx_rates:
+            p.add(w(f"currency_options.{code}"), f"{code} has no rate in fx_rates")
+        if amount < 0:
+            p.add(w(f"currency_options.{code}"), "must be >= 0")
+        _check_money_places(w(f"currency_options.{code}"), amount, {**r, "currency": code}, p)
+
+
+def _check_past(w: Callable[[str], str], r: dict, name: str, as_of: datetime, p: _Problems):
+    """A deletion or archiving the scenario states has happened by as_of."""
+    if r.get(name) is not None and r[name] > as_of:
+        p.add(w(name), "is after as_of")
 
 
 def _check_pricing(w: Callable[[str], str], r: dict, p: _Problems) -> None:
@@ -566,6 +657,29 @@ def _check_coupons(s: Scenario, p: _Problems) -> None:
         _check_money_places(w("amount_off"), r["amount_off"], r, p)
         if r["duration"] == "repeating" and not r["duration_in_months"]:
             p.add(w("duration_in_months"), "is required when duration is repeating")
+        _check_past(w, r, "deleted_at", s.as_of, p)
+
+
+def _check_customers(s: Scenario, p: _Problems) -> None:
+    """A customer-level coupon is Stripe's; a deleted customer's subscriptions had ended."""
+    coupons = _index(s.coupons, "coupon_id")
+    ends: dict[tuple, list] = {}
+    for sub in s.subscriptions:
+        ends.setdefault((sub["billing_system"], sub["customer_id"]), []).append(sub["ended_at"])
+    for i, r in enumerate(s.customers):
+        w = lambda name, i=i, r=r: _where("customers", i, r, name)  # noqa: E731
+        system = r["billing_system"]
+        if r["coupon_id"] is not None:
+            if system != "stripe":
+                p.add(w("coupon_id"), "is Stripe only (Recurly: an account-level redemption)")
+            elif (system, r["coupon_id"]) not in coupons:
+                p.add(w("coupon_id"), f"unknown coupon {r['coupon_id']!r} in {system}")
+        _check_past(w, r, "deleted_at", s.as_of, p)
+        deleted = r["deleted_at"]
+        if deleted is not None and any(
+            end is None or end > deleted for end in ends.get((system, r["customer_id"]), [])
+        ):
+            p.add(w("deleted_at"), "every subscription of a deleted customer ends by then")
 
 
 def _check_subscriptions(s: Scenario, p: _Problems) -> None:
@@ -597,6 +711,60 @@ def _check_subscriptions(s: Scenario, p: _Problems) -> None:
         if system == "stripe" and r["activated_at"] and r["activated_at"] > s.as_of:
             p.add(w("activated_at"), "is after as_of: Stripe has no future subscriptions")
         _check_items(w, r, plans, p)
+        _check_extra_coupons(w, r, coupons, p)
+        _check_lifecycle(w, r, s.as_of, p)
+        _check_pending(w, r, plans, p)
+
+
+def _check_extra_coupons(w: Callable[[str], str], r: dict, coupons: dict, p: _Problems):
+    extra = r["extra_coupon_ids"] or []
+    if extra and r["coupon_id"] is None:
+        p.add(w("extra_coupon_ids"), "need coupon_id (the first applied)")
+    for n, coupon_id in enumerate(extra, start=1):
+        if (r["billing_system"], coupon_id) not in coupons:
+            p.add(w(f"extra_coupon_ids[{n}]"), f"unknown coupon {coupon_id!r}")
+        elif coupon_id == r["coupon_id"]:
+            p.add(w(f"extra_coupon_ids[{n}]"), "is coupon_id again")
+
+
+def _check_lifecycle(w: Callable[[str], str], r: dict, as_of: datetime, p: _Problems):
+    """Terms, deletion and transfer exist on some systems only, and need an end."""
+    system = r["billing_system"]
+    if r["term_cycles"] is not None:
+        if system == "stripe":
+            p.add(w("term_cycles"), "Stripe has no multi-cycle terms")
+        elif r["term_cycles"] < 1:
+            p.add(w("term_cycles"), "must be >= 1")
+    for name in ("deleted_at", "transferred_at"):
+        if r[name] is None:
+            continue
+        if system != "chargebee":
+            p.add(w(name), "is Chargebee only")
+        _check_past(w, r, name, as_of, p)
+        if r["ended_at"] is None:
+            p.add(w("ended_at"), f"is required with {name}")
+    _check_order(w, r, "ended_at", "deleted_at", p)
+    if r["transferred_at"] is not None and r["transferred_at"] != r["ended_at"]:
+        p.add(w("transferred_at"), "must equal ended_at (service moved on then)")
+
+
+def _check_pending(w: Callable[[str], str], r: dict, plans: dict, p: _Problems):
+    """A scheduled plan change: to a licensed plan sold in the subscription's currency."""
+    if r["pending_plan_id"] is None:
+        if r["pending_quantity"] is not None:
+            p.add(w("pending_quantity"), "needs pending_plan_id")
+        return
+    plan = plans.get((r["billing_system"], r["pending_plan_id"]))
+    if plan is None:
+        p.add(w("pending_plan_id"), f"unknown plan {r['pending_plan_id']!r}")
+    elif plan["kind"] != "plan" or plan["usage_type"] != "licensed":
+        p.add(w("pending_plan_id"), "is not a licensed plan")
+    elif plan_in_currency(plan, subscription_currency(r, plans)) is None:
+        p.add(w("pending_plan_id"), "is not sold in the subscription's currency")
+    if r["pending_quantity"] is not None and r["pending_quantity"] < 1:
+        p.add(w("pending_quantity"), "must be >= 1")
+    if r["canceled_at"] is not None or r["ended_at"] is not None:
+        p.add(w("pending_plan_id"), "a subscription that ends has no scheduled change")
 
 
 def _check_items(w: Callable[[str], str], r: dict, plans: dict, p: _Problems) -> None:
@@ -607,6 +775,9 @@ def _check_items(w: Callable[[str], str], r: dict, plans: dict, p: _Problems) ->
         return
     if main["kind"] != "plan" or main["usage_type"] != "licensed":
         p.add(w("plan_id"), f"{r['plan_id']!r} is not a licensed plan (add it under items)")
+    currency = subscription_currency(r, plans)
+    if plan_in_currency(main, currency) is None:
+        p.add(w("currency"), f"{r['plan_id']!r} has no price in {currency}")
     seen = {r["plan_id"]}
     for n, item in enumerate(r["items"] or [], start=1):
         plan = plans.get((system, item["plan_id"]))
@@ -615,8 +786,8 @@ def _check_items(w: Callable[[str], str], r: dict, plans: dict, p: _Problems) ->
             p.add(where, f"unknown plan {item['plan_id']!r} in {system}")
         elif item["plan_id"] in seen:
             p.add(where, f"{item['plan_id']!r} is on the subscription twice")
-        elif plan["currency"] != main["currency"]:
-            p.add(where, f"is in {plan['currency']}, the plan in {main['currency']}")
+        elif plan_in_currency(plan, currency) is None:
+            p.add(where, f"has no price in the subscription's currency {currency}")
         elif system == "recurly" and plan["kind"] == "plan":
             p.add(where, "a Recurly subscription has one plan: further items are add-ons")
         elif plan["kind"] != "charge" and (plan["interval"], plan["interval_count"]) != (
@@ -646,6 +817,11 @@ def _check_invoices(s: Scenario, p: _Problems) -> None:
         _check_money_places(w("total"), r["total"], r, p)
         if (r["status"] == "paid") != (r["paid_at"] is not None):
             p.add(w("paid_at"), "must be set exactly when status is paid")
+        if r["kind"] == "credit":
+            if system != "recurly":
+                p.add(w("kind"), "credit invoices are Recurly's (elsewhere: credit notes)")
+            if r["status"] not in ("open", "paid", "void"):
+                p.add(w("status"), "a credit invoice is open, paid (fully applied) or void")
         _check_order(w, r, "created_at", "paid_at", p)
 
 
@@ -660,7 +836,7 @@ def _check_exit_sessions(s: Scenario, p: _Problems) -> None:
 
 
 def _check_currencies(s: Scenario, p: _Problems) -> None:
-    for section in ("plans", "coupons", "invoices"):
+    for section in ("plans", "coupons", "subscriptions", "invoices"):
         for i, r in enumerate(getattr(s, section)):
             currency = r.get("currency")
             if currency is not None and currency not in s.fx_rates:
@@ -723,6 +899,7 @@ def validate_scenario(doc: Any) -> Scenario:
         for check in (
             _check_plans,
             _check_coupons,
+            _check_customers,
             _check_subscriptions,
             _check_invoices,
             _check_exit_sessions,

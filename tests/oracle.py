@@ -11,7 +11,13 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sandbox.billing import current_period, is_future, neutral_status
+from sandbox.billing import (
+    current_period,
+    is_future,
+    neutral_status,
+    plan_in_currency,
+    subscription_currency,
+)
 from sandbox.scenario import Scenario
 
 MONTHS_FACTOR = {
@@ -50,10 +56,12 @@ def amount(plan: dict, quantity: int) -> Decimal | None:
 
 
 def items(sub: dict, plans: Plans) -> list[tuple[dict, int]]:
-    """(plan, quantity) of every item: the subscription's plan first, then `items`."""
-    system = sub["billing_system"]
-    extra = [(plans[(system, i["plan_id"])], i["quantity"]) for i in sub["items"] or []]
-    return [(plans[(system, sub["plan_id"])], sub["quantity"]), *extra]
+    """(plan, quantity) of every item: the subscription's plan first, then `items`, each
+    priced in the subscription's currency."""
+    system, currency = sub["billing_system"], subscription_currency(sub, plans)
+    pairs = [(sub["plan_id"], sub["quantity"])]
+    pairs += [(i["plan_id"], i["quantity"]) for i in sub["items"] or []]
+    return [(plan_in_currency(plans[(system, plan_id)], currency), n) for plan_id, n in pairs]
 
 
 def plan_item(sub: dict, plans: Plans) -> tuple[dict, int]:
@@ -86,6 +94,7 @@ def subscription_facts(scenario: Scenario) -> dict[tuple[str, str], dict]:
     plan and its terms, MRR (§1), the current period at as_of (none before the start) and
     the coupon."""
     plans = {(p["billing_system"], p["plan_id"]): p for p in scenario.plans}
+    customers = {(c["billing_system"], c["customer_id"]): c for c in scenario.customers}
     facts = {}
     for sub in scenario.subscriptions:
         plan, quantity = plan_item(sub, plans)
@@ -104,9 +113,15 @@ def subscription_facts(scenario: Scenario) -> dict[tuple[str, str], dict]:
             "mrr": mrr(sub, plans, scenario.fx_rates),
             "current_period_start": start,
             "current_period_end": end,
-            "coupon_id": sub["coupon_id"],
+            "coupon_id": coupon_of(sub, customers[(sub["billing_system"], sub["customer_id"])]),
         }
     return facts
+
+
+def coupon_of(sub: dict, customer: dict) -> str | None:
+    """The subscription's first discount; without one, a Stripe customer-level discount
+    (which Stripe applies to the subscription's invoices)."""
+    return sub["coupon_id"] or customer.get("coupon_id")
 
 
 def episodes(scenario: Scenario, window: timedelta = timedelta(days=30)) -> list[dict]:
@@ -265,7 +280,7 @@ def cohorts(scenario: Scenario, validated: list[dict]) -> dict[tuple, dict]:
     rates = scenario.fx_rates
     paid: dict[tuple[str, str], list[tuple]] = defaultdict(list)
     for invoice in scenario.invoices:
-        if invoice["status"] == "paid":
+        if invoice["status"] == "paid" and invoice["kind"] == "charge":
             amount = invoice["total"] * rates[invoice["currency"]]
             key = (invoice["billing_system"], invoice["customer_id"])
             paid[key].append((invoice["paid_at"], invoice["invoice_id"], amount))

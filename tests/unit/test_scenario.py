@@ -360,7 +360,7 @@ def test_items_and_tiers_parse_with_their_defaults():
         (
             [{**TIERED, "currency": "JPY", "unit_amount": "0"}],
             [{"plan_id": "price_seats"}],
-            "subscriptions[0] (stripe sub_1).items[1].plan_id: is in JPY, the plan in USD",
+            "subscriptions[0] (stripe sub_1).items[1].plan_id: has no price in the subscription's currency USD",
         ),
         (
             [{**TIERED, "interval": "year"}],
@@ -431,4 +431,125 @@ def test_a_chargebee_tier_has_one_price():
     assert (
         "plans[2] (chargebee Seats).tiers[1]: a Chargebee tier has one price: per unit or flat, not both"
         in problems_of(doc)
+    )
+
+
+def _varied(
+    plan: dict | None = None,
+    customer: dict | None = None,
+    sub: dict | None = None,
+    invoice: dict | None = None,
+) -> dict:
+    """BASE with fields of its first plan, customer, subscription and invoice replaced."""
+    doc = copy.deepcopy(BASE)
+    for section, change in (
+        ("plans", plan),
+        ("customers", customer),
+        ("subscriptions", sub),
+        ("invoices", invoice),
+    ):
+        doc[section][0].update(change or {})
+    return doc
+
+
+def test_the_variety_of_real_accounts_parses():
+    doc = _varied(
+        plan={"currency_options": {"JPY": "7000"}, "archived_at": "2026-01-01T00:00:00Z"},
+        customer={"coupon_id": "SAVE50"},
+        sub={"currency": "JPY", "pending_plan_id": "price_m", "pending_quantity": 2},
+        invoice={"status": "uncollectible", "paid_at": None},
+    )
+    doc["coupons"].append({**doc["coupons"][0], "coupon_id": "MORE", "deleted_at": None})
+    doc["subscriptions"][0]["extra_coupon_ids"] = ["MORE"]
+    scenario = validate_scenario(doc)
+    sub = scenario.subscriptions[0]
+    assert scenario.plans[0]["currency_options"] == {"JPY": Decimal(7000)}
+    assert (sub["currency"], sub["extra_coupon_ids"], sub["pending_quantity"]) == (
+        "JPY",
+        ["MORE"],
+        2,
+    )
+    assert scenario.invoices[0]["kind"] == "charge"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"sub": {"currency": "JPY"}},
+            "subscriptions[0] (stripe sub_1).currency: 'price_m' has no price in JPY",
+        ),
+        (
+            {"plan": {"currency_options": {"GBP": "40.00"}}},
+            "plans[0] (stripe price_m).currency_options.GBP: GBP has no rate in fx_rates",
+        ),
+        (
+            {"plan": {"currency_options": {"JPY": "70.5"}}},
+            "plans[0] (stripe price_m).currency_options.JPY: 70.5 has more decimals than JPY",
+        ),
+        (
+            {"plan": {"archived_at": "2027-01-01T00:00:00Z"}},
+            "plans[0] (stripe price_m).archived_at: is after as_of",
+        ),
+        (
+            {"sub": {"extra_coupon_ids": ["SAVE50"]}},
+            "subscriptions[0] (stripe sub_1).extra_coupon_ids[1]: is coupon_id again",
+        ),
+        (
+            {"sub": {"extra_coupon_ids": ["NOPE"]}},
+            "subscriptions[0] (stripe sub_1).extra_coupon_ids[1]: unknown coupon 'NOPE'",
+        ),
+        (
+            {"sub": {"term_cycles": 12}},
+            "subscriptions[0] (stripe sub_1).term_cycles: Stripe has no multi-cycle terms",
+        ),
+        (
+            {"sub": {"transferred_at": "2026-01-01T00:00:00Z"}},
+            "subscriptions[0] (stripe sub_1).transferred_at: is Chargebee only",
+        ),
+        (
+            {"sub": {"pending_plan_id": "pro-jpy"}},
+            "subscriptions[0] (stripe sub_1).pending_plan_id: unknown plan 'pro-jpy'",
+        ),
+        (
+            {"sub": {"pending_quantity": 3}},
+            "subscriptions[0] (stripe sub_1).pending_quantity: needs pending_plan_id",
+        ),
+        (
+            {"customer": {"deleted_at": "2026-01-01T00:00:00Z"}},
+            "customers[0] (stripe cus_1).deleted_at: every subscription of a deleted customer",
+        ),
+        (
+            {"invoice": {"kind": "credit"}},
+            "invoices[0] (stripe in_1).kind: credit invoices are Recurly's",
+        ),
+        (
+            {"invoice": {"status": "past_due"}},
+            "invoices[0] (stripe in_1).paid_at: must be set exactly when status is paid",
+        ),
+    ],
+)
+def test_broken_variety_is_named(change, expected):
+    problems = problems_of(_varied(**change))
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_a_recurly_credit_invoice_is_open_paid_or_void():
+    doc = copy.deepcopy(BASE)
+    doc["invoices"].append(
+        {
+            **doc["invoices"][0],
+            "billing_system": "recurly",
+            "invoice_id": "1001",
+            "customer_id": "acct-1",
+            "subscription_id": None,
+            "currency": "JPY",
+            "total": "500",
+            "kind": "credit",
+            "status": "past_due",
+            "paid_at": None,
+        }
+    )
+    assert "invoices[1] (recurly 1001).status: a credit invoice is open, paid" in "".join(
+        problems_of(doc)
     )
