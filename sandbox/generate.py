@@ -677,6 +677,234 @@ def invoices_frame(
     )
 
 
+# --------------------------------------------------------------------------- variety
+
+# What years-old accounts hold beside the plain case, each on a share of the records it
+# can apply to (own random stream, so every other draw of a seed stays as it was).
+# Further currencies of the two most sold USD plans, in minor units: Stripe and Recurly
+# price one plan in several currencies; Chargebee sells one item price per currency.
+_CURRENCY_OPTIONS = {
+    "basic_monthly_usd": {"EUR": 1700, "GBP": 1500},
+    "pro_monthly_usd": {"EUR": 4500, "GBP": 3900},
+}
+_CURRENCY_SYSTEMS = ("stripe", "recurly")
+_ARCHIVED_PLAN = "digest_weekly_usd"  # retired, still billed to its subscribers
+_DELETED_COUPON = "WELCOME10"
+_CUSTOMER_COUPON = "LOYAL20"  # Stripe customer-level discount
+_PENDING_PLAN = "basic_monthly_usd"  # where scheduled downgrades go
+VARIETY_SHARES = {
+    "currency": 0.3,  # subscriptions on a plan with currency options, without items
+    "customer_coupon": 0.05,  # Stripe customers
+    "deleted_customer": 0.2,  # customers whose every subscription has ended
+    "extra_coupons": 0.3,  # subscriptions with a coupon
+    "term": 0.1,  # Recurly and Chargebee subscriptions
+    "pending": 0.05,  # USD subscriptions in service with no end and no items
+    "deleted_subscription": 0.15,  # ended Chargebee subscriptions
+    "transferred": 0.3,  # ended Chargebee subscriptions without a cancel request
+    "draft": 0.03,  # latest paid invoices of subscriptions in service
+    "overdue": 0.03,  # the same, left unpaid past their due date
+    "past_due": 0.5,  # open invoices
+    "uncollectible": 0.34,  # void invoices
+    "credit": 0.05,  # Recurly customers with a paid invoice
+}
+
+
+def _plan_ids(suffix: str, systems=SYSTEM_SHARES) -> list[str]:
+    return [_PLAN_ID[system](suffix) for system in systems]
+
+
+def _roll(rng: np.random.Generator, mask: np.ndarray, share: str) -> np.ndarray:
+    return mask & (rng.random(len(mask)) < VARIETY_SHARES[share])
+
+
+def varied_plans(plans: pl.DataFrame, as_of: int) -> pl.DataFrame:
+    """Currency options on two USD plans (Stripe, Recurly) and one archived plan."""
+    options = pl.lit(None, dtype=pl.Struct({"EUR": pl.String, "GBP": pl.String}))
+    for suffix, amounts in _CURRENCY_OPTIONS.items():
+        struct = pl.struct(**{c: _money(pl.lit(m), pl.lit(c)) for c, m in amounts.items()})
+        wanted = pl.col("plan_id").is_in(_plan_ids(suffix, _CURRENCY_SYSTEMS))
+        options = pl.when(wanted).then(struct).otherwise(options)
+    archived = pl.col("plan_id").is_in(_plan_ids(_ARCHIVED_PLAN))
+    return plans.with_columns(
+        currency_options=options,
+        archived_at=pl.when(archived).then(pl.lit(as_of - 200 * DAY)),
+    )
+
+
+def varied_coupons(coupons: pl.DataFrame, as_of: int) -> pl.DataFrame:
+    deleted = pl.col("coupon_id") == _DELETED_COUPON
+    return coupons.with_columns(deleted_at=pl.when(deleted).then(pl.lit(as_of - 90 * DAY)))
+
+
+def varied_subscriptions(
+    rng: np.random.Generator, subs: pl.DataFrame, plans: pl.DataFrame, as_of: int
+) -> pl.DataFrame:
+    """Billing currencies, several coupons, terms, pending changes, Chargebee deletions
+    and transfers."""
+    m = subs.height
+    systems = subs["billing_system"].to_numpy()
+    no_items = subs["items"].is_null().to_numpy()
+    optioned = subs["plan_id"].is_in(
+        [p for suffix in _CURRENCY_OPTIONS for p in _plan_ids(suffix, _CURRENCY_SYSTEMS)]
+    )
+    in_other = _roll(rng, optioned.to_numpy() & no_items, "currency")
+    currency = np.where(in_other, rng.choice(["EUR", "GBP"], size=m), None)
+
+    coupons = [c[0] for c in _COUPONS]
+    coupon = subs["coupon_id"].to_numpy()
+    extra = _roll(rng, subs["coupon_id"].is_not_null().to_numpy(), "extra_coupons")
+    extra_ids = [
+        [coupons[(coupons.index(coupon[i]) + 1) % len(coupons)]] if extra[i] else None
+        for i in range(m)
+    ]
+
+    months = subs.join(
+        plans.select("billing_system", "plan_id", "interval", "interval_count"),
+        on=["billing_system", "plan_id"],
+        how="left",
+        maintain_order="left",
+    )
+    monthly = (months["interval"] == "month") & (months["interval_count"] == 1)
+    term = _roll(rng, systems != "stripe", "term")
+    term_cycles = np.where(term, np.where(monthly.to_numpy(), 12, 2), 0)
+
+    open_ended = (subs["canceled_at"].is_null() & subs["ended_at"].is_null()).to_numpy()
+    in_service = open_ended & (subs["activated_at"].to_numpy() <= as_of)
+    usd = (
+        subs["plan_id"]
+        .is_in(plans.filter(pl.col("currency") == "USD")["plan_id"].to_list())
+        .to_numpy()
+    )
+    downgrade = ~subs["plan_id"].is_in(_plan_ids(_PENDING_PLAN)).to_numpy()
+    pending = _roll(rng, in_service & usd & downgrade & no_items & ~in_other, "pending")
+    pending_plan = np.array([_PLAN_ID[s](_PENDING_PLAN) for s in systems], dtype=object)
+
+    ended = subs["ended_at"].fill_null(as_of).to_numpy()
+    chargebee_ended = (systems == "chargebee") & (ended < as_of - 2 * DAY)
+    deleted = _roll(rng, chargebee_ended, "deleted_subscription")
+    no_request = subs["canceled_at"].is_null().to_numpy()
+    transferred = _roll(rng, chargebee_ended & no_request & ~deleted, "transferred")
+    return subs.with_columns(
+        currency=_text(currency),
+        extra_coupon_ids=pl.Series(extra_ids, dtype=pl.List(pl.String)),
+        term_cycles=pl.Series(term_cycles).replace(0, None),
+        pending_plan_id=_text(np.where(pending, pending_plan, None)),
+        pending_quantity=pl.Series(np.where(pending & (rng.random(m) < 0.5), 2, 0)).replace(
+            0, None
+        ),
+        deleted_at=pl.Series(np.where(deleted, ended + (as_of - ended) // 2, 0)).replace(0, None),
+        transferred_at=pl.Series(np.where(transferred, ended, 0)).replace(0, None),
+    )
+
+
+def varied_customers(
+    rng: np.random.Generator, customers: pl.DataFrame, subs: pl.DataFrame, as_of: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Stripe customer-level discounts and deleted customers (whose subscriptions had all
+    ended; Chargebee deletes a customer's subscriptions with it)."""
+    ends = subs.group_by("billing_system", "customer_id").agg(
+        all_ended=(pl.col("ended_at").is_not_null() & (pl.col("ended_at") < as_of - DAY)).all(),
+        last_end=pl.col("ended_at").max(),
+    )
+    customers = customers.join(
+        ends, on=["billing_system", "customer_id"], how="left", maintain_order="left"
+    )
+    systems = customers["billing_system"].to_numpy()
+    gone = _roll(rng, customers["all_ended"].fill_null(False).to_numpy(), "deleted_customer")
+    last_end = customers["last_end"].fill_null(as_of).to_numpy()
+    deleted_at = np.where(gone, last_end + (as_of - last_end) // 2, 0)
+    discounted = _roll(rng, systems == "stripe", "customer_coupon")
+    customers = customers.with_columns(
+        coupon_id=_text(np.where(discounted, _CUSTOMER_COUPON, None)),
+        deleted_at=pl.Series(deleted_at).replace(0, None),
+    )
+    chargebee_gone = customers.filter(
+        (pl.col("billing_system") == "chargebee") & pl.col("deleted_at").is_not_null()
+    ).select("billing_system", "customer_id", gone_at="deleted_at")
+    subs = (
+        subs.join(
+            chargebee_gone, on=["billing_system", "customer_id"], how="left", maintain_order="left"
+        )
+        .with_columns(deleted_at=pl.coalesce("gone_at", "deleted_at"))
+        .drop("gone_at")
+    )
+    return customers, subs
+
+
+def varied_invoices(
+    rng: np.random.Generator, invoices: pl.DataFrame, subs: pl.DataFrame, as_of: int
+) -> pl.DataFrame:
+    """Invoices in the subscription's billing currency, drafts, past-due and uncollectible
+    invoices, and Recurly credit invoices."""
+    billed = subs.filter(pl.col("currency").is_not_null()).select(
+        "billing_system", "subscription_id", "plan_id", "quantity", billed_in="currency"
+    )
+    option_minor = pl.lit(None, dtype=pl.Int64)
+    for suffix, amounts in _CURRENCY_OPTIONS.items():
+        for code, minor in amounts.items():
+            match = pl.col("plan_id").is_in(_plan_ids(suffix)) & (pl.col("billed_in") == code)
+            option_minor = pl.when(match).then(pl.lit(minor)).otherwise(option_minor)
+    invoices = (
+        invoices.join(
+            billed, on=["billing_system", "subscription_id"], how="left", maintain_order="left"
+        )
+        .with_columns(
+            currency=pl.coalesce("billed_in", "currency"),
+            total=pl.coalesce(
+                _money(option_minor * pl.col("quantity"), pl.col("billed_in")), "total"
+            ),
+        )
+        .drop("billed_in", "plan_id", "quantity")
+    )
+    status = invoices["status"].to_numpy().astype(object)
+    latest = invoices["subscription_id"].is_last_distinct().to_numpy()
+    serving = (
+        invoices["subscription_id"]
+        .is_in(
+            subs.filter(
+                pl.col("ended_at").is_null()
+                & pl.col("canceled_at").is_null()
+                & pl.col("dunning").is_null()
+            )["subscription_id"].to_list()
+        )
+        .to_numpy()
+    )
+    status = np.where(_roll(rng, latest & serving & (status == "paid"), "draft"), "draft", status)
+    status = np.where(
+        _roll(rng, latest & serving & (status == "paid"), "overdue"), "past_due", status
+    )
+    status = np.where(_roll(rng, status == "open", "past_due"), "past_due", status)
+    status = np.where(_roll(rng, status == "void", "uncollectible"), "uncollectible", status)
+    invoices = invoices.with_columns(
+        status=pl.Series(status.astype(str)),
+        paid_at=pl.when(pl.Series(status == "paid")).then(pl.col("paid_at")),
+        kind=pl.lit("charge"),
+    )
+    return pl.concat([invoices, _credit_invoices(rng, invoices, as_of)], how="diagonal_relaxed")
+
+
+def _credit_invoices(rng: np.random.Generator, invoices: pl.DataFrame, as_of: int) -> pl.DataFrame:
+    """Recurly credit invoices (a refund or a credit given), paid = fully applied."""
+    payers = (
+        invoices.filter((pl.col("billing_system") == "recurly") & (pl.col("status") == "paid"))
+        .group_by("customer_id", maintain_order=True)
+        .agg(pl.col("subscription_id").last(), pl.col("currency").last())
+    )
+    chosen = payers.filter(pl.Series(_roll(rng, np.ones(payers.height, bool), "credit")))
+    k = chosen.height
+    created = as_of - _uniform(rng, DAY, 60 * DAY, k)
+    applied = rng.random(k) < 0.7
+    return chosen.with_columns(
+        billing_system=pl.lit("recurly"),
+        invoice_id=(pl.int_range(pl.len()) + 900_000).cast(pl.String),
+        total=_money(pl.lit(500), pl.col("currency")),
+        status=pl.Series(np.where(applied, "paid", "open").astype(str)),
+        created_at=pl.Series(created),
+        paid_at=pl.Series(np.where(applied, np.minimum(created + 3600, as_of), 0)).replace(0, None),
+        kind=pl.lit("credit"),
+    )
+
+
 # --------------------------------------------------------------------------- exit sessions
 
 
@@ -899,11 +1127,16 @@ def generate(options: GenerateOptions) -> dict[str, pl.DataFrame]:
     subs = subscriptions_frame(rng, customers, plans, as_of)
     # Its own stream: drawing items leaves every other draw of a seed as it was.
     subs = with_items(np.random.default_rng((options.seed, 1)), subs, plans)
-    invoices = invoices_frame(rng, subs, plans, as_of)
+    variety = np.random.default_rng((options.seed, 2))
+    subs = varied_subscriptions(variety, subs, plans, as_of)
+    customers, subs = varied_customers(variety, customers, subs, as_of)
+    billed = invoices_frame(rng, subs.drop("currency"), plans, as_of)  # in the plan's currency
+    invoices = varied_invoices(variety, billed, subs, as_of)
     sessions = exit_sessions_frame(rng, subs, as_of)
+    plans = varied_plans(plans, as_of)
     frames = {
         "plans": plans.with_columns(unit_amount=_money(pl.col("unit_minor"), pl.col("currency"))),
-        "coupons": coupons_frame(),
+        "coupons": varied_coupons(coupons_frame(), as_of),
         "customers": customers,
         "subscriptions": subs,
         "invoices": invoices,

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from orchestration.cli import main
 from sandbox.billing import neutral_status
-from sandbox.scenario import load_scenario
+from sandbox.scenario import INVOICE_STATUSES, load_scenario
 from tests.oracle import validate
 
 AS_OF = "2026-06-30T00:00:00Z"
@@ -75,7 +75,7 @@ def test_billing_history_variety(generated):
     assert expired_without_request
     per_customer = Counter((x["billing_system"], x["customer_id"]) for x in s.subscriptions)
     assert max(per_customer.values()) >= 2
-    assert {i["status"] for i in s.invoices} == {"paid", "open", "void"}
+    assert {i["status"] for i in s.invoices} == set(INVOICE_STATUSES)
     jpy = [p for p in s.plans if p["currency"] == "JPY"]
     assert all(p["unit_amount"] == p["unit_amount"].to_integral_value() for p in jpy)
 
@@ -147,3 +147,42 @@ def test_bad_as_of_is_refused(tmp_path):
         main, ["sandbox", "generate", "--as-of", "30/06/2026", "--out", str(tmp_path / "x.json")]
     )
     assert result.exit_code == 2 and "write e.g. 2026-06-30T00:00:00Z" in result.output
+
+
+def test_the_variety_of_real_accounts_is_in_the_default_demo(generated):
+    """A share of every variety a years-old account holds, on each system that has it."""
+    _, s = generated
+    subs, customers = s.subscriptions, s.customers
+    found = Counter()
+    for x in subs:
+        system = x["billing_system"]
+        for field in ("currency", "extra_coupon_ids", "term_cycles", "pending_plan_id"):
+            found[(field, system)] += x[field] is not None
+        for field in ("deleted_at", "transferred_at"):
+            found[(field, system)] += x[field] is not None
+    for c in customers:
+        found[("customer.deleted_at", c["billing_system"])] += c["deleted_at"] is not None
+        found[("customer.coupon_id", c["billing_system"])] += c["coupon_id"] is not None
+    for i in s.invoices:
+        found[(f"invoice.{i['kind']}.{i['status']}", i["billing_system"])] += 1
+    expected = [
+        *[("currency", sys) for sys in ("stripe", "recurly")],
+        *[
+            (f, sys)
+            for f in ("extra_coupon_ids", "pending_plan_id", "customer.deleted_at")
+            for sys in ("stripe", "recurly", "chargebee")
+        ],
+        *[("term_cycles", sys) for sys in ("recurly", "chargebee")],
+        ("deleted_at", "chargebee"),
+        ("transferred_at", "chargebee"),
+        ("customer.coupon_id", "stripe"),
+        ("invoice.credit.paid", "recurly"),
+        *[
+            (f"invoice.charge.{status}", sys)
+            for status in ("draft", "past_due", "uncollectible")
+            for sys in ("stripe", "recurly", "chargebee")
+        ],
+    ]
+    assert [key for key in expected if not found[key]] == []
+    assert {p["plan_id"] for p in s.plans if p["archived_at"]}
+    assert {c["coupon_id"] for c in s.coupons if c["deleted_at"]}
