@@ -9,8 +9,13 @@ and Chargebee's error JSON (which the SDK needs `api_error_code` in to raise its
 Deviations, chosen so that the sandbox never pretends to do what it does not:
 - a filter or operator the sandbox does not implement is refused with 400 instead of being
   ignored; `on` for timestamps matches the exact second;
-- a subscription holds one plan and one coupon (the neutral record's), so
-  `update_for_items` refuses several coupons; writes return no invoices or credit notes.
+- a subscription holds one plan (the neutral record's); writes return no invoices or
+  credit notes.
+
+Deleted customers and subscriptions (`deleted: true`) are listed only with
+`include_deleted=true`, and their retrieve answers 404 as for an unknown id. Archived item
+prices, plans and add-ons are listed (their `status` archived); deleted coupons keep their
+place in the coupon list with `status` deleted, as subscriptions still name them.
 
 A site runs one Product Catalog, and the other catalog's endpoints answer 400
 `configuration_incompatible` as Chargebee's do: on 1.0 `/items`, `/item_prices`,
@@ -29,7 +34,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
-from sandbox.billing import current_period, is_ended, is_future, is_paused, is_scheduled_to_cancel
+from sandbox.billing import (
+    current_period,
+    is_ended,
+    is_future,
+    is_paused,
+    is_scheduled_to_cancel,
+)
 from sandbox.chargebee_render import (
     EPOCH,
     INVOICE_STATUS,
@@ -45,6 +56,8 @@ API = "/api/v2"
 _ID = r"(?P<ident>[^/]+)"
 _MIN = datetime.min.replace(tzinfo=UTC)  # the store's sort key for a missing time
 _LIST_PARAMS = {"limit", "offset", "sort_by", "include_deleted"}
+# Lists that hide deleted records unless asked with include_deleted=true.
+_SOFT_DELETED = ("customers", "subscriptions")
 _STRING_OPS = ("is", "is_not", "starts_with", "in", "not_in")
 _ENUM_OPS = ("is", "is_not", "in", "not_in")
 _TIMESTAMP_OPS = ("after", "before", "on", "on_or_after", "between")
@@ -212,6 +225,7 @@ class ListQuery:
     high: datetime | None = None
     ids: list[str] | None = None
     customer_id: str | None = None
+    include_deleted: bool = False
 
 
 def _encode_offset(key: tuple) -> str:
@@ -371,6 +385,11 @@ class ChargebeeEmulator(Emulator):
         for path, handler in retrieves.items():
             if path not in CATALOG_LISTS[other]:
                 self.route("GET", f"{API}/{path}/{_ID}", handler)
+        self.route(
+            "GET",
+            f"{API}/subscriptions/{_ID}/retrieve_with_scheduled_changes",
+            self._retrieve_with_scheduled_changes,
+        )
         writes: dict[str, Callable[[dict, dict, datetime], None]] = {
             "cancel_for_items": self._cancel,
             "cancel": self._cancel,  # the Product Catalog 1.0 name, same parameters
@@ -422,7 +441,17 @@ class ChargebeeEmulator(Emulator):
             return Filter("timestamp", lambda r, now: epoch(r[store_field]), store_field)
 
         updated = Filter("timestamp", lambda r, now: epoch(render.updated_at(r)), "updated_at")
-        active = Filter("enum", lambda r, now: "active", choices=("active", "archived"))
+        active = Filter("enum", lambda r, now: "active", choices=("active", "archived", "deleted"))
+        priced = Filter(
+            "enum",
+            lambda r, now: "active" if r["archived_at"] is None else "archived",
+            choices=("active", "archived", "deleted"),
+        )
+        coupon_status = Filter(
+            "enum",
+            lambda r, now: "active" if r["deleted_at"] is None else "deleted",
+            choices=("active", "expired", "archived", "deleted", "future"),
+        )
 
         def key(name: str) -> Filter:
             return Filter("string", lambda r, now: r[name])
@@ -494,7 +523,7 @@ class ChargebeeEmulator(Emulator):
                 {"created_at": "created_at"},  # Chargebee sorts coupons by created_at only
                 {
                     "id": key("coupon_id"),
-                    "status": active,
+                    "status": coupon_status,
                     "created_at": stamp("created_at"),
                     "updated_at": updated,
                 },
@@ -515,7 +544,7 @@ class ChargebeeEmulator(Emulator):
                     "id": key("plan_id"),
                     "item_id": key("product_id"),
                     "currency_code": key("currency"),
-                    "status": active,
+                    "status": priced,
                     "updated_at": updated,
                 },
             ),
@@ -524,7 +553,7 @@ class ChargebeeEmulator(Emulator):
                 "plan_id",
                 lambda r, now: {"plan": render.plan(r)},
                 timestamps,
-                {"id": key("plan_id"), "status": active, "updated_at": updated},
+                {"id": key("plan_id"), "status": priced, "updated_at": updated},
                 keep=_is_plan,
             ),
             "addons": Listing(
@@ -532,16 +561,16 @@ class ChargebeeEmulator(Emulator):
                 "plan_id",
                 lambda r, now: {"addon": render.addon(r)},
                 timestamps,
-                {"id": key("plan_id"), "status": active, "updated_at": updated},
+                {"id": key("plan_id"), "status": priced, "updated_at": updated},
                 keep=lambda r: not _is_plan(r),
             ),
         }
 
-    def _subscription_entry(self, sub: dict, now: datetime) -> dict:
+    def _subscription_entry(self, sub: dict, now: datetime, scheduled: bool = False) -> dict:
         """Every subscription entry carries its customer: the SDK's list model requires it."""
         customer = self.store.get("customers", sub["customer_id"])
         return {
-            "subscription": self.render.subscription(sub, now),
+            "subscription": self.render.subscription(sub, now, scheduled),
             "customer": self.render.customer(customer),
         }
 
@@ -560,7 +589,9 @@ class ChargebeeEmulator(Emulator):
                 break
             if not query.descending and query.high is not None and (value or _MIN) >= query.high:
                 break
-            if listing.keep(row) and all(test(get(row, now)) for get, test in query.tests):
+            if self._shown(listing, query, row) and all(
+                test(get(row, now)) for get, test in query.tests
+            ):
                 if len(page) == query.limit:
                     more = True
                     break
@@ -571,6 +602,12 @@ class ChargebeeEmulator(Emulator):
                 _sort_key(page[-1], query.sort_field, listing.id_field)
             )
         return body
+
+    @staticmethod
+    def _shown(listing: Listing, query: ListQuery, row: dict) -> bool:
+        """Whether a list shows the record: its kind's, and not deleted unless asked."""
+        deleted = listing.kind in _SOFT_DELETED and row["deleted_at"] is not None
+        return listing.keep(row) and (query.include_deleted or not deleted)
 
     def _rows(self, listing: Listing, query: ListQuery) -> Iterator[dict]:
         """Records in list order from just after the cursor. An id or customer filter
@@ -617,7 +654,7 @@ class ChargebeeEmulator(Emulator):
             query.limit = _int(limit, "limit")
             if not 1 <= query.limit <= 100:
                 raise _param_error("limit", "should be between 1 and 100")
-        _bool(params, "include_deleted")  # validated; the sandbox has no deleted records
+        query.include_deleted = _bool(params, "include_deleted")
         self._sort(listing, params.get("sort_by"), query)
         offset = _scalar(params, "offset")
         if offset:
@@ -670,8 +707,9 @@ class ChargebeeEmulator(Emulator):
 
     # -- retrieves ------------------------------------------------------------------
     def _get(self, kind: str, ident: str, what: str) -> dict:
+        """A record by id; a deleted customer or subscription is not found any more."""
         record = self.store.get(kind, unquote(ident))
-        if record is None:
+        if record is None or (kind in _SOFT_DELETED and record["deleted_at"] is not None):
             raise self.not_found(what, unquote(ident))
         return record
 
@@ -681,6 +719,14 @@ class ChargebeeEmulator(Emulator):
     def _retrieve_subscription(self, request: Request, ident: str) -> dict:
         sub = self._get("subscriptions", ident, "subscription")
         return self._subscription_entry(sub, self.now())
+
+    def _retrieve_with_scheduled_changes(self, request: Request, ident: str) -> dict:
+        """The subscription as it will be once its scheduled change applies (the plan and
+        quantity of `pending_plan_id`); refused when nothing is scheduled."""
+        sub, now = self._get("subscriptions", ident, "subscription"), self.now()
+        if sub["pending_plan_id"] is None or is_ended(sub, now):
+            raise _invalid_state("No changes are scheduled for this subscription.")
+        return self._subscription_entry(sub, now, scheduled=True)
 
     def _retrieve_item(self, request: Request, ident: str) -> dict:
         item = self.render.items().get(unquote(ident))
@@ -825,26 +871,31 @@ class ChargebeeEmulator(Emulator):
         self._apply_update(sub, coupon_ids, plan, quantity)
 
     def _coupon_ids(self, sub: dict, params: dict, now: datetime) -> list[str]:
-        """The coupons a write adds, checked (one at most: the sandbox keeps one)."""
+        """The coupons a write adds, checked: each must exist and not be deleted."""
         if is_ended(sub, now):
             raise _invalid_state("A cancelled subscription cannot be updated.")
         coupon_ids = params.get("coupon_ids") or []
         if not isinstance(coupon_ids, list):
             raise _param_error("coupon_ids", "should be a list")
-        if len(coupon_ids) > 1:
-            raise _param_error("coupon_ids", "the sandbox keeps one coupon per subscription")
         for index, coupon_id in enumerate(coupon_ids):
-            if self.store.get("coupons", coupon_id) is None:
+            coupon = self.store.get("coupons", coupon_id)
+            if coupon is None:
                 raise _missing_reference(f"coupon_ids[{index}]", "coupon", coupon_id)
+            if coupon["deleted_at"] is not None:
+                raise _param_error(f"coupon_ids[{index}]", f"The coupon {coupon_id} is deleted")
         return coupon_ids
 
     @staticmethod
     def _apply_update(
         sub: dict, coupon_ids: list[str], plan: dict | None, quantity: int | None
     ) -> None:
-        """Everything was checked before: change the record."""
-        if coupon_ids:
-            sub["coupon_id"] = coupon_ids[0]
+        """Everything was checked before: change the record. New coupons are added after
+        those already applied (the first applied stays the first)."""
+        applied = [sub["coupon_id"], *(sub["extra_coupon_ids"] or ())] if sub["coupon_id"] else []
+        added = [c for c in dict.fromkeys(coupon_ids) if c not in applied]
+        if added:
+            sub["coupon_id"], *extra = applied + added
+            sub["extra_coupon_ids"] = extra or None
         if plan is not None:
             sub["plan_id"] = plan["plan_id"]
         if quantity is not None:

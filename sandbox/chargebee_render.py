@@ -40,7 +40,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sandbox.billing import add_interval, current_period, neutral_status
+from sandbox.billing import add_interval, current_period, is_ended, neutral_status
 from sandbox.scenario import to_minor_units
 from sandbox.store import SystemStore
 
@@ -69,7 +69,18 @@ ADDON_TYPE = {
 TIER_MODELS = ("tiered", "volume", "stairstep")
 # A one-time charge is charged when the subscription is created, once.
 CHARGE_EVENT = "subscription_creation"
-INVOICE_STATUS = {"paid": "paid", "open": "payment_due", "void": "voided"}
+# Neutral invoice status -> Chargebee's: a draft is `pending` (not yet closed), an issued
+# invoice not yet due `posted`, one past its due date `payment_due` (being retried), one
+# given up on `not_paid` (every retry failed).
+INVOICE_STATUS = {
+    "draft": "pending",
+    "open": "posted",
+    "past_due": "payment_due",
+    "paid": "paid",
+    "uncollectible": "not_paid",
+    "void": "voided",
+}
+UNPAID = ("open", "past_due", "uncollectible")  # invoices with an amount due
 COUPON_DURATION = {"once": "one_time", "forever": "forever", "repeating": "limited_period"}
 # Billing periods per month, to normalise a price to monthly recurring revenue.
 _PERIODS_PER_MONTH = {
@@ -100,6 +111,10 @@ def compact(fields: dict) -> dict:
 
 
 def subscription_status(sub: dict, now: datetime) -> str:
+    """Chargebee's status: the neutral one, but `transferred` once the subscription has
+    moved to another business entity (its service here ended then)."""
+    if sub["transferred_at"] is not None and sub["transferred_at"] <= now:
+        return "transferred"
     return SUBSCRIPTION_STATUS[neutral_status(sub, now)]
 
 
@@ -263,7 +278,7 @@ class ChargebeeRenderer:
             "item_family_id": "default",
             "item_id": plan["product_id"],
             "item_type": plan["kind"],
-            "status": "active",
+            **self._catalog_status(plan),
             **pricing(plan),
             "currency_code": plan["currency"],
             **(
@@ -292,7 +307,7 @@ class ChargebeeRenderer:
             "period": plan["interval_count"],
             "period_unit": plan["interval"],
             "free_quantity": 0,
-            "status": "active",
+            **self._catalog_status(plan),
             "enabled_in_hosted_pages": True,
             "enabled_in_portal": True,
             "addon_applicability": "all",
@@ -320,13 +335,21 @@ class ChargebeeRenderer:
                 if recurring
                 else {"period_unit": "not_applicable"}
             ),
-            "status": "active",
+            **self._catalog_status(plan),
             "enabled_in_portal": True,
             "is_shippable": False,
             "taxable": True,
             "channel": "web",
             **self._stamps(plan),
         }
+
+    @staticmethod
+    def _catalog_status(plan: dict) -> dict:
+        """An archived price (item price, plan, add-on) sells no more; its subscriptions go
+        on. Chargebee states it as `status` archived with `archived_at`."""
+        if plan["archived_at"] is None:
+            return {"status": "active"}
+        return {"status": "archived", "archived_at": epoch(plan["archived_at"])}
 
     def coupon(self, coupon: dict) -> dict:
         percent, amount = coupon["percent_off"], coupon["amount_off"]
@@ -346,12 +369,12 @@ class ChargebeeRenderer:
                 "period": coupon["duration_in_months"] if repeating else None,
                 "period_unit": "month" if repeating else None,
                 "duration_month": coupon["duration_in_months"] if repeating else None,
-                "status": "active",
+                "status": "active" if coupon["deleted_at"] is None else "deleted",
                 "apply_on": "invoice_amount",
                 "apply_discount_on": "not_applicable",  # a PC1 attribute, always sent
                 **self._coupon_constraints(),
                 "created_at": epoch(coupon["created_at"]),
-                "deleted": False,
+                "deleted": False,  # a deleted coupon is a `status`: it stays retrievable
                 **self._stamps(coupon),
             }
         )
@@ -384,19 +407,27 @@ class ChargebeeRenderer:
                 "excess_payments": 0,
                 "unbilled_charges": 0,
                 "created_at": epoch(customer["created_at"]),
-                "deleted": False,
+                "deleted": customer["deleted_at"] is not None,
                 **self._stamps(customer),
             }
         )
 
     # -- subscriptions -------------------------------------------------------------
-    def subscription(self, sub: dict, now: datetime) -> dict:
+    def subscription(self, sub: dict, now: datetime, scheduled: bool = False) -> dict:
+        """The subscription as listed and retrieved, or with `scheduled` as
+        `retrieve_with_scheduled_changes` answers: with its pending plan change applied."""
+        if scheduled and sub["pending_plan_id"] is not None:
+            sub = sub | {
+                "plan_id": sub["pending_plan_id"],
+                "quantity": sub["pending_quantity"] or sub["quantity"],
+            }
         plan = self.store.get("plans", sub["plan_id"])
         status = subscription_status(sub, now)
         future = status == "future"
         term_start, term_end = current_period(sub, plan, now)
         ends = status in ("cancelled", "non_renewing")
         pause_date, resume_date = self._pause_window(sub, now)
+        pending = sub["pending_plan_id"] is not None and not is_ended(sub, now)
         return compact(
             {
                 "id": sub["subscription_id"],
@@ -410,7 +441,9 @@ class ChargebeeRenderer:
                 "coupons": self._applied_coupons(sub, future),
                 "auto_collection": "on",
                 "channel": "web",
-                "has_scheduled_changes": False,
+                "has_scheduled_changes": pending,
+                "changes_scheduled_at": epoch(term_end) if pending else None,
+                "remaining_billing_cycles": self._remaining_cycles(sub, plan, status, term_start),
                 "has_scheduled_advance_invoices": False,
                 "decommissioned": False,
                 "created_at": epoch(sub["created_at"]),
@@ -428,7 +461,7 @@ class ChargebeeRenderer:
                 "resume_date": epoch(resume_date),
                 "mrr": self._mrr(sub, plan, status, now),
                 **self._dues(sub),
-                "deleted": False,
+                "deleted": sub["deleted_at"] is not None,
                 **self._stamps(sub),
             }
         )
@@ -444,6 +477,8 @@ class ChargebeeRenderer:
         (plan, quantity), *extra = self._lines(sub)
         if self.catalog == "2.0":
             items = [self._subscription_item(p, q) for p, q in self._lines(sub)]
+            if sub["term_cycles"] is not None:  # the plan item's term, in billing cycles
+                items[0]["billing_cycles"] = sub["term_cycles"]
             charged = [
                 {"item_price_id": p["plan_id"], "last_charged_at": epoch(sub["created_at"])}
                 for p, _ in extra
@@ -563,35 +598,60 @@ class ChargebeeRenderer:
             return None, None
         return paused_at, resumes_at
 
+    def _coupons(self, sub: dict) -> list[dict]:
+        """The subscription's coupons in the order they were applied."""
+        ids = [sub["coupon_id"], *(sub["extra_coupon_ids"] or ())] if sub["coupon_id"] else []
+        return [self.store.get("coupons", coupon_id) for coupon_id in ids]
+
     def _applied_coupons(self, sub: dict, future: bool) -> list[dict] | None:
-        coupon_id = sub["coupon_id"]
-        if coupon_id is None:
-            return None
-        coupon = self.store.get("coupons", coupon_id)
-        apply_till = None
-        if coupon["duration"] == "repeating":
-            apply_till = add_interval(sub["activated_at"], "month", coupon["duration_in_months"])
-        return [
-            compact(
-                {
-                    "coupon_id": coupon_id,
-                    "applied_count": 0 if future else 1,
-                    "apply_till": epoch(apply_till),
-                    "object": "coupon",
-                }
+        """`coupons[]` in the order applied (a deleted coupon stays on the subscriptions
+        that had it)."""
+        applied = []
+        for coupon in self._coupons(sub):
+            apply_till = None
+            if coupon["duration"] == "repeating":
+                months = coupon["duration_in_months"]
+                apply_till = add_interval(sub["activated_at"], "month", months)
+            applied.append(
+                compact(
+                    {
+                        "coupon_id": coupon["coupon_id"],
+                        "applied_count": 0 if future else 1,
+                        "apply_till": epoch(apply_till),
+                        "object": "coupon",
+                    }
+                )
             )
-        ]
+        return applied or None
+
+    @staticmethod
+    def _remaining_cycles(sub: dict, plan: dict, status: str, term_start: datetime) -> int | None:
+        """Billing cycles left in a multi-cycle term after the current one; the term renews
+        when none are left. Only while the subscription bills (not future, not ended)."""
+        cycles = sub["term_cycles"]
+        if cycles is None or status in ("future", "cancelled", "transferred"):
+            return None
+        anchor, elapsed = sub["trial_end"] or sub["activated_at"], 0
+        while anchor < term_start:
+            elapsed += 1
+            anchor = add_interval(
+                sub["trial_end"] or sub["activated_at"],
+                plan["interval"],
+                plan["interval_count"] * elapsed,
+            )
+        return cycles - 1 - elapsed % cycles
 
     def _mrr(self, sub: dict, plan: dict, status: str, now: datetime) -> int:
         """Monthly recurring revenue in minor units: what an active or non-renewing
         subscription's plan and recurring add-ons bring per month after a lasting discount
         (metered usage and one-time charges are not recurring revenue); 0 otherwise."""
         if status not in ("active", "non_renewing"):
-            return 0
+            return 0  # in trial, paused, future, cancelled or transferred
         recurring = sum(item_amount(p, q) for p, q in self._lines(sub) if is_recurring(p))
         per_period = Decimal(minor_units(recurring, plan["currency"]))
-        coupon = self.store.get("coupons", sub["coupon_id"]) if sub["coupon_id"] else None
-        if coupon is not None and self._discount_applies(coupon, sub, now):
+        for coupon in self._coupons(sub):  # each lasting discount, in the order applied
+            if not self._discount_applies(coupon, sub, now):
+                continue
             if coupon["percent_off"] is not None:
                 per_period *= 1 - coupon["percent_off"] / 100
             elif coupon["currency"] == plan["currency"]:
@@ -614,7 +674,7 @@ class ChargebeeRenderer:
         due = [
             invoice
             for invoice in self.store.by_customer["invoices"].get(sub["customer_id"], ())
-            if invoice["subscription_id"] == sub["subscription_id"] and invoice["status"] == "open"
+            if invoice["subscription_id"] == sub["subscription_id"] and invoice["status"] in UNPAID
         ]
         if not due:
             return {"due_invoices_count": 0}
@@ -649,8 +709,8 @@ class ChargebeeRenderer:
                 "amount_adjusted": 0,
                 "write_off_amount": 0,
                 "credits_applied": 0,
-                "amount_due": total if status == "open" else 0,
-                "amount_to_collect": total if status == "open" else 0,
+                "amount_due": total if status in UNPAID else 0,
+                "amount_to_collect": total if status in UNPAID else 0,
                 "round_off_amount": 0,
                 "paid_at": epoch(invoice["paid_at"]),
                 "term_finalized": True,

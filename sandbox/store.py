@@ -26,9 +26,9 @@ KINDS = ("plans", "coupons", "customers", "subscriptions", "invoices")
 TRANSITION_FIELDS = ("activated_at", "trial_end", "ended_at", "paused_at", "resumes_at")
 RENEWAL = "renewal"
 Listener = Callable[[dict, str, datetime], None]
-_TIME_FIELDS = {
-    "customers": ("created_at",),
-    "subscriptions": SUBSCRIPTION_TIME_FIELDS,
+_TIME_FIELDS = {  # a deletion touches the record too: incremental listings must see it
+    "customers": ("created_at", "deleted_at"),
+    "subscriptions": (*SUBSCRIPTION_TIME_FIELDS, "deleted_at"),
     "invoices": ("created_at", "paid_at"),
 }
 

@@ -34,6 +34,8 @@ SHARED_LISTS = {
     "coupons": "coupon",
 }
 CANCEL = {"2.0": "cancel_for_items", "1.0": "cancel"}
+# Lists that show deleted records only when asked (include_deleted=true).
+WITH_DELETED = ("customers", "subscriptions", "invoices")
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +56,9 @@ def site(request, generated, serve_scenario) -> Iterator[tuple[str, httpx.Client
 
 
 def _pages(api: httpx.Client, path: str) -> Iterator[dict]:
-    offset = None
+    offset, deleted = None, {"include_deleted": "true"} if path in WITH_DELETED else {}
     while True:
-        params = {"limit": 100} | ({"offset": offset} if offset else {})
+        params = {"limit": 100} | deleted | ({"offset": offset} if offset else {})
         body = api.get(f"/{path}", params=params).raise_for_status().json()
         yield from body["list"]
         offset = body.get("next_offset")
@@ -65,7 +67,8 @@ def _pages(api: httpx.Client, path: str) -> Iterator[dict]:
 
 
 def _crawl(api: httpx.Client, catalog: str, report: Report) -> dict[str, list[dict]]:
-    """Every list page of every resource, one retrieve per listed record, the site's
+    """Every list page of every resource (deleted records included), one retrieve per
+    listed record (a deleted one answers 404), each scheduled change, the site's
     configuration."""
     listed: dict[str, list[dict]] = {}
     for path, key in (SHARED_LISTS | LISTS[catalog]).items():
@@ -73,8 +76,17 @@ def _crawl(api: httpx.Client, catalog: str, report: Report) -> dict[str, list[di
         for index, entry in enumerate(listed[path]):
             validate_entry(entry, report, f"{path}.list[{index}]")
             ident = entry[key]["id"]
-            answer = api.get(f"/{path}/{ident}").raise_for_status().json()
-            validate_entry(answer, report, f"{path}/{ident}")
+            response = api.get(f"/{path}/{ident}")
+            if entry[key].get("deleted"):
+                assert response.status_code == 404, (path, ident)
+                validate_error(response.json(), 404, report, f"{path}/{ident}")
+            else:
+                validate_entry(response.raise_for_status().json(), report, f"{path}/{ident}")
+    for entry in listed["subscriptions"]:
+        if entry["subscription"]["has_scheduled_changes"]:
+            ident = entry["subscription"]["id"]
+            path = f"/subscriptions/{ident}/retrieve_with_scheduled_changes"
+            validate_entry(api.get(path).raise_for_status().json(), report, path)
     configurations = api.get("/configurations").raise_for_status().json()["configurations"]
     for index, configuration in enumerate(configurations):
         validate_entry({"configuration": configuration}, report, f"configurations[{index}]")
@@ -174,6 +186,20 @@ def test_every_object_conforms(site):
     assert report.counts["error"] >= 7
     assert any(code == 200 for (_, _, code) in statuses)
     assert any(code == 400 for (_, _, code) in statuses)
+    # and the generated variety of real accounts: deletions, terms, scheduled changes,
+    # several coupons, archived prices, deleted coupons, every invoice status (transfers:
+    # tests/integration/test_chargebee_variety.py)
+    subs = [entry["subscription"] for entry in listed["subscriptions"]]
+    assert any(s["deleted"] for s in subs)
+    assert any(e["customer"]["deleted"] for e in listed["customers"])
+    assert any("remaining_billing_cycles" in s for s in subs)
+    assert any(s["has_scheduled_changes"] for s in subs)
+    assert any(len(s.get("coupons", ())) > 1 for s in subs)
+    price_list = "item_prices" if catalog == "2.0" else "plans"
+    assert any(p["status"] == "archived" for e in listed[price_list] for p in e.values())
+    assert any(e["coupon"]["status"] == "deleted" for e in listed["coupons"])
+    invoice_statuses = {e["invoice"]["status"] for e in listed["invoices"]}
+    assert invoice_statuses >= {"pending", "payment_due", "paid", "not_paid", "voided"}
 
 
 def test_a_bogus_field_in_a_render_is_caught(site, monkeypatch):

@@ -353,7 +353,7 @@ def test_invoices_amounts_and_statuses(served):
     invoices = {i.id: i for i in list_all(cb.Invoice, {"limit": 2}, "invoice")}
     assert {k: (v.status, v.total, v.amount_paid, v.amount_due) for k, v in invoices.items()} == {
         "inv_usd": ("paid", 7840, 7840, 0),
-        "inv_jpy": ("payment_due", 4900, 0, 4900),
+        "inv_jpy": ("posted", 4900, 0, 4900),  # open: issued, not yet due
         "inv_void": ("voided", 4900, 0, 0),
     }
     usd = cb.Invoice.retrieve("inv_usd").invoice
@@ -365,7 +365,7 @@ def test_invoices_amounts_and_statuses(served):
         ts("2026-06-03T10:00:00Z"),
         ts("2026-07-03T10:00:00Z"),
     )
-    due = cb.Invoice.list({"status": {"is": "payment_due"}, "customer_id": {"is": "cus_b"}})
+    due = cb.Invoice.list({"status": {"is": "posted"}, "customer_id": {"is": "cus_b"}})
     assert [e.invoice.id for e in due.list] == ["inv_jpy"]
 
 
