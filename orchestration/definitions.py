@@ -1,6 +1,6 @@
 """The Dagster code location (`workspace.yaml`, `make ui`): loads, models, validation,
-jobs, schedules, the drop-folder sensor, load freshness checks and the billing write-backs,
-gathered from their modules.
+jobs, schedules, the drop-folder sensor, load freshness policies and the billing
+write-backs, gathered from their modules.
 
 Needs `dbt_project/target/manifest.json` (`make manifest`; `dagster dev` parses the
 project itself). `build_definitions()` reads the environment when called, so the demo
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from dagster import Definitions, in_process_executor
 
-from orchestration.freshness import freshness_checks, freshness_sensor
+from orchestration.freshness import with_freshness
 from orchestration.jobs import billing_sync_job, build_schedules, exit_sessions_job, validation_job
 from orchestration.loads import load_assets, origin_specs
 from orchestration.models import dbt_models
@@ -29,14 +29,12 @@ from orchestration.writebacks.assets import billing_writebacks, writebacks_job
 def build_definitions(env: Mapping[str, str] = os.environ) -> Definitions:
     sync, exit_sessions, validation = billing_sync_job(), exit_sessions_job(), validation_job()
     writebacks = writebacks_job()
-    loads = load_assets()
-    checks = freshness_checks(loads, env)
+    loads = with_freshness(load_assets(), env)
     return Definitions(
         assets=[*origin_specs(), *loads, dbt_models, validation_30d, billing_writebacks],
-        asset_checks=checks,
         jobs=[sync, exit_sessions, validation, writebacks],
         schedules=build_schedules(sync, validation, writebacks, env),
-        sensors=[drop_folder_sensor(exit_sessions), freshness_sensor(checks)],
+        sensors=[drop_folder_sensor(exit_sessions)],
         resources=build_resources(env),
         executor=in_process_executor,
     )

@@ -20,7 +20,12 @@ from dagster import (
     AssetKey,
     Output,
 )
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    dbt_assets,
+)
 from dagster_duckdb import DuckDBResource
 from duckdb import Error as DuckDBError
 
@@ -36,7 +41,12 @@ BUILD = ["build", "--exclude-resource-type", "unit_test"]
 
 class RetentionDbtTranslator(DagsterDbtTranslator):
     """dagster-dbt's keys (the model name) and kinds (dbt, duckdb); the group is the
-    model's layer, its folder under models/."""
+    model's layer, its folder under models/. The tests of a dbt source are checks of the
+    load asset it names (`meta.dagster.asset_key`): otherwise dagster-dbt records them as
+    observations and warns about each one on every build."""
+
+    def __init__(self) -> None:
+        super().__init__(DagsterDbtTranslatorSettings(enable_source_tests_as_checks=True))
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props["resource_type"] == "seed":

@@ -131,7 +131,18 @@ def exit_sessions_good(batch: Batch, max_custom_bytes: int) -> Iterator[pa.Table
     """Rows that meet the contract, one per session_id (the latest landed)."""
     good, _ = check(batch.rows, max_custom_bytes) if batch.rows.height else (None, None)
     if good is not None and good.height:
-        yield latest_per_session(good).to_arrow()
+        yield with_session_nullability(latest_per_session(good).to_arrow())
+
+
+def with_session_nullability(table: pa.Table) -> pa.Table:
+    """The Arrow schema says what SESSION_COLUMNS say: a column declared not null is a
+    non-nullable field (the contract quarantined every row without it). Otherwise dlt
+    finds the hints differ and warns on every load."""
+    fields = [
+        field.with_nullable(SESSION_COLUMNS.get(field.name, {}).get("nullable", True))
+        for field in table.schema
+    ]
+    return table.cast(pa.schema(fields, metadata=table.schema.metadata))
 
 
 @dlt.transformer(name="exit_sessions_quarantine", write_disposition="append")

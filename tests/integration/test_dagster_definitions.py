@@ -231,8 +231,21 @@ def test_no_key_reaches_the_definitions(dbt_manifest, monkeypatch, tmp_path):
     assert "sk_live_secret" not in snapshot
 
 
-def test_every_load_has_a_freshness_check(defs, graph):
+def test_every_load_has_a_freshness_policy_and_nothing_else_does(graph, monkeypatch, tmp_path):
+    """Freshness policies (evaluated by Dagster's daemon), not the superseded checks and
+    their sensor; the window follows RETENTION_FRESHNESS_HOURS."""
+    from datetime import timedelta
+
+    from dagster import FreshnessPolicy
+
+    from orchestration.freshness import with_freshness
+    from orchestration.loads import load_assets
+
     loads = {key for key in graph.materializable_asset_keys if key.path[0].startswith("dlt_")}
-    fresh = {c.asset_key for c in graph.asset_check_keys if c.name == "freshness_check"}
-    assert loads and loads <= fresh
-    assert "load_freshness" in {s.name for s in defs.sensors}
+    two_hours = FreshnessPolicy.time_window(fail_window=timedelta(hours=2))
+    fresh = {node.key for node in graph.asset_nodes if node.freshness_policy == two_hours}
+    assert loads and loads == fresh
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path))  # the pipelines the loads describe
+    six_hours = with_freshness(load_assets(), {"RETENTION_FRESHNESS_HOURS": "6"})
+    windows = {s.freshness_policy.fail_window.to_timedelta() for a in six_hours for s in a.specs}
+    assert windows == {timedelta(hours=6)}
