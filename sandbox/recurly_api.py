@@ -36,13 +36,16 @@ from urllib.parse import unquote, urlencode
 
 import orjson
 
-from sandbox.billing import add_interval, current_period, is_ended
+from sandbox.billing import add_interval, current_period, is_ended, plan_in_currency
 from sandbox.recurly_render import (
     IdIndex,
     RecurlyRenderer,
+    billing_currency,
+    coupon_codes,
     current_term,
     derived_id,
     derived_uuid,
+    happened,
     in_trial,
     invoice_state,
     is_plan,
@@ -124,22 +127,32 @@ def _subscription_state_filter(value: str, now: datetime) -> Predicate:
 
 
 def _plan_state_filter(value: str, now: datetime) -> Predicate:
-    every_plan_is_active = _choice("state", value, {"active": True, "inactive": False})
-    return lambda plan: every_plan_is_active
+    """`state=active|inactive`; without it every plan is listed, archived ones too (the
+    OpenAPI gives the filter no default)."""
+    active = _choice("state", value, {"active": True, "inactive": False})
+    return lambda plan: (happened(plan.get("archived_at"), now) is None) == active
+
+
+def _add_on_state_filter(value: str, now: datetime) -> Predicate:
+    """An add-on list row is active while its add-on is (add-ons are never archived here)."""
+    active = _choice("state", value, {"active": True, "inactive": False})
+    return lambda row: active
 
 
 def _invoice_state_filter(value: str, now: datetime) -> Predicate:
+    """One state, or `open` (not yet settled: a charge pending, processing or past due, a
+    credit with credit left) and `closed` (settled: paid, failed, a credit used up)."""
     states = _choice(
         "state",
         value,
         {
             "pending": {"pending"},
-            "processing": set(),
-            "past_due": set(),
+            "processing": {"processing"},
+            "past_due": {"past_due"},
             "paid": {"paid"},
-            "failed": set(),
-            "open": {"pending"},
-            "closed": {"paid"},
+            "failed": {"failed"},
+            "open": {"pending", "processing", "past_due", "open"},
+            "closed": {"paid", "failed", "closed"},
             "voided": {"voided"},
         },
     )
@@ -152,11 +165,18 @@ def _redemption_state_filter(value: str, now: datetime) -> Predicate:
 
 
 def _invoice_type_filter(value: str, now: datetime) -> Predicate:
-    # Every scenario invoice is a charge invoice.
-    charge = _choice(
-        "type", value, {"charge": True, "credit": False, "legacy": False, "non-legacy": True}
+    """charge, credit, or non-legacy (both); scenario invoices are never legacy ones."""
+    kinds = _choice(
+        "type",
+        value,
+        {
+            "charge": {"charge"},
+            "credit": {"credit"},
+            "legacy": set(),
+            "non-legacy": {"charge", "credit"},
+        },
     )
-    return lambda invoice: charge
+    return lambda invoice: invoice["kind"] in kinds
 
 
 def _boolean(param: str, value: str) -> bool:
@@ -507,7 +527,14 @@ class RecurlyEmulator(Emulator):
 
         def past_due(value: str, now: datetime) -> Predicate:
             wanted = _boolean("past_due", value)
-            return lambda customer: not wanted  # scenario invoices are never past due
+            invoices = self.store.by_customer["invoices"]
+            return lambda customer: (
+                wanted
+                == any(
+                    invoice_state(i) == "past_due"
+                    for i in invoices.get(customer["customer_id"], ())
+                )
+            )
 
         return {"email": email, "subscriber": subscriber, "past_due": past_due}
 
@@ -533,7 +560,7 @@ class RecurlyEmulator(Emulator):
         return Listing(
             "plans",
             lambda row: self.render.add_on(row["plan"], row["addon"]),
-            {"state": _plan_state_filter},
+            {"state": _add_on_state_filter},
             scope=self.render.plan_add_ons(plan),
             id_field="add_on_id",
         )
@@ -824,14 +851,14 @@ class RecurlyEmulator(Emulator):
         quantity = body.get("quantity", sub["quantity"])
         if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
             raise _validation("quantity must be a whole number >= 1", "quantity")
-        if plan["currency"] != self._plan_of(sub)["currency"]:
-            raise _validation(
-                f"Plan {plan['plan_id']} has no pricing in {self._plan_of(sub)['currency']}",
-                "plan_code",
-            )
+        currency = billing_currency(sub, self._plan_of(sub))
+        if plan_in_currency(plan, currency) is None:
+            raise _validation(f"Plan {plan['plan_id']} has no pricing in {currency}", "plan_code")
         if plan["plan_id"] == sub["plan_id"] and quantity == sub["quantity"]:
             raise _validation("Subscription hasn't been changed")
+        sub["currency"] = currency
         sub["plan_id"], sub["quantity"] = plan["plan_id"], quantity
+        sub["pending_plan_id"] = sub["pending_quantity"] = None  # replaced by this change
         sub["items"] = self._add_on_items_kept(sub, plan)
         self.store.touch("subscriptions", sub)
         return Response(201, self.render.subscription_change(sub, self.now()))
@@ -867,6 +894,8 @@ class RecurlyEmulator(Emulator):
         if coupon["amount_off"] is not None and currency not in (None, coupon["currency"]):
             raise _validation(f"Coupon has no discount in {currency}", "currency")
         now = self.now()
+        if happened(coupon.get("deleted_at"), now):
+            raise _validation("Coupon is expired and can no longer be redeemed", "coupon_id")
         on_account = redemption_resource(coupon) == "account"
         requested = self._redemption_targets(customer, body.get("subscription_id"), now)
         targets = requested
@@ -874,7 +903,7 @@ class RecurlyEmulator(Emulator):
             targets = self._redemption_targets(customer, None, now)
             self.store.touch("customers", customer)
         for sub in targets:
-            sub["coupon_id"] = coupon["coupon_id"]
+            _add_coupon(sub, coupon["coupon_id"])
             self.store.touch("subscriptions", sub)
         redemption = next(
             r
@@ -896,3 +925,11 @@ class RecurlyEmulator(Emulator):
         if not live:
             raise _validation("The account has no live subscription to redeem the coupon on")
         return live
+
+
+def _add_coupon(sub: dict, code: str) -> None:
+    """The coupon becomes the subscription's first, or is applied after its others."""
+    if sub["coupon_id"] is None:
+        sub["coupon_id"] = code
+    elif code not in coupon_codes(sub):
+        sub["extra_coupon_ids"] = [*(sub.get("extra_coupon_ids") or ()), code]

@@ -19,17 +19,37 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sandbox.billing import add_interval, current_period, is_ended, neutral_status
+from sandbox.billing import (
+    add_interval,
+    current_period,
+    is_ended,
+    neutral_status,
+    plan_in_currency,
+)
 from sandbox.scenario import TIER_MODELS, currency_exponent
 from sandbox.store import SystemStore
 
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 _ID_LENGTH = 12
 _DURATIONS = {"once": "single_use", "repeating": "temporal", "forever": "forever"}
-_INVOICE_STATES = {"paid": "paid", "open": "pending", "void": "voided"}
+# Neutral invoice statuses in Recurly's words (InvoiceStateEnum). A charge invoice is
+# pending until collected (Recurly has no drafts: a draft is pending too), past_due after
+# its due date, paid, failed (collection given up: uncollectible) or voided. A credit
+# invoice is open while credit remains, closed once fully applied (paid), or voided.
+_INVOICE_STATES = {
+    "charge": {
+        "draft": "pending",
+        "open": "pending",
+        "past_due": "past_due",
+        "paid": "paid",
+        "uncollectible": "failed",
+        "void": "voided",
+    },
+    "credit": {"open": "open", "paid": "closed", "void": "voided"},
+}
 # Recurly's ceiling for a tier's `ending_quantity`: the last tier shows it (no bound).
 LAST_TIER_ENDING = 999999999
 # Recurly plans bill in days or months only; weeks and years are folded into those.
@@ -127,7 +147,30 @@ def in_trial(sub: dict, now: datetime) -> bool:
 
 
 def invoice_state(invoice: dict) -> str:
-    return _INVOICE_STATES[invoice["status"]]
+    return _INVOICE_STATES[invoice["kind"]][invoice["status"]]
+
+
+def happened(at: datetime | None, now: datetime) -> datetime | None:
+    """A stated time (an archiving, a deletion) once the clock has reached it."""
+    return at if at is not None and at <= now else None
+
+
+def billing_currency(sub: dict, plan: dict) -> str:
+    """The subscription's own currency, else its plan's (see sandbox.billing)."""
+    return sub.get("currency") or plan["currency"]
+
+
+def priced(plan: dict, currency: str) -> dict:
+    """The plan or add-on as sold in `currency`; the scenario checks that it is."""
+    view = plan_in_currency(plan, currency)
+    if view is None:
+        raise ValueError(f"{plan['plan_id']} has no price in {currency}")
+    return view
+
+
+def plan_currencies(plan: dict) -> list[str]:
+    """Every currency a plan (or add-on) is priced in, its own first (`currencies[]`)."""
+    return [plan["currency"], *(plan.get("currency_options") or {})]
 
 
 def pause_pending_or_running(sub: dict, now: datetime) -> bool:
@@ -143,12 +186,10 @@ def pause_cycle_start(sub: dict, plan: dict, now: datetime) -> datetime:
     return max(sub["paused_at"], current_period(sub, plan, now)[0])
 
 
-def term_cycles(plan: dict) -> int:
-    """Billing periods per term. Recurly plans may commit to several cycles
-    (`total_billing_cycles`); the scenario has no such field, so one rule stands in for
-    it: a plan billed every 3 months commits to a year (4 cycles); others renew every
-    cycle (a term is one period)."""
-    return 4 if plan["interval"] == "month" and plan["interval_count"] == 3 else 1
+def term_cycles(sub: dict) -> int:
+    """Billing periods per term: the scenario's `term_cycles` (a multi-cycle term that
+    renews, Recurly `total_billing_cycles`), else 1 (every period renews)."""
+    return sub.get("term_cycles") or 1
 
 
 def current_term(sub: dict, plan: dict, now: datetime) -> tuple[datetime, datetime, int]:
@@ -156,7 +197,7 @@ def current_term(sub: dict, plan: dict, now: datetime) -> tuple[datetime, dateti
     current period. Terms count from the first paid period (a trial is a term of its
     own); a next bill date moved past the term's end takes the term end with it."""
     start, end = current_period(sub, plan, now)
-    cycles = term_cycles(plan)
+    cycles = term_cycles(sub)
     first_paid = sub["trial_end"] or sub["activated_at"]
     if cycles == 1 or start < first_paid:
         return start, end, 0
@@ -180,39 +221,48 @@ def redemption_resource(coupon: dict) -> str:
     return coupon.get("redemption_resource") or "account"
 
 
+def coupon_codes(sub: dict) -> list[str]:
+    """The subscription's coupons in the order they were applied: `coupon_id` first."""
+    first = [sub["coupon_id"]] if sub["coupon_id"] is not None else []
+    return first + list(sub.get("extra_coupon_ids") or ())
+
+
 def redemptions_of(customer: dict, subs, store: SystemStore, now: datetime) -> list[dict]:
-    """Redemptions behind the neutral records' `coupon_id`s, in creation order: one per
-    subscription carrying a coupon, redeemed with its purchase (created with it; the
-    neutral record keeps no redemption time) and removed when it ends. An account-level
-    coupon's redemption names no subscription: Recurly lists it under the account only."""
+    """Redemptions behind the neutral records' coupons, in creation order: one per coupon
+    of each subscription, redeemed with its purchase (the neutral record keeps no
+    redemption time: the n-th coupon applied is stamped n seconds after the subscription's
+    creation, so the first applied is the earliest) and removed when it ends. An
+    account-level coupon's redemption names no subscription: Recurly lists it under the
+    account only."""
     records = []
     for sub in subs:
-        if sub["coupon_id"] is None:
-            continue
-        coupon = store.get("coupons", sub["coupon_id"])
-        on_account = redemption_resource(coupon) == "account"
+        currency = billing_currency(sub, store.get("plans", sub["plan_id"]))
         removed = sub["ended_at"] if is_ended(sub, now) else None
-        records.append(
-            {
-                "redemption_id": derived_id(
-                    "coupon_redemptions", f"{sub['subscription_id']}:{coupon['coupon_id']}"
-                ),
-                "customer": customer,
-                "coupon": coupon,
-                "subscription": None if on_account else sub,
-                "carrier": sub,
-                "currency": store.get("plans", sub["plan_id"])["currency"],
-                "created_at": sub["created_at"],
-                "removed_at": removed,
-                "updated_at": removed or sub["created_at"],  # the list sorts on both
-            }
-        )
+        for n, code in enumerate(coupon_codes(sub)):
+            coupon = store.get("coupons", code)
+            on_account = redemption_resource(coupon) == "account"
+            created = sub["created_at"] + timedelta(seconds=n)
+            records.append(
+                {
+                    "redemption_id": derived_id(
+                        "coupon_redemptions", f"{sub['subscription_id']}:{code}"
+                    ),
+                    "customer": customer,
+                    "coupon": coupon,
+                    "subscription": None if on_account else sub,
+                    "carrier": sub,
+                    "currency": currency,
+                    "created_at": created,
+                    "removed_at": removed,
+                    "updated_at": removed or created,  # the list sorts on both
+                }
+            )
     return sorted(records, key=lambda r: (r["created_at"], r["redemption_id"]))
 
 
-def _cycles_or_none(plan: dict) -> int | None:
+def _cycles_or_none(sub: dict) -> int | None:
     """`total_billing_cycles` as Recurly shows it: null when every cycle renews."""
-    cycles = term_cycles(plan)
+    cycles = term_cycles(sub)
     return cycles if cycles > 1 else None
 
 
@@ -258,6 +308,11 @@ class RecurlyRenderer:
     def __init__(self, store: SystemStore):
         self.store = store
 
+    def _now(self) -> datetime:
+        """The sandbox clock, for catalog records (an archived plan, an expired coupon),
+        whose renders take no time of their own."""
+        return self.store.clock.now()
+
     # -- accounts -------------------------------------------------------------------
     def account_mini(self, customer: dict) -> dict:
         first, last = split_name(customer["name"])
@@ -274,13 +329,16 @@ class RecurlyRenderer:
         }
 
     def account(self, customer: dict, now: datetime) -> dict:
+        """`Account`: a closed account is `inactive`, `deleted_at` when it was closed."""
         states = {
             subscription_state(sub, now)
             for sub in self.store.by_customer["subscriptions"].get(customer["customer_id"], ())
         }
+        invoices = self.store.by_customer["invoices"].get(customer["customer_id"], ())
+        deleted = happened(customer.get("deleted_at"), now)
         return {
             **self.account_mini(customer),
-            "state": "active",
+            "state": "inactive" if deleted else "active",
             "username": None,
             "preferred_locale": None,
             "cc_emails": None,
@@ -290,12 +348,12 @@ class RecurlyRenderer:
             "has_future_subscription": "future" in states,
             "has_canceled_subscription": "canceled" in states,
             "has_paused_subscription": "paused" in states,
-            "has_past_due_invoice": False,
+            "has_past_due_invoice": any(invoice_state(i) == "past_due" for i in invoices),
             "shipping_addresses": [],
             "custom_fields": [],
             "created_at": ts(customer["created_at"]),
             "updated_at": ts(customer["updated_at"]),
-            "deleted_at": None,
+            "deleted_at": ts(deleted),
         }
 
     # -- plans ----------------------------------------------------------------------
@@ -308,18 +366,22 @@ class RecurlyRenderer:
         }
 
     def plan(self, plan: dict) -> dict:
+        """`Plan`: its price in each currency (`currencies`, its own first); an archived
+        plan is `inactive` with `deleted_at` (its subscriptions go on)."""
         unit, factor = _INTERVAL_UNITS[plan["interval"]]
+        archived = happened(plan.get("archived_at"), self._now())
         return {
             **self.plan_mini(plan),
-            "state": "active",
+            "state": "inactive" if archived else "active",
             "pricing_model": "fixed",
             "currencies": [
                 {
-                    "currency": plan["currency"],
-                    "setup_fee": money(Decimal(0), plan["currency"]),
-                    "unit_amount": money(plan["unit_amount"], plan["currency"]),
+                    "currency": currency,
+                    "setup_fee": money(Decimal(0), currency),
+                    "unit_amount": money(priced(plan, currency)["unit_amount"], currency),
                     "tax_inclusive": False,
                 }
+                for currency in plan_currencies(plan)
             ],
             "setup_fees": [],
             "interval_unit": unit,
@@ -328,25 +390,28 @@ class RecurlyRenderer:
             "trial_unit": "days",
             "trial_length": 0,
             "trial_requires_billing_info": True,
-            "total_billing_cycles": _cycles_or_none(plan),
+            "total_billing_cycles": None,  # terms are the subscription's (`term_cycles`)
             "auto_renew": True,
             "tax_exempt": False,
             "custom_fields": [],
             "created_at": ts(plan["created_at"]),
             "updated_at": ts(plan["updated_at"]),
-            "deleted_at": None,
+            "deleted_at": ts(archived),
         }
 
     # -- add-ons --------------------------------------------------------------------
     def add_ons_of(self, plan: dict) -> list[dict]:
-        """The add-on records a plan offers: every scenario add-on in the plan's currency
-        and billing period (Recurly add-ons belong to a plan and bill on its period)."""
-        period = (plan["currency"], plan["interval"], plan["interval_count"])
+        """The add-on records a plan offers: every scenario add-on on the plan's billing
+        period priced in one of the plan's currencies (Recurly add-ons belong to a plan
+        and bill on its period)."""
+        period = (plan["interval"], plan["interval_count"])
+        currencies = set(plan_currencies(plan))
         return [
             addon
             for addon in self.store.records["plans"].values()
             if addon["kind"] == "addon"
-            and (addon["currency"], addon["interval"], addon["interval_count"]) == period
+            and (addon["interval"], addon["interval_count"]) == period
+            and currencies & set(plan_currencies(addon))
         ]
 
     def add_on_mini(self, plan: dict, addon: dict) -> dict:
@@ -372,6 +437,7 @@ class RecurlyRenderer:
         currency = addon["currency"]
         tiered = addon["pricing_model"] in TIER_MODELS
         usage = addon["usage_type"] == "metered"
+        offered_in = set(plan_currencies(plan))
         mini = self.add_on_mini(plan, addon)
         del mini["item_id"]  # `AddOn` names its item in `item` (none: a plan add-on)
         return {
@@ -388,10 +454,12 @@ class RecurlyRenderer:
             if tiered
             else [
                 {
-                    "currency": currency,
-                    "unit_amount": money(addon["unit_amount"], currency),
+                    "currency": code,
+                    "unit_amount": money(priced(addon, code)["unit_amount"], code),
                     "tax_inclusive": False,
                 }
+                for code in plan_currencies(addon)
+                if code in offered_in
             ],
             "tier_type": addon["pricing_model"] if tiered else "flat",
             "usage_timeframe": "billing_period",
@@ -440,8 +508,10 @@ class RecurlyRenderer:
 
     def subscription_add_on(self, sub: dict, plan: dict, addon: dict, quantity: int) -> dict:
         """`SubscriptionAddOn`: a flat add-on's `unit_amount`, or the tiers the
-        subscription carries (its add-on's); a usage add-on bills usage at `unit_amount`."""
-        currency = addon["currency"]
+        subscription carries (its add-on's); a usage add-on bills usage at `unit_amount`;
+        priced in the subscription's currency."""
+        currency = billing_currency(sub, plan)
+        addon = priced(addon, currency)
         tiered = addon["pricing_model"] in TIER_MODELS
         usage = addon["usage_type"] == "metered"
         return {
@@ -478,23 +548,27 @@ class RecurlyRenderer:
         """The subscription's `add_ons` and `add_ons_total`: fixed add-ons at their
         quantity (usage add-ons bill what is used, in arrears, so they add nothing)."""
         rendered, total = [], Decimal(0)
+        currency = billing_currency(sub, plan)
         for addon, quantity in self.subscription_add_ons(sub, plan):
             rendered.append(self.subscription_add_on(sub, plan, addon, quantity))
             if addon["usage_type"] == "licensed":
-                total += add_on_amount(addon, quantity)
+                total += add_on_amount(priced(addon, currency), quantity)
         return rendered, total
 
     # -- coupons --------------------------------------------------------------------
     def coupon_mini(self, coupon: dict) -> dict:
+        """A deleted coupon is `expired` (Recurly's "deactivate": no new redemptions,
+        those made stay), with `expired_at` then; Coupon has no `deleted_at`."""
+        expired = happened(coupon.get("deleted_at"), self._now())
         return {
             "id": derived_id("coupons", coupon["coupon_id"]),
             "object": "coupon",
             "code": coupon["coupon_id"],
             "name": coupon["name"] or coupon["coupon_id"],
-            "state": "redeemable",
+            "state": "expired" if expired else "redeemable",
             "discount": self._discount(coupon),
             "coupon_type": "single_code",
-            "expired_at": None,
+            "expired_at": ts(expired),
         }
 
     def coupon(self, coupon: dict) -> dict:
@@ -564,9 +638,11 @@ class RecurlyRenderer:
         customer = self.store.get("customers", sub["customer_id"])
         started, ends = (ts(t) for t in current_period(sub, plan, now))
         term_start, term_end, remaining = current_term(sub, plan, now)
-        amount = plan["unit_amount"]
+        currency = billing_currency(sub, plan)
+        amount = priced(plan, currency)["unit_amount"]
         add_ons, add_ons_total = self._add_ons(sub, plan)
-        subtotal = money(amount * sub["quantity"] + add_ons_total, plan["currency"])
+        subtotal = money(amount * sub["quantity"] + add_ons_total, currency)
+        cycles = _cycles_or_none(sub)
         return {
             "id": sub["subscription_id"],
             "object": "subscription",
@@ -575,7 +651,7 @@ class RecurlyRenderer:
             "plan": self.plan_mini(plan),
             "state": subscription_state(sub, now),
             "coupon_redemptions": self._redemptions(sub, now),
-            "pending_change": None,
+            "pending_change": self.pending_change(sub, plan, now),
             "current_period_started_at": started,
             "current_period_ends_at": ends,
             "current_term_started_at": ts(term_start),
@@ -584,19 +660,19 @@ class RecurlyRenderer:
                 (sub["trial_start"] or sub["activated_at"]) if sub["trial_end"] else None
             ),
             "trial_ends_at": ts(sub["trial_end"]),
-            "remaining_billing_cycles": remaining if _cycles_or_none(plan) else None,
-            "total_billing_cycles": _cycles_or_none(plan),
-            "renewal_billing_cycles": _cycles_or_none(plan),
+            "remaining_billing_cycles": remaining if cycles else None,
+            "total_billing_cycles": cycles,
+            "renewal_billing_cycles": cycles,
             "auto_renew": True,
             **self._pause_fields(sub, plan, now),
-            "currency": plan["currency"],
-            "unit_amount": money(amount, plan["currency"]),
+            "currency": currency,
+            "unit_amount": money(amount, currency),
             "tax_inclusive": False,
             "quantity": sub["quantity"],
             "add_ons": add_ons,
-            "add_ons_total": money(add_ons_total, plan["currency"]),
+            "add_ons_total": money(add_ons_total, currency),
             "subtotal": subtotal,
-            "tax": money(Decimal(0), plan["currency"]),
+            "tax": money(Decimal(0), currency),
             "total": subtotal,
             "collection_method": "automatic",
             "net_terms": 0,
@@ -633,39 +709,74 @@ class RecurlyRenderer:
         }
 
     def subscription_change(self, sub: dict, now: datetime) -> dict:
-        """A change applied at once (the emulator never leaves one pending)."""
+        """A change applied at once: the subscription already bills its plan."""
         plan = self.store.get("plans", sub["plan_id"])
+        change_id = f"{sub['subscription_id']}:{sub['version']}"
+        return self._change(change_id, sub, plan, sub["quantity"], now, now, activated=True)
+
+    def pending_change(self, sub: dict, plan: dict, now: datetime) -> dict | None:
+        """The plan change scheduled for the current period's end (`pending_change`), while
+        the subscription is in service; the subscription's own fields stay the current
+        plan's. The neutral record keeps no scheduling time: its last update stands in."""
+        if sub.get("pending_plan_id") is None or is_ended(sub, now):
+            return None
+        target = self.store.get("plans", sub["pending_plan_id"])
+        quantity = sub.get("pending_quantity") or sub["quantity"]
+        renewal = current_period(sub, plan, now)[1]
+        scheduled = sub["updated_at"] or sub["created_at"]
+        change_id = f"{sub['subscription_id']}:pending:{target['plan_id']}"
+        kept = {**sub, "currency": billing_currency(sub, plan)}  # add-ons in its currency
+        return self._change(change_id, kept, target, quantity, renewal, scheduled, activated=False)
+
+    def _change(
+        self,
+        change_id: str,
+        sub: dict,
+        plan: dict,
+        quantity: int,
+        activate_at: datetime,
+        stamped: datetime,
+        activated: bool,
+    ) -> dict:
+        """`SubscriptionChange` to `plan` at `quantity`, priced in the subscription's
+        currency, with the add-ons the plan offers."""
+        currency = billing_currency(sub, plan)
         return {
-            "id": derived_id("subscription_changes", f"{sub['subscription_id']}:{sub['version']}"),
+            "id": derived_id("subscription_changes", change_id),
             "object": "subscription_change",
             "subscription_id": sub["subscription_id"],
             "plan": self.plan_mini(plan),
             "add_ons": self._add_ons(sub, plan)[0],
-            "unit_amount": money(plan["unit_amount"], plan["currency"]),
+            "unit_amount": money(priced(plan, currency)["unit_amount"], currency),
             "tax_inclusive": False,
-            "quantity": sub["quantity"],
-            "activate_at": ts(now),
-            "activated": True,
+            "quantity": quantity,
+            "activate_at": ts(activate_at),
+            "activated": activated,
             "custom_fields": [],
-            "created_at": ts(now),
-            "updated_at": ts(now),
+            "created_at": ts(stamped),
+            "updated_at": ts(stamped),
             "deleted_at": None,
         }
 
     # -- invoices -------------------------------------------------------------------
     def invoice(self, invoice: dict) -> dict:
+        """`Invoice`: a charge invoice, or a credit invoice (`type: credit`, origin
+        `credit`), whose amounts Recurly shows negative. The balance is what is still
+        owed (a charge not paid, voided or given up on) or, on a credit, still to apply."""
         currency = invoice["currency"]
-        total = money(invoice["total"], currency)
+        credit = invoice["kind"] == "credit"
+        total = money(-invoice["total"] if credit else invoice["total"], currency)
         zero = money(Decimal(0), currency)
         state = invoice_state(invoice)
         customer = self.store.get("customers", invoice["customer_id"])
         subscription_id = invoice["subscription_id"]
+        outstanding = state in ("pending", "past_due", "failed", "open")
         return {
             "id": derived_id("invoices", invoice["invoice_id"]),
             "uuid": derived_uuid("invoices", invoice["invoice_id"]),
             "object": "invoice",
-            "type": "charge",
-            "origin": "renewal",
+            "type": invoice["kind"],
+            "origin": "credit" if credit else "renewal",
             "state": state,
             "account": self.account_mini(customer),
             "subscription_ids": [subscription_id] if subscription_id else [],
@@ -683,7 +794,7 @@ class RecurlyRenderer:
             "total": total,
             "refundable_amount": total if state == "paid" else zero,
             "paid": total if state == "paid" else zero,
-            "balance": total if state == "pending" else zero,
+            "balance": total if outstanding else zero,
             "line_items": [],
             "has_more_line_items": False,
             "transactions": [],

@@ -16,6 +16,7 @@ import threading
 import time
 from base64 import b64encode
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -109,8 +110,46 @@ def crawl(api: Api, emulator: Any) -> Counter[str]:
             made[f"list account {scoped}"] += status == 200
         status, _ = api.call("GET", f"/accounts/{account['id']}/coupon_redemptions/active")
         made["list account active redemptions"] += status == 200
+    made.update(_variety(api, listed))
     made.update(_writes(api, listed))
     made.update(_errors(api, emulator, listed))
+    return made
+
+
+# What a years-old account holds beside the plain case, as the crawl must meet it: each
+# kind is counted over the listed objects (and the filters that select it are called).
+VARIETY: dict[str, tuple[str, Callable[[dict], bool]]] = {
+    "archived plan": ("/plans", lambda p: p["state"] == "inactive" and bool(p["deleted_at"])),
+    "plan in several currencies": ("/plans", lambda p: len(p["currencies"]) > 1),
+    "expired coupon": ("/coupons", lambda c: c["state"] == "expired" and bool(c["expired_at"])),
+    "closed account": ("/accounts", lambda a: a["state"] == "inactive" and bool(a["deleted_at"])),
+    "multi-cycle term": ("/subscriptions", lambda s: (s["total_billing_cycles"] or 0) > 1),
+    "pending change": ("/subscriptions", lambda s: s["pending_change"] is not None),
+    "credit invoice": ("/invoices", lambda i: i["type"] == "credit"),
+    "past due invoice": ("/invoices", lambda i: i["state"] == "past_due"),
+    "failed invoice": ("/invoices", lambda i: i["state"] == "failed"),
+}
+VARIETY_FILTERS = (
+    "/plans?state=inactive",
+    "/invoices?type=credit",
+    "/invoices?state=past_due",
+    "/invoices?state=closed",
+    "/accounts?past_due=true",
+)
+
+
+def _variety(api: Api, listed: dict[str, list[dict]]) -> Counter[str]:
+    made: Counter[str] = Counter()
+    for kind, (path, test) in VARIETY.items():
+        made[f"variety {kind}"] = sum(1 for row in listed[path] if test(row))
+    own = {plan["code"]: plan["currencies"][0]["currency"] for plan in listed["/plans"]}
+    made["variety subscription in a plan's further currency"] = sum(
+        sub["currency"] != own[sub["plan"]["code"]] for sub in listed["/subscriptions"]
+    )
+    for path in VARIETY_FILTERS:
+        status, page = api.call("GET", f"{path}&limit=200")
+        assert status == 200, page
+        made[f"filtered {path}"] = len(page["data"])
     return made
 
 
@@ -214,6 +253,9 @@ def test_every_recurly_answer_matches_recurlys_openapi(recurly_spec, scenario_do
         assert validator.counts[schema] > 0, f"no {schema} was validated"
     for schema in ("AddOn", "AddOnMini", "SubscriptionAddOn", "SubscriptionAddOnTier", "Tier"):
         assert validator.counts[schema] > 0, f"no {schema} was validated"
+    for name in made:
+        if name.startswith(("variety ", "filtered ")):
+            assert made[name] > 0, f"the crawl met no {name}"
 
 
 def test_a_field_put_back_into_a_render_is_caught(

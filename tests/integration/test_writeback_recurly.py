@@ -303,12 +303,15 @@ def test_not_done_when_the_change_does_not_hold_yet(writer, state, action_type, 
 
 @pytest.fixture
 def quarterly(serve_scenario):
-    """The same accounts with `pro` billed every 3 months: the emulator gives such plans
-    a year's term (4 cycles), so the term ends long after the billing period."""
+    """The same accounts with `pro` billed every 3 months on a year's term (4 cycles), so
+    the term ends long after the billing period."""
     doc = scenario(("recurly",))
     for plan in doc["plans"]:
         if plan["plan_id"] == "pro":
             plan["interval_count"] = 3
+    for sub in doc["subscriptions"]:
+        if sub["plan_id"] == "pro":
+            sub["term_cycles"] = 4
     sandbox = serve_scenario(doc)
     return RecurlyWriter(sandbox.api_key, sandbox.urls["recurly"])
 
