@@ -66,7 +66,7 @@ def _pages(api: httpx.Client, path: str) -> Iterator[dict]:
             return
 
 
-def _crawl(api: httpx.Client, catalog: str, report: Report) -> dict[str, list[dict]]:
+def crawl(api: httpx.Client, catalog: str, report: Report) -> dict[str, list[dict]]:
     """Every list page of every resource (deleted records included), one retrieve per
     listed record (a deleted one answers 404), each scheduled change, the site's
     configuration."""
@@ -170,7 +170,7 @@ def _errors(api: httpx.Client, catalog: str, report: Report) -> None:
 def test_every_object_conforms(site):
     catalog, api = site
     report = Report()
-    listed = _crawl(api, catalog, report)
+    listed = crawl(api, catalog, report)
     statuses = _writes(api, catalog, report, listed)
     _errors(api, catalog, report)
     print(f"\nChargebee objects validated per type (Product Catalog {catalog}):")

@@ -1,3 +1,5 @@
+-- Chargebee customers, deleted ones kept (is_deleted): the source lists with
+-- include_deleted=true so that a deletion arrives as a change.
 {% set src = source('chargebee', 'customers') %}
 {% set c = columns_of(src) %}
 select
@@ -7,6 +9,6 @@ select
     cast({{ col(c, 'email') }} as varchar) as email,
     cast(nullif(trim(concat(coalesce({{ col(c, 'first_name') }}, ''), ' ', coalesce({{ col(c, 'last_name') }}, ''))), '')
         as varchar) as name,
-    {{ from_epoch('created_at') }} as created_at
+    {{ from_epoch('created_at') }} as created_at,
+    coalesce({{ col(c, 'deleted', 'boolean') }}, false) as is_deleted
 from {{ src }}
-where not coalesce({{ col(c, 'deleted', 'boolean') }}, false)

@@ -2,7 +2,8 @@
 -- on 2.0 (type from `item_type`, usage from the item's `metered`), plans and add-ons on
 -- 1.0 (an add-on with `charge_type` non_recurring is a one-time charge; 1.0 has no items,
 -- so a plan or add-on is its own product). A site has one catalog: the other's tables do
--- not exist and give no rows. Tier models (tiered, volume, stairstep) have no unit price;
+-- not exist and give no rows. An archived price (no new sales) stays: its subscriptions
+-- go on; a deleted one is left out. Tier models (tiered, volume, stairstep) have no unit price;
 -- their tiers stay JSON text here for stg_chargebee__price_tiers.
 {% set parts = [] %}
 {% set item_prices = source('chargebee', 'item_prices') %}
@@ -25,7 +26,7 @@
         coalesce((select i.metered from {{ items }} as i where i.id = p.item_id limit 1), false)
         {%- else %}false{% endif %} as metered,
         cast({{ col(c, 'tiers') }} as varchar) as tiers,
-        {{ col(c, 'deleted', 'boolean') }} as deleted
+        coalesce({{ col(c, 'deleted', 'boolean') }}, false) or {{ col(c, 'status') }} = 'deleted' as deleted
     from {{ item_prices }} as p
     {% endset %}
     {% do parts.append(sql) %}

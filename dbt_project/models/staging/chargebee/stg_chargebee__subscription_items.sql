@@ -22,7 +22,6 @@ with subscriptions as (
         {{ col(c, 'addons') }} as addons,
         {{ col(c, 'event_based_addons') }} as event_based_addons
     from {{ src }}
-    where not coalesce({{ col(c, 'deleted', 'boolean') }}, false)
 ),
 
 listed as (

@@ -2,8 +2,12 @@
 -- Catalog: activated_at is when service started (`started_at`, or `start_date` while
 -- future; Chargebee's own `activated_at` is the end of a trial), a requested cancel is
 -- `cancel_schedule_created_at` (else `cancelled_at` once cancelled) and service ends at
--- `cancelled_at`. Deleted subscriptions are left out. Plan, quantity and amounts are the
--- items' (stg_chargebee__subscription_items); the billing period is the subscription's.
+-- `cancelled_at`. A `transferred` subscription (moved to another business entity) is
+-- canceled here, its service ending when it was transferred: Chargebee sends no
+-- cancelled_at for it, so that is its last change (`updated_at`). Deleted subscriptions
+-- are kept (is_deleted). The coupon is the first of `coupons[]`. Plan, quantity and
+-- amounts are the items' (stg_chargebee__subscription_items: the current items, never a
+-- scheduled change); the billing period is the subscription's.
 {% set src = source('chargebee', 'subscriptions') %}
 {% set c = columns_of(src) %}
 with raw as (
@@ -23,6 +27,7 @@ with raw as (
         {{ col(c, 'current_term_end', 'bigint') }} as current_term_end,
         {{ col(c, 'cancelled_at', 'bigint') }} as cancelled_at,
         {{ col(c, 'cancel_schedule_created_at', 'bigint') }} as cancel_schedule_created_at,
+        {{ col(c, 'updated_at', 'bigint') }} as updated_at,
         {{ col(c, 'pause_date', 'bigint') }} as pause_date,
         {{ col(c, 'resume_date', 'bigint') }} as resume_date,
         {{ col(c, 'coupons') }} as coupons,
@@ -54,11 +59,13 @@ select
     {{ from_epoch('current_term_start') }} as current_period_start,
     {{ from_epoch('current_term_end') }} as current_period_end,
     {{ from_epoch(
-        "coalesce(cancel_schedule_created_at, case when status in ('cancelled', 'transferred') then cancelled_at end)"
+        "coalesce(cancel_schedule_created_at, case when status = 'cancelled' then cancelled_at end)"
     ) }} as canceled_at,
-    {{ from_epoch('cancelled_at') }} as ended_at,
+    {{ from_epoch(
+        "case when status = 'transferred' then coalesce(cancelled_at, updated_at) else cancelled_at end"
+    ) }} as ended_at,
     {{ from_epoch('pause_date') }} as paused_at,
     {{ from_epoch('resume_date') }} as resumes_at,
-    cast(coalesce({{ json_text('coupons', [0, 'coupon_id']) }}, coupon) as varchar) as coupon_id
+    cast(coalesce({{ json_text('coupons', [0, 'coupon_id']) }}, coupon) as varchar) as coupon_id,
+    coalesce(deleted, false) as is_deleted
 from raw
-where not coalesce(deleted, false)
