@@ -5,7 +5,8 @@ Chargebee on free loopback ports with the clock frozen at its `as_of`, write its
 sessions as the cancel page's drop files, point the sources at the sandbox through the
 same environment variables a deployment uses, then run the code location's own jobs
 in-process on the instance in DAGSTER_HOME: `billing_sync` (every load, every model and
-dbt test), one `validation_30d` partition, and `billing_writebacks_job` with the
+dbt test), every `validation_30d` partition up to the day before `as_of` (one backfill
+run, so the UI shows no missing day), and `billing_writebacks_job` with the
 project's catalog (writebacks.yml: a dry run until a system is switched to live, so the
 demo records what it would send to billing and sends nothing). The runs are in that
 instance's history, so `make ui` shows them afterwards.
@@ -77,8 +78,11 @@ class DemoSummary:
             return "validation_30d skipped: as_of is outside its daily partitions"
         counts = ", ".join(f"{s} {n:,}" for s, n in self.validation_by_status.items())
         started = self.validation_day - timedelta(days=30)
-        return f"validation_30d {self.validation_day} (episodes started {started}): " + (
-            counts or "no episodes"
+        first = validation_partitions().get_first_partition_key()
+        return (
+            f"validation_30d {self.validation_day} (episodes started {started}): "
+            + (counts or "no episodes")
+            + f"\n  (every day from {first} validated, in one backfill run)"
         )
 
     def render(self) -> str:
@@ -237,6 +241,18 @@ def _ui_command(database: Path, drop: Path, dagster_home: Path) -> str:
     )
 
 
+def _every_partition_until(last: date) -> dict[str, str]:
+    """The tags of one run over validation_30d's partitions from the first to `last`: a
+    backfill, as the UI's "Materialize all missing" launches it."""
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
+
+    first = validation_partitions().get_first_partition_key()
+    return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last.isoformat()}
+
+
 def _run_jobs(validation_day: date | None, say: Callable[[str], None]) -> list[str]:
     """The code location's own jobs, in this process, on the DAGSTER_HOME instance."""
     from dagster import DagsterInstance
@@ -250,16 +266,15 @@ def _run_jobs(validation_day: date | None, say: Callable[[str], None]) -> list[s
     defs = build_definitions()
     run_ids = []
     with DagsterInstance.get() as instance:
-        jobs = [("billing_sync", None)]
+        jobs: list[tuple[str, dict[str, str]]] = [("billing_sync", {})]
         if validation_day:
-            jobs.append(("validation_30d_daily", validation_day.isoformat()))
-        jobs.append(("billing_writebacks_job", None))
-        for job_name, partition in jobs:
+            jobs.append(("validation_30d_daily", _every_partition_until(validation_day)))
+        jobs.append(("billing_writebacks_job", {}))
+        for job_name, tags in jobs:
             job = defs.resolve_job_def(job_name)
-            say(f"dagster: running job {job_name}" + (f" for {partition}" if partition else ""))
-            result = job.execute_in_process(
-                instance=instance, partition_key=partition, raise_on_error=False
-            )
+            span = "...".join(tags.values())
+            say(f"dagster: running job {job_name}" + (f" for {span}" if span else ""))
+            result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
             run_ids.append(result.run_id[:8])
             if not result.success:
                 failed = [e.step_key for e in result.all_events if e.is_step_failure and e.step_key]

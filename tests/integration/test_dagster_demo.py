@@ -142,6 +142,14 @@ def test_the_runs_are_in_the_instance_with_the_marts_figures(demo):
         assert plot.startswith("![") and "data:image/png;base64," in plot
         assert "valid_save" in figures("marts", "fct_exit_episodes")["episodes_by_status"].value
         assert figures("validation_30d")["table"].value == "marts.validation_30d_daily"
+        # Every validation day up to the day before as_of, in one backfill run: none missing.
+        from orchestration.validation import validation_partitions
+
+        last = re.search(r"validation_30d (\S+) \(episodes started", output)[1]
+        keys = validation_partitions().get_partition_keys()
+        filled = instance.get_materialized_partitions(AssetKey("validation_30d"))
+        assert filled == set(keys[: keys.index(last) + 1])
+        assert runs[run_ids[1]].tags["dagster/asset_partition_range_end"] == last
         writebacks = figures("billing_writebacks")
         assert writebacks["dry_run"].value > 0 and writebacks["applied"].value == 0
         assert "| stripe |" in writebacks["ledger"].value

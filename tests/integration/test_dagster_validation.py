@@ -102,3 +102,73 @@ def test_a_backfill_fills_each_day_and_says_when_a_day_is_not_final(warehouse):
     assert sum(r[5] for r in rows) == len(EPISODES)
     assert late["episodes"].value == 0
     assert late["final"].value is False  # T is not past the end of 2026-06-30
+
+
+def _run_range(path, first: str, last: str, instance):
+    """One run over the partitions first..last, as a UI or CLI backfill launches it."""
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
+
+    from orchestration.validation import validation_30d
+
+    result = materialize(
+        [validation_30d],
+        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+        resources={"duckdb": DuckDBResource(database=str(path))},
+        instance=instance,
+    )
+    assert result.success
+    return result.asset_materializations_for_node("validation_30d")
+
+
+def test_a_backfill_is_one_run_with_the_rows_of_a_run_per_day(warehouse, tmp_path):
+    per_day = tmp_path / "per_day.duckdb"
+    per_day.write_bytes(warehouse.read_bytes())
+    days = [date(2026, 5, 29) + timedelta(days=i) for i in range(5)]
+    with DagsterInstance.ephemeral() as instance:
+        for day in days:
+            _run(per_day, day.isoformat(), instance)
+        _run(warehouse, "2026-05-31", instance)  # a day the backfill must replace, not add to
+        materializations = _run_range(warehouse, "2026-05-29", "2026-06-02", instance)
+        runs = instance.get_runs()
+    assert _table(warehouse) == _table(per_day)
+    assert sum(r[5] for r in _table(warehouse)) == len(EPISODES)
+    assert {m.partition for m in materializations} == {d.isoformat() for d in days}
+    assert len({r.run_id for r in runs if r.tags.get("dagster/asset_partition_range_start")}) == 1
+    metadata = materializations[0].metadata
+    assert metadata["cohort_date"].value == "2026-04-29...2026-05-03"
+    assert metadata["episodes"].value == len(EPISODES)
+
+
+def test_the_backfill_command_in_the_asset_description_fills_the_range(
+    warehouse, dagster_env, monkeypatch
+):
+    """The exact command the asset's description gives, run as a user would."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from orchestration.settings import PROJECT_DIR
+    from orchestration.validation import BACKFILL_HINT
+
+    command = BACKFILL_HINT.split("\n\n")[1].replace("\\\n", " ")
+    command = command.replace("<first day>", "2026-05-30").replace("<yesterday>", "2026-06-01")
+    argv = shlex.split(command)
+    assert argv[:3] == ["dagster", "asset", "materialize"]
+    monkeypatch.setenv("RETENTION_DUCKDB_PATH", str(warehouse))
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), *argv[1:]],
+        cwd=PROJECT_DIR,
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = _table(warehouse)
+    assert {r[0] for r in rows} == {date(2026, 5, 30), date(2026, 5, 31), date(2026, 6, 1)}
+    assert sum(r[5] for r in rows) == len(EPISODES)
