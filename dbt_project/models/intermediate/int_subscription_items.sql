@@ -1,7 +1,8 @@
 -- Every item of every subscription, all systems, with what it bills per billing period
 -- (major units, the item's currency, before discounts). One home for the pricing rules:
 --   per_unit  unit amount × quantity           flat_fee  the unit amount, any quantity
---   package   unit amount × ceil(quantity ÷ package_size)
+--   package   unit amount × ceil(quantity ÷ package_size); floor when the price rounds
+--             down (Stripe `transform_quantity.round = down`: package_rounding 'down')
 --   tiered    (graduated) each tier entered bills its units at its unit amount, plus its flat amount
 --   volume, stairstep   the one tier holding the quantity bills unit amount × quantity + flat amount
 -- An item without its own unit amount takes its plan's (int_plans), as a Stripe item whose
@@ -13,26 +14,37 @@ with items as (
     select
         billing_system, subscription_id, item_id, item_type, price_id, product_id, usage_type,
         pricing_model, package_size, quantity, unit_amount_local, currency, "interval",
-        interval_count
+        interval_count,
+        {{ 'package_rounding' if system == 'stripe' else "cast(null as varchar) as package_rounding" }}
     from {{ ref('stg_' ~ system ~ '__subscription_items') }}
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
 ),
 
+-- A package tier (Chargebee `pricing_type` package) bills its unit amount per package of
+-- package_size units, a part package counting whole. A subscription's own tiers
+-- (Chargebee `item_tiers`: tiers with a subscription_id) replace its price's.
 tiers as (
     select
         billing_system,
         price_id,
         currency,
         up_to,
+        subscription_id,
+        package_size,
         coalesce(unit_amount_local, 0) as unit_amount_local,
         coalesce(flat_amount_local, 0) as flat_amount_local,
         coalesce(
-            lag(up_to) over (partition by billing_system, price_id, currency order by tier_index), 0
+            lag(up_to) over (
+                partition by billing_system, subscription_id, price_id, currency order by tier_index
+            ), 0
         ) as above
     from (
         {% for system in systems %}
-        select billing_system, price_id, currency, tier_index, up_to, unit_amount_local, flat_amount_local
+        select
+            billing_system, price_id, currency, tier_index, up_to, unit_amount_local, flat_amount_local,
+            {{ 'subscription_id, package_size' if system == 'chargebee'
+                else 'cast(null as varchar) as subscription_id, cast(null as bigint) as package_size' }}
         from {{ ref('stg_' ~ system ~ '__price_tiers') }}
         {% if not loop.last %}union all{% endif %}
         {% endfor %}
@@ -47,11 +59,20 @@ tiered_amounts as (
         sum(
             case
                 when i.pricing_model = 'tiered' and i.quantity > t.above
-                    then t.unit_amount_local * (least(i.quantity, coalesce(t.up_to, i.quantity)) - t.above)
+                    then t.unit_amount_local * case
+                        when t.package_size is null
+                            then least(i.quantity, coalesce(t.up_to, i.quantity)) - t.above
+                        else ceil(cast(least(i.quantity, coalesce(t.up_to, i.quantity)) - t.above
+                            as decimal(38, 10)) / t.package_size)
+                    end
                         + t.flat_amount_local
                 when i.pricing_model in ('volume', 'stairstep')
                     and i.quantity > t.above and (t.up_to is null or i.quantity <= t.up_to)
-                    then t.unit_amount_local * i.quantity + t.flat_amount_local
+                    then t.unit_amount_local * case
+                        when t.package_size is null then i.quantity
+                        else ceil(cast(i.quantity as decimal(38, 10)) / t.package_size)
+                    end
+                        + t.flat_amount_local
                 else 0
             end
         ) as amount_local
@@ -60,6 +81,15 @@ tiered_amounts as (
         on t.billing_system = i.billing_system
         and t.price_id = i.price_id
         and t.currency = i.currency
+        and (
+            t.subscription_id = i.subscription_id
+            or t.subscription_id is null and not exists (
+                select 1 from tiers as own
+                where own.billing_system = i.billing_system
+                    and own.subscription_id = i.subscription_id
+                    and own.price_id = i.price_id
+            )
+        )
     where i.pricing_model in ('tiered', 'volume', 'stairstep')
     group by i.billing_system, i.subscription_id, i.item_id
 ),
@@ -81,6 +111,7 @@ priced as (
         coalesce(i."interval", p."interval") as "interval",
         coalesce(i.interval_count, p.interval_count) as interval_count,
         i.package_size,
+        i.package_rounding,
         ta.amount_local as tiered_amount_local
     from items as i
     left join {{ ref('int_plans') }} as p
@@ -98,7 +129,10 @@ amounts as (
             case pricing_model
                 when 'per_unit' then unit_amount_local * quantity
                 when 'flat_fee' then unit_amount_local
-                when 'package' then unit_amount_local * ceil(cast(quantity as decimal(38, 10)) / package_size)
+                when 'package' then unit_amount_local * case
+                    when package_rounding = 'down' then floor(cast(quantity as decimal(38, 10)) / package_size)
+                    else ceil(cast(quantity as decimal(38, 10)) / package_size)
+                end
                 else tiered_amount_local
             end
         as decimal(38, 10)) as amount_local
