@@ -7,6 +7,7 @@ contract, so one bad row never stops a load and nothing good is dropped.
 
 from __future__ import annotations
 
+import orjson
 import polars as pl
 
 BILLING_SYSTEMS = ("stripe", "recurly", "chargebee")
@@ -28,12 +29,17 @@ TEXT_COLUMNS = (
 TIME_COLUMNS = ("started_at", "action_at")
 COLUMNS = (*TEXT_COLUMNS[:5], "started_at", "action", "action_at", *TEXT_COLUMNS[6:])
 LINEAGE = ("_file", "_line", "_landed_seq")
+# Column a reader fills with why a row's values had the wrong type (JSON object in a text
+# field, ...), before everything became text; null when nothing was wrong.
+TYPE_ERRORS = "_type_errors"
 REQUIRED = ("session_id", "billing_system", "billing_id", "started_at")
 # The page's free-form `custom` JSON beyond this size is quarantined, not loaded: a
 # warehouse column is no place for megabytes a page sent by mistake.
 MAX_CUSTOM_BYTES = 64 * 1024
 
-_WITH_ZONE = "%Y-%m-%dT%H:%M:%S%.f%#z"
+# RFC 3339 date-times, with "T" or a space between date and time (both are in RFC 3339
+# section 5.6's note), with or without an offset.
+_WITH_ZONE = ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z")
 _NAIVE = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f")
 
 
@@ -42,7 +48,10 @@ def parse_time(column: str) -> pl.Expr:
     (validation.md: times are UTC). Anything else is null, and reported as unparseable."""
     text = pl.col(column).str.strip_chars()
     return pl.coalesce(
-        text.str.to_datetime(_WITH_ZONE, strict=False, time_unit="us", time_zone="UTC"),
+        *(
+            text.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC")
+            for f in _WITH_ZONE
+        ),
         *(
             text.str.to_datetime(f, strict=False, time_unit="us").dt.replace_time_zone("UTC")
             for f in _NAIVE
@@ -53,12 +62,24 @@ def parse_time(column: str) -> pl.Expr:
 def normalise(frame: pl.DataFrame) -> pl.DataFrame:
     """Every contract column present as trimmed text; empty strings are nulls (an empty
     action means the visitor closed the page)."""
-    missing = [pl.lit(None, dtype=pl.String).alias(c) for c in COLUMNS if c not in frame.columns]
+    missing = [
+        pl.lit(None, dtype=pl.String).alias(c)
+        for c in (*COLUMNS, TYPE_ERRORS)
+        if c not in frame.columns
+    ]
     frame = frame.with_columns(missing)
     return frame.select(
         *(pl.col(c).cast(pl.String).str.strip_chars().replace("", None).alias(c) for c in COLUMNS),
+        pl.col(TYPE_ERRORS).cast(pl.String).replace("", None),
         *LINEAGE,
     )
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(orjson.loads(text), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def _reasons(max_custom_bytes: int) -> pl.Expr:
@@ -97,8 +118,13 @@ def _reasons(max_custom_bytes: int) -> pl.Expr:
         ),
         (pl.col("_action") < pl.col("_started"), "action_at is before started_at"),
         (
-            pl.col("custom").is_not_null() & ~pl.col("custom").str.starts_with("{"),
+            pl.col("custom").is_not_null()
+            & ~pl.col("custom").map_elements(_is_json_object, pl.Boolean, skip_nulls=True),
             "custom is not a JSON object",
+        ),
+        (
+            pl.any_horizontal(pl.col(list(COLUMNS)).str.contains("\x00", literal=True)),
+            "a value contains a NUL character (U+0000)",
         ),
         (
             pl.col("custom").str.len_bytes() > max_custom_bytes,
@@ -106,7 +132,10 @@ def _reasons(max_custom_bytes: int) -> pl.Expr:
         ),
     ]
     return pl.concat_str(
-        [pl.when(cond.fill_null(False)).then(pl.lit(reason)) for cond, reason in checks],
+        [
+            pl.col(TYPE_ERRORS),
+            *(pl.when(cond.fill_null(False)).then(pl.lit(reason)) for cond, reason in checks),
+        ],
         separator="; ",
         ignore_nulls=True,
     )

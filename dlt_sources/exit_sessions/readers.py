@@ -2,18 +2,21 @@
 
 Every reader returns the rows it could read, each with `_file` and `_line`, plus problem
 rows (file, line, reason, raw text) for what it could not, one per bad record: a malformed
-JSON line, a CSV record with the wrong number of fields or bytes that are not UTF-8, an
-unreadable Parquet row group (`_line` is its first row). Only a file that cannot be opened
-at all, or of a type we do not read, is one problem row for the whole file.
+JSON line, a CSV record that does not parse or has the wrong number of fields, bytes that
+do not decode, an unreadable Parquet row group (`_line` is its first row). Only a file that
+cannot be opened at all, or of a type we do not read, is one problem row for the whole file.
+Text files are UTF-8, or UTF-16 when a byte-order mark says so (a UTF-8 one is dropped).
 
-CSV and Parquet take the fast columnar path (polars) first and fall back to reading record
-by record only when it fails, so a clean file costs no more than before.
+Parquet takes the fast columnar path (polars) first and falls back to reading row group by
+row group only when it fails, so a clean file costs no more than before.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +24,8 @@ import orjson
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from dlt_sources.exit_sessions.contract import TEXT_COLUMNS, TIME_COLUMNS, TYPE_ERRORS
 
 SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 PROBLEM_SCHEMA = {"_file": pl.String, "_line": pl.Int64, "reason": pl.String, "raw": pl.String}
@@ -37,11 +42,16 @@ class Batch:
 def problems(file: str, items: list[tuple[int | None, str, str | None]]) -> pl.DataFrame:
     return pl.DataFrame(
         [
-            {"_file": file, "_line": line, "reason": reason, "raw": raw}
+            {"_file": file, "_line": line, "reason": reason, "raw": _printable(raw)}
             for line, reason, raw in items
         ],
         schema=PROBLEM_SCHEMA,
     )
+
+
+# A value of one of these JSON types in a text column is a wrong type, quarantined with
+# the reason; numbers are read as their text (a page may send numeric ids).
+_NOT_TEXT = {dict: "a JSON object", list: "a JSON array", bool: "a JSON boolean"}
 
 
 def _text(value) -> str | None:
@@ -50,82 +60,126 @@ def _text(value) -> str | None:
     return orjson.dumps(value).decode()
 
 
+def _type_errors(record: dict) -> str | None:
+    """Why the record's text columns hold values of the wrong JSON type, or None."""
+    errors = [
+        f"{column} is {_NOT_TEXT[type(record[column])]}, not text"
+        for column in TEXT_COLUMNS + TIME_COLUMNS
+        if column != "custom" and type(record.get(column)) in _NOT_TEXT
+    ]
+    return "; ".join(errors) or None
+
+
+def _mark_bad_bytes(error: UnicodeDecodeError) -> tuple[str, int]:
+    """Like `surrogateescape` for any byte: each byte the codec cannot decode becomes a
+    lone surrogate (U+DC00 + byte), so the record holding it is known and quarantined."""
+    return "".join(chr(0xDC00 + b) for b in error.object[error.start : error.end]), error.end
+
+
+codecs.register_error("exit_sessions.mark", _mark_bad_bytes)
+
+# A byte-order mark names the encoding; without one a drop file is UTF-8. Latin-1 and other
+# legacy encodings are not guessed: their non-ASCII bytes are not UTF-8, so those records
+# are quarantined with their text rather than loaded with wrong characters.
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+def decode(data: bytes) -> str:
+    """A drop file's text: by its byte-order mark (UTF-8 or UTF-16), else UTF-8; bytes
+    that do not decode are kept as lone surrogates (see `_mark_bad_bytes`)."""
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            return data[len(bom) :].decode(codec, errors="exit_sessions.mark")
+    return data.decode("utf-8", errors="exit_sessions.mark")
+
+
 def read_jsonl(path: Path, name: str) -> Batch:
+    """One JSON object per line (lines split on LF only, as JSON never holds a raw one);
+    each bad line is a problem row with its raw text while the others load."""
     records, bad = [], []
-    with path.open("rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                bad.append(
-                    (number, f"line is not valid JSON: {exc}", line.decode(errors="replace"))
-                )
-                continue
-            if not isinstance(record, dict):
-                bad.append((number, "line is not a JSON object", line.decode(errors="replace")))
-                continue
-            records.append({**{k: _text(v) for k, v in record.items()}, "_line": number})
+    for number, line in enumerate(decode(path.read_bytes()).split("\n"), start=1):
+        if not line.strip():
+            continue
+        if _has_surrogates(line):
+            bad.append((number, "line is not valid UTF-8", line))
+            continue
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            bad.append((number, f"line is not valid JSON: {exc}", line))
+            continue
+        if not isinstance(record, dict):
+            bad.append((number, "line is not a JSON object", line))
+            continue
+        texts = {k: _text(v) for k, v in record.items()}
+        records.append({**texts, TYPE_ERRORS: _type_errors(record), "_line": number})
     rows = pl.DataFrame(records, infer_schema_length=None) if records else pl.DataFrame()
     return Batch(_with_file(rows, name), problems(name, bad))
 
 
 def read_csv(path: Path, name: str) -> Batch:
-    try:
-        rows = pl.read_csv(path, infer_schema=False)
-    except (pl.exceptions.PolarsError, UnicodeDecodeError):
-        return read_csv_records(path, name)
-    rows = rows.with_columns(_line=pl.int_range(2, rows.height + 2))  # line 1 is the header
-    return Batch(_with_file(rows, name), problems(name, []))
-
-
-def read_csv_records(path: Path, name: str) -> Batch:
-    """A CSV file record by record: each record keeps the physical line it starts on, and
-    one with the wrong number of fields, or bytes that are not UTF-8, is a problem row
-    with its raw text while the others load."""
+    """A CSV file record by record with Python's `csv` reader (strict quoting): each record
+    keeps the physical line it starts on; one that does not parse, has the wrong number of
+    fields, or holds bytes that do not decode is a problem row with its raw text while the
+    others load. Blank lines are skipped. (polars' columnar reader was faster but padded
+    short records with nulls, numbered lines wrong after a quoted line break, read a blank
+    line as a row and a CR-only file as no rows.)"""
     # The size of a value is the contract's business (a quarantine reason), not a parse error.
     csv.field_size_limit(2**31 - 1)
-    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
-    lines = text.splitlines(keepends=True)
-    reader = csv.reader(io.StringIO(text, newline=""), strict=False)
+    text = decode(path.read_bytes())
+    # The reader's line count follows io's newline rule (LF, CRLF or CR); raw text must too.
+    lines = io.StringIO(text, newline="").readlines()
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header: list[str] | None = None
     records, bad = [], []
-    previous_end = 0
+    end = 0
     while True:
+        start = end + 1
         try:
             fields = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
-            bad.append((previous_end + 1, f"not a CSV record: {exc}", None))
-            previous_end = reader.line_num
+            end = reader.line_num
+            bad.append((start, f"not a CSV record: {exc}", _raw(lines, start, end)))
             continue
-        start, previous_end = previous_end + 1, reader.line_num
-        raw = "".join(lines[start - 1 : previous_end]).rstrip("\r\n")
+        end = reader.line_num
         if not fields:
             continue
-        if _has_surrogates(raw):
-            bad.append((start, "record is not valid UTF-8", _printable(raw)))
+        if any(_has_surrogates(field) for field in fields):
+            bad.append((start, "record is not valid UTF-8", _raw(lines, start, end)))
         elif header is None:
             header = fields
         elif len(fields) != len(header):
-            bad.append(
-                (start, f"record has {len(fields)} fields, the header has {len(header)}", raw)
-            )
+            reason = f"record has {len(fields)} fields, the header has {len(header)}"
+            bad.append((start, reason, _raw(lines, start, end)))
         else:
             records.append({**dict(zip(header, fields, strict=True)), "_line": start})
     rows = pl.DataFrame(records, infer_schema_length=None) if records else pl.DataFrame()
     return Batch(_with_file(rows, name), problems(name, bad))
 
 
+def _raw(lines: list[str], start: int, end: int) -> str:
+    return "".join(lines[start - 1 : end]).rstrip("\r\n")
+
+
 def _has_surrogates(text: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
-def _printable(text: str) -> str:
-    """Text decoded with surrogate escapes, as valid UTF-8 (bad bytes become U+FFFD)."""
-    return text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+def _printable(text: str | None) -> str | None:
+    """Raw text safe to store anywhere: bytes that did not decode become U+FFFD and NUL
+    becomes U+2400 (PostgreSQL text cannot hold NUL)."""
+    if text is None:
+        return None
+    return _SURROGATES.sub("\ufffd", text).replace("\x00", "\u2400")
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def read_parquet(path: Path, name: str) -> Batch:
@@ -156,9 +210,31 @@ def read_parquet_row_groups(path: Path, name: str) -> Batch:
 
 
 def _parquet_rows(rows: pl.DataFrame, first: int, name: str) -> pl.DataFrame:
-    rows = rows.with_columns(as_text(c, rows.schema[c]) for c in rows.columns)
-    rows = rows.with_columns(_line=pl.int_range(first, first + rows.height))  # row number
+    rows = _as_text_rows(rows).with_columns(_line=pl.int_range(first, first + rows.height))
     return _with_file(rows, name)
+
+
+def _as_text_rows(rows: pl.DataFrame) -> pl.DataFrame:
+    """Typed columns as text, with the wrong-type reasons (`TYPE_ERRORS`) of each row:
+    a nested or boolean value in a text or time column is quarantined, as in JSON Lines."""
+    wrong = [
+        pl.when(pl.col(c).is_not_null()).then(pl.lit(f"{c} is {kind}, not text"))
+        for c in TEXT_COLUMNS + TIME_COLUMNS
+        if c != "custom" and c in rows.columns and (kind := _not_text(rows.schema[c]))
+    ]
+    errors = pl.concat_str(wrong, separator="; ", ignore_nulls=True) if wrong else pl.lit(None)
+    return rows.with_columns(
+        *(as_text(c, rows.schema[c]) for c in rows.columns),
+        errors.cast(pl.String).alias(TYPE_ERRORS),
+    )
+
+
+def _not_text(dtype: pl.DataType) -> str | None:
+    if isinstance(dtype, pl.Struct):
+        return "a struct"
+    if isinstance(dtype, pl.List | pl.Array):
+        return "a list"
+    return "a boolean" if dtype == pl.Boolean else None
 
 
 def as_text(column: str, dtype: pl.DataType) -> pl.Expr:
@@ -169,8 +245,8 @@ def as_text(column: str, dtype: pl.DataType) -> pl.Expr:
         if dtype.time_zone:
             return col.dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.f%:z")
         return col.dt.strftime("%Y-%m-%dT%H:%M:%S%.f")
-    if isinstance(dtype, pl.Struct):
-        return col.struct.json_encode()
+    if isinstance(dtype, pl.Struct):  # a null struct is null, not the text "null"
+        return pl.when(col.is_not_null()).then(col.struct.json_encode())
     if isinstance(dtype, pl.List | pl.Array):
         return col.map_elements(lambda v: orjson.dumps(v.to_list()).decode(), pl.String)
     if dtype == pl.Binary:
@@ -181,8 +257,9 @@ def as_text(column: str, dtype: pl.DataType) -> pl.Expr:
 def read_rows(rows: pl.DataFrame, name: str, first_line: int) -> Batch:
     """Rows read from a database table (typed columns) as text, numbered from
     `first_line` so each row of a run has its own position."""
-    rows = rows.with_columns(as_text(c, rows.schema[c]) for c in rows.columns)
-    rows = rows.with_columns(_line=pl.int_range(first_line, first_line + rows.height))
+    rows = _as_text_rows(rows).with_columns(
+        _line=pl.int_range(first_line, first_line + rows.height)
+    )
     return Batch(_with_file(rows, name), problems(name, []))
 
 

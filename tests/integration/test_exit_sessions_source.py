@@ -259,7 +259,7 @@ def test_csv_and_parquet_are_quarantined_row_by_row(drop, run):
             CSV_HEADER + "\n"
             "c1,stripe,sub_1,2026-04-02T08:00:00Z,\n"
             "c2,stripe,sub_2\n"  # too few fields
-            'c3,stripe,sub_3,2026-04-02T08:00:00Z,"{""note"": ""two\nlines""}"\n'
+            'c3,stripe,sub_3,2026-04-02T08:00:00Z,"{""note"":\n""two lines""}"\n'
         ).encode()
         + b"c4,stripe,sub_\xff4,2026-04-02T08:00:00Z,\n"  # not UTF-8
         + b"c5,recurly,acct-5,2026-04-02T09:00:00Z,\n"
