@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 from dotenv import dotenv_values
 
+from orchestration.settings import DROP_FOLDER_ENV, DUCKDB_PATH_ENV
 from orchestration.writebacks.cli import writebacks
 from sandbox.cli import sandbox
 
@@ -42,12 +43,23 @@ main.add_command(writebacks)
 
 
 def log_to_stderr() -> None:
-    """The pipeline's progress logs ("retention.*") on stderr, for commands run by hand."""
+    """The pipeline's progress logs ("retention.*") on stderr, for commands run by hand;
+    dlt's own errors as one line each (see `_without_traceback`)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     logger = logging.getLogger("retention")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    logging.getLogger("dlt").addFilter(_without_traceback)
+
+
+def _without_traceback(record: logging.LogRecord) -> bool:
+    """dlt logs every failed load job with its traceback (a full disk printed 23 of them)
+    before the run's summary names the cause and the fix. Tracebacks stay available with
+    RUNTIME__LOG_LEVEL=DEBUG."""
+    if not logging.getLogger("dlt").isEnabledFor(logging.DEBUG):
+        record.exc_info = record.exc_text = None
+    return True
 
 
 def _systems(_ctx, _param, value: str) -> tuple[str, ...]:
@@ -74,15 +86,20 @@ def _systems(_ctx, _param, value: str) -> tuple[str, ...]:
     "--database",
     type=click.Path(dir_okay=False, path_type=Path),
     default=Path("warehouse.duckdb"),
+    envvar=DUCKDB_PATH_ENV,
     show_default=True,
-    help="DuckDB file to load into.",
+    show_envvar=True,
+    help="DuckDB file to load into (the file Dagster and dbt read).",
 )
 @click.option(
     "--exit-sessions",
     "exit_sessions",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Folder of exit-session drop files (JSON Lines, CSV, Parquet) to load too.",
+    envvar=DROP_FOLDER_ENV,
+    show_envvar=True,
+    help="Folder of exit-session drop files (JSON Lines, CSV, Parquet) to load too "
+    "(the folder Dagster's sensor watches).",
 )
 def extract(systems: tuple[str, ...], database: Path, exit_sessions: Path | None) -> None:
     """Load billing systems (and exit sessions) into the warehouse, with progress.

@@ -13,21 +13,26 @@ key. `SOURCES__<SYSTEM>__BASE_URL` overrides the address either way.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import importlib
 import logging
 import os
 import re
 import socket
+import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import dlt
+from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.runtime.collector import LogCollector
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sandbox.cli import DEFAULT_PORTS
 from sandbox.server import DEFAULT_API_KEY
@@ -118,9 +123,13 @@ def destination(database: str | Path | None):
     return dlt.destinations.duckdb(str(Path(database or DEFAULT_DATABASE).resolve()))
 
 
+def pipeline_name(name: str) -> str:
+    return f"retention_{name}"
+
+
 def pipeline(name: str, database: str | Path | None, pipelines_dir: str | Path | None = None):
     return dlt.pipeline(
-        pipeline_name=f"retention_{name}",
+        pipeline_name=pipeline_name(name),
         destination=destination(database),
         dataset_name=f"raw_{name}",
         pipelines_dir=str(pipelines_dir) if pipelines_dir else None,
@@ -165,16 +174,53 @@ def _run_one(name: str, source, database, pipelines_dir, load_lock) -> LoadSumma
         return LoadSummary(name, {}, time.perf_counter() - started, message)
 
 
+class PipelinesBusy(Exception):
+    """Another process is loading with the same dlt working folders."""
+
+
+@contextlib.contextmanager
+def exclusive(names: Iterable[str], pipelines_dir: str | Path | None = None) -> Iterator[None]:
+    """Hold the dlt working folders of the named datasets for this run, all or none.
+
+    Two runs sharing a working folder take each other's load packages: started together,
+    one moved the other's job files away mid-load, and both failed, leaving a warehouse
+    loaded in part. The lock files sit beside the working folders (dlt wipes the folders
+    themselves); the kernel drops the locks when their process ends, even when killed, so
+    a crashed run never leaves one behind."""
+    root = Path(pipelines_dir or get_dlt_pipelines_dir())
+    root.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as held:
+        for name in names:
+            handle = held.enter_context((root / f".{pipeline_name(name)}.lock").open("a+"))
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                raise PipelinesBusy(
+                    f"another load (PID {holder}) is running with the same dlt state "
+                    f"({root}): wait for it to finish, or stop it, and run again"
+                ) from None
+            handle.truncate(0)
+            handle.write(f"{os.getpid()}: {' '.join(Path(a).name for a in sys.argv[:2])}")
+            handle.flush()
+        yield
+
+
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+
+
+_NO_SPACE_IN = re.compile(r'"(?P<path>[^"]+)": No space left on device')
 
 
 def explain(exc: BaseException, database) -> str:
     """The failure as the user can act on it. dlt wraps a DuckDB file held by another
-    process in a message about credentials; the lock, and who holds it, is the cause."""
-    chain, seen = exc, []
-    while chain is not None and chain not in seen:
-        seen.append(chain)
-        text = str(chain)
+    process in a message about credentials; the lock, and who holds it, is the cause. A
+    full disk surfaces as a dozen tracebacks of dlt's and DuckDB's; the disk is the cause.
+    Otherwise the innermost error of dlt's step (dlt's wrapper adds only its own advice)."""
+    chain = causes(exc)
+    for cause in chain:
+        text = str(cause)
         if "Conflicting lock is held" in text or "Could not set lock on file" in text:
             holder = _LOCK_HOLDER.search(text)
             who = f" (PID {holder['pid']}: {holder['program']})" if holder else ""
@@ -183,8 +229,37 @@ def explain(exc: BaseException, database) -> str:
                 f"another process{who}: close it (a BI tool, a notebook, `dagster dev`, or "
                 "another `retention extract`) and run again"
             )
-        chain = chain.__cause__ or chain.__context__
+    for cause in chain:
+        if (reason := no_space(cause)) is not None:
+            return reason
+    if isinstance(exc, PipelineStepFailed):
+        return f"{exc.step} step: {type(chain[-1]).__name__}: {chain[-1]}"
     return f"{type(exc).__name__}: {exc}"
+
+
+def causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and what caused it, outermost first."""
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return chain
+
+
+def no_space(exc: BaseException) -> str | None:
+    """What to do about a full disk, naming the file that did not fit; None otherwise."""
+    text = str(exc)
+    full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+    if not full and "No space left on device" not in text:
+        return None
+    written = _NO_SPACE_IN.search(text)
+    path = getattr(exc, "filename", None) or (written["path"] if written else None)
+    where = f" (writing {path})" if path else ""
+    return (
+        f"no space left on the disk{where}: free space there, or move the warehouse "
+        "(--database) or dlt's state (DLT_DATA_DIR) to a disk with room, and run again; "
+        "what was committed is kept, and the next run loads the rest"
+    )
 
 
 def run_extract(
@@ -209,9 +284,15 @@ def run_extract(
         jobs.append(("exit_sessions", exit_sessions_source(folder=str(exit_sessions_folder))))
     parallel_loads = os.environ.get("RETENTION_DESTINATION") == "postgres"
     load_lock = contextlib.nullcontext() if parallel_loads else threading.Lock()
-    with ThreadPoolExecutor(max_workers=len(jobs) or 1) as pool:
-        futures = [
-            pool.submit(_run_one, name, source, database, pipelines_dir, load_lock)
-            for name, source in jobs
-        ]
-        return refused + [f.result() for f in futures]
+    try:
+        with (
+            exclusive([name for name, _ in jobs], pipelines_dir),
+            ThreadPoolExecutor(max_workers=len(jobs) or 1) as pool,
+        ):
+            futures = [
+                pool.submit(_run_one, name, source, database, pipelines_dir, load_lock)
+                for name, source in jobs
+            ]
+            return refused + [f.result() for f in futures]
+    except PipelinesBusy as busy:
+        return refused + [LoadSummary(name, {}, 0.0, str(busy)) for name, _ in jobs]
