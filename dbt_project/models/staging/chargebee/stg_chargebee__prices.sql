@@ -4,7 +4,10 @@
 -- so a plan or add-on is its own product). A site has one catalog: the other's tables do
 -- not exist and give no rows. An archived price (no new sales) stays: its subscriptions
 -- go on; a deleted one is left out. Tier models (tiered, volume, stairstep) have no unit price;
--- their tiers stay JSON text here for stg_chargebee__price_tiers.
+-- their tiers stay JSON text here for stg_chargebee__price_tiers. Chargebee states a
+-- package price (so much per package of n units) as a tiered price of one `package` tier
+-- from unit 1 without end: that is pricing_model package here, its unit amount the
+-- package's price and package_size n.
 {% set parts = [] %}
 {% set item_prices = source('chargebee', 'item_prices') %}
 {% set items = source('chargebee', 'items') %}
@@ -74,6 +77,16 @@ with prices as (
     {% endfor %}
 )
 
+, packaged as (
+    select
+        *,
+        pricing_model = 'tiered'
+            and {{ json_text('tiers', [0, 'pricing_type']) }} = 'package'
+            and {{ json_text('tiers', [0, 'ending_unit']) }} is null
+            and {{ json_text('tiers', [1, 'starting_unit']) }} is null as is_package
+    from prices
+)
+
 select
     'chargebee' as billing_system,
     price_id,
@@ -81,13 +94,18 @@ select
     price_name,
     price_type,
     upper(currency_code) as currency,
-    pricing_model,
-    cast(case when pricing_model in ('per_unit', 'flat_fee')
-        then {{ minor_to_major('price', 'currency_code', 'chargebee') }}
+    case when is_package then 'package' else pricing_model end as pricing_model,
+    cast(case
+        when pricing_model in ('per_unit', 'flat_fee')
+            then {{ minor_to_major('price', 'currency_code', 'chargebee') }}
+        when is_package
+            then {{ minor_to_major(json_text('tiers', [0, 'price']), 'currency_code', 'chargebee') }}
     end as decimal(38, 10)) as unit_amount_local,
+    cast(case when is_package then {{ json_text('tiers', [0, 'package_size']) }} end as integer)
+        as package_size,
     period_unit as "interval",
     period as interval_count,
     case when metered then 'metered' else 'licensed' end as usage_type,
     tiers
-from prices
+from packaged
 where not coalesce(deleted, false)

@@ -64,6 +64,7 @@ priced as (
         coalesce(p.usage_type, 'licensed') as usage_type,
         coalesce(p.pricing_model, 'per_unit') as pricing_model,
         p.unit_amount_local as price_amount_local,
+        p.package_size,
         p."interval" as price_interval,
         p.interval_count as price_interval_count
     from listed as l
@@ -81,9 +82,9 @@ select
     product_id,
     usage_type,
     pricing_model,
-    cast(null as integer) as package_size,
+    package_size,
     case when usage_type = 'licensed' then cast(coalesce(quantity, 1) as integer) end as quantity,
-    cast(case when pricing_model in ('per_unit', 'flat_fee') then coalesce(
+    cast(case when pricing_model in ('per_unit', 'flat_fee', 'package') then coalesce(
         {{ minor_to_major('unit_price', 'currency_code', 'chargebee') }}, price_amount_local
     ) end as decimal(38, 10)) as unit_amount_local,
     upper(currency_code) as currency,
