@@ -1,5 +1,6 @@
 -- Recurly accounts: the merchant's customer id is the account `code`; a cancel page may
--- also send Recurly's own account `id` (customer_alt_id).
+-- also send Recurly's own account `id` (customer_alt_id). A closed account is listed with
+-- `state` inactive (and `deleted_at`): it stays, flagged is_deleted.
 {% set src = source('recurly', 'customers') %}
 {% set c = columns_of(src) %}
 select
@@ -9,5 +10,6 @@ select
     cast({{ col(c, 'email') }} as varchar) as email,
     cast(nullif(trim(concat(coalesce({{ col(c, 'first_name') }}, ''), ' ', coalesce({{ col(c, 'last_name') }}, ''))), '')
         as varchar) as name,
-    cast(created_at as timestamp with time zone) as created_at
+    cast(created_at as timestamp with time zone) as created_at,
+    coalesce({{ col(c, 'state') }} = 'inactive', false) as is_deleted
 from {{ src }}

@@ -1,7 +1,25 @@
--- Recurly invoices: the invoice number is the merchant-facing id; states map to paid,
--- open (pending, processing, past_due) or void (voided, failed).
+-- Recurly invoices: the invoice number is the merchant-facing id. States map to the
+-- neutral vocabulary: a charge invoice pending or processing is open (Recurly has no
+-- drafts: a draft is pending, so it reads as open), past_due, paid, failed (collection
+-- given up) is uncollectible, voided is void. A credit invoice (`type` credit) is open
+-- while credit remains and closed once fully applied, read as paid; invoice_type tells
+-- it apart, and its total stays as Recurly sends it (negative). Legacy invoices (before
+-- credit invoices existed) are charges.
 {% set src = source('recurly', 'invoices') %}
 {% set c = columns_of(src) %}
+with invoices as (
+    select
+        *,
+        case
+            when state in ('paid', 'closed') then 'paid'
+            when state = 'past_due' then 'past_due'
+            when state = 'failed' then 'uncollectible'
+            when state = 'voided' then 'void'
+            else 'open'
+        end as neutral_status
+    from {{ src }}
+)
+
 select
     'recurly' as billing_system,
     cast(number as varchar) as invoice_id,
@@ -9,12 +27,9 @@ select
     cast({{ json_text(col(c, 'subscription_ids'), [0]) }} as varchar) as subscription_id,
     upper(currency) as currency,
     cast(total as decimal(38, 10)) as total_local,
-    case
-        when state = 'paid' then 'paid'
-        when state in ('voided', 'failed') then 'void'
-        else 'open'
-    end as status,
+    neutral_status as status,
+    case when {{ col(c, 'type') }} = 'credit' then 'credit' else 'charge' end as invoice_type,
     cast(created_at as timestamp with time zone) as created_at,
-    cast(case when state = 'paid' then {{ col(c, 'closed_at', 'timestamp with time zone') }} end
+    cast(case when neutral_status = 'paid' then {{ col(c, 'closed_at', 'timestamp with time zone') }} end
         as timestamp with time zone) as paid_at
-from {{ src }}
+from invoices

@@ -1,12 +1,15 @@
 -- Recurly subscriptions in the conformed vocabulary (validation.md §1): `expires_at` is
 -- when service ends (ended or scheduled), state `canceled` is a requested cancel that has
 -- not ended yet, and a trial is an `active` subscription whose current period is its trial.
--- coupon_id: the subscription-level redemption listed on the subscription, else an
--- account-level redemption (Recurly's default level, listed only under the account)
--- attributed to it: each account-level redemption belongs to the subscription of its
--- account created nearest to it (a coupon is redeemed with a purchase; ties: the lowest
--- subscription id), and of several belonging to one subscription the latest created
--- (then the lowest coupon code) wins.
+-- coupon_id: the first coupon applied to it, by redemption created_at then id, among its
+-- subscription-level redemptions (listed on the subscription and under the account) and
+-- the account-level ones attributed to it (Recurly's default level, listed only under
+-- the account): each account-level redemption belongs to the subscription of its account
+-- created nearest to it (a coupon is redeemed with a purchase; ties: the lowest
+-- subscription id). Removed redemptions count: the coupon came with the subscription.
+-- Plan, quantity and amounts are the current ones; a `pending_change` (a change
+-- scheduled for the renewal) is not read. Recurly never deletes a subscription
+-- (is_deleted is always false; a closed account's subscriptions have expired).
 {% set src = source('recurly', 'subscriptions') %}
 {% set c = columns_of(src) %}
 with raw as (
@@ -32,11 +35,22 @@ with raw as (
     from {{ src }}
 ),
 
+own_redemptions as (
+    select
+        raw.id as subscription_id,
+        {{ json_text('r.value', ['id']) }} as redemption_id,
+        {{ json_text('r.value', ['coupon', 'code']) }} as coupon_id,
+        cast({{ json_text('r.value', ['created_at']) }} as timestamp with time zone) as created_at
+    from raw
+    cross join {{ json_elements('raw.coupon_redemptions', 'r') }}
+),
+
 attributed as (
     select
-        raw.id as redeemed_subscription_id,
-        redemption.coupon_id as account_coupon_id,
-        redemption.created_at as redeemed_at,
+        raw.id as subscription_id,
+        redemption.redemption_id,
+        redemption.coupon_id,
+        redemption.created_at,
         row_number() over (
             partition by redemption.redemption_id
             order by
@@ -50,15 +64,25 @@ attributed as (
         and redemption.subscription_id is null
 ),
 
-account_coupons as (
-    select
-        redeemed_subscription_id,
-        account_coupon_id,
-        row_number() over (
-            partition by redeemed_subscription_id order by redeemed_at desc, account_coupon_id
-        ) as coupon_rank
-    from attributed
+applied as (
+    select subscription_id, redemption_id, coupon_id, created_at from own_redemptions
+    union all
+    select subscription_id, redemption_id, coupon_id, created_at
+    from {{ ref('stg_recurly__coupon_redemptions') }}
+    where subscription_id is not null
+    union all
+    select subscription_id, redemption_id, coupon_id, created_at from attributed
     where nearness = 1
+),
+
+first_coupons as (
+    select
+        subscription_id,
+        coupon_id,
+        row_number() over (
+            partition by subscription_id order by created_at, redemption_id
+        ) as coupon_rank
+    from applied
 )
 
 select
@@ -89,11 +113,9 @@ select
     cast(expires_at as timestamp with time zone) as ended_at,
     cast(paused_at as timestamp with time zone) as paused_at,
     cast(resume_at as timestamp with time zone) as resumes_at,
-    coalesce(
-        cast({{ json_text('raw.coupon_redemptions', [0, 'coupon', 'code']) }} as varchar),
-        account_coupons.account_coupon_id
-    ) as coupon_id
+    cast(first_coupons.coupon_id as varchar) as coupon_id,
+    false as is_deleted
 from raw
-left join account_coupons
-    on account_coupons.redeemed_subscription_id = raw.id
-    and account_coupons.coupon_rank = 1
+left join first_coupons
+    on first_coupons.subscription_id = raw.id
+    and first_coupons.coupon_rank = 1
