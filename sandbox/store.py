@@ -76,9 +76,10 @@ class SystemStore:
         for kind, rows in self.records.items():
             for row in rows.values():
                 fields = _TIME_FIELDS.get(kind)
-                if fields is None:  # plans and coupons have no timestamps of their own
+                if fields is None:  # plans and coupons: no timestamps but their retirement
                     row["created_at"] = earliest
-                    row["updated_at"] = earliest
+                    retired = derived_updated_at(row, self.as_of, ("archived_at", "deleted_at"))
+                    row["updated_at"] = max(earliest, retired or earliest)
                 else:
                     row["updated_at"] = derived_updated_at(row, self.as_of, fields)
                 row["version"] = 1

@@ -167,6 +167,9 @@ def test_the_variety_is_served_as_the_openapi_describes_it(served):
         "2025-12-01T00:00:00Z",
     )
     assert [p["code"] for p in inactive["data"]] == ["legacy-m"]
+    # Retiring touches the record: an incremental sync after it lists it again.
+    assert plans["legacy-m"]["updated_at"] == "2025-12-01T00:00:00Z"
+    assert coupons["GONE"]["updated_at"] == "2026-03-01T00:00:00Z"
     prices = {c["currency"]: c["unit_amount"] for c in plans["multi-m"]["currencies"]}
     assert prices == {"USD": 49.0, "EUR": 45.0, "GBP": 39.0}
     assert (coupons["GONE"]["state"], coupons["GONE"]["expired_at"]) == (
