@@ -838,8 +838,10 @@ class RecurlyEmulator(Emulator):
         return self._saved(sub)
 
     def _change(self, request: Request, subscription_id: str) -> Response:
-        """Plan (and quantity) change. Every timeframe is applied at once: the emulator
-        keeps no pending changes, so `renewal` behaves like `now`."""
+        """Plan (and quantity) change: `now` applies it at once; `renewal`, `bill_date` and
+        `term_end` leave it pending (`pending_change`, taking effect at the current
+        period's end: the emulator keeps no term-end time apart, and never applies a
+        pending change when the clock passes it). A new change replaces a pending one."""
         body = self._body(request)
         timeframe = body.get("timeframe", "now")
         if timeframe not in ("now", "renewal", "bill_date", "term_end"):
@@ -847,21 +849,27 @@ class RecurlyEmulator(Emulator):
                 "Please provide valid values for these parameters: timeframe.", "timeframe"
             )
         sub, _ = self._writable(subscription_id, "Expired subscriptions cannot be changed.")
-        plan = self._changed_plan(body) or self._plan_of(sub)
+        current = self._plan_of(sub)
+        plan = self._changed_plan(body) or current
         quantity = body.get("quantity", sub["quantity"])
         if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
             raise _validation("quantity must be a whole number >= 1", "quantity")
-        currency = billing_currency(sub, self._plan_of(sub))
+        currency = billing_currency(sub, current)
         if plan_in_currency(plan, currency) is None:
             raise _validation(f"Plan {plan['plan_id']} has no pricing in {currency}", "plan_code")
         if plan["plan_id"] == sub["plan_id"] and quantity == sub["quantity"]:
             raise _validation("Subscription hasn't been changed")
         sub["currency"] = currency
+        now = self.now()
+        if timeframe != "now":
+            sub["pending_plan_id"], sub["pending_quantity"] = plan["plan_id"], quantity
+            self.store.touch("subscriptions", sub)
+            return Response(201, self.render.pending_change(sub, current, now))
         sub["plan_id"], sub["quantity"] = plan["plan_id"], quantity
         sub["pending_plan_id"] = sub["pending_quantity"] = None  # replaced by this change
         sub["items"] = self._add_on_items_kept(sub, plan)
         self.store.touch("subscriptions", sub)
-        return Response(201, self.render.subscription_change(sub, self.now()))
+        return Response(201, self.render.subscription_change(sub, now))
 
     def _add_on_items_kept(self, sub: dict, plan: dict) -> list[dict] | None:
         """A change that names no `add_ons` keeps the subscription's add-ons; those the

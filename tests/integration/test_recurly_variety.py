@@ -258,6 +258,23 @@ def test_a_second_coupon_redeemed_comes_after_the_first(served):
     assert (store["coupon_id"], store["extra_coupon_ids"]) == ("TEN", ["SUB5"])
 
 
+@pytest.mark.parametrize(
+    ("timeframe", "why"),
+    [("renewal", "basic-m already scheduled for 2026-07-15T00:00:00Z"), ("now", None)],
+)
+def test_a_pending_change_counts_for_a_change_at_renewal_only(served, timeframe, why):
+    writer = RecurlyWriter(served.api_key, served.urls["recurly"])
+    act = Action(
+        action_id=f"act-pending-{timeframe}",
+        billing_system="recurly",
+        subscription_id="rs-pending",
+        customer_id="acct-pending",
+        action_type="plan_change",
+        parameters={"plan": "basic-m", "timeframe": timeframe},
+    )
+    assert writer.already_done(act, writer.read("rs-pending")) == why
+
+
 @pytest.mark.postgres
 def test_postgres_models_the_variety_alike(served, tmp_path, monkeypatch, dbt, postgres):
     import psycopg2

@@ -504,7 +504,12 @@ def test_plan_change_applies_at_once(client):
     back = client.create_subscription_change(
         "sub_active", {"plan_id": by_id, "timeframe": "renewal"}
     )
-    assert (back.plan.code, back.activated) == ("pro_m", True)
+    assert (back.plan.code, back.activated) == ("pro_m", False)
+    pending = client.get_subscription("sub_active")  # on pro_y until the renewal
+    assert (pending.plan.code, pending.pending_change.plan.code) == ("pro_y", "pro_m")
+    assert pending.pending_change.activate_at == pending.current_period_ends_at
+    client.create_subscription_change("sub_active", {"plan_code": "pro_m", "timeframe": "now"})
+    assert client.get_subscription("sub_active").pending_change is None  # replaced
     with pytest.raises(errors.ValidationError):  # no JPY price on a USD subscription
         client.create_subscription_change("sub_active", {"plan_code": "jp_m"})
     with pytest.raises(errors.NotFoundError):

@@ -18,7 +18,9 @@
   free time. It acts on and is checked against the period, not the term: on a
   multi-cycle term the term already ends later than the period, and it is the next bill
   that the extension postpones;
-- plan change: `POST /subscriptions/{id}/change` with the target `plan_code`.
+- plan change: `POST /subscriptions/{id}/change` with the target `plan_code` and the
+  catalog's `timeframe` (`now` by default; `renewal` leaves a `pending_change`, which
+  counts as done for a later change to the same plan, never for one asked for now).
 
 Plans and coupons are named by their codes here (the warehouse's `plan_id`/`coupon_id`
 are Recurly codes), so a coupon goes out as `code-<code>`. Every write carries the
@@ -228,6 +230,11 @@ class RecurlyWriter(BillingWriter):
                 plan = (current.get("plan") or {}).get("code")
                 if plan == p["plan"]:
                     return f"already on {plan}"
+                # A change for the renewal already pending is done; one asked for now is not.
+                pending = current.get("pending_change") or {}
+                later = p.get("timeframe", "now") != "now"
+                if later and (pending.get("plan") or {}).get("code") == p["plan"]:
+                    return f"{p['plan']} already scheduled for {pending['activate_at']}"
         return None
 
     def send(self, request: WriteRequest, idempotency_key: str) -> str | None:
