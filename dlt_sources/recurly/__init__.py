@@ -74,7 +74,8 @@ def _recurly_resource(name: str) -> Callable:
 def customers(
     settings: Settings, updated_at: dlt.sources.incremental[datetime] = UPDATED_AT
 ) -> Iterator[pa.Table]:
-    """Recurly accounts (`/accounts`, unfiltered)."""
+    """Recurly accounts (`/accounts`, unfiltered: closed accounts too, `state` inactive
+    with `deleted_at`; the list has no state filter)."""
     yield from helpers.updated_since(settings, "customers", "/accounts", updated_at.start_value)
 
 
@@ -93,7 +94,9 @@ def subscriptions(
 def plans(
     settings: Settings, updated_at: dlt.sources.incremental[datetime] = UPDATED_AT
 ) -> Iterator[pa.Table]:
-    """Plans (no `state` filter); prices per currency are in `currencies` (JSON)."""
+    """Plans of every state: no `state` filter, which the OpenAPI gives no default, so
+    retired (`inactive`) plans that live subscriptions still bill are listed too. Prices
+    per currency are in `currencies` (JSON, the plan's own first)."""
     yield from helpers.updated_since(settings, "plans", "/plans", updated_at.start_value)
 
 
@@ -101,7 +104,9 @@ def plans(
 def coupons(
     settings: Settings, updated_at: dlt.sources.incremental[datetime] = UPDATED_AT
 ) -> Iterator[pa.Table]:
-    """Coupons; `discount__type` is percent or fixed (`discount__currencies`, JSON)."""
+    """Coupons of every state (the list has no state filter: expired ones, which existing
+    redemptions still name, too); `discount__type` is percent or fixed
+    (`discount__currencies`, JSON)."""
     yield from helpers.updated_since(settings, "coupons", "/coupons", updated_at.start_value)
 
 
@@ -109,7 +114,8 @@ def coupons(
 def invoices(
     settings: Settings, updated_at: dlt.sources.incremental[datetime] = UPDATED_AT
 ) -> Iterator[pa.Table]:
-    """Invoices of every type and state; `subscription_ids` (JSON) links subscriptions."""
+    """Invoices of every type (charge, credit, legacy) and state, unfiltered;
+    `subscription_ids` (JSON) links subscriptions."""
     yield from helpers.updated_since(settings, "invoices", "/invoices", updated_at.start_value)
 
 
