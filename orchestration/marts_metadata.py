@@ -97,45 +97,58 @@ def summary_metadata(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     }
 
 
+PARTIAL = "†"  # marks a cohort cell of the month still running at T (no markdown meaning)
+
+
 def cohort_metadata(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """Repurchase rate per cohort month and month offset, and a plot of the cumulative
-    repurchase revenue per episode by validated outcome: do saved customers keep paying?"""
+    repurchase revenue per episode by validated outcome: do saved customers keep paying?
+
+    The cells of the month of T (is_complete_month false) hold a few days of payments:
+    the table marks them, and the plot leaves them out, so a month still running is not
+    read as customers who stopped paying."""
     _, rates = query(
         con,
         """
         select cohort_month, month_offset,
                sum(repurchasing_episodes) / sum(cohort_episodes) as rate,
-               sum(cohort_episodes) as episodes
+               sum(cohort_episodes) as episodes,
+               bool_and(is_complete_month) as complete, max(days_observed) as days
         from marts.fct_repurchase_cohorts group by all order by 1, 2
         """,
     )
     months = sorted({r[0] for r in rates})
     offsets = list(range(min(MAX_OFFSETS, 1 + max((r[1] for r in rates), default=-1))))
-    by_cell = {(r[0], r[1]): r[2] for r in rates}
+    by_cell = {(r[0], r[1]): f"{r[2]:.0%}" + ("" if r[4] else PARTIAL) for r in rates}
     size = {r[0]: r[3] for r in rates if r[1] == 0}
     header = ["cohort", "episodes", *(f"m{k}" for k in offsets)]
     table = [
-        (
-            f"{month:%Y-%m}",
-            int(size.get(month, 0)),
-            *(f"{by_cell[(month, k)]:.0%}" if (month, k) in by_cell else "" for k in offsets),
-        )
+        (f"{month:%Y-%m}", int(size.get(month, 0)), *(by_cell.get((month, k), "") for k in offsets))
         for month in months
     ]
-    # Revenue per episode in each month offset, over the cohorts that reached it, summed
-    # up the offsets: a curve that never drops as younger cohorts leave the average.
+    days = max((r[5] for r in rates if not r[4]), default=None)
+    note = (
+        f"\n\n{PARTIAL} the month of T, still running: {days} days observed so far, "
+        "not comparable with a whole month."
+        if days is not None
+        else ""
+    )
+    # Revenue per episode in each month offset, over the cohorts whose month at that
+    # offset has ended, summed up the offsets: a curve that never drops as younger
+    # cohorts leave the average, and no partial month at its end.
     _, monthly = query(
         con,
         """
         select validated_outcome, month_offset,
                sum(repurchase_revenue) / sum(cohort_episodes) as revenue_per_episode
-        from marts.fct_repurchase_cohorts group by all order by 1, 2
+        from marts.fct_repurchase_cohorts where is_complete_month
+        group by all order by 1, 2
         """,
     )
     return {
         "repurchase_rate_by_cohort": MetadataValue.md(
             "Share of each cohort's episodes with a paid invoice in month m after the first "
-            "landing.\n\n" + markdown_table(header, table)
+            "landing.\n\n" + markdown_table(header, table) + note
         ),
         "cumulative_revenue_plot": MetadataValue.md(_plot_markdown(monthly)),
         "cohort_months": MetadataValue.int(len(months)),
@@ -156,7 +169,7 @@ def _plot_markdown(monthly: list[tuple]) -> str:
         revenue = list(accumulate(float(row[2]) for row in monthly if row[0] == outcome))
         axes.plot(offsets, revenue, marker="o", label=outcome)
     axes.xaxis.get_major_locator().set_params(integer=True)
-    axes.set_xlabel("months since the first landing")
+    axes.set_xlabel("months since the first landing (whole months only)")
     axes.set_ylabel("cumulative revenue / episode (USD)")
     axes.set_title("Repurchase after the cancel page, by validated outcome")
     axes.grid(alpha=0.3)

@@ -1,6 +1,9 @@
 -- validation.md §6: money collected after the visit, by cohort month of S and calendar
 -- months since (month_offset). Cells are dense from offset 0 to the month of T (the
 -- latest billing sync), zeros included; null dimensions form groups of their own.
+-- The cell of the month of T is of a month still running: `is_complete_month` and
+-- `days_observed` say so, for BI to mark (or leave out) a partial month instead of
+-- reading it as a collapse. They change no figure.
 with episodes as (
     select
         episode_id,
@@ -94,6 +97,10 @@ dense as (
         g.offer_type,
         g.page_id,
         g.month_offset,
+        -- the cell's calendar month, the first day of the next one, and the day of T (UTC)
+        cast(g.cohort_month + g.month_offset * interval '1 month' as date) as cell_month,
+        cast(g.cohort_month + (g.month_offset + 1) * interval '1 month' as date) as next_month,
+        cast({{ utc('(select validated_at from horizon)') }} as date) as t_day,
         g.cohort_episodes,
         coalesce(c.repurchasing_episodes, 0) as repurchasing_episodes,
         coalesce(c.first_repurchase_episodes, 0) as first_repurchase_episodes,
@@ -129,5 +136,7 @@ select
             order by month_offset
             rows between unbounded preceding and current row
         )
-    as decimal(38, 10)) as cumulative_repurchase_revenue
+    as decimal(38, 10)) as cumulative_repurchase_revenue,
+    next_month <= t_day as is_complete_month,
+    cast(least(next_month, t_day) - cell_month as integer) as days_observed
 from dense
