@@ -12,6 +12,7 @@ points (sandbox or real service, and its key) is read from the environment of th
 given to `@dlt_assets` only describe the resources and hold no key.
 """
 
+import contextlib
 import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +29,15 @@ from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 from dagster_duckdb import DuckDBResource
 
-from orchestration.extract import BILLING_SYSTEMS, SOURCES, billing_source, pipeline, resolve_target
+from orchestration.extract import (
+    BILLING_SYSTEMS,
+    SOURCES,
+    PipelinesBusy,
+    billing_source,
+    exclusive,
+    pipeline,
+    resolve_target,
+)
 from orchestration.resources import DropFolder
 from orchestration.settings import DUCKDB_POOL
 
@@ -106,6 +115,18 @@ def require_whole_sync(context: AssetExecutionContext, system: str, keys: set[As
         )
 
 
+@contextlib.contextmanager
+def sole_load(name: str) -> Iterator[None]:
+    """The dlt working folder of `name` for this run only, as `retention extract` holds it:
+    a run of the CLI and one of Dagster on the same dlt state would take each other's
+    load packages."""
+    try:
+        with exclusive([name]):
+            yield
+    except PipelinesBusy as busy:
+        raise Failure(str(busy)) from None
+
+
 def billing_assets(system: str) -> AssetsDefinition:
     """The dlt assets of one billing system, loading into raw_<system>."""
     described = _describing_source(system)
@@ -126,11 +147,12 @@ def billing_assets(system: str) -> AssetsDefinition:
         require_whole_sync(context, system, keys)
         target = resolve_target(system)
         context.log.info("source %s", target.describe())
-        yield from dlt.run(
-            context=context,
-            dlt_source=billing_source(target),
-            dlt_pipeline=pipeline(system, duckdb.database),
-        )
+        with sole_load(system):
+            yield from dlt.run(
+                context=context,
+                dlt_source=billing_source(target),
+                dlt_pipeline=pipeline(system, duckdb.database),
+            )
 
     return _sync
 
@@ -156,11 +178,12 @@ def exit_sessions_assets() -> AssetsDefinition:
             # Both tables come from one read of each new file, which then counts as loaded:
             # loading one alone would lose the other's rows of those files for good.
             raise Failure("exit sessions and their quarantine load together: select both")
-        yield from dlt.run(
-            context=context,
-            dlt_source=exit_sessions_source(folder=drop_folder.path),
-            dlt_pipeline=pipeline(EXIT_SESSIONS, duckdb.database),
-        )
+        with sole_load(EXIT_SESSIONS):
+            yield from dlt.run(
+                context=context,
+                dlt_source=exit_sessions_source(folder=drop_folder.path),
+                dlt_pipeline=pipeline(EXIT_SESSIONS, duckdb.database),
+            )
 
     return _load
 

@@ -312,3 +312,29 @@ def test_a_full_disk_fails_naming_the_disk_and_a_rerun_with_space_loads_everythi
 
     assert rc == 0, output
     assert_same_as_clean(workspace.database, clean.rows)
+
+
+def test_a_dagster_load_while_an_extract_runs_fails_naming_it(dagster_env, monkeypatch):
+    """Dagster's loads and `retention extract` share dlt's working folders: a Dagster load
+    while an extract holds them fails at once, naming the holder, instead of taking its
+    load packages."""
+    from dagster import AssetKey, DagsterInstance
+
+    from orchestration.definitions import build_definitions
+    from orchestration.extract import exclusive
+
+    dagster_env["SOURCES__EXIT_SESSIONS__FOLDER"].mkdir()
+    job = build_definitions().resolve_implicit_global_asset_job_def()
+    loads = [
+        AssetKey(f"dlt_exit_sessions_{t}") for t in ("exit_sessions", "exit_sessions_quarantine")
+    ]
+    with exclusive(["exit_sessions"]), DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            instance=instance, asset_selection=loads, raise_on_error=False
+        )
+
+    failures = [e for e in result.all_events if e.is_step_failure]
+    assert [e.step_key for e in failures] == ["exit_sessions_dlt"]
+    message = failures[0].step_failure_data.error.message
+    assert f"another load (PID {os.getpid()}" in message
+    assert "wait for it to finish, or stop it, and run again" in message
