@@ -27,8 +27,10 @@ from sandbox.stripe_render import (
     API_VERSION,
     EVENT_RETENTION,
     StripeRenderer,
+    applied_coupons,
     changed_attributes,
     extra_item_id,
+    is_gone,
     item_id,
     ts,
 )
@@ -529,6 +531,8 @@ class StripeEmulator(Emulator):
         )
 
     def list_customers(self, request: Request) -> dict:
+        """Deleted customers are listed no more (retrieving one answers a stub)."""
+        now = self.now()
         view = self._ordered("customers")
         email = request.params.get("email")
         if email is not None:
@@ -540,14 +544,16 @@ class StripeEmulator(Emulator):
             self._record_key("customers", "customer_id"),
             "customer",
             self.render.customer,
-            allowed=_LIST_FILTERS["customers"],
+            lambda customer: not is_gone(customer, now),
+            _LIST_FILTERS["customers"],
         )
 
     def list_prices(self, request: Request) -> dict:
         params = request.params
         conditions: list[Callable[[dict], bool]] = []
-        if "active" in params and not parse_bool(params["active"], "active"):
-            conditions.append(lambda plan: False)  # every price here is active
+        if "active" in params:  # without it Stripe lists active and archived prices
+            active = parse_bool(params["active"], "active")
+            conditions.append(lambda plan: (plan["archived_at"] is None) == active)
         if "type" in params and params["type"] != "recurring":
             conditions.append(lambda plan: False)  # and recurring
         if "product" in params:
@@ -590,6 +596,8 @@ class StripeEmulator(Emulator):
         )
 
     def list_coupons(self, request: Request) -> dict:
+        """Deleted coupons are listed no more (nor retrieved); discounts keep them."""
+        now = self.now()
         return self._list(
             request,
             "/v1/coupons",
@@ -597,7 +605,8 @@ class StripeEmulator(Emulator):
             self._record_key("coupons", "coupon_id"),
             "coupon",
             lambda coupon, _now: self.render.coupon(coupon),
-            allowed=_LIST_FILTERS["coupons"],
+            lambda coupon: not is_gone(coupon, now),
+            _LIST_FILTERS["coupons"],
         )
 
     def list_invoices(self, request: Request) -> dict:
@@ -672,6 +681,8 @@ class StripeEmulator(Emulator):
             obj = found[0] if visible else None
         else:
             record = self.store.get(kind, ident)
+            if record is not None and kind == "coupons" and is_gone(record, now):
+                record = None
             obj = None if record is None else self._render_record(kind, record, now)
         if obj is None:
             raise self.not_found(what, ident)
@@ -681,7 +692,7 @@ class StripeEmulator(Emulator):
         if kind == "subscriptions":
             return self.render.subscription(record, now)
         if kind == "customers":
-            return self.render.customer(record, now)
+            return self.render.customer_or_stub(record, now)
         if kind == "plans":
             return self.render.price(record)
         if kind == "coupons":
@@ -840,33 +851,42 @@ class StripeEmulator(Emulator):
         }
 
     def _coupon_changes(self, sub: dict, params: dict, now: datetime) -> dict:
-        """`discounts[0][coupon]` applies a coupon (the `coupon` parameter is gone since
-        2025-03-31: refused as unknown); an empty value removes it. The neutral record
-        holds one coupon, so only the first discount counts."""
-        if "discounts" in params:
-            discounts, param = params["discounts"], "discounts[0][coupon]"
-            if discounts == "":
-                coupon_id = ""
-            elif isinstance(discounts, list) and discounts and isinstance(discounts[0], dict):
-                first = discounts[0]
-                if "promotion_code" in first:
-                    message = f"No such promotion code: '{first['promotion_code']}'"
-                    raise ApiError(
-                        400, "resource_missing", message, param="discounts[0][promotion_code]"
-                    )
-                reject_unknown(first, _NESTED_UPDATE_PARAMS["discounts"], "discounts[0]")
-                coupon_id = first.get("coupon", "")
-            else:
-                raise invalid("Invalid array", "discounts")
+        """`discounts[n][coupon]` replaces the subscription's discounts, in that order (the
+        `coupon` parameter is gone since 2025-03-31: refused as unknown); an empty value
+        removes them all."""
+        if "discounts" not in params:
+            return {}
+        discounts = params["discounts"]
+        if discounts == "":
+            coupon_ids: list[str] = []
+        elif isinstance(discounts, list) and all(isinstance(d, dict) for d in discounts):
+            coupon_ids = [self._discount_coupon(n, d, now) for n, d in enumerate(discounts)]
         else:
+            raise invalid("Invalid array", "discounts")
+        if len(set(coupon_ids)) != len(coupon_ids):
+            raise invalid("You cannot apply the same coupon more than once.", "discounts")
+        if coupon_ids == applied_coupons(sub):
             return {}
-        if coupon_id == "":
-            return {"coupon_id": None, "coupon_applied_at": None}
-        if self.store.get("coupons", coupon_id) is None:
+        return {
+            "coupon_id": coupon_ids[0] if coupon_ids else None,
+            "extra_coupon_ids": coupon_ids[1:] or None,
+            "coupon_applied_at": now if coupon_ids else None,
+        }
+
+    def _discount_coupon(self, n: int, discount: dict, now: datetime) -> str:
+        """The coupon one `discounts[n]` entry applies: it must exist and not be deleted."""
+        param = f"discounts[{n}][coupon]"
+        if "promotion_code" in discount:
+            message = f"No such promotion code: '{discount['promotion_code']}'"
+            raise ApiError(
+                400, "resource_missing", message, param=f"discounts[{n}][promotion_code]"
+            )
+        reject_unknown(discount, _NESTED_UPDATE_PARAMS["discounts"], f"discounts[{n}]")
+        coupon_id = discount.get("coupon", "")
+        coupon = self.store.get("coupons", coupon_id)
+        if coupon is None or is_gone(coupon, now):
             raise ApiError(400, "resource_missing", f"No such coupon: '{coupon_id}'", param=param)
-        if coupon_id == sub["coupon_id"]:
-            return {}
-        return {"coupon_id": coupon_id, "coupon_applied_at": now}
+        return coupon_id
 
     def _trial_changes(self, sub: dict, params: dict, now: datetime) -> dict:
         """`trial_end=<ts>` is Stripe's extension: a trial from the current period's start

@@ -20,7 +20,15 @@ import hashlib
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
-from sandbox.billing import add_interval, current_period, is_ended, is_paused, is_trialing
+from sandbox.billing import (
+    add_interval,
+    current_period,
+    is_ended,
+    is_paused,
+    is_trialing,
+    plan_in_currency,
+    subscription_currency,
+)
 from sandbox.scenario import to_minor_units
 from sandbox.server import ApiError
 from sandbox.store import SystemStore
@@ -35,10 +43,26 @@ def ts(value: datetime | None) -> int | None:
     return None if value is None else int(value.timestamp())
 
 
-def discount_id(subscription_id: str, coupon_id: str, start: datetime) -> str:
-    """Stable `di_` id: the same application of a coupon always has the same id."""
-    digest = hashlib.blake2b(f"{subscription_id}|{coupon_id}|{start}".encode(), digest_size=8)
+def discount_id(owner_id: str, coupon_id: str, start: datetime) -> str:
+    """Stable `di_` id: the same application of a coupon (to a subscription or a
+    customer) always has the same id."""
+    digest = hashlib.blake2b(f"{owner_id}|{coupon_id}|{start}".encode(), digest_size=8)
     return "di_" + digest.hexdigest()
+
+
+def schedule_id(subscription_id: str) -> str:
+    """The SubscriptionSchedule that holds a subscription's scheduled change."""
+    return "sub_sched_" + hashlib.blake2b(subscription_id.encode(), digest_size=8).hexdigest()
+
+
+def is_gone(record: dict, now: datetime) -> bool:
+    """A customer or coupon deleted by `now`: Stripe lists it no more."""
+    return record.get("deleted_at") is not None and record["deleted_at"] <= now
+
+
+def sub_currency(sub: dict, plan: dict) -> str:
+    """The currency the subscription bills in (its own, else its plan's)."""
+    return subscription_currency(sub, {(sub["billing_system"], sub["plan_id"]): plan})
 
 
 def item_id(subscription_id: str, price_id: str | None = None) -> str:
@@ -78,7 +102,6 @@ _INVOICE_CONSTANTS = {
     "account_name": None,
     "account_tax_ids": None,
     "application": None,
-    "auto_advance": False,
     "automatically_finalizes_at": None,
     "custom_fields": None,
     "customer_account": None,
@@ -98,7 +121,6 @@ _INVOICE_CONSTANTS = {
     "invoice_pdf": None,
     "last_finalization_error": None,
     "latest_revision": None,
-    "next_payment_attempt": None,
     "number": None,
     "on_behalf_of": None,
     "receipt_number": None,
@@ -111,6 +133,19 @@ _INVOICE_CONSTANTS = {
     "total_pretax_credit_amounts": [],
     "total_taxes": [],
 }
+# Scenario invoice status -> Stripe's: a past-due invoice is still `open` (collection was
+# attempted and failed; Stripe retries it later).
+INVOICE_STATUS = {
+    "draft": "draft",
+    "open": "open",
+    "past_due": "open",
+    "paid": "paid",
+    "uncollectible": "uncollectible",
+    "void": "void",
+}
+# When Stripe next tries to collect an unpaid invoice, after its creation (seconds): an hour
+# after finalizing, then Smart Retries days later.
+_RETRY_AFTER = {"open": 3600, "past_due": 3 * 24 * 3600}
 MAX_EXPAND_DEPTH = 4  # Stripe: "Expansions have a maximum depth of four levels"
 
 
@@ -150,6 +185,7 @@ class StripeRenderer:
         # Fields Stripe includes only when expanded (`expand[]=tiers` on a price).
         self._includable: dict[tuple[str, str], Callable[[dict], object]] = {
             ("price", "tiers"): self._price_tiers,
+            ("price", "currency_options"): self._currency_options,
             ("plan", "tiers"): self._price_tiers,
         }
         # Expandable references this sandbox always leaves null (no such objects here).
@@ -192,7 +228,10 @@ class StripeRenderer:
     def price(self, plan: dict) -> dict:
         """A Price: tiered and volume prices (`billing_scheme=tiered`) have no unit amount
         and send their `tiers` only when expanded; a package price divides the quantity
-        (`transform_quantity`, rounded up); a metered one bills a meter's usage."""
+        (`transform_quantity`, rounded up); a metered one bills a meter's usage. An
+        archived plan is an inactive price (`active: false`): no new sales, its
+        subscriptions go on; its further currencies come only with
+        `expand[]=currency_options`."""
         cached = self._prices.get(plan["plan_id"])
         if cached is None:
             tiered = plan["pricing_model"] in _TIERS_MODE
@@ -203,7 +242,7 @@ class StripeRenderer:
             cached = self._prices[plan["plan_id"]] = {
                 "id": plan["plan_id"],
                 "object": "price",
-                "active": True,
+                "active": plan["archived_at"] is None,
                 "billing_scheme": "tiered" if tiered else "per_unit",
                 "created": ts(plan["created_at"]),
                 "currency": plan["currency"].lower(),
@@ -238,7 +277,7 @@ class StripeRenderer:
             cached = self._plans[plan["plan_id"]] = {
                 "id": plan["plan_id"],
                 "object": "plan",
-                "active": True,
+                "active": price["active"],
                 "amount": price["unit_amount"],
                 "amount_decimal": price["unit_amount_decimal"],
                 "billing_scheme": price["billing_scheme"],
@@ -305,13 +344,33 @@ class StripeRenderer:
                 else float(coupon["percent_off"]),
                 "redeem_by": None,
                 "times_redeemed": self._redemptions(coupon["coupon_id"]),
-                "valid": True,
+                "valid": coupon["deleted_at"] is None,
             }
         return cached
 
     def _redemptions(self, coupon_id: str) -> int:
-        """`times_redeemed`: subscriptions of the scenario that carry the coupon."""
-        return sum(1 for sub in self.store.all("subscriptions") if sub["coupon_id"] == coupon_id)
+        """`times_redeemed`: subscriptions (any of their discounts) and customers of the
+        scenario that carry the coupon."""
+        subs = sum(coupon_id in applied_coupons(sub) for sub in self.store.all("subscriptions"))
+        customers = sum(c["coupon_id"] == coupon_id for c in self.store.all("customers"))
+        return subs + customers
+
+    def _currency_options(self, price: dict) -> dict:
+        """`currency_options` (on `expand[]=currency_options`): the price in each currency
+        it is sold in, its own included, keyed by lower-case code."""
+        plan = self.store.get("plans", price["id"])
+        options = {}
+        for code in (plan["currency"], *(plan["currency_options"] or {})):
+            amount, decimal = price["unit_amount"], price["unit_amount_decimal"]
+            if amount is not None:  # per unit (tiers in other currencies: none here)
+                amount, decimal = _minor(plan_in_currency(plan, code)["unit_amount"], code)
+            options[code.lower()] = {
+                "custom_unit_amount": None,
+                "tax_behavior": "unspecified",
+                "unit_amount": amount,
+                "unit_amount_decimal": decimal,
+            }
+        return options
 
     def _price_tiers(self, price: dict) -> list[dict] | None:
         """`tiers`, included only on `expand[]=tiers` (a Price's or a Plan's): ascending, the
@@ -336,10 +395,13 @@ class StripeRenderer:
 
     # -- customers, subscriptions, invoices (derived at `now`) ----------------------
     def customer(self, customer: dict, now: datetime) -> dict:
+        """A Customer; its own coupon is a customer-level `discount` (embedded, not
+        expandable), which Stripe applies to subscriptions without a discount of theirs."""
         subscriptions = self.store.by_customer["subscriptions"].get(customer["customer_id"], [])
         currency = None
         if subscriptions:
-            currency = self.store.get("plans", subscriptions[0]["plan_id"])["currency"].lower()
+            first = subscriptions[0]
+            currency = sub_currency(first, self.store.get("plans", first["plan_id"])).lower()
         return {
             "id": customer["customer_id"],
             "object": "customer",
@@ -351,7 +413,7 @@ class StripeRenderer:
             "default_source": None,
             "delinquent": any(s["dunning"] and not is_ended(s, now) for s in subscriptions),
             "description": None,
-            "discount": None,
+            "discount": self.customer_discount(customer),
             "email": customer["email"],
             "invoice_prefix": None,
             "invoice_settings": {
@@ -374,6 +436,12 @@ class StripeRenderer:
             "test_clock": None,
         }
 
+    def customer_or_stub(self, customer: dict, now: datetime) -> dict:
+        """What a retrieve (or an expansion) answers: a deleted customer is a stub."""
+        if is_gone(customer, now):
+            return {"id": customer["customer_id"], "object": "customer", "deleted": True}
+        return self.customer(customer, now)
+
     def status(self, sub: dict, now: datetime) -> str:
         """Stripe's status: a pending cancel stays active and a collection pause keeps the
         status, so only the end, a trial and dunning change it."""
@@ -384,11 +452,14 @@ class StripeRenderer:
         return sub["dunning"] or "active"
 
     def subscription(self, sub: dict, now: datetime) -> dict:
+        """A Subscription in its own currency (the items' prices keep theirs: Stripe bills
+        a price's `currency_options` entry). A change scheduled for the period's end is a
+        SubscriptionSchedule's next phase: the subscription names it in `schedule` and its
+        items stay the current ones."""
         plan = self.store.get("plans", sub["plan_id"])
         period_start, period_end = current_period(sub, plan, now)
         ended = is_ended(sub, now)
         pending_end = sub["ended_at"] if sub["ended_at"] is not None and not ended else None
-        discount = self.discount(sub)
         invoices = self.invoices_by_subscription.get(sub["subscription_id"])
         return {
             "id": sub["subscription_id"],
@@ -409,7 +480,7 @@ class StripeRenderer:
             "cancellation_details": self._cancellation_details(sub),
             "collection_method": "charge_automatically",
             "created": ts(sub["created_at"]),
-            "currency": plan["currency"].lower(),
+            "currency": sub_currency(sub, plan).lower(),
             "customer": sub["customer_id"],
             "customer_account": None,
             "days_until_due": None,
@@ -417,7 +488,7 @@ class StripeRenderer:
             "default_source": None,
             "default_tax_rates": [],
             "description": None,
-            "discounts": [discount["id"]] if discount else [],
+            "discounts": [discount["id"] for discount in self.discounts(sub)],
             "ended_at": ts(sub["ended_at"]) if ended else None,
             "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
             "items": {
@@ -441,7 +512,9 @@ class StripeRenderer:
             "pending_invoice_item_interval": None,
             "pending_setup_intent": None,
             "pending_update": None,
-            "schedule": None,
+            "schedule": schedule_id(sub["subscription_id"])
+            if sub["pending_plan_id"] is not None and not ended
+            else None,
             "start_date": ts(sub["activated_at"]),
             "status": self.status(sub, now),
             "test_clock": None,
@@ -500,79 +573,74 @@ class StripeRenderer:
             "reason": "cancellation_requested" if requested else None,
         }
 
-    def discount(self, sub: dict) -> dict | None:
-        """The applied coupon as a Discount. The neutral record keeps only the coupon, so
-        the discount starts when a write applied it (`coupon_applied_at`) or at activation."""
-        if sub["coupon_id"] is None:
-            return None
-        coupon = self.store.get("coupons", sub["coupon_id"])
+    def discounts(self, sub: dict) -> list[dict]:
+        """The applied coupons as Discounts, in the order they apply (`coupon_id` first,
+        then `extra_coupon_ids`). The neutral record keeps only the coupons, so each
+        discount starts when a write applied it (`coupon_applied_at`) or at activation."""
         start = sub.get("coupon_applied_at") or sub["activated_at"]
+        return [
+            self._discount(coupon_id, start, sub["customer_id"], sub["subscription_id"])
+            for coupon_id in applied_coupons(sub)
+        ]
+
+    def customer_discount(self, customer: dict) -> dict | None:
+        """The customer's own coupon as a Discount (no subscription), from its creation."""
+        if customer["coupon_id"] is None:
+            return None
+        return self._discount(
+            customer["coupon_id"], customer["created_at"], customer["customer_id"], None
+        )
+
+    def _discount(
+        self, coupon_id: str, start: datetime, customer_id: str, subscription_id: str | None
+    ) -> dict:
+        """One Discount: a coupon (deleted or not: a discount keeps it) applied from
+        `start`, to a subscription or (`subscription_id` None) to the whole customer."""
+        coupon = self.store.get("coupons", coupon_id)
         end = None
         if coupon["duration"] == "repeating":
             end = add_interval(start, "month", coupon["duration_in_months"])
         return {
-            "id": discount_id(sub["subscription_id"], coupon["coupon_id"], start),
+            "id": discount_id(subscription_id or customer_id, coupon_id, start),
             "object": "discount",
             "checkout_session": None,
-            "customer": sub["customer_id"],
+            "customer": customer_id,
             "customer_account": None,
             "end": ts(end),
             "invoice": None,
             "invoice_item": None,
             "promotion_code": None,
-            "source": {"type": "coupon", "coupon": coupon["coupon_id"]},
+            "source": {"type": "coupon", "coupon": coupon_id},
             "start": ts(start),
-            "subscription": sub["subscription_id"],
+            "subscription": subscription_id,
             "subscription_item": None,
         }
 
     def invoice(self, invoice: dict) -> dict:
+        """An Invoice in Stripe's status words (a past-due invoice is `open` after a
+        failed automatic collection attempt: `attempted`, `attempt_count` > 0), with one
+        line per subscription item, as Stripe bills each item on its own line."""
         customer = self.store.get("customers", invoice["customer_id"])
         total = to_minor_units(invoice["total"], invoice["currency"])
-        status = invoice["status"]
-        paid = total if status == "paid" else 0
-        period_start, period_end, sub_plan = self._invoice_period(invoice)
+        neutral = invoice["status"]
+        status = INVOICE_STATUS[neutral]
+        period_start, period_end = self._invoice_period(invoice)
         created = ts(invoice["created_at"])
         sub_id = invoice["subscription_id"]
-        line = {
-            "id": "il_" + invoice["invoice_id"],
-            "object": "line_item",
-            "amount": total,
-            "currency": invoice["currency"].lower(),
-            "description": None,
-            "discount_amounts": [],
-            "discountable": True,
-            "discounts": [],
-            "invoice": invoice["invoice_id"],
-            "livemode": False,
-            "metadata": {},
-            "parent": _line_parent(sub_id),
-            "period": {"start": period_start, "end": period_end},
-            "pretax_credit_amounts": [],
-            "pricing": {
-                "type": "price_details",
-                "price_details": {"price": sub_plan["plan_id"], "product": sub_plan["product_id"]},
-                "unit_amount_decimal": self.price(sub_plan)["unit_amount_decimal"],
-            }
-            if sub_plan
-            else None,
-            "quantity": self._invoice_quantity(invoice),
-            "quantity_decimal": str(self._invoice_quantity(invoice)),
-            "subscription": sub_id,
-            "subtotal": total,
-            "taxes": [],
-        }
+        attempted = neutral in ("past_due", "paid", "uncollectible")
+        lines = self._invoice_lines(invoice, total, period_start, period_end)
         return {
             **_INVOICE_CONSTANTS,
             "id": invoice["invoice_id"],
             "object": "invoice",
             "amount_due": total,
             "amount_overpaid": 0,
-            "amount_paid": paid,
-            "amount_remaining": total if status == "open" else 0,
+            "amount_paid": total if status == "paid" else 0,
+            "amount_remaining": 0 if status in ("paid", "void") else total,
             "amount_shipping": 0,
-            "attempt_count": 1 if status != "void" else 0,
-            "attempted": status != "void",
+            "attempt_count": 1 if attempted else 0,
+            "attempted": attempted,
+            "auto_advance": status in ("draft", "open"),
             "automatic_tax": {
                 "disabled_reason": None,
                 "enabled": False,
@@ -589,16 +657,19 @@ class StripeRenderer:
             "customer_name": customer["name"],
             "default_tax_rates": [],
             "discounts": [],
-            "effective_at": created,
+            "effective_at": None if status == "draft" else created,
             "issuer": {"type": "self"},
             "lines": {
                 "object": "list",
-                "data": [line],
+                "data": lines,
                 "has_more": False,
                 "url": f"/v1/invoices/{invoice['invoice_id']}/lines",
             },
             "livemode": False,
             "metadata": {},
+            "next_payment_attempt": created + _RETRY_AFTER[neutral]
+            if neutral in _RETRY_AFTER
+            else None,
             "parent": {
                 "type": "subscription_details",
                 "quote_details": None,
@@ -618,8 +689,8 @@ class StripeRenderer:
             "starting_balance": 0,
             "status": status,
             "status_transitions": {
-                "finalized_at": created,
-                "marked_uncollectible_at": None,
+                "finalized_at": None if status == "draft" else created,
+                "marked_uncollectible_at": created if status == "uncollectible" else None,
                 "paid_at": ts(invoice["paid_at"]),
                 "voided_at": created if status == "void" else None,
             },
@@ -627,23 +698,86 @@ class StripeRenderer:
             "subtotal_excluding_tax": total,
             "total": total,
             "total_excluding_tax": total,
-            "webhooks_delivered_at": created,
+            "webhooks_delivered_at": None if status == "draft" else created,
         }
 
-    def _invoice_period(self, invoice: dict) -> tuple[int | None, int | None, dict | None]:
+    def _invoice_lines(
+        self, invoice: dict, total: int, period_start: int | None, period_end: int | None
+    ) -> list[dict]:
+        """One line per item of the invoice's subscription (one line for an invoice
+        without one). The scenario knows only the invoice's total: it is shared among
+        the lines by each item's list price for a period (metered usage bills nothing
+        here), the first line taking what rounding leaves."""
+        sub = self.store.get("subscriptions", invoice["subscription_id"] or "")
+        entries = [(None, None, 1)] if sub is None else self._item_entries(sub)
+        weights = [
+            0 if plan is None else _list_amount(plan, quantity, invoice["currency"])
+            for plan, _ident, quantity in entries
+        ]
+        whole = sum(weights)
+        amounts = [total * w // whole if whole else 0 for w in weights]
+        amounts[0] += total - sum(amounts)
+        lines = []
+        for n, ((plan, ident, quantity), amount) in enumerate(zip(entries, amounts, strict=True)):
+            metered = plan is not None and plan["usage_type"] == "metered"
+            shown = 0 if metered else quantity
+            lines.append(
+                {
+                    "id": "il_" + invoice["invoice_id"] + (f"_{n}" if n else ""),
+                    "object": "line_item",
+                    "amount": amount,
+                    "currency": invoice["currency"].lower(),
+                    "description": None,
+                    "discount_amounts": [],
+                    "discountable": True,
+                    "discounts": [],
+                    "invoice": invoice["invoice_id"],
+                    "livemode": False,
+                    "metadata": {},
+                    "parent": _line_parent(invoice["subscription_id"], ident),
+                    "period": {"start": period_start, "end": period_end},
+                    "pretax_credit_amounts": [],
+                    "pricing": None if plan is None else self._line_pricing(plan, invoice),
+                    "quantity": shown,
+                    "quantity_decimal": str(shown),
+                    "subscription": invoice["subscription_id"],
+                    "subtotal": amount,
+                    "taxes": [],
+                }
+            )
+        return lines
+
+    def _item_entries(self, sub: dict) -> list[tuple[dict, str, int | None]]:
+        """(plan, item id, quantity) of each item of the subscription, the plan's first."""
+        entries = [(sub["plan_id"], item_id(sub["subscription_id"]), sub["quantity"])]
+        entries += [
+            (extra["plan_id"], extra_item_id(sub, extra), extra["quantity"])
+            for extra in sub.get("items") or []
+        ]
+        return [(self.store.get("plans", plan_id), ident, n) for plan_id, ident, n in entries]
+
+    def _line_pricing(self, plan: dict, invoice: dict) -> dict:
+        """A line's `pricing`: the price and its unit amount in the invoice's currency."""
+        sold = plan_in_currency(plan, invoice["currency"]) or plan
+        unit = (
+            None if sold["unit_amount"] is None else _minor(sold["unit_amount"], sold["currency"])
+        )
+        return {
+            "type": "price_details",
+            "price_details": {"price": plan["plan_id"], "product": plan["product_id"]},
+            "unit_amount_decimal": None if unit is None else unit[1],
+        }
+
+    def _invoice_period(self, invoice: dict) -> tuple[int | None, int | None]:
         """The billing period the invoice was issued for: the subscription's period at the
         invoice's creation (an invoice without a subscription covers just its creation)."""
         created = invoice["created_at"]
         sub = self.store.get("subscriptions", invoice["subscription_id"] or "")
         if sub is None:
-            return ts(created), ts(created), None
+            return ts(created), ts(created)
         plan = self.store.get("plans", sub["plan_id"])
         start, end = current_period(sub, plan, max(created, sub["activated_at"]))
-        return ts(start), ts(end), plan
-
-    def _invoice_quantity(self, invoice: dict) -> int:
-        sub = self.store.get("subscriptions", invoice["subscription_id"] or "")
-        return sub["quantity"] if sub else 1
+        return ts(start), ts(end)
 
     # -- expansion ------------------------------------------------------------------
     def expand(self, obj: dict, paths: list[str], now: datetime) -> dict:
@@ -707,7 +841,7 @@ class StripeRenderer:
         return loader(node, value, now)
 
     def _load_customer(self, _parent: dict, ident: str, now: datetime) -> dict:
-        return self.customer(self.store.get("customers", ident), now)
+        return self.customer_or_stub(self.store.get("customers", ident), now)
 
     def _load_invoice(self, _parent: dict, ident: str, _now: datetime) -> dict:
         return self.invoice(self.store.get("invoices", ident))
@@ -721,10 +855,11 @@ class StripeRenderer:
     def _load_coupon(self, _parent: dict, ident: str, _now: datetime) -> dict:
         return self.coupon(self.store.get("coupons", ident))
 
-    def _load_discount(self, parent: dict, _ident: str, _now: datetime) -> dict:
-        """The subscription's discount, for the subscription or one of its items."""
+    def _load_discount(self, parent: dict, ident: str, _now: datetime) -> dict:
+        """One of the subscription's discounts, for the subscription or one of its items."""
         owner = parent["id"] if parent["object"] == "subscription" else parent["subscription"]
-        return self.discount(self.store.get("subscriptions", owner))
+        discounts = self.discounts(self.store.get("subscriptions", owner))
+        return next(discount for discount in discounts if discount["id"] == ident)
 
     # -- history Stripe would have recorded before the sandbox started ----------------
     def history(self, as_of: datetime) -> Iterator[tuple[datetime, str, dict, dict | None]]:
@@ -739,6 +874,14 @@ class StripeRenderer:
         for customer in self.store.all("customers"):
             if happened(customer["created_at"]):
                 facts.append((customer["created_at"], 0, "customer.created", "", customer))
+            if happened(customer["deleted_at"]):  # after its subscriptions ended (rank 5)
+                facts.append((customer["deleted_at"], 5, "customer.deleted", "", customer))
+        for coupon in self.store.all("coupons"):
+            if happened(coupon["deleted_at"]):
+                facts.append((coupon["deleted_at"], 5, "coupon.deleted", "", coupon))
+        for plan in self.store.all("plans"):
+            if happened(plan["archived_at"]):
+                facts.append((plan["archived_at"], 0, "price.updated", "", plan))
         for sub in self.store.all("subscriptions"):
             facts.extend(
                 (at, rank, kind, sub["subscription_id"], sub)
@@ -755,8 +898,14 @@ class StripeRenderer:
                 yield at, kind, obj, previous
 
     def _historic_object(self, kind: str, record: dict, at: datetime) -> tuple[dict, dict | None]:
-        if kind == "customer.created":
+        """The event's object: a deleted customer or coupon as it was when deleted (as
+        Stripe's `*.deleted` events carry it), an archived price with its old `active`."""
+        if kind in ("customer.created", "customer.deleted"):
             return self.customer(record, at), None
+        if kind == "coupon.deleted":
+            return self.coupon(record), None
+        if kind == "price.updated":
+            return self.price(record), {"active": True}
         if kind == "invoice.paid":
             return self.invoice(record), None
         after = self.subscription(known_at(record, at), at)
@@ -767,6 +916,13 @@ class StripeRenderer:
         return after, changed_attributes(before, after)
 
 
+def applied_coupons(sub: dict) -> list[str]:
+    """The subscription's coupons in the order they apply."""
+    if sub["coupon_id"] is None:
+        return []
+    return [sub["coupon_id"], *(sub["extra_coupon_ids"] or [])]
+
+
 def _package(plan: dict) -> dict | None:
     """`transform_quantity` of a package price: the quantity divided by the package size,
     whole packages billed (`round: up`)."""
@@ -775,8 +931,24 @@ def _package(plan: dict) -> dict | None:
     return {"divide_by": plan["package_size"], "round": "up"}
 
 
-def _line_parent(subscription_id: str | None) -> dict | None:
-    """A subscription invoice's line comes from the subscription's item."""
+def _list_amount(plan: dict, quantity: int | None, currency: str) -> int:
+    """What an item bills for a period at list price, in minor units of `currency`: a
+    weight to share an invoice's total among its lines (metered usage counts nothing)."""
+    sold = plan_in_currency(plan, currency)
+    if sold is None or plan["usage_type"] == "metered" or not quantity:
+        return 0
+    if sold["tiers"]:
+        tier = next(t for t in sold["tiers"] if t["up_to"] is None or quantity <= t["up_to"])
+        amount = tier["unit_amount"] * quantity + tier["flat_amount"]
+    elif sold["pricing_model"] == "package":
+        amount = sold["unit_amount"] * -(-quantity // sold["package_size"])
+    else:
+        amount = sold["unit_amount"] * quantity
+    return to_minor_units(amount, currency)
+
+
+def _line_parent(subscription_id: str | None, subscription_item: str | None) -> dict | None:
+    """A subscription invoice's line comes from one of the subscription's items."""
     if subscription_id is None:
         return None
     return {
@@ -787,7 +959,7 @@ def _line_parent(subscription_id: str | None) -> dict | None:
             "proration": False,
             "proration_details": None,
             "subscription": subscription_id,
-            "subscription_item": item_id(subscription_id),
+            "subscription_item": subscription_item,
         },
     }
 

@@ -11,8 +11,13 @@ See `helpers.py` for why this loses nothing.
 Objects are read at the API version the SDK pins (2026-10-28.endive): a subscription's plan,
 price, quantity and periods are on its items, its coupons on `discounts`, which are ids
 unless expanded, so listings ask for `expand[]=data.discounts` (retrieves `discounts`);
-prices ask for `data.tiers`, which Stripe sends only when expanded. Stripe expands four
+prices ask for `data.tiers` and `data.currency_options` (the amounts a subscription in
+another currency bills), which Stripe sends only when expanded. Stripe expands four
 levels at most, `data.` counting as one (`Endpoint` refuses a deeper path).
+
+Deleted customers, coupons and products are listed no more: their deletion events carry
+their last state, which the table keeps with `deleted = true` (on a full listing, the
+deletions of the last 30 days; older ones are beyond any API's reach).
 
 Records keep Stripe's own shape and units: amounts in the currency's minor unit (JPY has
 none, so 4900 is ¥4,900), times as epoch seconds. Nested objects become `a__b` columns and
@@ -68,7 +73,8 @@ def subscriptions(api: StripeApi) -> Iterator[pa.Table]:
 
 @dlt.resource(name="prices", **_MERGED)
 def prices(api: StripeApi) -> Iterator[pa.Table]:
-    """`tiers` (JSON text) for tiered prices, which Stripe sends only when expanded."""
+    """Active and archived prices; `tiers` and `currency_options` (JSON text), which Stripe
+    sends only when expanded."""
     yield from _tables(api, "prices")
 
 

@@ -59,6 +59,9 @@ class Endpoint:
     wildcard, `types` a list of exact names); `object` is the events' `data.object.object`.
     `expand` names fields of one object that Stripe sends only when asked (paths inside
     the object; a list asks for `data.<path>`, a retrieve for `<path>`).
+    `deleted_event` is the event of a deletion: Stripe lists a deleted object no more and
+    a retrieve answers a stub (`{id, object, deleted}`) or 404, so the object the event
+    carries, marked `deleted: true`, is what the table keeps of it.
     """
 
     path: str
@@ -66,6 +69,7 @@ class Endpoint:
     event_filter: dict[str, Any]
     list_params: dict[str, Any] = field(default_factory=dict)
     expand: tuple[str, ...] = ()
+    deleted_event: str | None = None
 
     def __post_init__(self) -> None:
         for path in self.expand:
@@ -86,6 +90,7 @@ ENDPOINTS: dict[str, Endpoint] = {
         "/v1/customers",
         "customer",
         {"types": ["customer.created", "customer.updated", "customer.deleted"]},
+        deleted_event="customer.deleted",
     ),
     # Without `status=all` Stripe leaves canceled subscriptions out of the list.
     # `discounts` (the subscription's and each item's) are ids unless expanded; a Discount
@@ -97,10 +102,18 @@ ENDPOINTS: dict[str, Endpoint] = {
         {"status": "all"},
         ("discounts", "items.data.discounts"),
     ),
-    # A tiered price's `tiers` are sent only when expanded.
-    "prices": Endpoint("/v1/prices", "price", {"type": "price.*"}, expand=("tiers",)),
-    "products": Endpoint("/v1/products", "product", {"type": "product.*"}),
-    "coupons": Endpoint("/v1/coupons", "coupon", {"type": "coupon.*"}),
+    # A tiered price's `tiers` and a price's other currencies (`currency_options`: what a
+    # subscription in another currency bills) are sent only when expanded. Without an
+    # `active` filter Stripe lists archived prices too.
+    "prices": Endpoint(
+        "/v1/prices", "price", {"type": "price.*"}, expand=("tiers", "currency_options")
+    ),
+    "products": Endpoint(
+        "/v1/products", "product", {"type": "product.*"}, deleted_event="product.deleted"
+    ),
+    "coupons": Endpoint(
+        "/v1/coupons", "coupon", {"type": "coupon.*"}, deleted_event="coupon.deleted"
+    ),
     "invoices": Endpoint("/v1/invoices", "invoice", {"type": "invoice.*"}),
     EVENTS: Endpoint("/v1/events", "event", {}),
 }
@@ -219,14 +232,20 @@ class StripeApi:
         return {**subscription, "items": {**items, "data": data, "has_more": False}}
 
     def retrieve(self, path: str, ident: str, params: dict[str, Any] | None = None) -> dict | None:
-        """One object by id; None (logged) when Stripe no longer has it."""
+        """One object by id; None (logged) when Stripe no longer has it: 404, or a deleted
+        object's stub, which would blank the stored row (its deletion event, which the
+        next run reads, keeps the object instead)."""
         try:
-            return self.get(f"{path}/{quote(ident, safe='')}", **(params or {}))[0]
+            obj = self.get(f"{path}/{quote(ident, safe='')}", **(params or {}))[0]
         except stripe.InvalidRequestError as exc:
             if exc.http_status != 404:
                 raise
             log.warning("stripe %s/%s: gone (404), skipped", path, ident)
             return None
+        if obj.get("deleted"):
+            log.info("stripe %s/%s: deleted since its event, left to the next run", path, ident)
+            return None
+        return obj
 
     def retrieve_pages(
         self, path: str, idents: list[str], params: dict[str, Any] | None = None
@@ -298,15 +317,42 @@ def events_since(api: StripeApi, previous: Cursor, event_filter: dict) -> Iterat
             yield fresh
 
 
-def changed_ids(events: Iterable[list[dict]], object_type: str) -> list[str]:
-    """Ids of the objects the events are about, each once, newest change first."""
-    ids: dict[str, None] = {}
+def changed_objects(events: Iterable[list[dict]], endpoint: Endpoint) -> tuple[list[str], list]:
+    """What the events say changed, each object once by its newest event (events come
+    newest first): the ids to refetch, and the deleted objects as their deletion event
+    carried them, marked `deleted: true`."""
+    newest: dict[str, dict] = {}
     for page in events:
         for event in page:
             obj = event["data"]["object"]
-            if obj.get("object") == object_type and obj.get("id"):
-                ids.setdefault(obj["id"], None)
-    return list(ids)
+            if obj.get("object") == endpoint.object and obj.get("id"):
+                newest.setdefault(obj["id"], event)
+    deleted = [deleted_row(event) for event in newest.values() if _is_deletion(event, endpoint)]
+    gone = {row["id"] for row in deleted}
+    return [ident for ident in newest if ident not in gone], deleted
+
+
+def deleted_row(event: dict) -> dict:
+    """A deleted object as its deletion event carried it (its last state), marked deleted."""
+    return {**event["data"]["object"], "deleted": True}
+
+
+def deleted_still_kept(api: StripeApi, endpoint: Endpoint) -> Iterator[list[dict]]:
+    """On a full listing, the objects Stripe lists no more but whose deletion events it
+    still keeps (30 days): older deletions are out of reach of any API."""
+    if endpoint.deleted_event is None:
+        return
+    for page in api.pages("/v1/events", {"type": endpoint.deleted_event}):
+        rows = [deleted_row(event) for event in page if _is_deletion(event, endpoint)]
+        if rows:
+            yield rows
+
+
+def _is_deletion(event: dict, endpoint: Endpoint) -> bool:
+    return (
+        event["type"] == endpoint.deleted_event
+        and event["data"]["object"].get("object") == endpoint.object
+    )
 
 
 def sync(api: StripeApi, name: str, state: dict) -> Iterator[list[dict]]:
@@ -325,10 +371,14 @@ def sync(api: StripeApi, name: str, state: dict) -> Iterator[list[dict]]:
         level = logging.INFO if previous is None else logging.WARNING
         log.log(level, "stripe %s: full listing (%s)", name, reason)
         yield from api.pages(endpoint.path, endpoint.list_query())
+        yield from deleted_still_kept(api, endpoint)
     elif name == EVENTS:
         yield from events_since(api, previous, endpoint.event_filter)
     else:
-        ids = changed_ids(events_since(api, previous, endpoint.event_filter), endpoint.object)
+        events = events_since(api, previous, endpoint.event_filter)
+        ids, deleted = changed_objects(events, endpoint)
+        if deleted:
+            yield deleted
         log.info(
             "stripe %s: %d changed since %s, refetching",
             name,

@@ -32,6 +32,7 @@ from dlt_sources.stripe.helpers import StripeApi
 from sandbox.generate import GenerateOptions, write_scenario
 from sandbox.scenario import Scenario, load_scenario, to_minor_units
 from sandbox.server import FaultConfig
+from sandbox.stripe_render import INVOICE_STATUS
 from tests.writeback_scenario import scenario as small_scenario
 
 pytestmark = pytest.mark.integration
@@ -148,6 +149,13 @@ def plain_active(facts: Scenario) -> list[dict]:
     return sorted(subs, key=lambda s: (s["created_at"], s["subscription_id"]))
 
 
+def kept(records: list[dict]) -> list[dict]:
+    """The records Stripe still answers for at AS_OF: not deleted, or deleted within the
+    30 days its deletion event is kept."""
+    oldest = AS_OF - timedelta(days=30)
+    return [r for r in records if r["deleted_at"] is None or r["deleted_at"] >= oldest]
+
+
 def requests(sandbox, since: int = 0) -> list[tuple[str, str]]:
     """(method, path) of the API requests the emulator answered, from index `since`."""
     log = sandbox.emulator("stripe").request_log[since:]
@@ -166,11 +174,13 @@ def test_full_load_equals_the_scenario(sandbox, warehouse, facts):
     invoices = facts.for_system("invoices", "stripe")
     emulator = sandbox.emulator("stripe")
     assert wh.counts() == {
-        "customers": len(facts.for_system("customers", "stripe")),
+        # Deleted customers and coupons are listed no more: those deleted within the 30
+        # days of events Stripe keeps come from their deletion events, older ones never.
+        "customers": len(kept(facts.for_system("customers", "stripe"))),
         "subscriptions": len(subs),
         "prices": len(plans),
         "products": len({p["product_id"] for p in plans}),
-        "coupons": len(facts.for_system("coupons", "stripe")),
+        "coupons": len(kept(facts.for_system("coupons", "stripe"))),
         "invoices": len(invoices),
         "events": len(emulator.events.events),  # the 30 days of history Stripe keeps
     }
@@ -208,10 +218,13 @@ def test_full_load_equals_the_scenario(sandbox, warehouse, facts):
         for s in subs
     }
     assert any(i["price"]["id"] in metered for v in items.values() for i in v)
-    # Discounts expanded by the listing (ids otherwise): each names its coupon.
+    # Discounts expanded by the listing (ids otherwise): each names its coupon, in order.
     discounts = {k: orjson.loads(v) for k, v in wh.column("subscriptions", "discounts").items()}
     assert {k: [d["source"]["coupon"] for d in v] for k, v in discounts.items()} == {
-        s["subscription_id"]: [s["coupon_id"]] if s["coupon_id"] else [] for s in subs
+        s["subscription_id"]: [s["coupon_id"], *(s["extra_coupon_ids"] or [])]
+        if s["coupon_id"]
+        else []
+        for s in subs
     }
     listed = [e["params"] for e in emulator.request_log if e["path"] == "/v1/subscriptions"]
     assert listed and all("data.discounts" in str(p) for p in listed)
@@ -248,11 +261,15 @@ def test_full_load_equals_the_scenario(sandbox, warehouse, facts):
     assert wh.column("prices", "unit_amount")["price_pro_monthly_jpy"] == 4900
     assert wh.column("prices", "unit_amount")["price_pro_monthly_usd"] == 4900
     assert wh.column("invoices", "(customer, total, status)") == {
-        i["invoice_id"]: (i["customer_id"], to_minor_units(i["total"], i["currency"]), i["status"])
+        i["invoice_id"]: (
+            i["customer_id"],
+            to_minor_units(i["total"], i["currency"]),
+            INVOICE_STATUS[i["status"]],  # past due is Stripe's `open`
+        )
         for i in invoices
     }
     assert wh.column("coupons", "percent_off") == {
-        c["coupon_id"]: float(c["percent_off"]) for c in facts.for_system("coupons", "stripe")
+        c["coupon_id"]: float(c["percent_off"]) for c in kept(facts.for_system("coupons", "stripe"))
     }
     # Lists stay JSON text in their row: the subscription's single item and its price.
     jpy = [v[0] for v in items.values() if v[0]["price"]["id"] == "price_pro_monthly_jpy"]
@@ -281,8 +298,11 @@ def test_incremental_run_refetches_only_changed_objects(sandbox, warehouse, fact
     client.v1.subscriptions.cancel(cancel)
     client.v1.subscriptions.update(pause, params={"pause_collection": {"behavior": "void"}})
     client.v1.subscriptions.update(discount, params={"discounts": [{"coupon": "SAVE50"}]})
-    # A deleted coupon: its event names an object Stripe answers 404 for.
-    emulator.events.add(emulator.now(), "coupon.deleted", {"id": "GONE", "object": "coupon"}, None)
+    # An event about a coupon Stripe answers 404 for (deleted since) is skipped; a
+    # customer's deletion event carries what the table keeps of it, nothing is refetched.
+    emulator.events.add(emulator.now(), "coupon.updated", {"id": "GONE", "object": "coupon"}, None)
+    customer = {"id": plain_active(facts)[3]["customer_id"], "object": "customer"}
+    emulator.events.add(emulator.now(), "customer.deleted", {**customer, "email": "x@y.z"}, None)
     seen = len(emulator.request_log)
 
     wh.run(sandbox)
@@ -298,7 +318,8 @@ def test_incremental_run_refetches_only_changed_objects(sandbox, warehouse, fact
     refetched = orjson.loads(wh.column("subscriptions", "discounts")[discount])
     assert [d["source"]["coupon"] for d in refetched] == ["SAVE50"]  # expanded on retrieve
     assert "stripe /v1/coupons/GONE: gone (404), skipped" in caplog.text
-    assert wh.counts() == before | {"events": events_before + 4}
+    assert wh.column("customers", "(deleted, email)")[customer["id"]] == (True, "x@y.z")
+    assert wh.counts() == before | {"events": events_before + 5}
     # A run with nothing new refetches nothing and changes nothing.
     seen = len(sandbox.emulator("stripe").request_log)
     snapshot = wh.snapshot()

@@ -1,11 +1,48 @@
+-- Stripe customers, deleted ones included (is_deleted): the source keeps a deleted customer
+-- as its `customer.deleted` event carried it (`deleted = true`). A customer deleted before
+-- the first sync's 30-day event window is beyond every API (lists omit it, a retrieve
+-- answers a bare stub): the subscriptions and invoices that still name it give it a row,
+-- deleted, with no e-mail, name or creation time.
 {% set src = source('stripe', 'customers') %}
 {% set c = columns_of(src) %}
+with listed as (
+    select
+        cast(id as varchar) as customer_id,
+        cast({{ col(c, 'email') }} as varchar) as email,
+        cast({{ col(c, 'name') }} as varchar) as name,
+        {{ from_epoch(col(c, 'created', 'bigint')) }} as created_at,
+        coalesce(cast({{ col(c, 'deleted', 'boolean') }} as boolean), false) as is_deleted
+    from {{ src }}
+),
+
+named as (
+    select cast(customer as varchar) as customer_id from {{ source('stripe', 'subscriptions') }}
+    union
+    select cast(customer as varchar) from {{ source('stripe', 'invoices') }}
+),
+
+unlisted as (
+    select
+        named.customer_id,
+        cast(null as varchar) as email,
+        cast(null as varchar) as name,
+        cast(null as timestamp with time zone) as created_at,
+        true as is_deleted
+    from named
+    where named.customer_id is not null
+        and named.customer_id not in (select customer_id from listed)
+)
+
 select
     'stripe' as billing_system,
-    cast(id as varchar) as customer_id,
+    customer_id,
     cast(null as varchar) as customer_alt_id,
-    cast({{ col(c, 'email') }} as varchar) as email,
-    cast({{ col(c, 'name') }} as varchar) as name,
-    {{ from_epoch('created') }} as created_at
-from {{ src }}
-where not coalesce(cast({{ col(c, 'deleted', 'boolean') }} as boolean), false)
+    email,
+    name,
+    created_at,
+    is_deleted
+from (
+    select * from listed
+    union all
+    select * from unlisted
+) as customers

@@ -4,14 +4,28 @@
 -- price: billing_scheme tiered with tiers_mode graduated -> 'tiered', volume -> 'volume'
 -- (their tiers in stg_stripe__price_tiers); per_unit with transform_quantity -> 'package'
 -- (divide_by units per package; Stripe's unit_amount is then the package's price), else
--- 'per_unit'. `transform_quantity.round = down` bills whole packages only; the contract
--- rounds up, so such a price is over-counted by at most one package (recorded in the
--- decision log). A metered item (recurring.usage_type metered) has no quantity.
+-- 'per_unit'. `package_rounding` is `transform_quantity.round`: Stripe bills
+-- quantity ÷ divide_by rounded up (whole packages started) or down (whole packages
+-- filled). A metered item (recurring.usage_type metered) has no quantity.
+--
+-- Currency: an item bills in the subscription's currency. When that is not its price's
+-- own, Stripe bills the price's `currency_options` entry for it (the source expands
+-- `data.currency_options` on prices; dlt lands each currency's amount as a column
+-- `currency_options__<code>__unit_amount_decimal`), so the unit amount is that one. A
+-- subscription in a currency its price has no option for (options not loaded) keeps the
+-- currency and gets no unit amount here.
 {% set src = source('stripe', 'subscriptions') %}
 {% set c = columns_of(src) %}
+{% set prices = source('stripe', 'prices') %}
+{% set pc = columns_of(prices) %}
+{% set option_codes = [] %}
+{% for name in pc if name.startswith('currency_options__') and name.endswith('__unit_amount_decimal') %}
+    {% do option_codes.append(name[18:-21]) %}
+{% endfor %}
 with items as (
     select
         s.id as subscription_id,
+        lower(cast({{ col(c, 'currency') }} as varchar)) as subscription_currency,
         item.value as item
     from {{ src }} as s
     cross join {{ json_elements(col(c, 'items__data'), 'item') }}
@@ -30,27 +44,52 @@ fields as (
         {{ json_text('item', ['price', 'billing_scheme']) }} as billing_scheme,
         {{ json_text('item', ['price', 'tiers_mode']) }} as tiers_mode,
         cast({{ json_text('item', ['price', 'transform_quantity', 'divide_by']) }} as integer) as divide_by,
+        {{ json_text('item', ['price', 'transform_quantity', 'round']) }} as package_round,
         cast({{ json_text('item', ['quantity']) }} as integer) as quantity,
         coalesce(
             {{ json_text('item', ['price', 'unit_amount_decimal']) }},
             {{ json_text('item', ['price', 'unit_amount']) }}
         ) as unit_amount,
-        {{ json_text('item', ['price', 'currency']) }} as currency,
+        lower({{ json_text('item', ['price', 'currency']) }}) as price_currency,
+        subscription_currency,
         {{ json_text('item', ['price', 'recurring', 'interval']) }} as price_interval,
         cast({{ json_text('item', ['price', 'recurring', 'interval_count']) }} as integer) as interval_count
     from items
 ),
 
-modelled as (
+in_currency as (
     select
         fields.*,
+        coalesce(fields.subscription_currency, fields.price_currency) as currency,
+        case
+            when fields.subscription_currency is null
+                or fields.subscription_currency = fields.price_currency
+                then fields.unit_amount
+            {% if option_codes %}
+            else case fields.subscription_currency
+                {% for code in option_codes %}
+                when '{{ code }}' then coalesce(
+                    cast(p.currency_options__{{ code }}__unit_amount_decimal as varchar),
+                    cast({{ col(pc, 'currency_options__' ~ code ~ '__unit_amount', 'bigint') }} as varchar)
+                )
+                {% endfor %}
+            end
+            {% endif %}
+        end as unit_amount_in_currency
+    from fields
+    left join {{ prices }} as p on p.id = fields.price_id
+),
+
+modelled as (
+    select
+        in_currency.*,
         case
             when billing_scheme = 'tiered' and tiers_mode = 'volume' then 'volume'
             when billing_scheme = 'tiered' then 'tiered'
             when divide_by is not null then 'package'
             else 'per_unit'
         end as pricing_model
-    from fields
+    from in_currency
 )
 
 select
@@ -63,11 +102,13 @@ select
     cast(usage_type as varchar) as usage_type,
     pricing_model,
     case when pricing_model = 'package' then divide_by end as package_size,
+    cast(case when pricing_model = 'package' then coalesce(package_round, 'up') end as varchar)
+        as package_rounding,
     case when usage_type = 'metered' then null else quantity end as quantity,
     cast(
         case
             when pricing_model in ('per_unit', 'package')
-                then {{ minor_to_major('unit_amount', 'currency', 'stripe') }}
+                then {{ minor_to_major('unit_amount_in_currency', 'currency', 'stripe') }}
         end
     as decimal(38, 10)) as unit_amount_local,
     upper(currency) as currency,

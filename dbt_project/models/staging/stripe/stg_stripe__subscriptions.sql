@@ -12,12 +12,19 @@
 -- `resumes_at` is when collection resumes, whichever the behavior. Stripe does not say
 -- when a collection pause began (paused_at null).
 --
--- Coupon rule: the subscription's own discounts first, then its items' discounts; among
--- several, the one that started last (ties: the greater discount id). A discount still a
--- bare id (not expanded) names no coupon. A customer-level discount (`customer.discount`)
--- is not part of the subscription object and is not read here.
+-- Coupon rule: the first discount applied. The subscription's own `discounts` in their
+-- order (Stripe applies them in that order), then its items' discounts in item order; a
+-- subscription without any takes its customer's discount (`customer.discount`: Stripe
+-- applies a customer-level discount to the invoices of every subscription that has none
+-- of its own). Read here, from the raw customers, because it is Stripe's own rule; the
+-- intermediate models stay system-neutral. A discount still a bare id (not expanded) names
+-- no coupon. Stripe never deletes a subscription (a canceled one stays): is_deleted is
+-- false. A scheduled change (`schedule`, a SubscriptionSchedule) is not read: the items
+-- are what the subscription bills now.
 {% set src = source('stripe', 'subscriptions') %}
 {% set c = columns_of(src) %}
+{% set customers = source('stripe', 'customers') %}
+{% set cc = columns_of(customers) %}
 with raw as (
     select
         id,
@@ -42,6 +49,7 @@ with raw as (
 items as (
     select
         raw.id,
+        item.idx,
         item.value as item
     from raw
     cross join {{ json_elements('raw.items_json', 'item') }}
@@ -57,11 +65,11 @@ periods as (
 ),
 
 discounts as (
-    select raw.id, 1 as level, discount.value as discount
+    select raw.id, 1 as level, 0 as item_idx, discount.idx, discount.value as discount
     from raw
     cross join {{ json_elements('raw.discounts_json', 'discount') }}
     union all
-    select items.id, 2 as level, discount.value as discount
+    select items.id, 2 as level, items.idx as item_idx, discount.idx, discount.value as discount
     from items
     cross join {{ json_elements(json_text('items.item', ['discounts']), 'discount') }}
 ),
@@ -70,15 +78,16 @@ coupons as (
     select
         id,
         {{ json_text('discount', ['source', 'coupon']) }} as coupon_id,
-        row_number() over (
-            partition by id
-            order by
-                level,
-                cast({{ json_text('discount', ['start']) }} as bigint) desc nulls last,
-                {{ json_text('discount', ['id']) }} desc
-        ) as rank_in_subscription
+        row_number() over (partition by id order by level, item_idx, idx) as rank_in_subscription
     from discounts
     where {{ json_text('discount', ['source', 'coupon']) }} is not null
+),
+
+customer_coupons as (
+    select
+        cast(id as varchar) as customer_id,
+        cast({{ col(cc, 'discount__source__coupon') }} as varchar) as coupon_id
+    from {{ customers }}
 )
 
 select
@@ -107,7 +116,9 @@ select
     ) }} as ended_at,
     cast(null as timestamp with time zone) as paused_at,
     {{ from_epoch('raw.pause_resumes_at') }} as resumes_at,
-    cast(coupons.coupon_id as varchar) as coupon_id
+    cast(coalesce(coupons.coupon_id, customer_coupons.coupon_id) as varchar) as coupon_id,
+    false as is_deleted
 from raw
 left join periods on periods.id = raw.id
 left join coupons on coupons.id = raw.id and coupons.rank_in_subscription = 1
+left join customer_coupons on customer_coupons.customer_id = cast(raw.customer as varchar)
