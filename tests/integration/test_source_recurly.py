@@ -28,7 +28,7 @@ from dlt_sources.common import RetryPolicy
 from dlt_sources.recurly import recurly_source
 from dlt_sources.recurly.helpers import RecurlyLister, Settings, format_time
 from sandbox.generate import GenerateOptions, write_scenario
-from sandbox.recurly_render import subscription_state
+from sandbox.recurly_render import coupon_codes, subscription_state
 from sandbox.scenario import validate_scenario
 from sandbox.server import FaultConfig
 from tests.integration.test_sandbox_recurly import SCENARIO as HAND_WRITTEN
@@ -172,21 +172,25 @@ def test_first_run_loads_every_record_once(serve_scenario, generated, facts, tmp
     plans = {row["code"]: row for row in warehouse.rows("plans").values()}
     [yen] = json.loads(plans["pro-monthly-jpy"]["currencies"])
     assert (yen["currency"], yen["unit_amount"]) == ("JPY", 4900)  # major units, as the API
-    [dollars] = json.loads(plans["pro-monthly-usd"]["currencies"])
-    assert dollars["unit_amount"] == 49.0
+    prices = json.loads(plans["pro-monthly-usd"]["currencies"])  # its own first, then options
+    assert [(p["currency"], p["unit_amount"]) for p in prices] == [
+        ("USD", 49.0),
+        ("EUR", 45.0),
+        ("GBP", 39.0),
+    ]
 
 
 def _expected_redemptions(facts: dict) -> list[tuple]:
-    """One redemption per subscription with a coupon; account-level ones (Recurly's
-    default) name no subscription."""
+    """One redemption per coupon of each subscription (several coupons: several
+    redemptions); account-level ones (Recurly's default) name no subscription."""
     level = {c["coupon_id"]: c["redemption_resource"] or "account" for c in facts["coupons"]}
     return sorted(
         (
-            (s["customer_id"], s["coupon_id"], None)
-            if level[s["coupon_id"]] == "account"
-            else (s["customer_id"], s["coupon_id"], s["subscription_id"])
+            (s["customer_id"], code, None)
+            if level[code] == "account"
+            else (s["customer_id"], code, s["subscription_id"])
             for s in facts["subscriptions"]
-            if s["coupon_id"]
+            for code in coupon_codes(s)
         ),
         key=str,
     )
