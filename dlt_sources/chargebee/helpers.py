@@ -43,8 +43,10 @@ CATALOG_SETTINGS = ("auto", *CATALOGS)
 class Endpoint:
     """One list endpoint: the SDK resource (`client.<model>.list`), the key of the record in
     each list entry, the order it can be listed in, whether it takes `include_deleted`
-    (customers, subscriptions and invoices do; the API has no such parameter for the
-    catalog and coupons, whose deletion is a `status` of `deleted`), and the one Product
+    (customers, subscriptions, invoices and the 1.0 plans and add-ons do: without it a
+    deleted record is never listed again, so an incremental run would not see the
+    deletion; 2.0 items, item prices and coupons have no such parameter and list a
+    deleted one with its `status`), and the one Product
     Catalog that serves it (None: both). The other catalog answers 400
     `configuration_incompatible`, so such an endpoint is not listed there at all."""
 
@@ -60,8 +62,8 @@ ENDPOINTS: dict[str, Endpoint] = {
     "subscriptions": Endpoint("Subscription", "subscription", include_deleted=True),
     "items": Endpoint("Item", "item", catalog="v2"),
     "item_prices": Endpoint("ItemPrice", "item_price", catalog="v2"),
-    "plans": Endpoint("Plan", "plan", catalog="v1"),
-    "addons": Endpoint("Addon", "addon", catalog="v1"),
+    "plans": Endpoint("Plan", "plan", include_deleted=True, catalog="v1"),
+    "addons": Endpoint("Addon", "addon", include_deleted=True, catalog="v1"),
     # Chargebee sorts coupons by created_at only; see `next_cursor`.
     "coupons": Endpoint("Coupon", "coupon", sort_by="created_at"),
     "invoices": Endpoint("Invoice", "invoice", include_deleted=True),

@@ -22,8 +22,7 @@ from dlt_sources.chargebee import chargebee_source
 from dlt_sources.clients import chargebee_client
 from dlt_sources.common import RetryPolicy
 from sandbox.app import Sandbox, start_sandbox
-from sandbox.billing import neutral_status
-from sandbox.chargebee_render import SUBSCRIPTION_STATUS, epoch, minor_units
+from sandbox.chargebee_render import epoch, minor_units, subscription_status
 from sandbox.generate import GenerateOptions, write_scenario
 from sandbox.scenario import Scenario, validate_scenario
 from sandbox.server import FaultConfig
@@ -176,7 +175,7 @@ def test_first_run_loads_every_record_once_with_api_values(clean):
     subs = rows(snap, "subscriptions")
     for sub in scenario.for_system("subscriptions", CB):
         row = subs[sub["subscription_id"]]
-        assert row["status"] == SUBSCRIPTION_STATUS[neutral_status(sub, AS_OF)]
+        assert row["status"] == subscription_status(sub, AS_OF)
         assert row["customer_id"] == sub["customer_id"]
         items = orjson.loads(row["subscription_items"])
         extra = [i["plan_id"] for i in sub["items"] or ()]

@@ -1,0 +1,102 @@
+"""A Chargebee site on Product Catalog 1.0 modelled on Postgres: the generated scenario
+(add-ons, charges, tiers and the variety of real accounts) served on a 1.0 site,
+extracted into Postgres and built there; every Chargebee subscription in
+marts.dim_subscriptions equals tests/oracle.py's facts, and the Chargebee staging and
+pricing unit tests (the 2.0 tier overrides among them) pass on Postgres too. Skipped,
+with the reason, where no PostgreSQL server answers on 127.0.0.1:5432."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import orjson
+import pytest
+
+from orchestration.extract import run_extract
+from sandbox.exit_files import write_exit_session_files
+from sandbox.generate import GenerateOptions, write_scenario
+from sandbox.scenario import validate_scenario
+from tests.integration.test_end_to_end_marts import _same
+from tests.oracle import subscription_facts
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+AS_OF = datetime(2026, 6, 30, tzinfo=UTC)
+CB = "chargebee"
+FACT_COLUMNS = (
+    "plan_id",
+    "currency",
+    "unit_amount_local",
+    "quantity",
+    "interval",
+    "interval_count",
+    "mrr",
+    "current_period_start",
+    "current_period_end",
+    "coupon_id",
+)
+
+
+def test_a_catalog_1_site_models_on_postgres(tmp_path, serve_scenario, monkeypatch, dbt, postgres):
+    import psycopg2
+
+    path = tmp_path / "scenario.json"
+    write_scenario(GenerateOptions(160, 17, AS_OF), path)
+    doc = orjson.loads(path.read_bytes()) | {"chargebee_product_catalog": "1.0"}
+    sandbox = serve_scenario(doc)
+    write_exit_session_files(validate_scenario(doc), tmp_path / "drop")
+    for system, url in sandbox.urls.items():
+        monkeypatch.setenv(f"SOURCES__{system.upper()}__BASE_URL", url)
+    results = run_extract(exit_sessions_folder=tmp_path / "drop", pipelines_dir=tmp_path / "dlt")
+    assert [r.error for r in results] == [None] * 4
+    monkeypatch.setenv("RETENTION_PG_DATABASE", postgres.rsplit("/", 1)[1])
+    warehouse = tmp_path / "unused.duckdb"  # the dbt fixture names a DuckDB file regardless
+    dbt(warehouse, "build", target="postgres")
+    dbt(
+        warehouse,
+        "test",
+        "--select",
+        "test_type:unit,path:models/staging/chargebee",
+        "test_type:unit,int_subscription_items",
+        target="postgres",
+    )
+
+    with psycopg2.connect(postgres) as con, con.cursor() as cur:
+        cur.execute(
+            "select table_name from information_schema.tables where table_schema = 'raw_chargebee'"
+        )
+        raw = {name for (name,) in cur.fetchall()}
+        assert {"plans", "addons", "subscriptions"} <= raw and not {"items", "item_prices"} & raw
+        columns = ", ".join(f'"{c}"' for c in ("subscription_id", *FACT_COLUMNS))
+        cur.execute(
+            f"select {columns} from marts.dim_subscriptions where billing_system = %s", [CB]
+        )
+        got = {row[0]: dict(zip(FACT_COLUMNS, row[1:], strict=True)) for row in cur.fetchall()}
+        cur.execute(
+            "select item_type, count(*) from staging.stg_chargebee__subscription_items group by 1"
+        )
+        item_types = dict(cur.fetchall())
+
+    facts = {
+        sub_id: want
+        for (system, sub_id), want in subscription_facts(validate_scenario(doc)).items()
+        if system == CB
+    }
+    assert got.keys() == facts.keys()
+    wrong = [
+        (sub_id, field, got[sub_id][field], value)
+        for sub_id, want in facts.items()
+        for field, value in want.items()
+        if not _same(_utc(got[sub_id][field]), value)
+    ]
+    assert not wrong, f"{len(wrong)} wrong fields, e.g. {wrong[:10]}"
+    assert set(item_types) == {"plan", "addon", "charge"}
+
+
+def _utc(value):
+    """Postgres answers timestamptz in the session's zone and numerics as Decimal."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    if isinstance(value, float):
+        return Decimal(str(value))
+    return value
