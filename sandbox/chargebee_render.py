@@ -33,6 +33,12 @@ Mapping choices that the neutral scenario does not state directly:
   it became active (the trial end, if there was a trial).
 - `resource_version` is the update time in milliseconds plus the number of writes, so it
   still increases when two writes land in the same millisecond of a frozen clock.
+- The variety of old accounts: an archived price is `status` archived (`archived_at`); a
+  deleted coupon `status` deleted; a deleted customer or subscription `deleted: true`; a
+  transferred subscription `status` transferred without `cancelled_at` (the object has no
+  transfer time); several coupons are `coupons[]` in the order applied; a multi-cycle term
+  is `remaining_billing_cycles` (and the 2.0 plan item's `billing_cycles`); a scheduled plan
+  change is `has_scheduled_changes`/`changes_scheduled_at` while the items stay current.
 """
 
 from __future__ import annotations
