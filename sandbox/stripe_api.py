@@ -85,7 +85,7 @@ _CANCEL_PARAMS = {"cancellation_details", "expand", "invoice_now", "prorate"}
 _NESTED_UPDATE_PARAMS = {
     "items": {"id", "price", "plan", "quantity"},
     "pause_collection": {"behavior", "resumes_at"},
-    "discounts": {"coupon"},
+    "discounts": {"coupon", "discount"},
     "cancellation_details": {"comment", "feedback"},
 }
 # Each list's own filters, beside limit/starting_after/ending_before/expand.
@@ -860,7 +860,7 @@ class StripeEmulator(Emulator):
         if discounts == "":
             coupon_ids: list[str] = []
         elif isinstance(discounts, list) and all(isinstance(d, dict) for d in discounts):
-            coupon_ids = [self._discount_coupon(n, d, now) for n, d in enumerate(discounts)]
+            coupon_ids = [self._discount_coupon(sub, n, d, now) for n, d in enumerate(discounts)]
         else:
             raise invalid("Invalid array", "discounts")
         if len(set(coupon_ids)) != len(coupon_ids):
@@ -873,8 +873,10 @@ class StripeEmulator(Emulator):
             "coupon_applied_at": now if coupon_ids else None,
         }
 
-    def _discount_coupon(self, n: int, discount: dict, now: datetime) -> str:
-        """The coupon one `discounts[n]` entry applies: it must exist and not be deleted."""
+    def _discount_coupon(self, sub: dict, n: int, discount: dict, now: datetime) -> str:
+        """The coupon one `discounts[n]` entry applies: a new discount of a coupon (which
+        must exist and not be deleted), or one in place reused by id (the subscription's
+        own, or its customer's)."""
         param = f"discounts[{n}][coupon]"
         if "promotion_code" in discount:
             message = f"No such promotion code: '{discount['promotion_code']}'"
@@ -882,11 +884,23 @@ class StripeEmulator(Emulator):
                 400, "resource_missing", message, param=f"discounts[{n}][promotion_code]"
             )
         reject_unknown(discount, _NESTED_UPDATE_PARAMS["discounts"], f"discounts[{n}]")
+        only_one(discount, "coupon", "discount")
+        if "discount" in discount:
+            return self._reused_coupon(sub, n, discount["discount"])
         coupon_id = discount.get("coupon", "")
         coupon = self.store.get("coupons", coupon_id)
         if coupon is None or is_gone(coupon, now):
             raise ApiError(400, "resource_missing", f"No such coupon: '{coupon_id}'", param=param)
         return coupon_id
+
+    def _reused_coupon(self, sub: dict, n: int, discount_id: str) -> str:
+        customer = self.store.get("customers", sub["customer_id"])
+        in_place = [*self.render.discounts(sub), self.render.customer_discount(customer)]
+        for discount in in_place:
+            if discount is not None and discount["id"] == discount_id:
+                return discount["source"]["coupon"]
+        message = f"No such discount: '{discount_id}'"
+        raise ApiError(400, "resource_missing", message, param=f"discounts[{n}][discount]")
 
     def _trial_changes(self, sub: dict, params: dict, now: datetime) -> dict:
         """`trial_end=<ts>` is Stripe's extension: a trial from the current period's start

@@ -454,3 +454,51 @@ def test_plan_change_swaps_the_item_that_bills_most(serve_scenario, extras, swap
     expected = {i["id"]: BASIC if i["price"]["id"] == swapped else i["price"]["id"] for i in before}
     assert after == expected and len(after) == 3 + len(extras)
     assert writer.already_done(act, writer.read(LIVE)) == f"already on {BASIC}"
+
+
+def _with_discounts(doc: dict) -> dict:
+    """The write-back scenario with two more coupons: the `coupon` subscription carries
+    SAVE50 then LOYAL (two discounts, in order), and the `live` customer has a
+    customer-level WELCOME discount (its subscriptions have none of their own)."""
+    for coupon_id in ("LOYAL", "WELCOME"):
+        coupon = {**doc["coupons"][0], "coupon_id": coupon_id, "duration": "forever"}
+        doc["coupons"].append(coupon | {"duration_in_months": None})
+    for sub in doc["subscriptions"]:
+        if sub["subscription_id"] == subscription_id(SYSTEM, "coupon"):
+            sub["extra_coupon_ids"] = ["LOYAL"]
+    for customer in doc["customers"]:
+        if customer["customer_id"] == customer_id(SYSTEM, "live"):
+            customer["coupon_id"] = "WELCOME"
+    return doc
+
+
+def test_a_discount_adds_to_the_discounts_in_place(serve_scenario):
+    """Stripe's `discounts` replaces the list: the write passes the discounts in place
+    back by id, so a retention coupon never takes a customer's other discounts away; a
+    coupon already among them, or the customer's own, is not applied again."""
+    sandbox = serve_scenario(_with_discounts(scenario((SYSTEM,))))
+    writer = StripeWriter(DEFAULT_API_KEY, sandbox.urls[SYSTEM])
+
+    def coupons(state: str) -> list[str]:
+        current = writer.read(subscription_id(SYSTEM, state))
+        return [d["source"]["coupon"] for d in current["discounts"]]
+
+    def already_done(state: str, coupon: str) -> str | None:
+        act = action("discount", state, coupon=coupon)
+        return writer.already_done(act, writer.read(act.subscription_id))
+
+    assert already_done("coupon", "LOYAL") == "coupon LOYAL already applied"  # the second
+    assert already_done("live", "WELCOME") == "coupon WELCOME already applied"  # customer's
+
+    apply(writer, action("discount", "coupon", coupon="WELCOME"))
+    assert coupons("coupon") == [COUPON, "LOYAL", "WELCOME"]
+    apply(writer, action("discount"))
+    assert coupons("live") == ["WELCOME", COUPON]  # the customer's, reused, kept first
+    assert coupons("live2") == []  # the customer's still applies to its other one
+    sent = [
+        sorted(e["params"]) for e in sandbox.emulator(SYSTEM).request_log if e["method"] == "POST"
+    ]
+    assert sent == [
+        ["discounts[0][discount]", "discounts[1][discount]", "discounts[2][coupon]"],
+        ["discounts[0][discount]", "discounts[1][coupon]"],
+    ]

@@ -3,7 +3,12 @@
 - cancel: at period end `cancel_at_period_end=true`; immediately `DELETE` with the
   configured `prorate` / `invoice_now`;
 - pause: `pause_collection[behavior]=void` with `resumes_at`;
-- discount: `discounts[0][coupon]`;
+- discount: the coupon added after the discounts the subscription has (`discounts[]`
+  replaces the whole list, so the ones in place are passed back by id, `discounts[n]
+  [discount]`); a subscription without any keeps its customer's discount the same way
+  (Stripe lets a subscription reuse its customer's discount; once a subscription has one
+  of its own, the customer's no longer applies to it). The coupon counts as already
+  applied when any of those discounts is of it;
 - extension: by default `pause_collection[behavior]=mark_uncollectible` with `resumes_at`
   at the new end, as the cancel-page product we replace does: service goes on, the status
   stays `active`, and the invoices Stripe issues until then are marked uncollectible (so
@@ -42,11 +47,19 @@ ITEM_PLACEHOLDER = "<the subscription's item id>"
 FREE_BEHAVIOR = "mark_uncollectible"  # collection paused, service goes on
 
 
+def _discounts(current: dict[str, Any]) -> list[dict[str, Any]]:
+    """The discounts that apply to the subscription, as `read` returns them (expanded:
+    each Discount names its coupon by id in `source.coupon`): its own, in order, else its
+    customer's (a customer-level discount applies to subscriptions without one)."""
+    own = [d for d in current.get("discounts") or [] if isinstance(d, dict)]
+    customer = current.get("customer")
+    if own or not isinstance(customer, dict) or not customer.get("discount"):
+        return own
+    return [customer["discount"]]
+
+
 def _coupons(current: dict[str, Any]) -> set[str]:
-    """Coupon ids of the subscription's discounts, as `read` returns them (expanded: each
-    Discount names its coupon by id in `source.coupon`)."""
-    discounts = current.get("discounts") or []
-    return {d["source"]["coupon"] for d in discounts if isinstance(d, dict)}
+    return {d["source"]["coupon"] for d in _discounts(current)}
 
 
 def _runs_free_to(current: dict[str, Any], until: int) -> str | None:
@@ -112,8 +125,9 @@ class StripeWriter(BillingWriter):
 
     def read(self, subscription_id: str) -> dict[str, Any]:
         # `discounts` are ids unless expanded: the coupon is only on the Discount object.
-        # A tiered price's `tiers` too: the plan item is the one that bills most.
-        params = {"expand": ["discounts", "items.data.price.tiers"]}
+        # A tiered price's `tiers` too: the plan item is the one that bills most. The
+        # customer, for its own discount.
+        params = {"expand": ["discounts", "items.data.price.tiers", "customer"]}
         return self.client.v1.subscriptions.retrieve(subscription_id, params=params).to_dict()
 
     def request(self, action: Action, current: dict[str, Any] | None) -> WriteRequest:
@@ -138,7 +152,8 @@ class StripeWriter(BillingWriter):
                     }
                 }
             case "discount":
-                return {"discounts": [{"coupon": p["coupon"]}]}
+                kept = [{"discount": d["id"]} for d in _discounts(current or {})]
+                return {"discounts": [*kept, {"coupon": p["coupon"]}]}
             case "extension" if p.get("method") == "trial_end":
                 return {"trial_end": action.unix("until"), "proration_behavior": "none"}
             case "extension":
