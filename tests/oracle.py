@@ -91,12 +91,13 @@ def mrr(sub: dict, plans: Plans, rates: dict[str, Decimal]) -> Decimal:
 
 def subscription_facts(scenario: Scenario) -> dict[tuple[str, str], dict]:
     """marts.dim_subscriptions' fields per (system, subscription id), from the facts: the
-    plan and its terms, MRR (§1), the current period at as_of (none before the start) and
-    the coupon."""
+    plan and its terms, MRR (§1), the current period at as_of (none before the start), the
+    coupon, and whether the subscription or its customer was deleted."""
     plans = {(p["billing_system"], p["plan_id"]): p for p in scenario.plans}
     customers = {(c["billing_system"], c["customer_id"]): c for c in scenario.customers}
     facts = {}
     for sub in scenario.subscriptions:
+        customer = customers[(sub["billing_system"], sub["customer_id"])]
         plan, quantity = plan_item(sub, plans)
         start, end = (
             (None, None)
@@ -113,7 +114,9 @@ def subscription_facts(scenario: Scenario) -> dict[tuple[str, str], dict]:
             "mrr": mrr(sub, plans, scenario.fx_rates),
             "current_period_start": start,
             "current_period_end": end,
-            "coupon_id": coupon_of(sub, customers[(sub["billing_system"], sub["customer_id"])]),
+            "coupon_id": coupon_of(sub, customer),
+            "is_deleted": sub["deleted_at"] is not None,
+            "customer_is_deleted": customer["deleted_at"] is not None,
         }
     return facts
 

@@ -3,13 +3,15 @@
 -- those of the plan item (int_subscription_items.is_plan); the MRR counts every licensed
 -- recurring item (plan and add-ons; never charges or metered usage): their amounts per
 -- billing period × months factor (month 1, year 1/12, week 52/12, day 365/12) ÷
--- interval_count, in the subscription's currency and in the reporting currency.
+-- interval_count, in the subscription's currency and in the reporting currency. Deleted
+-- subscriptions and those of deleted customers stay, flagged (`is_deleted`,
+-- `customer_is_deleted`).
 with subscriptions as (
     {% for system in ['stripe', 'recurly', 'chargebee'] %}
     select
         billing_system, subscription_id, customer_id, status, currency, created_at,
         activated_at, trial_start, trial_end, current_period_start, current_period_end,
-        canceled_at, ended_at, paused_at, resumes_at, coupon_id
+        canceled_at, ended_at, paused_at, resumes_at, coupon_id, is_deleted
     from {{ ref('stg_' ~ system ~ '__subscriptions') }}
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
@@ -56,7 +58,9 @@ priced as (
         s.ended_at,
         s.paused_at,
         s.resumes_at,
-        s.coupon_id
+        s.coupon_id,
+        s.is_deleted,
+        coalesce(c.is_deleted, false) as customer_is_deleted
     from subscriptions as s
     left join items as plan_item
         on plan_item.billing_system = s.billing_system
@@ -66,6 +70,8 @@ priced as (
         on recurring.billing_system = s.billing_system and recurring.subscription_id = s.subscription_id
     left join {{ ref('int_plans') }} as p
         on p.billing_system = s.billing_system and p.plan_id = plan_item.price_id
+    left join {{ ref('int_customers') }} as c
+        on c.billing_system = s.billing_system and c.customer_id = s.customer_id
 ),
 
 with_mrr as (
@@ -74,6 +80,7 @@ with_mrr as (
         currency, unit_amount_local, quantity, "interval", interval_count,
         created_at, activated_at, trial_start, trial_end, current_period_start,
         current_period_end, canceled_at, ended_at, paused_at, resumes_at, coupon_id,
+        is_deleted, customer_is_deleted,
         cast(
             cast(period_amount_local as decimal(38, 10))
             * case "interval"

@@ -24,5 +24,7 @@ select
     ended_at,
     paused_at,
     resumes_at,
-    coupon_id
+    coupon_id,
+    is_deleted,
+    customer_is_deleted
 from {{ ref('int_subscriptions') }}
