@@ -32,6 +32,7 @@ from sandbox.stripe_render import (
     extra_item_id,
     is_gone,
     item_id,
+    schedule_id,
     ts,
 )
 
@@ -337,6 +338,11 @@ class StripeEmulator(Emulator):
         self.customers_by_email: dict[str, list[dict]] = {}
         for customer in self.store.all("customers"):
             self.customers_by_email.setdefault(customer["email"], []).append(customer)
+        self.schedules = {  # schedule id -> subscription id (scheduled changes are fixed)
+            schedule_id(sub["subscription_id"]): sub["subscription_id"]
+            for sub in self.store.all("subscriptions")
+            if sub["pending_plan_id"] is not None
+        }
         self.events = EventLog()
         for at, kind, obj, previous in self.render.history(self.store.as_of):
             self.events.add(at, kind, obj, previous)
@@ -365,6 +371,7 @@ class StripeEmulator(Emulator):
             self.route("GET", f"/v1/{path}", lister)
             self.route("GET", f"/v1/{path}/{_ID}", retriever)
         self.route("GET", "/v1/subscription_items", self.list_subscription_items)
+        self.route("GET", f"/v1/subscription_schedules/{_ID}", self.get_schedule)
         self.route("POST", f"/v1/subscriptions/{_ID}", self.update_subscription)
         self.route("DELETE", f"/v1/subscriptions/{_ID}", self.cancel_subscription)
 
@@ -719,6 +726,17 @@ class StripeEmulator(Emulator):
 
     def get_event(self, request: Request, ident: str) -> dict:
         return self._retrieve(request, "events", "event", ident)
+
+    def get_schedule(self, request: Request, ident: str) -> dict:
+        """A subscription's schedule, while the subscription names it (`schedule`)."""
+        ident = unquote_plus(ident)
+        params = request.nested()
+        reject_unknown(params, {"expand"})
+        now = self.now()
+        sub = self.store.get("subscriptions", self.schedules.get(ident, ""))
+        if sub is None or self.render.subscription(sub, now)["schedule"] != ident:
+            raise self.not_found("subscription_schedule", ident)
+        return self.render.expand(self.render.schedule(sub, now), expand_paths(params), now)
 
     # -- writes -------------------------------------------------------------------------
     def _subscription(self, ident: str) -> dict:

@@ -146,6 +146,26 @@ INVOICE_STATUS = {
 # When Stripe next tries to collect an unpaid invoice, after its creation (seconds): an hour
 # after finalizing, then Smart Retries days later.
 _RETRY_AFTER = {"open": 3600, "past_due": 3 * 24 * 3600}
+# A schedule's settings when it sets none of its own (the subscription's, as created from it).
+_SCHEDULE_DEFAULT_SETTINGS = {
+    "application_fee_percent": None,
+    "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+    "billing_cycle_anchor": "automatic",
+    "billing_thresholds": None,
+    "collection_method": "charge_automatically",
+    "default_payment_method": None,
+    "description": None,
+    "invoice_settings": {
+        "account_tax_ids": None,
+        "custom_fields": None,
+        "days_until_due": None,
+        "description": None,
+        "footer": None,
+        "issuer": {"type": "self"},
+    },
+    "on_behalf_of": None,
+    "transfer_data": None,
+}
 MAX_EXPAND_DEPTH = 4  # Stripe: "Expansions have a maximum depth of four levels"
 
 
@@ -180,6 +200,9 @@ class StripeRenderer:
             ("invoice", "customer"): self._load_customer,
             ("invoice", "parent.subscription_details.subscription"): self._load_subscription,
             ("discount", "customer"): self._load_customer,
+            ("subscription", "schedule"): self._load_schedule,
+            ("subscription_schedule", "customer"): self._load_customer,
+            ("subscription_schedule", "subscription"): self._load_subscription,
             ("discount", "source.coupon"): self._load_coupon,
         }
         # Fields Stripe includes only when expanded (`expand[]=tiers` on a price).
@@ -193,6 +216,7 @@ class StripeRenderer:
             ("subscription", "default_payment_method"),
             ("subscription", "default_source"),
             ("subscription", "schedule"),
+            ("subscription_schedule", "test_clock"),
             ("subscription", "test_clock"),
             ("customer", "default_source"),
             ("customer", "test_clock"),
@@ -573,6 +597,50 @@ class StripeRenderer:
             "reason": "cancellation_requested" if requested else None,
         }
 
+    def schedule(self, sub: dict, now: datetime) -> dict:
+        """The SubscriptionSchedule of a scheduled change: the current phase (the items as
+        they are, to the period's end), then the next with the pending price in place of
+        the plan's (same quantity unless the change sets one) for one period; then the
+        schedule releases the subscription, which bills on as the last phase left it."""
+        plan = self.store.get("plans", sub["plan_id"])
+        start, end = current_period(sub, plan, now)
+        current = [(item["price"]["id"], item.get("quantity")) for item in self._items_of(sub, now)]
+        pending = self.store.get("plans", sub["pending_plan_id"])
+        quantity = sub["pending_quantity"] or sub["quantity"]
+        following = [(pending["plan_id"], quantity), *current[1:]]
+        next_end = add_interval(end, pending["interval"], pending["interval_count"])
+        currency = sub_currency(sub, plan).lower()
+        return {
+            "id": schedule_id(sub["subscription_id"]),
+            "object": "subscription_schedule",
+            "application": None,
+            "billing_mode": {"type": "classic"},
+            "canceled_at": None,
+            "completed_at": None,
+            "created": ts(sub["created_at"]),
+            "current_phase": {"start_date": ts(start), "end_date": ts(end)},
+            "customer": sub["customer_id"],
+            "customer_account": None,
+            "default_settings": _SCHEDULE_DEFAULT_SETTINGS,
+            "end_behavior": "release",
+            "livemode": False,
+            "metadata": {},
+            "pause_schedules": [],
+            "phases": [
+                _phase(current, currency, start, end),
+                _phase(following, currency, end, next_end),
+            ],
+            "released_at": None,
+            "released_subscription": None,
+            "status": "active",
+            "subscription": sub["subscription_id"],
+            "test_clock": None,
+        }
+
+    def _items_of(self, sub: dict, now: datetime) -> list[dict]:
+        start, end = current_period(sub, self.store.get("plans", sub["plan_id"]), now)
+        return self.items(sub, start, end)
+
     def discounts(self, sub: dict) -> list[dict]:
         """The applied coupons as Discounts, in the order they apply (`coupon_id` first,
         then `extra_coupon_ids`). The neutral record keeps only the coupons, so each
@@ -840,6 +908,9 @@ class StripeRenderer:
             ]
         return loader(node, value, now)
 
+    def _load_schedule(self, parent: dict, _ident: str, now: datetime) -> dict:
+        return self.schedule(self.store.get("subscriptions", parent["id"]), now)
+
     def _load_customer(self, _parent: dict, ident: str, now: datetime) -> dict:
         return self.customer_or_stub(self.store.get("customers", ident), now)
 
@@ -914,6 +985,44 @@ class StripeRenderer:
         before_at = at - _JUST_BEFORE
         before = self.subscription(known_at(record, before_at), before_at)
         return after, changed_attributes(before, after)
+
+
+def _phase(
+    items: list[tuple[str, int | None]], currency: str, start: datetime, end: datetime
+) -> dict:
+    """One phase of a schedule: its prices and quantities (none for a metered price)."""
+    return {
+        "add_invoice_items": [],
+        "application_fee_percent": None,
+        "billing_cycle_anchor": None,
+        "billing_thresholds": None,
+        "collection_method": None,
+        "currency": currency,
+        "default_payment_method": None,
+        "default_tax_rates": [],
+        "description": None,
+        "discounts": [],
+        "end_date": ts(end),
+        "invoice_settings": None,
+        "items": [
+            {
+                "billing_thresholds": None,
+                "discounts": [],
+                "metadata": {},
+                "plan": price_id,
+                "price": price_id,
+                "quantity": quantity,
+                "tax_rates": [],
+            }
+            for price_id, quantity in items
+        ],
+        "metadata": {},
+        "on_behalf_of": None,
+        "proration_behavior": "create_prorations",
+        "start_date": ts(start),
+        "transfer_data": None,
+        "trial_end": None,
+    }
 
 
 def applied_coupons(sub: dict) -> list[str]:

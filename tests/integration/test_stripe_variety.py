@@ -161,10 +161,13 @@ def test_the_variety_is_served_as_the_pinned_version_sends_it(served):
         get("/v1/subscriptions", limit=100, status="all", expand=["data.discounts"]),
         get("/v1/invoices", limit=100),
         get("/v1/events", limit=100),
+        get("/v1/subscriptions/sub_pending", expand=["schedule"]),
     ]
     violations = [v for obj in served_objects for v in schema.validate(obj)]
     assert not violations, violations[:10]
-    customers, stub, loyal, coupons, prices, expanded, subs, invoices, events = served_objects
+    customers, stub, loyal, coupons, prices, expanded, subs, invoices, events, pending = (
+        served_objects
+    )
     assert "cus_left" not in {c["id"] for c in customers["data"]}
     assert stub == {"id": "cus_left", "object": "customer", "deleted": True}
     assert loyal["discount"]["source"]["coupon"] == "LOYAL"
@@ -181,7 +184,11 @@ def test_the_variety_is_served_as_the_pinned_version_sends_it(served):
     by_sub = {s["id"]: s for s in subs["data"]}
     assert [d["source"]["coupon"] for d in by_sub["sub_eur"]["discounts"]] == ["TEN", "GONE"]
     assert by_sub["sub_eur"]["currency"] == "eur"
-    assert by_sub["sub_pending"]["schedule"].startswith("sub_sched_")
+    schedule = pending["schedule"]  # the change waits in the schedule's next phase
+    assert [p["items"][0]["price"] for p in schedule["phases"]] == ["price_basic", "price_pro"]
+    assert schedule["phases"][1]["start_date"] == pending["items"]["data"][0]["current_period_end"]
+    assert get(f"/v1/subscription_schedules/{schedule['id']}") == schedule
+    assert pending["items"]["data"][0]["price"]["id"] == "price_basic"
     lines = {i["id"]: i["lines"]["data"] for i in invoices["data"]}["in_two_items"]
     assert [line["quantity"] for line in lines] == [3, 12]
     assert sum(line["amount"] for line in lines) == 15000
