@@ -238,8 +238,9 @@ def _encode(text: str, encoding: str) -> bytes:
 
 def _with_bad_bytes(draw, text: str, encoding: str) -> bytes:
     """`text` encoded, with undecodable bytes put just before its last `>` (billing_id is
-    always wrapped in `<>`), so the record is whole but for them."""
-    cut = text.rindex(_CLOSE)
+    wrapped in `<>`) or, in a CSV file without billing_id, its first comma: the record is
+    whole but for them."""
+    cut = text.rindex(_CLOSE) if _CLOSE in text else text.index(",")
     bad = draw(st.sampled_from(_BAD_BYTES.get(encoding, _BAD_BYTES["utf-8"])))
     return _encode(text[:cut], encoding) + bad + _encode(text[cut:], encoding)
 
@@ -248,8 +249,13 @@ def _with_bad_bytes(draw, text: str, encoding: str) -> bytes:
 
 
 @st.composite
-def jsonl_drops(draw, name: str = "drop.jsonl", custom_limit: int = SMALL_CUSTOM_LIMIT) -> Drop:
-    ids = draw(_id_pool())
+def jsonl_drops(
+    draw,
+    name: str = "drop.jsonl",
+    custom_limit: int = SMALL_CUSTOM_LIMIT,
+    ids: list[str] | None = None,
+) -> Drop:
+    ids = ids or draw(id_pools())
     encoding = draw(st.sampled_from(_ENCODINGS))
     damages = ROW_DAMAGE + TEXT_DAMAGE + JSONL_DAMAGE
     newline = draw(st.sampled_from(("\n", "\r\n")))
@@ -299,12 +305,23 @@ _CSV_COLUMNS = [c for c in COLUMNS if c != "custom"]
 
 
 @st.composite
-def csv_drops(draw, name: str = "drop.csv", custom_limit: int = SMALL_CUSTOM_LIMIT) -> Drop:
-    ids = draw(_id_pool())
+def csv_drops(
+    draw,
+    name: str = "drop.csv",
+    custom_limit: int = SMALL_CUSTOM_LIMIT,
+    ids: list[str] | None = None,
+) -> Drop:
+    ids = ids or draw(id_pools())
     encoding = draw(st.sampled_from(_ENCODINGS))
+    if draw(st.integers(0, 19)) == 0:  # an empty file: nothing to load, nothing wrong
+        return Drop(name, _BOM[encoding], [])
     damages = ROW_DAMAGE + TEXT_DAMAGE + CSV_DAMAGE
     optional = [c for c in _CSV_COLUMNS if c in ("app_id", "email", "page_id", "offer_id")]
     dropped = draw(st.sets(st.sampled_from(optional)))
+    # Without a required column every record of the file is quarantined.
+    no_billing_id = draw(st.integers(0, 9)) == 0
+    if no_billing_id:
+        dropped.add("billing_id")
     extra = draw(st.sampled_from(((), ("utm_source",))))
     # `custom` last: a truncated record then always loses a whole field (see _truncate).
     header = [c for c in _CSV_COLUMNS if c not in dropped] + list(extra) + ["custom"]
@@ -334,6 +351,7 @@ def csv_drops(draw, name: str = "drop.csv", custom_limit: int = SMALL_CUSTOM_LIM
         else:
             data = _encode(text, encoding)
         chunks.append(data)
+        damage = damage or ("missing_column" if no_billing_id else None)
         records.append(_record(lines, fields, damage))
         lines += _line_breaks(text)
     if len(chunks) > 1 and draw(st.booleans()):  # no line break at the end of the file
@@ -371,22 +389,34 @@ def _truncate(draw, text: str) -> str:
 
 # ---------------------------------------------------------------- Parquet
 
-_TIME_TYPES = ("text", "utc", "Asia/Kolkata", "America/St_Johns", "naive")
+_TIME_TYPES = ("text", "utc", "utc-ns", "Asia/Kolkata", "America/St_Johns", "naive")
+# started_at columns of a type that is not a time: every row of the file is quarantined.
+_WRONG_TIME_TYPES = ("epoch", "date")
 
 
 @st.composite
-def parquet_drops(draw, name: str = "drop.parquet", custom_limit: int = SMALL_CUSTOM_LIMIT) -> Drop:
-    ids = draw(_id_pool())
-    generated = draw(st.lists(rows(ids, ROW_DAMAGE, custom_limit), min_size=1, max_size=12))
-    time_type = draw(st.sampled_from(_TIME_TYPES))
+def parquet_drops(
+    draw,
+    name: str = "drop.parquet",
+    custom_limit: int = SMALL_CUSTOM_LIMIT,
+    ids: list[str] | None = None,
+) -> Drop:
+    ids = ids or draw(id_pools())
+    generated = draw(st.lists(rows(ids, ROW_DAMAGE, custom_limit), max_size=12))
+    time_type = draw(st.sampled_from(_TIME_TYPES + _WRONG_TIME_TYPES))
     columns: dict[str, list] = {c: [] for c in COLUMNS}
     records = []
     for number, (fields, damage) in enumerate(generated, start=1):
         for c in COLUMNS:
             value = fields.get(c)
             columns[c].append(_custom_text(value) if c == "custom" else value)
+        if time_type in _WRONG_TIME_TYPES:
+            damage = damage or "started_at_type"
         records.append(_record(number, fields, damage))
     table = pa.table({c: pa.array(v, pa.string()) for c, v in columns.items()})
+    if draw(st.booleans()):  # a nested column the contract does not know is left alone
+        utm = [draw(st.none() | st.fixed_dictionaries({"source": _TEXT})) for _ in generated]
+        table = table.append_column("utm", pa.array(utm, pa.struct([("source", pa.string())])))
     if time_type != "text":
         table = table.set_column(
             COLUMNS.index("started_at"),
@@ -413,10 +443,17 @@ def _typed_times(generated: list[tuple[dict, str | None]], time_type: str) -> pa
     instants = [
         fields["_utc"] if _is_time(fields.get("started_at")) else None for fields, _ in generated
     ]
+    aware = pa.array(instants, pa.timestamp("us", tz="UTC"))
     if time_type == "naive":
-        return pa.array([i and i.replace(tzinfo=None) for i in instants], pa.timestamp("us"))
+        return aware.cast(pa.timestamp("us"))
+    if time_type == "epoch":
+        return pa.array([i and int(i.timestamp()) for i in instants], pa.int64())
+    if time_type == "date":
+        return pa.array([i and i.date() for i in instants], pa.date32())
+    if time_type == "utc-ns":
+        return aware.cast(pa.timestamp("ns", tz="UTC"))
     zone = "UTC" if time_type == "utc" else time_type
-    return pa.array(instants, pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us", tz=zone))
+    return aware.cast(pa.timestamp("us", tz=zone))
 
 
 def _is_time(text: str | None) -> bool:
@@ -435,7 +472,7 @@ def _corrupt_group(data: bytes, index: int) -> bytes:
 # ---------------------------------------------------------------- shared
 
 
-def _id_pool():
+def id_pools():
     """A few session ids per drop, so rows repeat ids (later rows update earlier ones)."""
     return st.lists(
         st.text(st.characters(categories=("L", "N"), codec="utf-8"), min_size=1, max_size=6).map(
@@ -447,12 +484,13 @@ def _id_pool():
     )
 
 
-def any_drop(name: str, custom_limit: int = SMALL_CUSTOM_LIMIT):
-    """A drop of any format, named `name` + its suffix."""
+def any_drop(name: str, ids: list[str], custom_limit: int = SMALL_CUSTOM_LIMIT):
+    """A drop of any format, named `name` + its suffix, its session ids drawn from `ids`
+    (one pool for several drops makes later files update earlier ones)."""
     return st.one_of(
-        jsonl_drops(f"{name}.jsonl", custom_limit),
-        csv_drops(f"{name}.csv", custom_limit),
-        parquet_drops(f"{name}.parquet", custom_limit),
+        jsonl_drops(f"{name}.jsonl", custom_limit, ids),
+        csv_drops(f"{name}.csv", custom_limit, ids),
+        parquet_drops(f"{name}.parquet", custom_limit, ids),
     )
 
 

@@ -100,11 +100,13 @@ def decode(data: bytes) -> str:
 def read_jsonl(path: Path, name: str) -> Batch:
     """One JSON object per line (lines split on LF only, as JSON never holds a raw one);
     each bad line is a problem row with its raw text while the others load."""
+    text = decode(path.read_bytes())
+    undecodable = _SURROGATES.search(text) is not None
     records, bad = [], []
-    for number, line in enumerate(decode(path.read_bytes()).split("\n"), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        if _has_surrogates(line):
+        if undecodable and _SURROGATES.search(line):
             bad.append((number, "line is not valid UTF-8", line))
             continue
         try:
@@ -131,11 +133,10 @@ def read_csv(path: Path, name: str) -> Batch:
     # The size of a value is the contract's business (a quarantine reason), not a parse error.
     csv.field_size_limit(2**31 - 1)
     text = decode(path.read_bytes())
-    # The reader's line count follows io's newline rule (LF, CRLF or CR); raw text must too.
-    lines = io.StringIO(text, newline="").readlines()
+    undecodable = _SURROGATES.search(text) is not None
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header: list[str] | None = None
-    records, bad = [], []
+    records, numbers, bad = [], [], []
     end = 0
     while True:
         start = end + 1
@@ -145,30 +146,46 @@ def read_csv(path: Path, name: str) -> Batch:
             break
         except csv.Error as exc:
             end = reader.line_num
-            bad.append((start, f"not a CSV record: {exc}", _raw(lines, start, end)))
+            bad.append((start, end, f"not a CSV record: {exc}"))
             continue
         end = reader.line_num
         if not fields:
             continue
-        if any(_has_surrogates(field) for field in fields):
-            bad.append((start, "record is not valid UTF-8", _raw(lines, start, end)))
+        if undecodable and any(_SURROGATES.search(field) for field in fields):
+            bad.append((start, end, "record is not valid UTF-8"))
         elif header is None:
             header = fields
         elif len(fields) != len(header):
-            reason = f"record has {len(fields)} fields, the header has {len(header)}"
-            bad.append((start, reason, _raw(lines, start, end)))
+            bad.append(
+                (start, end, f"record has {len(fields)} fields, the header has {len(header)}")
+            )
         else:
-            records.append({**dict(zip(header, fields, strict=True)), "_line": start})
-    rows = pl.DataFrame(records, infer_schema_length=None) if records else pl.DataFrame()
-    return Batch(_with_file(rows, name), problems(name, bad))
+            records.append(fields)
+            numbers.append(start)
+    rows = pl.DataFrame()
+    if header is not None and records:
+        names = _unique(header)
+        rows = pl.DataFrame(records, schema=names, orient="row").with_columns(
+            _line=pl.Series(numbers, dtype=pl.Int64)
+        )
+    lines = io.StringIO(text, newline="").readlines() if bad else []
+    problem_rows = [(start, reason, _raw(lines, start, end)) for start, end, reason in bad]
+    return Batch(_with_file(rows, name), problems(name, problem_rows))
+
+
+def _unique(header: list[str]) -> list[str]:
+    """Column names for a header that may repeat one: a repeat gets a suffix, so the first
+    column of a name is the one read (as polars did)."""
+    seen: dict[str, int] = {}
+    names = []
+    for column in header:
+        seen[column] = seen.get(column, -1) + 1
+        names.append(column if not seen[column] else f"{column}_duplicated_{seen[column] - 1}")
+    return names
 
 
 def _raw(lines: list[str], start: int, end: int) -> str:
     return "".join(lines[start - 1 : end]).rstrip("\r\n")
-
-
-def _has_surrogates(text: str) -> bool:
-    return any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
 def _printable(text: str | None) -> str | None:

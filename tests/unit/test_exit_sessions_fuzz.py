@@ -228,3 +228,21 @@ def test_csv_drops(drop, tmp_path_factory):
 )
 def test_parquet_drops(drop, tmp_path_factory):
     fuzz(drop, tmp_path_factory.mktemp("parquet"), "test_parquet_drops")
+
+
+def test_a_quarantined_csv_record_keeps_its_own_raw_text(tmp_path):
+    """Raw text was cut by `str.splitlines`, which also breaks at U+2028, form feed and
+    other separators that CSV and the reader's line count do not: after such a value, a
+    record's raw text was another line's, so its bad bytes went unseen and the whole file
+    became one "unreadable" quarantine row (every good row lost with it)."""
+    path = tmp_path / "raw.csv"
+    path.write_bytes(
+        (
+            CSV_HEAD
+            + 's1,stripe,sub_1,2026-04-02T08:00:00Z,"{""note"": ""a\u2028b\x0cc""}"\r\n'
+            + "s2,stripe,sub_2\r\n"
+        ).encode()
+        + b"s3,stripe,sub_\xff3,2026-04-02T08:00:00Z,\r\n"
+    )
+    problems = read_file(path, "raw.csv").problems.select("_line", "raw").rows()
+    assert problems == [(3, "s2,stripe,sub_2"), (4, "s3,stripe,sub_\ufffd3,2026-04-02T08:00:00Z,")]
