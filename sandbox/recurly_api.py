@@ -891,8 +891,10 @@ class RecurlyEmulator(Emulator):
         `subscription_id` (or, without one, every subscription of the account that has not
         ended); an account-level coupon discounts all the account's charges, so the neutral
         model puts it on every such subscription (one redemption each, see
-        `redemptions_of`) and the account's `updated_at` moves. The answer is the
-        redemption of the requested (or first) subscription, as the account lists it."""
+        `redemptions_of`) and the account's `updated_at` moves. A subscription that has a
+        coupon takes the new one after it (the first applied stays first); an expired
+        coupon is refused. The answer is the redemption of the requested (or first)
+        subscription, as the account lists it."""
         body = self._body(request)
         customer = self._get("customers", account_id)
         if not body.get("coupon_id"):
