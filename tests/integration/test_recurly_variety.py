@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import recurly
 
 from orchestration.extract import run_extract
 from orchestration.writebacks.systems.base import Action
@@ -256,6 +257,23 @@ def test_a_second_coupon_redeemed_comes_after_the_first(served):
     assert writer.already_done(act, after) == "coupon SUB5 already applied"
     store = served.emulator("recurly").store.get("subscriptions", "rs-two-a")
     assert (store["coupon_id"], store["extra_coupon_ids"]) == ("TEN", ["SUB5"])
+
+
+def test_an_expired_coupon_cannot_be_redeemed(served):
+    writer = RecurlyWriter(served.api_key, served.urls["recurly"])
+    act = Action(
+        action_id="act-expired",
+        billing_system="recurly",
+        subscription_id="rs-two-a",
+        customer_id="acct-two",
+        action_type="discount",
+        parameters={"coupon": "GONE"},
+    )
+    current = writer.read("rs-two-a")
+    with pytest.raises(recurly.errors.ValidationError, match="expired"):
+        writer.send(writer.request(act, current), "key-expired")
+    store = served.emulator("recurly").store.get("subscriptions", "rs-two-a")
+    assert (store["coupon_id"], store["extra_coupon_ids"]) == ("TEN", None)
 
 
 @pytest.mark.parametrize(
