@@ -93,6 +93,7 @@ _NESTED_UPDATE_PARAMS = {
 _LIST_FILTERS = {
     "subscriptions": {"created", "customer", "price", "plan", "status"},
     "subscription_items": {"subscription"},
+    "invoice_lines": set(),
     "customers": {"created", "email"},
     "prices": {"created", "active", "currency", "product", "type"},
     "products": {"created", "active", "ids"},
@@ -372,6 +373,7 @@ class StripeEmulator(Emulator):
             self.route("GET", f"/v1/{path}/{_ID}", retriever)
         self.route("GET", "/v1/subscription_items", self.list_subscription_items)
         self.route("GET", f"/v1/subscription_schedules/{_ID}", self.get_schedule)
+        self.route("GET", f"/v1/invoices/{_ID}/lines", self.list_invoice_lines)
         self.route("POST", f"/v1/subscriptions/{_ID}", self.update_subscription)
         self.route("DELETE", f"/v1/subscriptions/{_ID}", self.cancel_subscription)
 
@@ -524,17 +526,35 @@ class StripeEmulator(Emulator):
         now = self.now()
         period_start, period_end = current_period(sub, self.store.get("plans", sub["plan_id"]), now)
         rows = self.render.items(sub, period_start, period_end)
-        # Newest-first keys that keep the subscription's order of items.
-        keys = [(sub["created_at"], f"{len(rows) - n:03d}") for n in range(len(rows))]
+        return self._list_in_order(
+            request, "/v1/subscription_items", rows, "subscription item", "subscription_items"
+        )
+
+    def list_invoice_lines(self, request: Request, ident: str) -> dict:
+        """GET /v1/invoices/{id}/lines: every line of an invoice (its `lines` embeds the
+        first page only), in the invoice's order."""
+        invoice = self.store.get("invoices", unquote_plus(ident))
+        if invoice is None:
+            raise self.not_found("invoice", unquote_plus(ident))
+        rows = self.render.invoice_lines(invoice)
+        url = f"/v1/invoices/{invoice['invoice_id']}/lines"
+        return self._list_in_order(request, url, rows, "invoice line item", "invoice_lines")
+
+    def _list_in_order(
+        self, request: Request, url: str, rows: list[dict], label: str, filters: str
+    ) -> dict:
+        """A list page over a fixed list of objects, keeping its order."""
+        first = self.store.as_of
+        keys = [(first, f"{len(rows) - n:03d}") for n in range(len(rows))]  # newest first
         by_id = dict(zip((row["id"] for row in rows), keys, strict=True))
         return self._list(
             request,
-            "/v1/subscription_items",
+            url,
             (rows, keys),
             by_id.get,
-            "subscription item",
+            label,
             lambda row, _now: row,
-            allowed=_LIST_FILTERS["subscription_items"],
+            allowed=_LIST_FILTERS[filters],
         )
 
     def list_customers(self, request: Request) -> dict:

@@ -166,6 +166,7 @@ _SCHEDULE_DEFAULT_SETTINGS = {
     "on_behalf_of": None,
     "transfer_data": None,
 }
+EMBEDDED_LINES = 10  # an invoice embeds its first 10 lines (a list's default page)
 MAX_EXPAND_DEPTH = 4  # Stripe: "Expansions have a maximum depth of four levels"
 
 
@@ -696,7 +697,7 @@ class StripeRenderer:
         created = ts(invoice["created_at"])
         sub_id = invoice["subscription_id"]
         attempted = neutral in ("past_due", "paid", "uncollectible")
-        lines = self._invoice_lines(invoice, total, period_start, period_end)
+        lines = self.invoice_lines(invoice)
         return {
             **_INVOICE_CONSTANTS,
             "id": invoice["invoice_id"],
@@ -727,10 +728,10 @@ class StripeRenderer:
             "discounts": [],
             "effective_at": None if status == "draft" else created,
             "issuer": {"type": "self"},
-            "lines": {
+            "lines": {  # the first page; the rest from the list's url
                 "object": "list",
-                "data": lines,
-                "has_more": False,
+                "data": lines[:EMBEDDED_LINES],
+                "has_more": len(lines) > EMBEDDED_LINES,
                 "url": f"/v1/invoices/{invoice['invoice_id']}/lines",
             },
             "livemode": False,
@@ -769,13 +770,13 @@ class StripeRenderer:
             "webhooks_delivered_at": None if status == "draft" else created,
         }
 
-    def _invoice_lines(
-        self, invoice: dict, total: int, period_start: int | None, period_end: int | None
-    ) -> list[dict]:
+    def invoice_lines(self, invoice: dict) -> list[dict]:
         """One line per item of the invoice's subscription (one line for an invoice
         without one). The scenario knows only the invoice's total: it is shared among
         the lines by each item's list price for a period (metered usage bills nothing
         here), the first line taking what rounding leaves."""
+        total = to_minor_units(invoice["total"], invoice["currency"])
+        period_start, period_end = self._invoice_period(invoice)
         sub = self.store.get("subscriptions", invoice["subscription_id"] or "")
         entries = [(None, None, 1)] if sub is None else self._item_entries(sub)
         weights = [

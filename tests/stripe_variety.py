@@ -3,8 +3,8 @@ Stripe variety tests: a subscription billed in a price's `currency_options` curr
 and JPY), an archived price with a subscription that goes on, several discounts (one of a
 deleted coupon), a customer-level discount that applies to one subscription and not to
 another with its own, a customer deleted within Stripe's 30-day event window and one
-deleted long before, a scheduled plan change, a two-item subscription, and an invoice in
-each status. The other systems keep the one-subscription base, so every model builds.
+deleted long before, a scheduled plan change, a two-item subscription, one with more
+items than an invoice embeds lines (EXTRAS), and an invoice in each status. The other systems keep the one-subscription base, so every model builds.
 """
 
 from __future__ import annotations
@@ -64,6 +64,8 @@ def _invoice(invoice_id: str, status: str, subscription_id: str, **extra) -> dic
     }
 
 
+# Further prices of `sub_many`: with its plan, more lines than an invoice embeds (10).
+EXTRAS = [f"price_extra_{n}" for n in range(1, 12)]
 # The neutral invoice status of each invoice of the scenario.
 INVOICE_STATUSES = {
     "in_draft": "draft",
@@ -84,6 +86,7 @@ def stripe_variety() -> dict:
         _plan("price_legacy", "20.00", archived_at="2026-03-01T00:00:00Z"),
         _plan("price_pro", "30.00"),
         _plan("price_seats", "50.00", pricing_model="package", package_size=5),
+        *(_plan(price_id, "1.00") for price_id in EXTRAS),
     ]
     doc["coupons"] = [
         {"billing_system": "stripe", "coupon_id": c, "percent_off": p, "duration": "forever"}
@@ -122,6 +125,7 @@ def stripe_variety() -> dict:
             quantity=3,
             items=[{"plan_id": "price_seats", "quantity": 12}],
         ),
+        _subscription("sub_many", "cus_one", "price_pro", items=[{"plan_id": p} for p in EXTRAS]),
         _subscription("sub_loyal", "cus_loyal", "price_basic"),
         _subscription("sub_loyal_own", "cus_loyal", "price_pro", coupon_id="TEN"),
         _subscription("sub_left", "cus_left", "price_basic", **ended),
@@ -138,4 +142,5 @@ def stripe_variety() -> dict:
         for invoice_id, status in INVOICE_STATUSES.items()
     ]
     doc["invoices"].append(_invoice("in_two_items", "paid", "sub_two_items", total="150.00"))
+    doc["invoices"].append(_invoice("in_many", "paid", "sub_many", total="41.00"))
     return doc

@@ -90,8 +90,9 @@ def coupons(api: StripeApi) -> Iterator[pa.Table]:
 
 @dlt.resource(name="invoices", **_MERGED)
 def invoices(api: StripeApi) -> Iterator[pa.Table]:
-    """`lines__data` holds the invoice lines as JSON."""
-    yield from _tables(api, "invoices")
+    """`lines__data` holds the invoice lines as JSON (every line, also past the first
+    page Stripe embeds)."""
+    yield from _tables(api, "invoices", api.with_all_lines)
 
 
 @dlt.resource(name="events", **_MERGED)

@@ -224,12 +224,23 @@ class StripeApi:
         only (`items.has_more` when there are more; a subscription has up to 20), so a cut
         list is completed from `/v1/subscription_items`, item discounts expanded as the
         subscription's are."""
-        items = subscription.get("items") or {}
-        if not items.get("has_more"):
-            return subscription
         query = {"subscription": subscription["id"], "expand": ["data.discounts"]}
-        data = [item for page in self.pages("/v1/subscription_items", query) for item in page]
-        return {**subscription, "items": {**items, "data": data, "has_more": False}}
+        return self._completed(subscription, "items", "/v1/subscription_items", query)
+
+    def with_all_lines(self, invoice: dict) -> dict:
+        """The invoice with every line (one per subscription item, and more): Stripe embeds
+        the first page only, the rest come from `/v1/invoices/{id}/lines`."""
+        path = f"/v1/invoices/{quote(invoice['id'], safe='')}/lines"
+        return self._completed(invoice, "lines", path, {})
+
+    def _completed(self, obj: dict, field: str, path: str, query: dict[str, Any]) -> dict:
+        """`obj` with its embedded list `field` complete: read again from `path` when the
+        embedded page says there is more."""
+        embedded = obj.get(field) or {}
+        if not embedded.get("has_more"):
+            return obj
+        data = [element for page in self.pages(path, query) for element in page]
+        return {**obj, field: {**embedded, "data": data, "has_more": False}}
 
     def retrieve(self, path: str, ident: str, params: dict[str, Any] | None = None) -> dict | None:
         """One object by id; None (logged) when Stripe no longer has it: 404, or a deleted

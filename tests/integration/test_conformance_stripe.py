@@ -279,6 +279,7 @@ def test_every_parameter_the_emulator_accepts_exists_in_the_sdk():
         CouponListParams,
         CustomerListParams,
         EventListParams,
+        InvoiceListLinesParams,
         InvoiceListParams,
         PriceListParams,
         ProductListParams,
@@ -316,6 +317,7 @@ def test_every_parameter_the_emulator_accepts_exists_in_the_sdk():
         "products": ProductListParams,
         "coupons": CouponListParams,
         "invoices": InvoiceListParams,
+        "invoice_lines": InvoiceListLinesParams,
         "events": EventListParams,
     }
     assert set(lists) == set(stripe_api._LIST_FILTERS)

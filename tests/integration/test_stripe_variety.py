@@ -6,6 +6,7 @@ Postgres where a server answers), and compared with tests/oracle.py's facts.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from orchestration.extract import run_extract
 from sandbox.scenario import validate_scenario
 from tests.conformance.stripe_schema import StripeSchema
 from tests.oracle import subscription_facts
-from tests.stripe_variety import INVOICE_STATUSES, stripe_variety
+from tests.stripe_variety import EXTRAS, INVOICE_STATUSES, stripe_variety
 
 pytestmark = pytest.mark.integration
 MONEY = Decimal("0.000001")
@@ -111,7 +112,17 @@ def test_invoices_carry_the_neutral_status_and_type(warehouse):
         for row in rows(warehouse, "select * from staging.stg_stripe__invoices")
     }
     want = {invoice_id: (status, "charge") for invoice_id, status in INVOICE_STATUSES.items()}
-    assert got == {**want, "in_two_items": ("paid", "charge")}
+    assert got == {**want, "in_two_items": ("paid", "charge"), "in_many": ("paid", "charge")}
+    # Every line, also past the first page the invoice embeds, one per item.
+    [lines] = [
+        row["lines__data"]
+        for row in rows(warehouse, "select * from raw_stripe.invoices where id = 'in_many'")
+    ]
+    items = [
+        line["parent"]["subscription_item_details"]["subscription_item"]
+        for line in json.loads(lines)
+    ]
+    assert len(items) == len(set(items)) == 1 + len(EXTRAS)
 
 
 def test_deleted_customers_stay_flagged(warehouse):
@@ -189,9 +200,12 @@ def test_the_variety_is_served_as_the_pinned_version_sends_it(served):
     assert schedule["phases"][1]["start_date"] == pending["items"]["data"][0]["current_period_end"]
     assert get(f"/v1/subscription_schedules/{schedule['id']}") == schedule
     assert pending["items"]["data"][0]["price"]["id"] == "price_basic"
-    lines = {i["id"]: i["lines"]["data"] for i in invoices["data"]}["in_two_items"]
-    assert [line["quantity"] for line in lines] == [3, 12]
-    assert sum(line["amount"] for line in lines) == 15000
+    lines = {i["id"]: i["lines"] for i in invoices["data"]}
+    assert [line["quantity"] for line in lines["in_two_items"]["data"]] == [3, 12]
+    assert sum(line["amount"] for line in lines["in_two_items"]["data"]) == 15000
+    assert (len(lines["in_many"]["data"]), lines["in_many"]["has_more"]) == (10, True)
+    rest = get(lines["in_many"]["url"], limit=100)
+    assert not schema.validate(rest) and len(rest["data"]) == 1 + len(EXTRAS)
     assert {e["type"] for e in events["data"]} >= {"customer.deleted", "coupon.deleted"}
     with pytest.raises(Exception, match="No such coupon"):
         get("/v1/coupons/GONE")
@@ -212,5 +226,5 @@ def test_postgres_models_the_variety_alike(served, tmp_path, monkeypatch, dbt, p
         cur.execute("select customer_id from staging.stg_stripe__customers where is_deleted")
         deleted = {row[0] for row in cur.fetchall()}
     assert_equal_to_the_facts({row["subscription_id"]: row for row in got})
-    assert statuses == {**INVOICE_STATUSES, "in_two_items": "paid"}
+    assert statuses == {**INVOICE_STATUSES, "in_two_items": "paid", "in_many": "paid"}
     assert deleted == {"cus_left", "cus_long_gone"}
