@@ -50,6 +50,9 @@ CSV_DAMAGE = ("extra_field",)
 # Neither is stripped by the reader nor by Python: generated free text is wrapped in them.
 _OPEN, _CLOSE = "<", ">"
 _TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=8)
+_UNKNOWN_KEYS = st.sampled_from(
+    ("_line", "_file", "_landed_seq", "_type_errors", "")
+) | _TEXT.filter(lambda key: key not in COLUMNS)
 _BAD_TIMES = (
     "last tuesday",
     "2026-02-30T00:00:00Z",
@@ -266,8 +269,10 @@ def jsonl_drops(
             chunks.append(_encode(draw(st.sampled_from(("", "  "))) + newline, encoding))
         line = len(chunks) + 1
         body = {k: v for k, v in fields.items() if not k.startswith("_")}
-        if draw(st.booleans()):
-            body["utm_source"] = wrapped(draw(_TEXT))  # a column the contract does not know
+        # Keys the contract does not know are ignored, even the names of lineage columns.
+        body |= draw(
+            st.dictionaries(_UNKNOWN_KEYS, _TEXT | st.integers(0, 9) | st.none(), max_size=2)
+        )
         if damage == "wrong_type":
             key, value = draw(
                 st.sampled_from(
@@ -328,7 +333,8 @@ def csv_drops(
     text = _csv_line(header)
     chunks = [_encode(text, encoding)]
     lines = 1 + _line_breaks(text)
-    records: list[Record] = []
+    # A header without a required column is itself quarantined (line 1).
+    records: list[Record] = [Record(1, None, "missing_column")] if no_billing_id else []
     for fields, damage in draw(st.lists(rows(ids, damages, custom_limit), max_size=12)):
         if draw(st.integers(0, 4)) == 0:  # a blank line is skipped, not a record
             chunks.append(_encode("\r\n", encoding))

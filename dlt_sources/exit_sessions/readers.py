@@ -25,7 +25,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dlt_sources.exit_sessions.contract import TEXT_COLUMNS, TIME_COLUMNS, TYPE_ERRORS
+from dlt_sources.exit_sessions.contract import REQUIRED, TEXT_COLUMNS, TIME_COLUMNS, TYPE_ERRORS
 
 SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 PROBLEM_SCHEMA = {"_file": pl.String, "_line": pl.Int64, "reason": pl.String, "raw": pl.String}
@@ -155,6 +155,10 @@ def read_csv(path: Path, name: str) -> Batch:
             bad.append((start, end, "record is not valid UTF-8"))
         elif header is None:
             header = fields
+            if missing := [c for c in REQUIRED if c not in header]:
+                # Every record will be quarantined; the header itself (perhaps a first
+                # record in a file without one) must not vanish either.
+                bad.append((start, end, f"header has no column {', '.join(missing)}"))
         elif len(fields) != len(header):
             bad.append(
                 (start, end, f"record has {len(fields)} fields, the header has {len(header)}")

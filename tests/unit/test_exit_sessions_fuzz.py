@@ -204,6 +204,14 @@ def test_jsonl_drops(drop, tmp_path_factory):
         [ok(2), bad(3, "truncated")],
     )
 )
+# A file without a header lost its first record without a trace (read as the header).
+@example(
+    drop=Drop(
+        "noheader.csv",
+        (CSV_ROW.format("s1") + CSV_ROW.format("s2")).encode(),
+        [bad(1, "missing_column"), bad(2, "missing_column")],
+    )
+)
 def test_csv_drops(drop, tmp_path_factory):
     fuzz(drop, tmp_path_factory.mktemp("csv"), "test_csv_drops")
 
