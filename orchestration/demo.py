@@ -5,8 +5,8 @@ Chargebee on free loopback ports with the clock frozen at its `as_of`, write its
 sessions as the cancel page's drop files, point the sources at the sandbox through the
 same environment variables a deployment uses, then run the code location's own jobs
 in-process on the instance in DAGSTER_HOME: `billing_sync` (every load, every model and
-dbt test), every `validation_30d` partition up to the day before `as_of` (one backfill
-run, so the UI shows no missing day), and `billing_writebacks_job` with the
+dbt test), the `validation_30d` partitions from the first day with episodes to the day
+before `as_of` (one backfill run), and `billing_writebacks_job` with the
 project's catalog (writebacks.yml: a dry run until a system is switched to live, so the
 demo records what it would send to billing and sends nothing). The runs are in that
 instance's history, so `make ui` shows them afterwards.
@@ -35,7 +35,7 @@ from orchestration.settings import (
     INSTANCE_TEMPLATE,
     PROJECT_DIR,
 )
-from orchestration.validation import validation_partitions
+from orchestration.validation import SAVE_WINDOW, validation_partitions
 
 DEFAULT_WORKDIR = PROJECT_DIR / ".demo"
 DEFAULT_SEED = 7
@@ -64,6 +64,7 @@ class DemoSummary:
     saved_mrr: Decimal
     lost_mrr: Decimal
     validation_day: date | None  # None: as_of lies outside validation_30d's partitions
+    validation_from: date | None  # the first day the demo validated (its backfill's start)
     validation_by_status: dict[str, int] = field(default_factory=dict)
     writebacks: dict[str, int] = field(default_factory=dict)  # "<status> (<mode>)" -> actions
 
@@ -78,11 +79,12 @@ class DemoSummary:
             return "validation_30d skipped: as_of is outside its daily partitions"
         counts = ", ".join(f"{s} {n:,}" for s, n in self.validation_by_status.items())
         started = self.validation_day - timedelta(days=30)
-        first = validation_partitions().get_first_partition_key()
         return (
             f"validation_30d {self.validation_day} (episodes started {started}): "
             + (counts or "no episodes")
-            + f"\n  (every day from {first} validated, in one backfill run)"
+            + f"\n  (every day from {self.validation_from} validated, in one backfill run; the "
+            "days before have no episodes, and the UI lists them as missing: see the asset's "
+            "description)"
         )
 
     def render(self) -> str:
@@ -241,21 +243,45 @@ def _ui_command(database: Path, drop: Path, dagster_home: Path) -> str:
     )
 
 
-def _every_partition_until(last: date) -> dict[str, str]:
-    """The tags of one run over validation_30d's partitions from the first to `last`: a
-    backfill, as the UI's "Materialize all missing" launches it."""
+def _validation_days(database: Path, last: date) -> tuple[date, date]:
+    """validation_30d's partitions the demo fills, in one backfill run: from the first day
+    whose cohort has episodes to `last`. The days before have nothing to validate, and
+    each day costs Dagster an event: every day since RETENTION_VALIDATION_START would
+    take longer than the rest of the demo."""
+    with duckdb.connect(str(database), read_only=True) as con:
+        landed = query(con, "select min(first_landed_at) from marts.fct_exit_episodes")[1][0][0]
+    first = date.fromisoformat(validation_partitions().get_first_partition_key())
+    if landed is not None:
+        first = max(first, landed.astimezone(UTC).date() + SAVE_WINDOW)
+    return min(first, last), last
+
+
+def _execute(
+    defs, instance, job_name: str, say: Callable[[str], None], tags: Mapping[str, str] | None = None
+) -> str:
+    """One job of the code location, in this process; its run id. `tags`: a partition
+    range, as a backfill launches it."""
+    tags = tags or {}
+    span = "...".join(tags.values())
+    say(f"dagster: running job {job_name}" + (f" for {span}" if span else ""))
+    job = defs.resolve_job_def(job_name)
+    result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+    if not result.success:
+        failed = [e.step_key for e in result.all_events if e.is_step_failure and e.step_key]
+        raise DemoError(f"run {result.run_id} of {job_name} failed in {', '.join(failed) or '?'}")
+    return result.run_id[:8]
+
+
+def _run_jobs(
+    database: Path, validation_day: date | None, say: Callable[[str], None]
+) -> tuple[list[str], date | None]:
+    """The code location's own jobs on the DAGSTER_HOME instance; the run ids and the
+    first validation day filled."""
+    from dagster import DagsterInstance
     from dagster._core.storage.tags import (
         ASSET_PARTITION_RANGE_END_TAG,
         ASSET_PARTITION_RANGE_START_TAG,
     )
-
-    first = validation_partitions().get_first_partition_key()
-    return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last.isoformat()}
-
-
-def _run_jobs(validation_day: date | None, say: Callable[[str], None]) -> list[str]:
-    """The code location's own jobs, in this process, on the DAGSTER_HOME instance."""
-    from dagster import DagsterInstance
 
     from orchestration.dbt_project import ensure_manifest
 
@@ -264,24 +290,18 @@ def _run_jobs(validation_day: date | None, say: Callable[[str], None]) -> list[s
     from orchestration.definitions import build_definitions
 
     defs = build_definitions()
-    run_ids = []
+    first = None
     with DagsterInstance.get() as instance:
-        jobs: list[tuple[str, dict[str, str]]] = [("billing_sync", {})]
-        if validation_day:
-            jobs.append(("validation_30d_daily", _every_partition_until(validation_day)))
-        jobs.append(("billing_writebacks_job", {}))
-        for job_name, tags in jobs:
-            job = defs.resolve_job_def(job_name)
-            span = "...".join(tags.values())
-            say(f"dagster: running job {job_name}" + (f" for {span}" if span else ""))
-            result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
-            run_ids.append(result.run_id[:8])
-            if not result.success:
-                failed = [e.step_key for e in result.all_events if e.is_step_failure and e.step_key]
-                raise DemoError(
-                    f"run {result.run_id} of {job_name} failed in {', '.join(failed) or '?'}"
-                )
-    return run_ids
+        run_ids = [_execute(defs, instance, "billing_sync", say)]
+        if validation_day:  # the range reads the marts billing_sync has just built
+            first, last = _validation_days(database, validation_day)
+            tags = {
+                ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
+                ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
+            }
+            run_ids.append(_execute(defs, instance, "validation_30d_daily", say, tags))
+        run_ids.append(_execute(defs, instance, "billing_writebacks_job", say))
+    return run_ids, first
 
 
 def run_demo(
@@ -349,7 +369,7 @@ def run_demo(
             contextlib.redirect_stdout(out),
             contextlib.redirect_stderr(out),
         ):
-            run_ids = _run_jobs(validation_day, progress)
+            run_ids, validation_from = _run_jobs(database, validation_day, progress)
     except DemoError as exc:
         raise DemoError(f"{exc}; the run's output is in {log}") from None
     finally:
@@ -363,5 +383,6 @@ def run_demo(
         log=log,
         run_ids=run_ids,
         validation_day=validation_day,
+        validation_from=validation_from,
         **summarise(database, validation_day),
     )

@@ -108,7 +108,7 @@ def test_the_summary_equals_the_facts(demo):
 
 
 def test_the_runs_are_in_the_instance_with_the_marts_figures(demo):
-    output, _, home = demo
+    output, work, home = demo
     run_ids = re.search(r"dagster runs\s+(\w+), (\w+), (\w+)", output).groups()
     with DagsterInstance.from_config(str(home)) as instance:
         runs = {r.run_id[:8]: r for r in instance.get_runs()}
@@ -142,14 +142,18 @@ def test_the_runs_are_in_the_instance_with_the_marts_figures(demo):
         assert plot.startswith("![") and "data:image/png;base64," in plot
         assert "valid_save" in figures("marts", "fct_exit_episodes")["episodes_by_status"].value
         assert figures("validation_30d")["table"].value == "marts.validation_30d_daily"
-        # Every validation day up to the day before as_of, in one backfill run: none missing.
+        # Every validation day from the first with episodes to the day before as_of, in
+        # one backfill run; the first day's cohort is the first landing's day.
         from orchestration.validation import validation_partitions
 
         last = re.search(r"validation_30d (\S+) \(episodes started", output)[1]
+        first = re.search(r"every day from (\S+) validated, in one backfill run", output)[1]
         keys = validation_partitions().get_partition_keys()
         filled = instance.get_materialized_partitions(AssetKey("validation_30d"))
-        assert filled == set(keys[: keys.index(last) + 1])
+        assert filled == set(keys[keys.index(first) : keys.index(last) + 1])
         assert runs[run_ids[1]].tags["dagster/asset_partition_range_end"] == last
+        landed = min(e["first_landed_at"] for e in validate(load_scenario(work / "scenario.json")))
+        assert first == (landed.date() + timedelta(days=30)).isoformat()
         writebacks = figures("billing_writebacks")
         assert writebacks["dry_run"].value > 0 and writebacks["applied"].value == 0
         assert "| stripe |" in writebacks["ledger"].value
