@@ -106,8 +106,14 @@ priced as (
         i.pricing_model,
         i.quantity,
         coalesce(i.currency, p.currency) as currency,
-        coalesce(i.unit_amount_local, case when i.pricing_model = 'per_unit' then p.unit_amount_local end)
-            as unit_amount_local,
+        -- (the plan's amount only in its own currency: never another currency's number)
+        coalesce(
+            i.unit_amount_local,
+            case
+                when i.pricing_model = 'per_unit' and coalesce(i.currency, p.currency) = p.currency
+                    then p.unit_amount_local
+            end
+        ) as unit_amount_local,
         coalesce(i."interval", p."interval") as "interval",
         coalesce(i.interval_count, p.interval_count) as interval_count,
         i.package_size,
