@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import importlib
 import logging
 import os
@@ -115,12 +116,32 @@ def billing_source(target: Target):
     return factory(**options)
 
 
+def loads_into_postgres() -> bool:
+    return os.environ.get("RETENTION_DESTINATION", "duckdb") == "postgres"
+
+
 def destination(database: str | Path | None):
     """DuckDB file by default; Postgres when RETENTION_DESTINATION=postgres (credentials
     from DESTINATION__POSTGRES__CREDENTIALS, as dlt reads them)."""
-    if os.environ.get("RETENTION_DESTINATION", "duckdb") == "postgres":
+    if loads_into_postgres():
         return dlt.destinations.postgres()
     return dlt.destinations.duckdb(str(Path(database or DEFAULT_DATABASE).resolve()))
+
+
+def working_dir(database: str | Path | None, pipelines_dir: str | Path | None = None) -> Path:
+    """Where dlt keeps the state and load packages of the loads into `database`: a folder
+    of its own per DuckDB file (`<name>-<hash of its path>` under DLT_DATA_DIR's pipelines).
+
+    dlt's local state holds cursors that describe one warehouse. Shared by two files, a
+    run on the first file after runs on the second kept the second's cursors (dlt keeps
+    the local state when it is newer than the warehouse's copy) and skipped every change
+    in between, exiting 0. A new folder starts from the warehouse's own copy of the state.
+    """
+    root = Path(pipelines_dir or get_dlt_pipelines_dir())
+    if loads_into_postgres():
+        return root
+    path = Path(database or DEFAULT_DATABASE).resolve()
+    return root / f"{path.stem}-{hashlib.sha256(str(path).encode()).hexdigest()[:10]}"
 
 
 def pipeline_name(name: str) -> str:
@@ -132,7 +153,7 @@ def pipeline(name: str, database: str | Path | None, pipelines_dir: str | Path |
         pipeline_name=pipeline_name(name),
         destination=destination(database),
         dataset_name=f"raw_{name}",
-        pipelines_dir=str(pipelines_dir) if pipelines_dir else None,
+        pipelines_dir=str(working_dir(database, pipelines_dir)),
         # Progress lines without the memory/CPU figures, which need psutil (not installed)
         # and otherwise print a warning on every run.
         progress=LogCollector(dump_system_stats=False),
@@ -158,6 +179,8 @@ def _run_one(name: str, source, database, pipelines_dir, load_lock) -> LoadSumma
         # itself; separate extract/normalize/load steps must ask for it.
         with load_lock:  # it reads the destination, which takes one writer at a time
             p.sync_destination()
+        if p.has_pending_data:  # left by a stopped run (killed, a full disk): loaded now
+            log.info("%s: finishing the load a stopped run left", name)
         p.extract(source)
         normalized = p.normalize()
         with load_lock:
@@ -179,15 +202,14 @@ class PipelinesBusy(Exception):
 
 
 @contextlib.contextmanager
-def exclusive(names: Iterable[str], pipelines_dir: str | Path | None = None) -> Iterator[None]:
+def exclusive(names: Iterable[str], root: Path) -> Iterator[None]:
     """Hold the dlt working folders of the named datasets for this run, all or none.
 
     Two runs sharing a working folder take each other's load packages: started together,
     one moved the other's job files away mid-load, and both failed, leaving a warehouse
     loaded in part. The lock files sit beside the working folders (dlt wipes the folders
     themselves); the kernel drops the locks when their process ends, even when killed, so
-    a crashed run never leaves one behind."""
-    root = Path(pipelines_dir or get_dlt_pipelines_dir())
+    a crashed run never leaves one behind. `root`: the `working_dir` of the warehouse."""
     root.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as held:
         for name in names:
@@ -282,11 +304,10 @@ def run_extract(
         from dlt_sources.exit_sessions import exit_sessions_source
 
         jobs.append(("exit_sessions", exit_sessions_source(folder=str(exit_sessions_folder))))
-    parallel_loads = os.environ.get("RETENTION_DESTINATION") == "postgres"
-    load_lock = contextlib.nullcontext() if parallel_loads else threading.Lock()
+    load_lock = contextlib.nullcontext() if loads_into_postgres() else threading.Lock()
     try:
         with (
-            exclusive([name for name, _ in jobs], pipelines_dir),
+            exclusive([name for name, _ in jobs], working_dir(database, pipelines_dir)),
             ThreadPoolExecutor(max_workers=len(jobs) or 1) as pool,
         ):
             futures = [

@@ -37,6 +37,7 @@ from orchestration.extract import (
     exclusive,
     pipeline,
     resolve_target,
+    working_dir,
 )
 from orchestration.resources import DropFolder
 from orchestration.settings import DUCKDB_POOL
@@ -116,12 +117,12 @@ def require_whole_sync(context: AssetExecutionContext, system: str, keys: set[As
 
 
 @contextlib.contextmanager
-def sole_load(name: str) -> Iterator[None]:
+def sole_load(name: str, database: str) -> Iterator[None]:
     """The dlt working folder of `name` for this run only, as `retention extract` holds it:
     a run of the CLI and one of Dagster on the same dlt state would take each other's
     load packages."""
     try:
-        with exclusive([name]):
+        with exclusive([name], working_dir(database)):
             yield
     except PipelinesBusy as busy:
         raise Failure(str(busy)) from None
@@ -147,7 +148,7 @@ def billing_assets(system: str) -> AssetsDefinition:
         require_whole_sync(context, system, keys)
         target = resolve_target(system)
         context.log.info("source %s", target.describe())
-        with sole_load(system):
+        with sole_load(system, duckdb.database):
             yield from dlt.run(
                 context=context,
                 dlt_source=billing_source(target),
@@ -178,7 +179,7 @@ def exit_sessions_assets() -> AssetsDefinition:
             # Both tables come from one read of each new file, which then counts as loaded:
             # loading one alone would lose the other's rows of those files for good.
             raise Failure("exit sessions and their quarantine load together: select both")
-        with sole_load(EXIT_SESSIONS):
+        with sole_load(EXIT_SESSIONS, duckdb.database):
             yield from dlt.run(
                 context=context,
                 dlt_source=exit_sessions_source(folder=drop_folder.path),

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -39,9 +39,10 @@ RETENTION = Path(sys.executable).parent / "retention"
 # Columns that say when or in which load a row arrived, not what it says: dlt's ids, the
 # Chargebee page a row was read from (its dedup order) and the quarantine time.
 BOOKKEEPING_PREFIXES = ("_dlt_", "_page_seq", "quarantined_at")
-# Tables where every run appends one row by design (the API clock at the run's start):
-# compared as sets, so a re-run is not "loaded twice".
-RUN_LOGS = ("syncs",)
+# Tables where every run appends one row by design (the API clock at the run's start),
+# with the column that orders them: only the latest row is compared (what the warehouse
+# says it is current as of), so a re-run is not "loaded twice".
+RUN_LOGS = {"syncs": "synced_at"}
 # A damaged line, so the quarantine table has a row that must not be lost or doubled.
 DAMAGED_DROP = b'{"session_id": "s-broken", "started_at": "not a time"}\n{"session_id": \n'
 
@@ -49,7 +50,8 @@ RawRows = dict[str, tuple[tuple[str, ...], Counter]]
 
 
 def raw_rows(database: Path) -> RawRows:
-    """Every raw table's columns and rows (a multiset), without the bookkeeping columns."""
+    """Every raw table's columns and rows (a multiset), without the bookkeeping columns;
+    of a run log, its latest row."""
     tables: RawRows = {}
     with duckdb.connect(str(database), read_only=True) as con:
         listed = con.sql(
@@ -68,11 +70,9 @@ def raw_rows(database: Path) -> RawRows:
                 if not name.startswith(BOOKKEEPING_PREFIXES)
             )
             quoted = ", ".join(f'"{c}"' for c in columns)
-            rows = [
-                repr(row) for row in con.sql(f"select {quoted} from {schema}.{table}").fetchall()
-            ]
-            counted = Counter(set(rows) if table in RUN_LOGS else rows)
-            tables[f"{schema}.{table}"] = (columns, counted)
+            latest = f" order by {RUN_LOGS[table]} desc limit 1" if table in RUN_LOGS else ""
+            rows = con.sql(f"select {quoted} from {schema}.{table}{latest}").fetchall()
+            tables[f"{schema}.{table}"] = (columns, Counter(map(repr, rows)))
     return tables
 
 
@@ -98,7 +98,7 @@ class Workspace:
 
     root: Path
     sandbox: Sandbox
-    drop: Path
+    drop: Path | None
     disk: Path | None = None  # where the warehouse and dlt's state are, if not in root
 
     @property
@@ -112,20 +112,19 @@ class Workspace:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
         env |= {f"SOURCES__{s.upper()}__BASE_URL": url for s, url in self.sandbox.urls.items()}
-        env |= {
-            "DLT_DATA_DIR": str(self.state),
-            "SOURCES__EXIT_SESSIONS__FOLDER": str(self.drop),
-            "RUNTIME__DLTHUB_TELEMETRY": "false",
-        }
+        env |= {"DLT_DATA_DIR": str(self.state), "RUNTIME__DLTHUB_TELEMETRY": "false"}
+        if self.drop is not None:
+            env["SOURCES__EXIT_SESSIONS__FOLDER"] = str(self.drop)
         return env
 
-    def start(self, log: str = "extract") -> subprocess.Popen:
-        """`retention extract` into this warehouse, started in its own working directory
-        (so no `.env` of the project's is read), its output going to `<log>.log`."""
+    def start(self, log: str = "extract", *options: str) -> subprocess.Popen:
+        """`retention extract` into this warehouse (unless `options` name another),
+        started in its own working directory (so no `.env` of the project's is read), its
+        output going to `<log>.log`."""
         self.root.mkdir(parents=True, exist_ok=True)
         with (self.root / f"{log}.log").open("w") as output:
             return subprocess.Popen(
-                [str(RETENTION), "extract", "--database", str(self.database)],
+                [str(RETENTION), "extract", "--database", str(self.database), *options],
                 cwd=self.root,
                 env=self.env(),
                 stdout=output,
@@ -136,8 +135,8 @@ class Workspace:
         """The return code and output of a started run, once it has ended."""
         return process.wait(timeout=300), (self.root / f"{log}.log").read_text()
 
-    def extract(self) -> tuple[int, str]:
-        return self.finish(self.start())
+    def extract(self, *options: str) -> tuple[int, str]:
+        return self.finish(self.start("extract", *options))
 
 
 @dataclass
@@ -220,9 +219,35 @@ def test_a_moved_drop_folder_loads_nothing_twice_and_the_old_path_fails_loudly(c
     assert_same_as_clean(workspace.database, clean.rows)
 
 
+def test_switching_warehouses_on_one_dlt_state_loses_nothing(clean, tmp_path):
+    """`--database` pointed at another file and back, on one dlt state, while the billing
+    data changes: back on the first file, the run reads every change made since that
+    file's own last run. (The state used to follow the file loaded last: the run read
+    only what changed since the other file's cursor, and exited 0.)"""
+    sandbox = start_sandbox(
+        validate_scenario(clean.scenario_doc), frozen=True, systems=("chargebee",)
+    )
+    try:
+        user = Workspace(tmp_path / "user", sandbox, drop=None)
+        other = ("--systems", "chargebee", "--database", str(tmp_path / "other.duckdb"))
+        assert user.extract("--systems", "chargebee")[0] == 0
+        for days in (10, 20):  # renewals and cancels, each seen by the other file only
+            sandbox.clock.set(AS_OF + timedelta(days=days))
+            assert user.extract(*other)[0] == 0
+
+        rc, output = user.extract("--systems", "chargebee")
+
+        assert rc == 0, output
+        reference = Workspace(tmp_path / "reference", sandbox, drop=None)
+        assert reference.extract("--systems", "chargebee")[0] == 0
+        assert_same_as_clean(user.database, raw_rows(reference.database))
+    finally:
+        sandbox.stop()
+
+
 def _load_in_progress(state: Path) -> bool:
     """A dlt load package of any pipeline has jobs started and not finished."""
-    return any(state.glob("pipelines/*/load/normalized/*/started_jobs/*"))
+    return any(state.glob("pipelines/*/*/load/normalized/*/started_jobs/*"))
 
 
 def test_an_extract_killed_while_loading_is_completed_by_the_next_run(clean, tmp_path):
@@ -248,7 +273,7 @@ def test_an_extract_killed_while_loading_is_completed_by_the_next_run(clean, tmp
             time.sleep(0.005)
         process.send_signal(signal.SIGKILL)
         process.wait()
-        assert not any(workspace.state.glob("pipelines/retention_stripe/load/loaded/*"))
+        assert not any(workspace.state.glob("pipelines/*/retention_stripe/load/loaded/*"))
 
         rc, output = workspace.extract()
 
@@ -321,14 +346,17 @@ def test_a_dagster_load_while_an_extract_runs_fails_naming_it(dagster_env, monke
     from dagster import AssetKey, DagsterInstance
 
     from orchestration.definitions import build_definitions
-    from orchestration.extract import exclusive
+    from orchestration.extract import exclusive, working_dir
 
     dagster_env["SOURCES__EXIT_SESSIONS__FOLDER"].mkdir()
     job = build_definitions().resolve_implicit_global_asset_job_def()
     loads = [
         AssetKey(f"dlt_exit_sessions_{t}") for t in ("exit_sessions", "exit_sessions_quarantine")
     ]
-    with exclusive(["exit_sessions"]), DagsterInstance.get() as instance:
+    with (
+        exclusive(["exit_sessions"], working_dir(dagster_env["RETENTION_DUCKDB_PATH"])),
+        DagsterInstance.get() as instance,
+    ):
         result = job.execute_in_process(
             instance=instance, asset_selection=loads, raise_on_error=False
         )
