@@ -12,6 +12,7 @@ import csv
 import io
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import orjson
 import pyarrow as pa
@@ -420,9 +421,9 @@ def parquet_drops(
             damage = damage or "started_at_type"
         records.append(_record(number, fields, damage))
     table = pa.table({c: pa.array(v, pa.string()) for c, v in columns.items()})
-    if draw(st.booleans()):  # a nested column the contract does not know is left alone
-        utm = [draw(st.none() | st.fixed_dictionaries({"source": _TEXT})) for _ in generated]
-        table = table.append_column("utm", pa.array(utm, pa.struct([("source", pa.string())])))
+    if draw(st.booleans()):  # a column the contract does not read is left alone
+        kind = draw(st.sampled_from(sorted(_EXTRA_COLUMNS)))
+        table = table.append_column(kind, _EXTRA_COLUMNS[kind](len(generated)))
     if time_type != "text":
         table = table.set_column(
             COLUMNS.index("started_at"),
@@ -441,6 +442,15 @@ def parquet_drops(
         first = index * group_size + 1
         bad_groups.append((first, min(first + group_size - 1, len(records))))
     return Drop(name, data, records, bad_groups)
+
+
+# Columns of types polars cannot cast to text, or nested ones, that a page's export may add.
+_EXTRA_COLUMNS = {
+    "utm": lambda n: pa.array([{"source": "ads"}] * n, pa.struct([("source", pa.string())])),
+    "time_on_page": lambda n: pa.array([timedelta(seconds=5)] * n, pa.duration("us")),
+    "prices": lambda n: pa.array([[Decimal("1.50")]] * n, pa.list_(pa.decimal128(5, 2))),
+    "labels": lambda n: pa.array([[("k", "v")]] * n, pa.map_(pa.string(), pa.string())),
+}
 
 
 def _typed_times(generated: list[tuple[dict, str | None]], time_type: str) -> pa.Array:

@@ -25,7 +25,13 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dlt_sources.exit_sessions.contract import REQUIRED, TEXT_COLUMNS, TIME_COLUMNS, TYPE_ERRORS
+from dlt_sources.exit_sessions.contract import (
+    COLUMNS,
+    REQUIRED,
+    TEXT_COLUMNS,
+    TIME_COLUMNS,
+    TYPE_ERRORS,
+)
 
 SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 PROBLEM_SCHEMA = {"_file": pl.String, "_line": pl.Int64, "reason": pl.String, "raw": pl.String}
@@ -236,17 +242,19 @@ def _parquet_rows(rows: pl.DataFrame, first: int, name: str) -> pl.DataFrame:
 
 
 def _as_text_rows(rows: pl.DataFrame) -> pl.DataFrame:
-    """Typed columns as text, with the wrong-type reasons (`TYPE_ERRORS`) of each row:
-    a nested or boolean value in a text or time column is quarantined, as in JSON Lines."""
+    """The contract's typed columns as text, with the wrong-type reasons (`TYPE_ERRORS`) of
+    each row: a nested, boolean or duration value in a text or time column is quarantined,
+    as in JSON Lines. Other columns are dropped unconverted: a column the contract does not
+    read never makes a file unreadable, whatever its type."""
     wrong = [
         pl.when(pl.col(c).is_not_null()).then(pl.lit(f"{c} is {kind}, not text"))
         for c in TEXT_COLUMNS + TIME_COLUMNS
         if c != "custom" and c in rows.columns and (kind := _not_text(rows.schema[c]))
     ]
     errors = pl.concat_str(wrong, separator="; ", ignore_nulls=True) if wrong else pl.lit(None)
-    return rows.with_columns(
-        *(as_text(c, rows.schema[c]) for c in rows.columns),
-        errors.cast(pl.String).alias(TYPE_ERRORS),
+    # with_columns first: a literal there spans every row, even with no contract column.
+    return rows.with_columns(errors.cast(pl.String).alias(TYPE_ERRORS)).select(
+        *(as_text(c, rows.schema[c]) for c in rows.columns if c in COLUMNS), TYPE_ERRORS
     )
 
 
@@ -255,6 +263,8 @@ def _not_text(dtype: pl.DataType) -> str | None:
         return "a struct"
     if isinstance(dtype, pl.List | pl.Array):
         return "a list"
+    if isinstance(dtype, pl.Duration):
+        return "a duration"
     return "a boolean" if dtype == pl.Boolean else None
 
 
@@ -268,8 +278,12 @@ def as_text(column: str, dtype: pl.DataType) -> pl.Expr:
         return col.dt.strftime("%Y-%m-%dT%H:%M:%S%.f")
     if isinstance(dtype, pl.Struct):  # a null struct is null, not the text "null"
         return pl.when(col.is_not_null()).then(col.struct.json_encode())
-    if isinstance(dtype, pl.List | pl.Array):
-        return col.map_elements(lambda v: orjson.dumps(v.to_list()).decode(), pl.String)
+    if isinstance(dtype, pl.List | pl.Array):  # decimals and the like as their text
+        return col.map_elements(
+            lambda v: orjson.dumps(v.to_list(), default=str).decode(), pl.String
+        )
+    if isinstance(dtype, pl.Duration):  # polars casts no duration to text
+        return col.map_elements(str, pl.String)
     if dtype == pl.Binary:
         return col.map_elements(lambda v: v.decode("utf-8", errors="replace"), pl.String)
     return col.cast(pl.String)

@@ -10,7 +10,8 @@ example database. The number of generated cases is printed (`pytest -s`).
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -232,6 +233,33 @@ def test_csv_drops(drop, tmp_path_factory):
             }
         ),
         [bad(1, "wrong_type"), bad(2, "missing_required")],
+    )
+)
+# A column polars cannot cast to text (a duration, a map, a list of decimals), even one
+# the contract does not read, made the whole file one "unreadable" quarantine row.
+@example(
+    drop=Drop(
+        "extra.parquet",
+        parquet(
+            {
+                "session_id": ["s1", "s2"],
+                "billing_system": ["stripe", "stripe"],
+                "billing_id": ["sub_1", "sub_2"],
+                "started_at": ["2026-04-02T08:00:00Z"] * 2,
+                "cancel_reason": pa.array([timedelta(0), None], pa.duration("us")),
+                "labels": pa.array([[("k", "v")]] * 2, pa.map_(pa.string(), pa.string())),
+                "prices": pa.array([[Decimal(1)]] * 2, pa.list_(pa.decimal128(5, 2))),
+            }
+        ),
+        [bad(1, "wrong_type"), ok(2, "s2")],
+    )
+)
+# (Rows of a file with no contract column at all are each quarantined, not dropped.)
+@example(
+    drop=Drop(
+        "none.parquet",
+        parquet({"x": [1, 2]}),
+        [bad(1, "missing_required"), bad(2, "missing_required")],
     )
 )
 def test_parquet_drops(drop, tmp_path_factory):
