@@ -111,6 +111,7 @@ _CODELESS = {
     "expand_invalid",
     "invalid_value",
     "subscription_canceled",
+    "schedule_managed",
 }
 _NO_KEY_MESSAGE = (
     "You did not provide an API key. You need to provide your API key in the Authorization "
@@ -373,6 +374,7 @@ class StripeEmulator(Emulator):
             self.route("GET", f"/v1/{path}/{_ID}", retriever)
         self.route("GET", "/v1/subscription_items", self.list_subscription_items)
         self.route("GET", f"/v1/subscription_schedules/{_ID}", self.get_schedule)
+        self.route("POST", f"/v1/subscription_schedules/{_ID}/release", self.release_schedule)
         self.route("GET", f"/v1/invoices/{_ID}/lines", self.list_invoice_lines)
         self.route("POST", f"/v1/subscriptions/{_ID}", self.update_subscription)
         self.route("DELETE", f"/v1/subscriptions/{_ID}", self.cancel_subscription)
@@ -749,14 +751,41 @@ class StripeEmulator(Emulator):
 
     def get_schedule(self, request: Request, ident: str) -> dict:
         """A subscription's schedule, while the subscription names it (`schedule`)."""
-        ident = unquote_plus(ident)
         params = request.nested()
         reject_unknown(params, {"expand"})
         now = self.now()
+        sub = self._scheduled(ident, now)
+        return self.render.expand(self.render.schedule(sub, now), expand_paths(params), now)
+
+    def release_schedule(self, request: Request, ident: str) -> Response:
+        """POST /v1/subscription_schedules/{id}/release: the subscription goes on as it is,
+        its scheduled change dropped; the answer is the released schedule."""
+        params = request.nested()
+        reject_unknown(params, {"expand", "preserve_cancel_date"})
+        if "preserve_cancel_date" in params:
+            parse_bool(params["preserve_cancel_date"], "preserve_cancel_date")
+        now = self.now()
+        sub = self._scheduled(ident, now)
+        released = {
+            **self.render.schedule(sub, now),
+            "released_at": ts(now),
+            "released_subscription": sub["subscription_id"],
+            "status": "released",
+            "subscription": None,
+        }
+        self.events.add(now, "subscription_schedule.released", released, None)
+        dropped = {"pending_plan_id": None, "pending_quantity": None}
+        self._commit(request, sub, dropped, "customer.subscription.updated", {})
+        body = self.render.expand(released, expand_paths(params), now)
+        return Response(200, body, {self.request_id_header: self.new_request_id()})
+
+    def _scheduled(self, ident: str, now: datetime) -> dict:
+        """The subscription whose schedule `ident` is in force (404 otherwise)."""
+        ident = unquote_plus(ident)
         sub = self.store.get("subscriptions", self.schedules.get(ident, ""))
         if sub is None or self.render.subscription(sub, now)["schedule"] != ident:
             raise self.not_found("subscription_schedule", ident)
-        return self.render.expand(self.render.schedule(sub, now), expand_paths(params), now)
+        return sub
 
     # -- writes -------------------------------------------------------------------------
     def _subscription(self, ident: str) -> dict:
@@ -781,6 +810,15 @@ class StripeEmulator(Emulator):
             )
         if "proration_behavior" in params:  # accepted; the sandbox issues no prorations
             check_choice(params["proration_behavior"], _PRORATION_BEHAVIORS, "proration_behavior")
+        schedule = self.render.subscription(sub, now)["schedule"]
+        if schedule and {"cancel_at", "cancel_at_period_end"} & set(params):
+            raise ApiError(  # Stripe's words: release the schedule (or update it) first
+                400,
+                "schedule_managed",
+                f"The subscription is managed by the subscription schedule `{schedule}`, and "
+                "updating any cancelation behavior directly is not allowed. Please update "
+                "the schedule instead.",
+            )
         changes: dict[str, Any] = {}
         for planner in (
             self._cancel_changes,

@@ -20,6 +20,7 @@ from dlt_sources.clients import stripe_client
 from orchestration.writebacks.systems.base import Action
 from orchestration.writebacks.systems.stripe import ITEM_PLACEHOLDER, StripeWriter
 from sandbox.server import DEFAULT_API_KEY
+from tests.conformance.stripe_schema import StripeSchema
 from tests.writeback_scenario import AS_OF, COUPON, PLANS, customer_id, scenario, subscription_id
 
 pytestmark = pytest.mark.integration
@@ -502,3 +503,40 @@ def test_a_discount_adds_to_the_discounts_in_place(serve_scenario):
         ["discounts[0][discount]", "discounts[1][discount]", "discounts[2][coupon]"],
         ["discounts[0][discount]", "discounts[1][coupon]"],
     ]
+
+
+def test_a_cancel_releases_the_schedule_that_manages_the_subscription(serve_scenario):
+    """Stripe refuses to change the cancel of a subscription a schedule manages (a
+    scheduled change): the write releases the schedule, then cancels at period end."""
+    doc = scenario((SYSTEM,))
+    [live] = [
+        s for s in doc["subscriptions"] if s["subscription_id"] == action("cancel").subscription_id
+    ]
+    live["pending_plan_id"] = BASIC
+    sandbox = serve_scenario(doc)
+    writer = StripeWriter(DEFAULT_API_KEY, sandbox.urls[SYSTEM])
+    act = action("cancel")
+    schedule = writer.read(act.subscription_id)["schedule"]
+    assert schedule
+    with pytest.raises(stripe.InvalidRequestError, match="managed by the subscription schedule"):
+        writer.client.v1.subscriptions.update(
+            act.subscription_id, params={"cancel_at_period_end": True}
+        )
+
+    apply(writer, act)
+    after = writer.read(act.subscription_id)
+    assert after["cancel_at_period_end"] and after["schedule"] is None
+    assert after["items"]["data"][0]["price"]["id"] == PRO  # the change was dropped
+    posts = [
+        (e["path"], e["idempotency_key"])
+        for e in sandbox.emulator(SYSTEM).request_log
+        if e["method"] == "POST" and e["status"] == 200
+    ]
+    assert posts == [
+        (f"/v1/subscription_schedules/{schedule}/release", f"{act.action_id}:release"),
+        (f"/v1/subscriptions/{act.subscription_id}", act.action_id),
+    ]
+    assert writer.already_done(act, after)  # a retry sends nothing again
+    events = writer.client.raw_request("get", "/v1/events", limit=100).data
+    assert "subscription_schedule.released" in {e["type"] for e in events["data"]}
+    assert not StripeSchema().validate(events)  # the released schedule as Stripe sends it

@@ -1,7 +1,10 @@
 """Stripe write-backs through the official SDK (`StripeClient.v1.subscriptions`).
 
 - cancel: at period end `cancel_at_period_end=true`; immediately `DELETE` with the
-  configured `prorate` / `invoice_now`;
+  configured `prorate` / `invoice_now`. Stripe refuses to change the cancel of a
+  subscription a SubscriptionSchedule manages (a scheduled change): the schedule is
+  released first (`POST /v1/subscription_schedules/{id}/release`; the pending change is
+  dropped, the subscription goes on as it is), then the cancel is set;
 - pause: `pause_collection[behavior]=void` with `resumes_at`;
 - discount: the coupon added after the discounts the subscription has (`discounts[]`
   replaces the whole list, so the ones in place are passed back by id, `discounts[n]
@@ -44,6 +47,7 @@ from dlt_sources.stripe.helpers import CLASSIFIER
 from orchestration.writebacks.systems.base import Action, BillingWriter, WriteRequest, from_unix
 
 ITEM_PLACEHOLDER = "<the subscription's item id>"
+RELEASE_THEN_UPDATE = "release_schedule_then_update"
 FREE_BEHAVIOR = "mark_uncollectible"  # collection paused, service goes on
 
 
@@ -137,6 +141,8 @@ class StripeWriter(BillingWriter):
             params = {"prorate": p["prorate"], "invoice_now": p["invoice_now"]}
             return WriteRequest("cancel", "DELETE", path, params)
         params = self._update_params(action, current)
+        if action.action_type == "cancel" and current and current.get("schedule"):
+            return WriteRequest(RELEASE_THEN_UPDATE, "POST", path, params)
         return WriteRequest("update", "POST", path, params)
 
     def _update_params(self, action: Action, current: dict[str, Any] | None) -> dict[str, Any]:
@@ -204,9 +210,19 @@ class StripeWriter(BillingWriter):
         subscriptions = self.client.v1.subscriptions
         subscription_id = request.path.rsplit("/", 1)[1]
         options = {"idempotency_key": idempotency_key}
+        if request.operation == RELEASE_THEN_UPDATE:
+            self._release_schedule(subscription_id, idempotency_key)
         call = subscriptions.cancel if request.operation == "cancel" else subscriptions.update
         result = call(subscription_id, params=request.params, options=options)
         return result.last_response.request_id if result.last_response else None
+
+    def _release_schedule(self, subscription_id: str, idempotency_key: str) -> None:
+        """Release the schedule that manages the subscription, if one still does (a retry
+        after the release finds none)."""
+        schedule = self.client.v1.subscriptions.retrieve(subscription_id).schedule
+        if schedule:
+            options = {"idempotency_key": f"{idempotency_key}:release"}
+            self.client.v1.subscription_schedules.release(schedule, options=options)
 
     def error_message(self, exc: BaseException) -> str:
         if isinstance(exc, stripe.StripeError):
