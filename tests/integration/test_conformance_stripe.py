@@ -139,7 +139,7 @@ def report(violations: list[Violation]) -> str:
 
 
 def test_every_emulator_object_conforms(served):
-    client, _sandbox = served
+    client, sandbox = served
     schema = StripeSchema(sent_by_default())
     violations: list[Violation] = []
     ids: dict[str, list[str]] = {}
@@ -164,6 +164,15 @@ def test_every_emulator_object_conforms(served):
         for extra in ({}, {"expand": ["data.discounts"]}):
             body = raw(client, "get", "/v1/subscription_items", subscription=ident, **extra)
             violations += schema.validate(body, f"subscription_items?subscription={ident}")
+    for ident in ids["invoices"][:40]:  # every line, past the page an invoice embeds
+        body = raw(client, "get", f"/v1/invoices/{ident}/lines", limit=100)
+        violations += schema.validate(body, f"invoices/{ident}/lines")
+    # Deleted customers: unlisted, a retrieve answers the stub.
+    store = sandbox.emulator("stripe").store
+    gone = [c["customer_id"] for c in store.all("customers") if c["deleted_at"]]
+    assert gone and not set(gone) & set(ids["customers"])
+    for ident in gone[:20]:
+        violations += schema.validate(raw(client, "get", f"/v1/customers/{ident}"), ident)
     violations += _write_answers(client, schema, ids["subscriptions"])
     for body in pages(client, "/v1/events"):  # after the writes: their events too
         violations += schema.validate(body, "events")
