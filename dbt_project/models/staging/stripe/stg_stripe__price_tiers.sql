@@ -2,8 +2,9 @@
 -- expanded; the source lists prices with `expand[]=data.tiers`). Stripe lists tiers in
 -- ascending order of `up_to`, the last one `inf` (null here); amounts in minor units, the
 -- decimal variants preferred (they keep fractions of a cent). Tiers of a price's other
--- currencies (`currency_options`) are not read: subscriptions here bill in the price's
--- own currency.
+-- currencies (`currency_options.<code>.tiers`) are not read: a tiered price billed in
+-- another currency finds no tiers in it (int_subscription_items joins them on currency)
+-- and gets no amount, never the default currency's.
 {% set src = source('stripe', 'prices') %}
 {% set c = columns_of(src) %}
 with tiers as (
