@@ -169,4 +169,18 @@ def recurly_variety() -> dict:
     doc["invoices"] = [
         _invoice(number, status, kind) for number, (status, kind, _) in INVOICES.items()
     ]
+    # Stripe staging reads raw_stripe.invoices, which dlt creates only once one is loaded.
+    doc["invoices"].append(
+        {
+            "billing_system": "stripe",
+            "invoice_id": "in_1",
+            "customer_id": "cus_1",
+            "subscription_id": "sub_1",
+            "currency": "USD",
+            "total": "10.00",
+            "status": "paid",
+            "created_at": "2026-06-05T00:00:00Z",
+            "paid_at": "2026-06-05T01:00:00Z",
+        }
+    )
     return doc
