@@ -540,3 +540,22 @@ def test_a_cancel_releases_the_schedule_that_manages_the_subscription(serve_scen
     events = writer.client.raw_request("get", "/v1/events", limit=100).data
     assert "subscription_schedule.released" in {e["type"] for e in events["data"]}
     assert not StripeSchema().validate(events)  # the released schedule as Stripe sends it
+
+
+def test_a_plan_change_releases_the_schedule_that_would_undo_it(serve_scenario):
+    """A scheduled change's next phase would put its price back at the period's end: the
+    plan change releases the schedule first, so the offered plan stays."""
+    doc = scenario((SYSTEM,))
+    act = action("plan_change")
+    [live] = [s for s in doc["subscriptions"] if s["subscription_id"] == act.subscription_id]
+    live["pending_plan_id"] = PRO  # e.g. an upgrade back scheduled for the period's end
+    sandbox = serve_scenario(doc)
+    writer = StripeWriter(DEFAULT_API_KEY, sandbox.urls[SYSTEM])
+    assert writer.read(act.subscription_id)["schedule"]
+
+    apply(writer, act)
+    after = writer.read(act.subscription_id)
+    assert after["schedule"] is None
+    assert after["items"]["data"][0]["price"]["id"] == BASIC
+    posts = [e["path"] for e in sandbox.emulator(SYSTEM).request_log if e["method"] == "POST"]
+    assert posts[0].endswith("/release") and len(posts) == 2

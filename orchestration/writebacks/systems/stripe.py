@@ -21,7 +21,9 @@
 - plan change: the subscription's plan item moved to the target price. A subscription may
   hold several prices (each an item; Stripe has no add-on notion): the plan item is the
   licensed one that bills most at its quantity (the rule staging applies), read with its
-  price's tiers expanded; a metered item is never the plan.
+  price's tiers expanded; a metered item is never the plan. A schedule that manages the
+  subscription is released first, as for a cancel: its next phase would otherwise put the
+  scheduled price back at the period's end, undoing the offer.
 
 Every write carries the action's `Idempotency-Key`. Stripe honours it on POST only: a
 repeated key replays the first answer (for 24 hours) without applying again. The cancel
@@ -48,6 +50,7 @@ from orchestration.writebacks.systems.base import Action, BillingWriter, WriteRe
 
 ITEM_PLACEHOLDER = "<the subscription's item id>"
 RELEASE_THEN_UPDATE = "release_schedule_then_update"
+_RELEASE_FIRST = ("cancel", "plan_change")  # changes a subscription schedule would refuse or undo
 FREE_BEHAVIOR = "mark_uncollectible"  # collection paused, service goes on
 
 
@@ -141,7 +144,7 @@ class StripeWriter(BillingWriter):
             params = {"prorate": p["prorate"], "invoice_now": p["invoice_now"]}
             return WriteRequest("cancel", "DELETE", path, params)
         params = self._update_params(action, current)
-        if action.action_type == "cancel" and current and current.get("schedule"):
+        if action.action_type in _RELEASE_FIRST and current and current.get("schedule"):
             return WriteRequest(RELEASE_THEN_UPDATE, "POST", path, params)
         return WriteRequest("update", "POST", path, params)
 
