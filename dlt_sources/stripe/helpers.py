@@ -62,6 +62,8 @@ class Endpoint:
     `deleted_event` is the event of a deletion: Stripe lists a deleted object no more and
     a retrieve answers a stub (`{id, object, deleted}`) or 404, so the object the event
     carries, marked `deleted: true`, is what the table keeps of it.
+    `via` names events about another object that change this one: (that object's type,
+    its field holding this object's id), e.g. a customer's discount.
     """
 
     path: str
@@ -70,6 +72,7 @@ class Endpoint:
     list_params: dict[str, Any] = field(default_factory=dict)
     expand: tuple[str, ...] = ()
     deleted_event: str | None = None
+    via: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         for path in self.expand:
@@ -85,12 +88,23 @@ class Endpoint:
 
 
 ENDPOINTS: dict[str, Endpoint] = {
-    # `customer.*` would also match every subscription event: name the customer's own.
+    # `customer.*` would also match every subscription event: name the customer's own,
+    # and those of its customer-level discount (`customer.discount`, a Discount object).
     "customers": Endpoint(
         "/v1/customers",
         "customer",
-        {"types": ["customer.created", "customer.updated", "customer.deleted"]},
+        {
+            "types": [
+                "customer.created",
+                "customer.updated",
+                "customer.deleted",
+                "customer.discount.created",
+                "customer.discount.updated",
+                "customer.discount.deleted",
+            ]
+        },
         deleted_event="customer.deleted",
+        via=(("discount", "customer"),),
     ),
     # Without `status=all` Stripe leaves canceled subscriptions out of the list.
     # `discounts` (the subscription's and each item's) are ids unless expanded; a Discount
@@ -333,11 +347,14 @@ def changed_objects(events: Iterable[list[dict]], endpoint: Endpoint) -> tuple[l
     newest first): the ids to refetch, and the deleted objects as their deletion event
     carried them, marked `deleted: true`."""
     newest: dict[str, dict] = {}
+    via = dict(endpoint.via)
     for page in events:
         for event in page:
             obj = event["data"]["object"]
-            if obj.get("object") == endpoint.object and obj.get("id"):
-                newest.setdefault(obj["id"], event)
+            kind = obj.get("object")
+            ident = obj.get("id") if kind == endpoint.object else obj.get(via.get(kind, ""))
+            if isinstance(ident, str) and ident:
+                newest.setdefault(ident, event)
     deleted = [deleted_row(event) for event in newest.values() if _is_deletion(event, endpoint)]
     gone = {row["id"] for row in deleted}
     return [ident for ident in newest if ident not in gone], deleted

@@ -303,6 +303,10 @@ def test_incremental_run_refetches_only_changed_objects(sandbox, warehouse, fact
     emulator.events.add(emulator.now(), "coupon.updated", {"id": "GONE", "object": "coupon"}, None)
     customer = {"id": plain_active(facts)[3]["customer_id"], "object": "customer"}
     emulator.events.add(emulator.now(), "customer.deleted", {**customer, "email": "x@y.z"}, None)
+    # A customer-level discount's event is about the customer it names: refetched.
+    discounted = plain_active(facts)[4]["customer_id"]
+    customer_discount = {"id": "di_x", "object": "discount", "customer": discounted}
+    emulator.events.add(emulator.now(), "customer.discount.created", customer_discount, None)
     seen = len(emulator.request_log)
 
     wh.run(sandbox)
@@ -312,6 +316,7 @@ def test_incremental_run_refetches_only_changed_objects(sandbox, warehouse, fact
     assert {path for _, path in sent if path.count("/") == 3} == {
         *(f"/v1/subscriptions/{ident}" for ident in (cancel, pause, discount)),
         "/v1/coupons/GONE",
+        f"/v1/customers/{discounted}",
     }
     assert wh.column("subscriptions", "(status, ended_at)")[cancel] == ("canceled", epoch(AS_OF))
     assert wh.column("subscriptions", "pause_collection__behavior")[pause] == "void"
@@ -319,7 +324,7 @@ def test_incremental_run_refetches_only_changed_objects(sandbox, warehouse, fact
     assert [d["source"]["coupon"] for d in refetched] == ["SAVE50"]  # expanded on retrieve
     assert "stripe /v1/coupons/GONE: gone (404), skipped" in caplog.text
     assert wh.column("customers", "(deleted, email)")[customer["id"]] == (True, "x@y.z")
-    assert wh.counts() == before | {"events": events_before + 5}
+    assert wh.counts() == before | {"events": events_before + 6}
     # A run with nothing new refetches nothing and changes nothing.
     seen = len(sandbox.emulator("stripe").request_log)
     snapshot = wh.snapshot()
