@@ -479,7 +479,8 @@ class ChargebeeRenderer:
 
     def _item_fields(self, sub: dict, future: bool) -> dict:
         """What the subscription holds, in its catalog's terms: 2.0 `subscription_items`
-        (plan first); 1.0 the `plan_*` attributes, `addons` and `event_based_addons`."""
+        (plan first) and the tiers that price them (`item_tiers`); 1.0 the `plan_*`
+        attributes, `addons` and `event_based_addons`."""
         (plan, quantity), *extra = self._lines(sub)
         if self.catalog == "2.0":
             items = [self._subscription_item(p, q) for p, q in self._lines(sub)]
@@ -490,7 +491,11 @@ class ChargebeeRenderer:
                 for p, _ in extra
                 if p["kind"] == "charge" and not future
             ]
-            return {"subscription_items": items, "charged_items": charged or None}
+            return {
+                "subscription_items": items,
+                "item_tiers": self._item_tiers(self._lines(sub)) or None,
+                "charged_items": charged or None,
+            }
         unit_price = minor_units(plan["unit_amount"], plan["currency"])
         fields = {
             "plan_id": plan["plan_id"],
@@ -511,6 +516,17 @@ class ChargebeeRenderer:
             "event_based_addons": charges or None,
             "charged_event_based_addons": charged or None,
         }
+
+    @staticmethod
+    def _item_tiers(lines: list[tuple[dict, int]]) -> list[dict]:
+        """A 2.0 subscription states the tiers of each of its tiered items (copied from
+        the item price when the subscription was created; a merchant may override them per
+        subscription, which scenarios do not)."""
+        return [
+            {**tier, "item_price_id": plan["plan_id"], "index": index, "object": "item_tier"}
+            for plan, _ in lines
+            for index, tier in enumerate(pricing(plan).get("tiers") or (), start=1)
+        ]
 
     @staticmethod
     def _priced(plan: dict, quantity: int) -> dict:

@@ -101,8 +101,17 @@ def test_both_catalogs_extract_and_model_the_same_facts(
     assert "metered" not in dict(_rows(v1, usage)) and dict(_rows(v2, usage))["metered"] > 0
     items = _rows(v1, "select item_type, quantity from staging.stg_chargebee__subscription_items")
     assert {t for t, _ in items} == {"plan", "addon", "charge"} and all(q >= 1 for _, q in items)
-    tiers = "select price_id, count(*) from staging.stg_chargebee__price_tiers group by 1"
+    tiers = (
+        "select price_id, count(*) from staging.stg_chargebee__price_tiers "
+        "where subscription_id is null group by 1"
+    )
     assert _rows(v1, tiers) == _rows(v2, tiers) and _rows(v1, tiers)
+    # A 2.0 subscription states its items' tiers (`item_tiers`): they price it (the same
+    # amounts as on 1.0, checked above through int_subscription_items); 1.0 has none.
+    own = (
+        "select count(*) from staging.stg_chargebee__price_tiers where subscription_id is not null"
+    )
+    assert _rows(v1, own) == [(0,)] and _rows(v2, own)[0][0] > 0
 
     for database in (v1, v2):
         assert_marts_match_the_facts(generated, database)

@@ -1,8 +1,8 @@
-"""A Chargebee site on Product Catalog 1.0 modelled on Postgres: the generated scenario
-(add-ons, charges, tiers and the variety of real accounts) served on a 1.0 site,
-extracted into Postgres and built there; every Chargebee subscription in
-marts.dim_subscriptions equals tests/oracle.py's facts, and the Chargebee staging and
-pricing unit tests (the 2.0 tier overrides among them) pass on Postgres too. Skipped,
+"""Chargebee sites of each Product Catalog modelled on Postgres: the generated scenario
+(add-ons, charges, tiers and the variety of real accounts) served on a 1.0 and on a 2.0
+site (whose subscriptions state their `item_tiers`), extracted into Postgres and built
+there; every Chargebee subscription in marts.dim_subscriptions equals tests/oracle.py's
+facts, and the Chargebee staging and pricing unit tests pass on Postgres too. Skipped,
 with the reason, where no PostgreSQL server answers on 127.0.0.1:5432."""
 
 from __future__ import annotations
@@ -23,26 +23,16 @@ from tests.oracle import subscription_facts
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 AS_OF = datetime(2026, 6, 30, tzinfo=UTC)
 CB = "chargebee"
-FACT_COLUMNS = (
-    "plan_id",
-    "currency",
-    "unit_amount_local",
-    "quantity",
-    "interval",
-    "interval_count",
-    "mrr",
-    "current_period_start",
-    "current_period_end",
-    "coupon_id",
-)
+CATALOG_TABLES = {"1.0": {"plans", "addons"}, "2.0": {"items", "item_prices"}}
 
 
-def test_a_catalog_1_site_models_on_postgres(tmp_path, serve_scenario, monkeypatch, dbt, postgres):
+@pytest.mark.parametrize("catalog", ["1.0", "2.0"])
+def test_a_site_models_on_postgres(catalog, tmp_path, serve_scenario, monkeypatch, dbt, postgres):
     import psycopg2
 
     path = tmp_path / "scenario.json"
     write_scenario(GenerateOptions(160, 17, AS_OF), path)
-    doc = orjson.loads(path.read_bytes()) | {"chargebee_product_catalog": "1.0"}
+    doc = orjson.loads(path.read_bytes()) | {"chargebee_product_catalog": catalog}
     sandbox = serve_scenario(doc)
     write_exit_session_files(validate_scenario(doc), tmp_path / "drop")
     for system, url in sandbox.urls.items():
@@ -51,13 +41,13 @@ def test_a_catalog_1_site_models_on_postgres(tmp_path, serve_scenario, monkeypat
     assert [r.error for r in results] == [None] * 4
     monkeypatch.setenv("RETENTION_PG_DATABASE", postgres.rsplit("/", 1)[1])
     warehouse = tmp_path / "unused.duckdb"  # the dbt fixture names a DuckDB file regardless
-    dbt(warehouse, "build", target="postgres")
+    # unit tests apart: only the Chargebee and pricing ones are this test's business
+    dbt(warehouse, "build", "--exclude", "resource_type:unit_test", target="postgres")
     dbt(
         warehouse,
         "test",
         "--select",
-        "test_type:unit,path:models/staging/chargebee",
-        "test_type:unit,int_subscription_items",
+        "test_type:unit,path:models/staging/chargebee",  # the pricing one on int included
         target="postgres",
     )
 
@@ -66,16 +56,23 @@ def test_a_catalog_1_site_models_on_postgres(tmp_path, serve_scenario, monkeypat
             "select table_name from information_schema.tables where table_schema = 'raw_chargebee'"
         )
         raw = {name for (name,) in cur.fetchall()}
-        assert {"plans", "addons", "subscriptions"} <= raw and not {"items", "item_prices"} & raw
-        columns = ", ".join(f'"{c}"' for c in ("subscription_id", *FACT_COLUMNS))
-        cur.execute(
-            f"select {columns} from marts.dim_subscriptions where billing_system = %s", [CB]
-        )
-        got = {row[0]: dict(zip(FACT_COLUMNS, row[1:], strict=True)) for row in cur.fetchall()}
+        other = CATALOG_TABLES["2.0" if catalog == "1.0" else "1.0"]
+        assert CATALOG_TABLES[catalog] <= raw and not other & raw
+        cur.execute("select * from marts.dim_subscriptions where billing_system = %s", [CB])
+        names = [d[0] for d in cur.description]
+        got = {
+            row["subscription_id"]: row
+            for row in (dict(zip(names, values, strict=True)) for values in cur.fetchall())
+        }
         cur.execute(
             "select item_type, count(*) from staging.stg_chargebee__subscription_items group by 1"
         )
         item_types = dict(cur.fetchall())
+        cur.execute(
+            "select count(*) from staging.stg_chargebee__price_tiers "
+            "where subscription_id is not null"
+        )
+        (own_tiers,) = cur.fetchone()
 
     facts = {
         sub_id: want
@@ -91,6 +88,7 @@ def test_a_catalog_1_site_models_on_postgres(tmp_path, serve_scenario, monkeypat
     ]
     assert not wrong, f"{len(wrong)} wrong fields, e.g. {wrong[:10]}"
     assert set(item_types) == {"plan", "addon", "charge"}
+    assert (own_tiers > 0) == (catalog == "2.0")  # 2.0 subscriptions' item_tiers price them
 
 
 def _utc(value):
