@@ -52,7 +52,9 @@ demo: $(STAMP) manifest dagster-home
 	DAGSTER_HOME="$(DAGSTER_HOME)" $(VENV)/bin/retention demo --workdir $(DEMO)
 
 ## The Dagster UI on the demo's warehouse and runs: http://127.0.0.1:3000
+## (`dagster dev` says it is superseded by `dg dev`, which is not installed: filtered.)
 ui: $(STAMP) manifest dagster-home
+	PYTHONWARNINGS='ignore:Function `dev_command` is superseded:FutureWarning' \
 	PATH="$(abspath $(VENV))/bin:$$PATH" DAGSTER_HOME="$(DAGSTER_HOME)" \
 	RETENTION_DUCKDB_PATH="$${RETENTION_DUCKDB_PATH:-$(DEMO)/warehouse.duckdb}" \
 	SOURCES__EXIT_SESSIONS__FOLDER="$${SOURCES__EXIT_SESSIONS__FOLDER:-$(DEMO)/drop}" \
