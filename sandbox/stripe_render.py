@@ -553,14 +553,8 @@ class StripeRenderer:
         """The subscription's items: its plan's (`si_<subscription>`), then each further
         price of `items`, all on the subscription's period. A metered item has no
         `quantity` (Stripe leaves the key out: usage is reported to the price's meter)."""
-        entries = [(sub["plan_id"], sub["quantity"], item_id(sub["subscription_id"]))]
-        entries += [
-            (extra["plan_id"], extra["quantity"], extra_item_id(sub, extra))
-            for extra in sub.get("items") or []
-        ]
         rendered = []
-        for price_id, quantity, ident in entries:
-            plan = self.store.get("plans", price_id)
+        for plan, ident, quantity in self.item_entries(sub):
             item = {
                 "id": ident,
                 "object": "subscription_item",
@@ -778,7 +772,7 @@ class StripeRenderer:
         total = to_minor_units(invoice["total"], invoice["currency"])
         period_start, period_end = self._invoice_period(invoice)
         sub = self.store.get("subscriptions", invoice["subscription_id"] or "")
-        entries = [(None, None, 1)] if sub is None else self._item_entries(sub)
+        entries = [(None, None, 1)] if sub is None else self.item_entries(sub)
         weights = [
             0 if plan is None else _list_amount(plan, quantity, invoice["currency"])
             for plan, _ident, quantity in entries
@@ -816,7 +810,7 @@ class StripeRenderer:
             )
         return lines
 
-    def _item_entries(self, sub: dict) -> list[tuple[dict, str, int | None]]:
+    def item_entries(self, sub: dict) -> list[tuple[dict, str, int]]:
         """(plan, item id, quantity) of each item of the subscription, the plan's first."""
         entries = [(sub["plan_id"], item_id(sub["subscription_id"]), sub["quantity"])]
         entries += [
