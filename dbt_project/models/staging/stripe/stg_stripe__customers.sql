@@ -2,7 +2,8 @@
 -- as its `customer.deleted` event carried it (`deleted = true`). A customer deleted before
 -- the first sync's 30-day event window is beyond every API (lists omit it, a retrieve
 -- answers a bare stub): the subscriptions and invoices that still name it give it a row,
--- deleted, with no e-mail, name or creation time.
+-- deleted, with no e-mail, name or creation time. (An account that never invoiced has no
+-- invoices table: dlt creates a table with its first row.)
 {% set src = source('stripe', 'customers') %}
 {% set c = columns_of(src) %}
 with listed as (
@@ -17,8 +18,10 @@ with listed as (
 
 named as (
     select cast(customer as varchar) as customer_id from {{ source('stripe', 'subscriptions') }}
+    {% if relation_exists(source('stripe', 'invoices')) %}
     union
     select cast(customer as varchar) from {{ source('stripe', 'invoices') }}
+    {% endif %}
 ),
 
 unlisted as (
