@@ -10,7 +10,13 @@ from pathlib import Path
 import click
 from dotenv import dotenv_values
 
-from orchestration.settings import DROP_FOLDER_ENV, DUCKDB_PATH_ENV
+from orchestration.settings import (
+    BILLING_SYSTEMS,
+    BILLING_SYSTEMS_ENV,
+    DROP_FOLDER_ENV,
+    DUCKDB_PATH_ENV,
+    parse_billing_systems,
+)
 from orchestration.writebacks.cli import writebacks
 from sandbox.cli import sandbox
 
@@ -63,24 +69,21 @@ def _without_traceback(record: logging.LogRecord) -> bool:
 
 
 def _systems(_ctx, _param, value: str) -> tuple[str, ...]:
-    from orchestration.extract import BILLING_SYSTEMS
-
-    systems = tuple(s.strip() for s in value.split(",") if s.strip())
-    unknown = [s for s in systems if s not in BILLING_SYSTEMS]
-    if unknown:
-        raise click.BadParameter(
-            f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(BILLING_SYSTEMS)}"
-        )
-    return systems
+    try:
+        return parse_billing_systems(value, "--systems")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @main.command(short_help="Load billing systems and exit sessions into the warehouse.")
 @click.option(
     "--systems",
-    default="stripe,recurly,chargebee",
+    default=",".join(BILLING_SYSTEMS),
+    envvar=BILLING_SYSTEMS_ENV,
     show_default=True,
     callback=_systems,
-    help="Comma-separated billing systems to load (empty for none).",
+    help="Comma-separated billing systems to load (empty for none); "
+    f"default: those in {BILLING_SYSTEMS_ENV}, else all.",
 )
 @click.option(
     "--database",

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import duckdb
 
-from orchestration.extract import BILLING_SYSTEMS
 from orchestration.marts_metadata import query
 from orchestration.settings import (
+    BILLING_SYSTEMS,
     DEFAULT_DAGSTER_HOME,
     DROP_FOLDER_ENV,
     DUCKDB_PATH_ENV,

@@ -35,10 +35,10 @@ from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.runtime.collector import LogCollector
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from orchestration.settings import BILLING_SYSTEMS
 from sandbox.cli import DEFAULT_PORTS
 from sandbox.server import DEFAULT_API_KEY
 
-BILLING_SYSTEMS = ("stripe", "recurly", "chargebee")
 SOURCES = {
     "stripe": ("dlt_sources.stripe", "stripe_source"),
     "recurly": ("dlt_sources.recurly", "recurly_source"),

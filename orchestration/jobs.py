@@ -26,7 +26,6 @@ from dagster import (
     define_asset_job,
 )
 
-from orchestration.extract import BILLING_SYSTEMS
 from orchestration.loads import EXIT_SESSIONS
 from orchestration.models import dbt_models
 from orchestration.settings import (
@@ -34,6 +33,7 @@ from orchestration.settings import (
     DEFAULT_WRITEBACKS_CRON,
     SYNC_CRON_ENV,
     WRITEBACKS_CRON_ENV,
+    billing_systems_in_use,
     setting,
 )
 from orchestration.validation import validation_30d
@@ -53,8 +53,9 @@ def _loads_then_models(*groups: str) -> AssetSelection:
 def billing_sync_job() -> JobDefinition:
     return define_asset_job(
         "billing_sync",
-        selection=_loads_then_models(*BILLING_SYSTEMS, EXIT_SESSIONS),
-        description="Sync every billing system and the exit sessions, then rebuild the models.",
+        selection=_loads_then_models(*billing_systems_in_use(), EXIT_SESSIONS),
+        description="Sync every billing system in use and the exit sessions, then rebuild the "
+        "models.",
     )
 
 

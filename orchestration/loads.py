@@ -30,7 +30,6 @@ from dagster_dlt.translator import DltResourceTranslatorData
 from dagster_duckdb import DuckDBResource
 
 from orchestration.extract import (
-    BILLING_SYSTEMS,
     SOURCES,
     PipelinesBusy,
     billing_source,
@@ -40,7 +39,7 @@ from orchestration.extract import (
     working_dir,
 )
 from orchestration.resources import DropFolder
-from orchestration.settings import DUCKDB_POOL
+from orchestration.settings import DUCKDB_POOL, billing_systems_in_use
 
 EXIT_SESSIONS = "exit_sessions"
 DROP_FOLDER_KEY = AssetKey("exit_session_drop_folder")
@@ -62,7 +61,7 @@ def origin_specs() -> list[AssetSpec]:
             description=f"The {system.capitalize()} API (or the local sandbox standing in "
             "for it), read through its official SDK.",
         )
-        for system in BILLING_SYSTEMS
+        for system in billing_systems_in_use()
     ]
     drop = AssetSpec(
         DROP_FOLDER_KEY,
@@ -190,4 +189,9 @@ def exit_sessions_assets() -> AssetsDefinition:
 
 
 def load_assets() -> list[AssetsDefinition]:
-    return [*(billing_assets(system) for system in BILLING_SYSTEMS), exit_sessions_assets()]
+    """A load asset per billing system in use (RETENTION_BILLING_SYSTEMS), and the exit
+    sessions'."""
+    return [
+        *(billing_assets(system) for system in billing_systems_in_use()),
+        exit_sessions_assets(),
+    ]

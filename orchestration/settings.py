@@ -24,6 +24,11 @@ DROP_FOLDER_ENV = "SOURCES__EXIT_SESSIONS__FOLDER"
 SYNC_CRON_ENV = "RETENTION_SYNC_CRON"
 WRITEBACKS_CRON_ENV = "RETENTION_WRITEBACKS_CRON"
 VALIDATION_START_ENV = "RETENTION_VALIDATION_START"
+BILLING_SYSTEMS_ENV = "RETENTION_BILLING_SYSTEMS"
+
+# Every billing system the project speaks; RETENTION_BILLING_SYSTEMS names those in use
+# (dbt reads the same variable: macros/billing_systems.sql, dbt_project.yml).
+BILLING_SYSTEMS = ("stripe", "recurly", "chargebee")
 
 # dbt's profile defaults to ../warehouse.duckdb from dbt_project/: the same file.
 DEFAULT_DATABASE = PROJECT_DIR / "warehouse.duckdb"
@@ -48,3 +53,25 @@ def env_or_default(name: str, default: str, env: Mapping[str, str] = os.environ)
 def setting(name: str, default: str, env: Mapping[str, str] = os.environ) -> str:
     """A plain setting read when the definitions are built (schedules, partitions)."""
     return env.get(name) or default
+
+
+def parse_billing_systems(value: str, source: str) -> tuple[str, ...]:
+    """A comma-separated list of billing systems, in the project's order; an unknown name
+    is an error that says where it came from and what the choices are."""
+    chosen = {s.strip() for s in value.split(",") if s.strip()}
+    unknown = sorted(chosen - set(BILLING_SYSTEMS))
+    if unknown:
+        raise ValueError(
+            f"{source}: unknown billing system(s) {', '.join(unknown)}; "
+            f"choose from {', '.join(BILLING_SYSTEMS)}, comma-separated"
+        )
+    return tuple(s for s in BILLING_SYSTEMS if s in chosen)
+
+
+def billing_systems_in_use(env: Mapping[str, str] = os.environ) -> tuple[str, ...]:
+    """The billing systems this deployment loads and models (all three when unset): an
+    account on one system has no data, and no key, for the others."""
+    value = env.get(BILLING_SYSTEMS_ENV)
+    if value is None or not value.strip():
+        return BILLING_SYSTEMS
+    return parse_billing_systems(value, BILLING_SYSTEMS_ENV)

@@ -2,10 +2,12 @@
 
 {#- The columns a raw table has now (lower-case). APIs omit fields that are null on every
     record, and dlt only adds a column once a value arrives, so staging must not assume a
-    column exists. Empty at parse time. -#}
-{% macro columns_of(relation) -%}
+    column exists. Empty at parse time, and for a table that may not exist yet
+    (`required=false`, with raw_or_empty). -#}
+{% macro columns_of(relation, required=true) -%}
     {%- if not execute -%}{{ return([]) }}{%- endif -%}
     {%- set found = adapter.get_relation(relation.database, relation.schema, relation.identifier) -%}
+    {%- if found is none and not required -%}{{ return([]) }}{%- endif -%}
     {%- if found is none -%}
         {{ exceptions.raise_compiler_error(
             "raw table " ~ relation ~ " does not exist: load it first (retention extract, or the dlt asset in Dagster)") }}
@@ -50,4 +52,14 @@
 {% macro relation_exists(relation) -%}
     {%- if not execute -%}{{ return(false) }}{%- endif -%}
     {{ return(adapter.get_relation(relation.database, relation.schema, relation.identifier) is not none) }}
+{%- endmacro %}
+
+
+{#- A raw table that an account may never have had a row of (no coupon ever made, no
+    invoice yet): dlt creates a table with its first row, so until then the model reads an
+    empty relation with the columns it names directly (the others go through col()). -#}
+{% macro raw_or_empty(relation, columns) -%}
+    {%- if relation_exists(relation) or not execute -%}{{ relation }}
+    {%- else -%}(select {% for name in columns %}cast(null as varchar) as {{ name }}{{ ", " if not loop.last }}{% endfor %} where 1 = 0) as {{ relation.identifier }}
+    {%- endif -%}
 {%- endmacro %}

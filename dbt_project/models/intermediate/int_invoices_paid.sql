@@ -2,7 +2,7 @@
 -- that repurchase cohorts count (validation.md §6): paid charge invoices, never a credit
 -- invoice (Recurly `type: credit`), which gives money back.
 with invoices as (
-    {% for system in ['stripe', 'recurly', 'chargebee'] %}
+    {% for system in billing_systems() %}
     select
         billing_system, invoice_id, customer_id, subscription_id, currency, total_local, status,
         invoice_type, paid_at

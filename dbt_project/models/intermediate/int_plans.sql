@@ -1,6 +1,6 @@
 -- Plans/prices of the three systems with their product's name, one row per (system, plan).
 with plans as (
-    {% for system in ['stripe', 'recurly', 'chargebee'] %}
+    {% for system in billing_systems() %}
     select billing_system, plan_id, product_id, currency, unit_amount_local, "interval", interval_count
     from {{ ref('stg_' ~ system ~ '__plans') }}
     {% if not loop.last %}union all{% endif %}
@@ -8,7 +8,7 @@ with plans as (
 ),
 
 products as (
-    {% for system in ['stripe', 'recurly', 'chargebee'] %}
+    {% for system in billing_systems() %}
     select billing_system, product_id, product_name from {{ ref('stg_' ~ system ~ '__products') }}
     {% if not loop.last %}union all{% endif %}
     {% endfor %}

@@ -8,7 +8,7 @@
 -- An item without its own unit amount takes its plan's (int_plans), as a Stripe item whose
 -- price was not expanded would. `is_plan` marks the subscription's plan: of its `plan`
 -- items (never an add-on or a charge), the one that bills most (ties: item_id).
-{% set systems = ['stripe', 'recurly', 'chargebee'] %}
+{% set systems = billing_systems() %}
 with items as (
     {% for system in systems %}
     select

@@ -7,7 +7,7 @@
 -- subscriptions and those of deleted customers stay, flagged (`is_deleted`,
 -- `customer_is_deleted`).
 with subscriptions as (
-    {% for system in ['stripe', 'recurly', 'chargebee'] %}
+    {% for system in billing_systems() %}
     select
         billing_system, subscription_id, customer_id, status, currency, created_at,
         activated_at, trial_start, trial_end, current_period_start, current_period_end,

@@ -2,9 +2,10 @@
 -- last synced, i.e. the billing API's own clock at the start of the latest load. A system
 -- never synced takes the latest T of the others; the var `validation_time` pins T for all.
 with systems as (
-    select 'stripe' as billing_system
-    union all select 'recurly'
-    union all select 'chargebee'
+    {% for system in billing_systems() %}
+    select '{{ system }}' as billing_system
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
 ),
 
 synced as (

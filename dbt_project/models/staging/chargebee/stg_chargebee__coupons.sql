@@ -1,5 +1,5 @@
 {% set src = source('chargebee', 'coupons') %}
-{% set c = columns_of(src) %}
+{% set c = columns_of(src, required=false) %}
 select
     'chargebee' as billing_system,
     cast(id as varchar) as coupon_id,
@@ -12,4 +12,4 @@ select
     cast(coalesce({{ col(c, 'duration_month', 'bigint') }},
         case when {{ col(c, 'period_unit') }} = 'month' then {{ col(c, 'period', 'bigint') }} end) as integer)
         as duration_in_months
-from {{ src }}
+from {{ raw_or_empty(src, ['id', 'duration_type']) }}

@@ -3,7 +3,7 @@
 -- voided void). Chargebee has no credit invoices (credits are credit notes): every
 -- invoice is a charge.
 {% set src = source('chargebee', 'invoices') %}
-{% set c = columns_of(src) %}
+{% set c = columns_of(src, required=false) %}
 select
     'chargebee' as billing_system,
     cast(id as varchar) as invoice_id,
@@ -22,5 +22,5 @@ select
     'charge' as invoice_type,
     {{ from_epoch('date') }} as created_at,
     {{ from_epoch(col(c, 'paid_at', 'bigint')) }} as paid_at
-from {{ src }}
+from {{ raw_or_empty(src, ['id', 'customer_id', 'currency_code', 'total', 'status', 'date']) }}
 where not coalesce({{ col(c, 'deleted', 'boolean') }}, false)

@@ -1,5 +1,5 @@
 {% set src = source('recurly', 'coupons') %}
-{% set c = columns_of(src) %}
+{% set c = columns_of(src, required=false) %}
 select
     'recurly' as billing_system,
     cast(code as varchar) as coupon_id,
@@ -12,4 +12,4 @@ select
         as duration,
     cast(case when {{ col(c, 'temporal_unit') }} = 'month' then {{ col(c, 'temporal_amount', 'bigint') }} end
         as integer) as duration_in_months
-from {{ src }}
+from {{ raw_or_empty(src, ['code', 'duration']) }}

@@ -6,7 +6,7 @@
 -- it apart, and its total stays as Recurly sends it (negative). Legacy invoices (before
 -- credit invoices existed) are charges.
 {% set src = source('recurly', 'invoices') %}
-{% set c = columns_of(src) %}
+{% set c = columns_of(src, required=false) %}
 with invoices as (
     select
         *,
@@ -17,7 +17,7 @@ with invoices as (
             when state = 'voided' then 'void'
             else 'open'
         end as neutral_status
-    from {{ src }}
+    from {{ raw_or_empty(src, ['number', 'account__code', 'currency', 'total', 'state', 'created_at']) }}
 )
 
 select

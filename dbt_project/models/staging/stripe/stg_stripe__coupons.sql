@@ -1,5 +1,5 @@
 {% set src = source('stripe', 'coupons') %}
-{% set c = columns_of(src) %}
+{% set c = columns_of(src, required=false) %}
 select
     'stripe' as billing_system,
     cast(id as varchar) as coupon_id,
@@ -9,4 +9,4 @@ select
     upper({{ col(c, 'currency') }}) as currency,
     cast(duration as varchar) as duration,
     cast({{ col(c, 'duration_in_months', 'bigint') }} as integer) as duration_in_months
-from {{ src }}
+from {{ raw_or_empty(src, ['id', 'duration']) }}

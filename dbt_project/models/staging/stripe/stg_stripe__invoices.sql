@@ -6,7 +6,7 @@
 -- separate object). The subscription is `parent.subscription_details.subscription` (API
 -- 2026-10-28.endive has no top-level `subscription`).
 {% set src = source('stripe', 'invoices') %}
-{% set c = columns_of(src) %}
+{% set c = columns_of(src, required=false) %}
 with synced as (
     select max(cast(synced_at as timestamp with time zone)) as synced_at
     from {{ source('stripe', 'syncs') }}
@@ -29,5 +29,5 @@ select
     'charge' as invoice_type,
     {{ from_epoch('created') }} as created_at,
     {{ from_epoch(col(c, 'status_transitions__paid_at', 'bigint')) }} as paid_at
-from {{ src }}
+from {{ raw_or_empty(src, ['id', 'customer', 'currency', 'total', 'status', 'created']) }}
 cross join synced
