@@ -51,6 +51,8 @@
     that another tool creates on first use, such as the write-back ledger. -#}
 {% macro relation_exists(relation) -%}
     {%- if not execute -%}{{ return(false) }}{%- endif -%}
+    {#- A dbt unit test's fixture is a CTE (no schema): it stands in for the table. -#}
+    {%- if relation.schema is none -%}{{ return(true) }}{%- endif -%}
     {{ return(adapter.get_relation(relation.database, relation.schema, relation.identifier) is not none) }}
 {%- endmacro %}
 

@@ -14,8 +14,7 @@ with items as (
     select
         billing_system, subscription_id, item_id, item_type, price_id, product_id, usage_type,
         pricing_model, package_size, quantity, unit_amount_local, currency, "interval",
-        interval_count,
-        {{ 'package_rounding' if system == 'stripe' else "cast(null as varchar) as package_rounding" }}
+        interval_count, package_rounding
     from {{ ref('stg_' ~ system ~ '__subscription_items') }}
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
@@ -43,8 +42,7 @@ tiers as (
         {% for system in systems %}
         select
             billing_system, price_id, currency, tier_index, up_to, unit_amount_local, flat_amount_local,
-            {{ 'subscription_id, package_size' if system == 'chargebee'
-                else 'cast(null as varchar) as subscription_id, cast(null as bigint) as package_size' }}
+            subscription_id, package_size
         from {{ ref('stg_' ~ system ~ '__price_tiers') }}
         {% if not loop.last %}union all{% endif %}
         {% endfor %}

@@ -89,5 +89,6 @@ select
     ) end as decimal(38, 10)) as unit_amount_local,
     upper(currency_code) as currency,
     coalesce(price_interval, billing_period_unit) as "interval",
-    coalesce(price_interval_count, billing_period) as interval_count
+    coalesce(price_interval_count, billing_period) as interval_count,
+    cast(null as varchar) as package_rounding
 from priced

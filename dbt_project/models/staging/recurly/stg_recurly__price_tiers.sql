@@ -42,5 +42,8 @@ select
     case when tier_type = 'stairstep' then cast(0 as decimal(38, 10)) else amount end
         as unit_amount_local,
     case when tier_type = 'stairstep' then amount else cast(0 as decimal(38, 10)) end
-        as flat_amount_local
+        as flat_amount_local,
+    -- A price's tiers apply to every subscription; no tier bills by the package.
+    cast(null as varchar) as subscription_id,
+    cast(null as bigint) as package_size
 from tiers

@@ -94,6 +94,7 @@ select
     items.unit_amount_local,
     upper(items.currency) as currency,
     plans."interval",
-    plans.interval_count
+    plans.interval_count,
+    cast(null as varchar) as package_rounding
 from items
 left join {{ ref('stg_recurly__plans') }} as plans on plans.plan_id = items.plan__code

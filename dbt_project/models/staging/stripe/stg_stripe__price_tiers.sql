@@ -30,5 +30,8 @@ select
     cast({{ minor_to_major(
         'coalesce(' ~ json_text('tier', ['flat_amount_decimal']) ~ ', ' ~ json_text('tier', ['flat_amount']) ~ ')',
         'currency', 'stripe'
-    ) }} as decimal(38, 10)) as flat_amount_local
+    ) }} as decimal(38, 10)) as flat_amount_local,
+    -- A price's tiers apply to every subscription; no tier bills by the package.
+    cast(null as varchar) as subscription_id,
+    cast(null as bigint) as package_size
 from tiers
