@@ -78,7 +78,7 @@ class DemoSummary:
         if self.validation_day is None:
             return "validation_30d skipped: as_of is outside its daily partitions"
         counts = ", ".join(f"{s} {n:,}" for s, n in self.validation_by_status.items())
-        started = self.validation_day - timedelta(days=30)
+        started = self.validation_day - SAVE_WINDOW
         return (
             f"validation_30d {self.validation_day} (episodes started {started}): "
             + (counts or "no episodes")

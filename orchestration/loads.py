@@ -46,7 +46,7 @@ DROP_FOLDER_KEY = AssetKey("exit_session_drop_folder")
 _PLACEHOLDER_KEY = "resolved-when-a-run-starts"
 
 
-def api_key(system: str) -> AssetKey:
+def api_asset_key(system: str) -> AssetKey:
     """The origin asset of a billing system: its API (the real service or the sandbox)."""
     return AssetKey(f"{system}_api")
 
@@ -55,7 +55,7 @@ def origin_specs() -> list[AssetSpec]:
     """External assets Dagster does not materialise: where the loaded data comes from."""
     apis = [
         AssetSpec(
-            api_key(system),
+            api_asset_key(system),
             group_name=system,
             kinds={system},
             description=f"The {system.capitalize()} API (or the local sandbox standing in "
@@ -137,7 +137,7 @@ def billing_assets(system: str) -> AssetsDefinition:
         dlt_pipeline=pipeline(system, None),
         name=f"{system}_dlt",
         dagster_dlt_translator=RetentionDltTranslator(
-            group=system, origin=api_key(system), kind=system
+            group=system, origin=api_asset_key(system), kind=system
         ),
         pool=DUCKDB_POOL,
     )

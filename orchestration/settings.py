@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 
+import yaml
 from dagster import EnvVar
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -48,6 +50,13 @@ def env_or_default(name: str, default: str, env: Mapping[str, str] = os.environ)
     process and shows where the value comes from; else the project default. (An unset
     EnvVar fails the run, and a default belongs to the project, not to the machine.)"""
     return EnvVar(name) if env.get(name) else default
+
+
+def save_window(project_dir: Path = DBT_PROJECT_DIR) -> timedelta:
+    """The save window of validation.md §2: the dbt var `save_window_days` as the project
+    sets it (dbt_project.yml), so the daily validation and the models cannot disagree."""
+    with (project_dir / "dbt_project.yml").open() as project:
+        return timedelta(days=int(yaml.safe_load(project)["vars"]["save_window_days"]))
 
 
 def setting(name: str, default: str, env: Mapping[str, str] = os.environ) -> str:

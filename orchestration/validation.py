@@ -33,10 +33,11 @@ from orchestration.settings import (
     DEFAULT_VALIDATION_START,
     DUCKDB_POOL,
     VALIDATION_START_ENV,
+    save_window,
     setting,
 )
 
-SAVE_WINDOW = timedelta(days=30)
+SAVE_WINDOW = save_window()
 TABLE = "marts.validation_30d_daily"
 CREATE = f"""
 create table if not exists {TABLE} (

@@ -1,4 +1,4 @@
-"""RETENTION_BILLING_SYSTEMS: which billing systems a deployment loads and models."""
+"""Settings read once, from one home: the billing systems in use, the save window."""
 
 from __future__ import annotations
 
@@ -37,3 +37,15 @@ def test_extract_refuses_an_unknown_system_from_the_variable(monkeypatch):
     result = CliRunner().invoke(main, ["extract"])
     assert result.exit_code == 2
     assert "unknown billing system(s) paypal" in result.output
+
+
+def test_the_save_window_is_the_dbt_projects(tmp_path):
+    """validation_30d and the demo take the window from dbt_project.yml, its one home."""
+    from datetime import timedelta
+
+    from orchestration.settings import save_window
+    from orchestration.validation import SAVE_WINDOW
+
+    (tmp_path / "dbt_project.yml").write_text("vars:\n  save_window_days: 45\n")
+    assert save_window(tmp_path) == timedelta(days=45)
+    assert SAVE_WINDOW == save_window() == timedelta(days=30)
