@@ -15,13 +15,19 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 from chargebee import APIError, Chargebee
 
-from dlt_sources.common import Classifier, RateLimiter, RetryPolicy, header_seconds, with_retries
+from dlt_sources.common import (
+    Classifier,
+    RateLimiter,
+    RetryPolicy,
+    header_seconds,
+    http_date,
+    with_retries,
+)
 
 # The SDK turns a non-JSON error page (a gateway's 502/503/504) into a plain Exception
 # whose text carries the status (chargebee/http_request.py, map_plaintext_to_error).
@@ -130,13 +136,8 @@ def next_cursor(endpoint: Endpoint, previous: int | None, seen: Seen) -> int | N
 
 def server_time(headers: Any) -> int | None:
     """Epoch seconds of a response's `Date` header, None if it has none."""
-    value = headers.get("date") if headers else None
-    if not value:
-        return None
-    try:
-        return int(parsedate_to_datetime(value).timestamp())
-    except (TypeError, ValueError):
-        return None
+    date = http_date(headers.get("date") if headers else None)
+    return None if date is None else int(date.timestamp())
 
 
 # --------------------------------------------------------------------------- errors

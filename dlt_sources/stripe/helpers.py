@@ -26,14 +26,20 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
 import orjson
 import stripe
 
-from dlt_sources.common import Classifier, RateLimiter, RetryPolicy, header_seconds, with_retries
+from dlt_sources.common import (
+    Classifier,
+    RateLimiter,
+    RetryPolicy,
+    header_seconds,
+    http_date,
+    with_retries,
+)
 
 log = logging.getLogger("retention.extract.stripe")
 
@@ -293,7 +299,7 @@ class StripeApi:
         age out of Stripe's 30-day event window and force full listings, so the cursor
         follows the server's clock (less CLOCK_MARGIN) when that is later."""
         body, headers = self.get("/v1/events", limit=NEWEST_EVENTS)
-        server_now = _header_time(headers.get("date"))
+        server_now = http_date(headers.get("date"))
         floor = int((server_now - CLOCK_MARGIN).timestamp()) if server_now else None
         if body["data"]:
             created = body["data"][0]["created"]
@@ -302,15 +308,6 @@ class StripeApi:
             seen = tuple(e["id"] for e in body["data"] if e["created"] == created)
             return Start(Cursor(created, seen), server_now)
         return Start(None if floor is None else Cursor(floor), server_now)
-
-
-def _header_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
 
 
 # --------------------------------------------------------------------------- sync
