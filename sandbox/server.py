@@ -174,8 +174,10 @@ class FaultConfig:
         return data
 
 
-class RateLimiter:
-    """Token bucket: at most `per_second` requests a second, bursts up to one second's worth."""
+class RefusingBucket:
+    """The server side of a rate limit: a token bucket that refuses (the emulator answers
+    429) beyond `per_second` requests a second, bursts up to one second's worth. Not the
+    sources' RateLimiter, which makes a client wait its turn instead."""
 
     def __init__(self, per_second: float | None):
         self.per_second = per_second
@@ -224,7 +226,7 @@ class Emulator:
         self.clock: Clock = store.clock
         self.api_key = api_key
         self.faults = faults or FaultConfig()
-        self.limiter = RateLimiter(rate_limit)
+        self.limiter = RefusingBucket(rate_limit)
         self.request_log: list[dict] = []
         self._idempotent: dict[str, tuple[str, Response]] = {}
         self.routes: list[tuple[str, re.Pattern, Handler]] = []

@@ -21,7 +21,7 @@ from sandbox.server import (
     ApiError,
     Emulator,
     FaultConfig,
-    RateLimiter,
+    RefusingBucket,
     Response,
     RunningServer,
     decode_nested,
@@ -174,7 +174,7 @@ def test_faults_can_be_limited_to_paths():
 
 
 def test_rate_limit_answers_429_past_the_budget(server):
-    server.emulator.limiter = RateLimiter(3)
+    server.emulator.limiter = RefusingBucket(3)
     statuses = [call(server, "GET", "/customers/c1")[0] for _ in range(10)]
     assert statuses[:3] == [200, 200, 200] and 429 in statuses[3:]
 
