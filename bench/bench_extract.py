@@ -22,10 +22,10 @@ os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 import dlt
 from sandbox_process import generate, served
 
+from billing_clients.retries import RateLimiter
+from billing_clients.sdk import chargebee_client, recurly_client, stripe_client
 from dlt_sources.chargebee import chargebee_source
 from dlt_sources.chargebee.helpers import ENDPOINTS, ChargebeeLister
-from dlt_sources.clients import chargebee_client, recurly_client, stripe_client
-from dlt_sources.common import RateLimiter
 from dlt_sources.recurly import recurly_source
 from dlt_sources.recurly.helpers import RecurlyLister, Settings
 from dlt_sources.stripe import stripe_source

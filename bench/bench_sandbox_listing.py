@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 import orjson
 from sandbox_process import generate, served
 
-from dlt_sources.clients import chargebee_client, recurly_client, stripe_client
+from billing_clients.sdk import chargebee_client, recurly_client, stripe_client
 from sandbox.server import DEFAULT_API_KEY
 
 KEY = DEFAULT_API_KEY

@@ -26,7 +26,7 @@ os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 import duckdb
 from sandbox_process import generate, served
 
-from dlt_sources.common import RetryPolicy
+from billing_clients.retries import RetryPolicy
 from orchestration.writebacks.catalog import load_catalog
 from orchestration.writebacks.derive import derive_actions
 from orchestration.writebacks.runner import run_writebacks

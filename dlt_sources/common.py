@@ -1,25 +1,22 @@
-"""What the three billing sources share: records to Arrow, retries, progress.
+"""What the three billing sources share: records to Arrow, progress, the syncs row.
 
 - `to_arrow`: API records (nested JSON) to one flat Arrow table, dlt's fast path
   (25x the row-dict path here). Nested objects become `parent__child` columns, as dlt
   names them; lists (subscription items, discounts, invoice lines) stay one JSON text
   column each, so every resource is one table and one Dagster asset.
-- `with_retries`: 429 honouring the API's Retry-After / X-RateLimit-Reset, 5xx and dropped
-  connections with exponential backoff; each source says which of its SDK's errors are
-  which through a `Classifier`.
 - `Progress`: records, pages and rate per resource in the log, at most every few seconds.
+
+Retries, pacing and the API's clock are the billing-client layer's (billing_clients),
+which the write-backs use too.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import orjson
@@ -68,78 +65,6 @@ def to_arrow(
     return table.cast(pa.schema(fields))
 
 
-# --------------------------------------------------------------------------- retries
-
-
-@dataclass(frozen=True)
-class Classifier:
-    """How one SDK's errors map to retry decisions.
-
-    `retry_after(exc)`: seconds to wait for a rate-limit error (None if it is not one);
-    `transient(exc)`: True for errors worth retrying with backoff (5xx, connection).
-    """
-
-    retry_after: Callable[[BaseException], float | None]
-    transient: Callable[[BaseException], bool]
-
-
-@dataclass
-class RetryPolicy:
-    max_attempts: int = 8
-    base_delay: float = 0.5
-    max_delay: float = 60.0
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
-
-
-def with_retries(
-    call: Callable[[], T], classifier: Classifier, what: str, policy: RetryPolicy | None = None
-) -> T:
-    """Run `call`, retrying rate limits and transient failures; re-raise anything else,
-    or the last error once attempts run out, naming `what` was being fetched."""
-    policy = policy or RetryPolicy()
-    for attempt in range(1, policy.max_attempts + 1):
-        try:
-            return call()
-        except Exception as exc:
-            wait = classifier.retry_after(exc)
-            if wait is None and not classifier.transient(exc):
-                raise
-            if attempt == policy.max_attempts:
-                raise RuntimeError(
-                    f"{what}: gave up after {attempt} attempts: {type(exc).__name__}: {exc}"
-                ) from exc
-            if wait is None:
-                wait = min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1))
-                wait *= 0.5 + random.random() / 2  # jitter: clients don't retry in step
-            else:
-                wait = min(policy.max_delay, max(wait, 0.0))
-            log.warning(
-                "%s: %s (attempt %d/%d), retrying in %.1fs",
-                what,
-                type(exc).__name__,
-                attempt,
-                policy.max_attempts,
-                wait,
-            )
-            policy.sleep(wait)
-    raise AssertionError("unreachable")
-
-
-def header_seconds(headers: Any, now: float | None = None) -> float | None:
-    """Seconds to wait from `Retry-After` (seconds) or `X-RateLimit-Reset` (epoch)."""
-    if not headers:
-        return None
-    lower = {str(k).lower(): v for k, v in dict(headers).items()}
-    try:
-        if "retry-after" in lower:
-            return float(lower["retry-after"])
-        if "x-ratelimit-reset" in lower:
-            return float(lower["x-ratelimit-reset"]) - (now or time.time())
-    except (TypeError, ValueError):
-        return None
-    return None
-
-
 # --------------------------------------------------------------------------- progress
 
 
@@ -177,30 +102,6 @@ class Progress:
         )
 
 
-# --------------------------------------------------------------------------- rate
-
-
-class RateLimiter:
-    """Client-side pacing shared by a source's threads: at most `per_second` requests a
-    second on average, so concurrent resources stay under the API's published limit
-    instead of collecting 429s. None or 0 = no pacing (the sandbox in tests)."""
-
-    def __init__(self, per_second: float | None):
-        self.interval = 1.0 / per_second if per_second else 0.0
-        self._next = time.monotonic()
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        if not self.interval:
-            return
-        with self._lock:
-            now = time.monotonic()
-            slot = max(self._next, now)
-            self._next = slot + self.interval
-        if slot > now:
-            time.sleep(slot - now)
-
-
 # --------------------------------------------------------------------------- syncs
 
 
@@ -212,13 +113,3 @@ def sync_row(server_time: datetime | None) -> dict:
         "synced_at": server_time or datetime.now(UTC),
         "clock": "api" if server_time else "local",
     }
-
-
-def http_date(value: str | None) -> datetime | None:
-    """An HTTP `Date` header as an aware datetime (None if absent or unreadable)."""
-    if not value:
-        return None
-    try:
-        return parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None

@@ -26,9 +26,10 @@ import dlt
 import pyarrow as pa
 from dlt.extract.resource import DltResource
 
+from billing_clients.retries import RateLimiter, RetryPolicy
+from billing_clients.sdk import chargebee_client
 from dlt_sources.chargebee.helpers import ENDPOINTS, ChargebeeLister, Seen, next_cursor
-from dlt_sources.clients import chargebee_client
-from dlt_sources.common import Progress, RateLimiter, RetryPolicy, sync_row, to_arrow
+from dlt_sources.common import Progress, sync_row, to_arrow
 
 log = logging.getLogger("retention.extract.chargebee")
 

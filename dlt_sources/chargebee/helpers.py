@@ -10,28 +10,22 @@ later in the same run. The SDK builds a model object per entry (about 70 ms a pa
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-from chargebee import APIError, Chargebee
+from chargebee import Chargebee
 
-from dlt_sources.common import (
-    Classifier,
+from billing_clients.chargebee import CLASSIFIER
+from billing_clients.retries import (
     RateLimiter,
     RetryPolicy,
-    header_seconds,
     http_date,
     with_retries,
 )
 
-# The SDK turns a non-JSON error page (a gateway's 502/503/504) into a plain Exception
-# whose text carries the status (chargebee/http_request.py, map_plaintext_to_error).
-_PLAIN_5XX = re.compile(r"http_status_code:\s*5\d\d")
 # A cursor taken from the server's `Date` header is moved back this far, so neither a
 # write in the same second nor a little skew between Chargebee's hosts is lost.
 CLOCK_MARGIN_SECONDS = 60
@@ -138,29 +132,6 @@ def server_time(headers: Any) -> int | None:
     """Epoch seconds of a response's `Date` header, None if it has none."""
     date = http_date(headers.get("date") if headers else None)
     return None if date is None else int(date.timestamp())
-
-
-# --------------------------------------------------------------------------- errors
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    """Chargebee answers a rate limit with 429 and `Retry-After` (seconds)."""
-    if isinstance(exc, APIError) and exc.http_status_code == 429:
-        return header_seconds(exc.http_headers)
-    return None
-
-
-def _transient(exc: BaseException) -> bool:
-    """Worth another attempt: 429 without a usable header, 5xx (JSON or a gateway's page),
-    and dropped or timed-out connections, which the SDK lets through as httpx errors."""
-    if isinstance(exc, APIError):
-        return exc.http_status_code == 429 or exc.http_status_code >= 500
-    if isinstance(exc, httpx.TransportError):
-        return True
-    return type(exc) is Exception and bool(_PLAIN_5XX.search(str(exc)))
-
-
-CLASSIFIER = Classifier(retry_after=_retry_after, transient=_transient)
 
 
 # --------------------------------------------------------------------------- pages

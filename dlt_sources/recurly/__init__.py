@@ -37,7 +37,8 @@ import dlt
 import pyarrow as pa
 from dlt.extract import DltResource
 
-from dlt_sources.common import RateLimiter, RetryPolicy, sync_row
+from billing_clients.retries import RateLimiter, RetryPolicy
+from dlt_sources.common import sync_row
 from dlt_sources.recurly import helpers
 from dlt_sources.recurly.helpers import Settings
 

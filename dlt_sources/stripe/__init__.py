@@ -37,8 +37,9 @@ import dlt
 import pyarrow as pa
 from dlt.extract.resource import DltResource
 
-from dlt_sources.clients import stripe_client
-from dlt_sources.common import Progress, RateLimiter, RetryPolicy, http_date, sync_row, to_arrow
+from billing_clients.retries import RateLimiter, RetryPolicy, http_date
+from billing_clients.sdk import stripe_client
+from dlt_sources.common import Progress, sync_row, to_arrow
 from dlt_sources.stripe.helpers import StripeApi, event_row, sync
 
 _MERGED = {"primary_key": "id", "write_disposition": "merge", "parallelized": True}

@@ -32,14 +32,13 @@ from urllib.parse import quote
 import orjson
 import stripe
 
-from dlt_sources.common import (
-    Classifier,
+from billing_clients.retries import (
     RateLimiter,
     RetryPolicy,
-    header_seconds,
     http_date,
     with_retries,
 )
+from billing_clients.stripe import CLASSIFIER
 
 log = logging.getLogger("retention.extract.stripe")
 
@@ -137,28 +136,6 @@ ENDPOINTS: dict[str, Endpoint] = {
     "invoices": Endpoint("/v1/invoices", "invoice", {"type": "invoice.*"}),
     EVENTS: Endpoint("/v1/events", "event", {}),
 }
-
-
-# --------------------------------------------------------------------------- errors
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    """Stripe's SDK never retries a 429 and ignores Retry-After: wait what the API asks.
-    A 429 without the header is left to `_transient`'s backoff."""
-    if isinstance(exc, stripe.RateLimitError):
-        return header_seconds(exc.headers)
-    return None
-
-
-def _transient(exc: BaseException) -> bool:
-    """5xx and dropped connections the SDK's own retries did not get past, and 429s
-    without a wait to honour (Stripe usually sends none)."""
-    if isinstance(exc, stripe.RateLimitError | stripe.APIConnectionError):
-        return True
-    return isinstance(exc, stripe.StripeError) and (exc.http_status or 0) >= 500
-
-
-CLASSIFIER = Classifier(retry_after=_retry_after, transient=_transient)
 
 
 # --------------------------------------------------------------------------- cursor

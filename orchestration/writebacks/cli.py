@@ -65,7 +65,7 @@ def run(catalog: Path | None, database: Path, retry_failed: bool, retry_delay: f
     """Derive pending write-backs from the marts and apply them (or dry-run them)."""
     import duckdb
 
-    from dlt_sources.common import RetryPolicy
+    from billing_clients.retries import RetryPolicy
     from orchestration.cli import log_to_stderr
     from orchestration.writebacks.runner import run_writebacks
     from orchestration.writebacks.systems import writer_for

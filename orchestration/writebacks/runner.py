@@ -33,7 +33,7 @@ from typing import Any
 
 import duckdb
 
-from dlt_sources.common import RetryPolicy, with_retries
+from billing_clients.retries import RetryPolicy, with_retries
 from orchestration.writebacks.catalog import Catalog
 from orchestration.writebacks.derive import derive_actions
 from orchestration.writebacks.ledger import Ledger, LedgerRow

@@ -21,7 +21,7 @@ import orjson
 import pytest
 import stripe
 
-from dlt_sources.clients import stripe_client
+from billing_clients.sdk import stripe_client
 from sandbox.generate import GenerateOptions, write_scenario
 from sandbox.stripe_render import StripeRenderer
 from tests.conformance.stripe_schema import StripeSchema, Violation

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from chargebee import APIError, InvalidRequestError
 
-from dlt_sources.clients import chargebee_client
+from billing_clients.sdk import chargebee_client
 from sandbox.chargebee_api import ChargebeeEmulator
 from sandbox.server import DEFAULT_API_KEY, FaultConfig
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dlt_sources.clients import chargebee_client, recurly_client, stripe_client
+from billing_clients.sdk import chargebee_client, recurly_client, stripe_client
 from sandbox.server import DEFAULT_API_KEY
 from tests.small_scenarios import one_subscription_per_system
 

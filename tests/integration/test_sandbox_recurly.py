@@ -1,7 +1,7 @@
 """The Recurly emulator through the official recurly SDK (4.x, API v2021-02-25).
 
 Every test serves a small hand-written scenario and talks to it only through
-`dlt_sources.clients.recurly_client`, with the SDK's strict mode on: a field the SDK's
+`billing_clients.sdk.recurly_client`, with the SDK's strict mode on: a field the SDK's
 schema does not know fails the test, so the field names are the API's own.
 """
 
@@ -14,7 +14,7 @@ import pytest
 import recurly
 from recurly import errors
 
-from dlt_sources.clients import recurly_client
+from billing_clients.sdk import recurly_client
 from sandbox.server import DEFAULT_API_KEY, FaultConfig
 
 pytestmark = pytest.mark.integration

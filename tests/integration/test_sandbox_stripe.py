@@ -1,7 +1,7 @@
 """The Stripe emulator through the official SDK: objects, statuses, lists, writes, events, errors.
 
 Every test serves the hand-written scenario below (clock frozen at as_of) and talks to it
-with `dlt_sources.clients.stripe_client`, so what passes here is what the pipeline's own
+with `billing_clients.sdk.stripe_client`, so what passes here is what the pipeline's own
 Stripe code will see.
 """
 
@@ -14,7 +14,7 @@ from decimal import Decimal
 import pytest
 import stripe
 
-from dlt_sources.clients import stripe_client
+from billing_clients.sdk import stripe_client
 from sandbox.server import DEFAULT_API_KEY, FaultConfig
 
 pytestmark = pytest.mark.integration

@@ -18,9 +18,9 @@ import orjson
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from billing_clients.retries import RetryPolicy
+from billing_clients.sdk import chargebee_client
 from dlt_sources.chargebee import chargebee_source
-from dlt_sources.clients import chargebee_client
-from dlt_sources.common import RetryPolicy
 from sandbox.app import Sandbox, start_sandbox
 from sandbox.chargebee_render import epoch, minor_units, subscription_status
 from sandbox.generate import GenerateOptions, write_scenario

@@ -23,8 +23,8 @@ import pytest
 import recurly
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from dlt_sources.clients import recurly_client
-from dlt_sources.common import RetryPolicy
+from billing_clients.retries import RetryPolicy
+from billing_clients.sdk import recurly_client
 from dlt_sources.recurly import recurly_source
 from dlt_sources.recurly.helpers import RecurlyLister, Settings, format_time
 from sandbox.generate import GenerateOptions, write_scenario

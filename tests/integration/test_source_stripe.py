@@ -25,8 +25,8 @@ import orjson
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from dlt_sources.clients import stripe_client
-from dlt_sources.common import RetryPolicy
+from billing_clients.retries import RetryPolicy
+from billing_clients.sdk import stripe_client
 from dlt_sources.stripe import stripe_source
 from dlt_sources.stripe.helpers import StripeApi
 from sandbox.generate import GenerateOptions, write_scenario

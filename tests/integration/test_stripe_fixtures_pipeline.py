@@ -21,7 +21,7 @@ import duckdb
 import orjson
 import pytest
 
-from dlt_sources.common import RetryPolicy
+from billing_clients.retries import RetryPolicy
 from dlt_sources.stripe import stripe_source
 
 pytestmark = pytest.mark.integration

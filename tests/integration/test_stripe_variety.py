@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from dlt_sources.clients import stripe_client
+from billing_clients.sdk import stripe_client
 from orchestration.extract import run_extract
 from sandbox.scenario import validate_scenario
 from tests.conformance.stripe_schema import StripeSchema

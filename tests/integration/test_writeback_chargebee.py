@@ -12,8 +12,8 @@ from chargebee import APIError, InvalidRequestError
 from chargebee.environment import Environment
 from chargebee.retry_config import RetryConfig
 
-from dlt_sources.chargebee.helpers import CLASSIFIER
-from dlt_sources.clients import chargebee_client
+from billing_clients.chargebee import CLASSIFIER
+from billing_clients.sdk import chargebee_client
 from orchestration.writebacks.systems.base import ACTION_TYPES, Action
 from orchestration.writebacks.systems.chargebee import QUANTITY_PLACEHOLDER, ChargebeeWriter
 from sandbox.server import DEFAULT_API_KEY, FaultConfig

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import pytest
 import recurly
 
-from dlt_sources.common import RetryPolicy, with_retries
+from billing_clients.retries import RetryPolicy, with_retries
 from orchestration.writebacks.systems.base import Action
 from orchestration.writebacks.systems.recurly import (
     ACCOUNT_PLACEHOLDER,

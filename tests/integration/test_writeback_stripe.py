@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import stripe
 
-from dlt_sources.clients import stripe_client
+from billing_clients.sdk import stripe_client
 from orchestration.writebacks.systems.base import Action
 from orchestration.writebacks.systems.stripe import ITEM_PLACEHOLDER, StripeWriter
 from sandbox.server import DEFAULT_API_KEY

@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from dlt_sources.common import RetryPolicy
+from billing_clients.retries import RetryPolicy
 from orchestration.writebacks.catalog import load_catalog
 from orchestration.writebacks.derive import derive_actions
 from orchestration.writebacks.runner import run_writebacks

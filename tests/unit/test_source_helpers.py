@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from billing_clients.retries import http_date
 from dlt_sources.chargebee.helpers import server_time
-from dlt_sources.common import http_date
 
 
 @pytest.mark.parametrize(

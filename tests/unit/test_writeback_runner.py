@@ -12,7 +12,7 @@ import duckdb
 import pytest
 import yaml
 
-from dlt_sources.common import Classifier, RetryPolicy
+from billing_clients.retries import Classifier, RetryPolicy
 from orchestration.writebacks.catalog import SYSTEMS, Catalog, load_catalog
 from orchestration.writebacks.derive import action_id, derive_actions
 from orchestration.writebacks.ledger import TABLE, Ledger

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from dlt_sources.common import Classifier
+from billing_clients.retries import Classifier
 
 ACTION_TYPES = ("cancel", "pause", "discount", "extension", "plan_change")
 

@@ -29,8 +29,9 @@ from typing import Any
 from chargebee import APIError, Chargebee
 from chargebee.retry_config import RetryConfig
 
-from dlt_sources.chargebee.helpers import CATALOG_SETTINGS, CLASSIFIER
-from dlt_sources.clients import chargebee_client
+from billing_clients.chargebee import CLASSIFIER
+from billing_clients.sdk import chargebee_client
+from dlt_sources.chargebee.helpers import CATALOG_SETTINGS
 from orchestration.writebacks.systems.base import Action, BillingWriter, WriteRequest, from_unix
 
 IDEMPOTENCY_HEADER = "chargebee-idempotency-key"

@@ -44,13 +44,9 @@ import dlt
 import recurly
 from recurly import errors
 
-from dlt_sources.clients import recurly_client
-from dlt_sources.common import Classifier
-from dlt_sources.recurly.helpers import (
-    is_transient,
-    rate_limit_wait,
-    reset_on_network_error,
-)
+from billing_clients.recurly import is_transient, rate_limit_wait, reset_on_network_error
+from billing_clients.retries import Classifier
+from billing_clients.sdk import recurly_client
 from orchestration.writebacks.systems.base import Action, BillingWriter, WriteRequest
 
 ACCOUNT_PLACEHOLDER = "<the subscription's account id>"

@@ -44,8 +44,8 @@ from typing import Any
 
 import stripe
 
-from dlt_sources.clients import stripe_client
-from dlt_sources.stripe.helpers import CLASSIFIER
+from billing_clients.sdk import stripe_client
+from billing_clients.stripe import CLASSIFIER
 from orchestration.writebacks.systems.base import Action, BillingWriter, WriteRequest, from_unix
 
 ITEM_PLACEHOLDER = "<the subscription's item id>"
