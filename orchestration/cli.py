@@ -112,7 +112,8 @@ def extract(systems: tuple[str, ...], database: Path, exit_sessions: Path | None
     the local sandbox (start it with `retention sandbox serve`). Exit-session rows that
     break the contract go to raw_exit_sessions.exit_sessions_quarantine with their file,
     line and reason; the good rows load."""
-    from orchestration.extract import resolve_target, run_extract
+    from billing_clients.targets import resolve_target
+    from orchestration.extract import run_extract
 
     log_to_stderr()
     for system in systems:

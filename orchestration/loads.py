@@ -29,13 +29,13 @@ from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 from dagster_duckdb import DuckDBResource
 
+from billing_clients.targets import resolve_target
 from orchestration.extract import (
     SOURCES,
     PipelinesBusy,
     billing_source,
     exclusive,
     pipeline,
-    resolve_target,
     working_dir,
 )
 from orchestration.resources import DropFolder

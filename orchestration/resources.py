@@ -3,7 +3,7 @@
 Values come from the environment through `EnvVar` when set (resolved in each run's own
 process, never written into the definitions), else the project's defaults. Billing API
 keys are not resources: each billing source reads its own `SOURCES__<SYSTEM>__*`
-variables when a run starts (`orchestration.extract.resolve_target`), exactly as the
+variables when a run starts (`billing_clients.targets.resolve_target`), exactly as the
 `retention extract` command does, so a key never passes through Dagster's config.
 """
 

@@ -15,8 +15,8 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
+from billing_clients.targets import resolve_target
 from orchestration.cli import main
-from orchestration.extract import resolve_target
 from sandbox.exit_files import write_exit_session_files
 from sandbox.generate import GenerateOptions, write_scenario
 from sandbox.scenario import load_scenario

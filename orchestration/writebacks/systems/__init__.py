@@ -7,7 +7,7 @@ import importlib
 import os
 from collections.abc import Mapping
 
-from orchestration.extract import resolve_target
+from billing_clients.targets import resolve_target
 from orchestration.writebacks.systems.base import BillingWriter
 
 WRITERS = {
