@@ -27,12 +27,12 @@ import duckdb
 from sandbox_process import generate, served
 
 from billing_clients.retries import RetryPolicy
-from orchestration.writebacks.catalog import load_catalog
-from orchestration.writebacks.derive import derive_actions
-from orchestration.writebacks.runner import run_writebacks
-from orchestration.writebacks.systems import writer_for
 from sandbox.exit_files import write_exit_session_files
 from sandbox.scenario import load_scenario
+from writebacks.catalog import load_catalog
+from writebacks.derive import derive_actions
+from writebacks.runner import run_writebacks
+from writebacks.systems import writer_for
 
 PORTS = {"stripe": 12321, "recurly": 12322, "chargebee": 12323}
 PROJECT = Path(__file__).resolve().parents[1]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 from pathlib import Path
 
 import click
 from dotenv import dotenv_values
 
+from orchestration.logs import log_to_stderr
 from orchestration.settings import (
     BILLING_SYSTEMS,
     BILLING_SYSTEMS_ENV,
@@ -17,7 +16,7 @@ from orchestration.settings import (
     DUCKDB_PATH_ENV,
     parse_billing_systems,
 )
-from orchestration.writebacks.cli import writebacks
+from orchestration.writebacks_cli import writebacks
 from sandbox.cli import sandbox
 
 
@@ -46,26 +45,6 @@ def load_env_file(path: Path) -> None:
 
 main.add_command(sandbox)
 main.add_command(writebacks)
-
-
-def log_to_stderr() -> None:
-    """The pipeline's progress logs ("retention.*") on stderr, for commands run by hand;
-    dlt's own errors as one line each (see `_without_traceback`)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    logger = logging.getLogger("retention")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logging.getLogger("dlt").addFilter(_without_traceback)
-
-
-def _without_traceback(record: logging.LogRecord) -> bool:
-    """dlt logs every failed load job with its traceback (a full disk printed 23 of them)
-    before the run's summary names the cause and the fix. Tracebacks stay available with
-    RUNTIME__LOG_LEVEL=DEBUG."""
-    if not logging.getLogger("dlt").isEnabledFor(logging.DEBUG):
-        record.exc_info = record.exc_text = None
-    return True
 
 
 def _systems(_ctx, _param, value: str) -> tuple[str, ...]:

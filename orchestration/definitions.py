@@ -23,7 +23,7 @@ from orchestration.models import dbt_models
 from orchestration.resources import build_resources
 from orchestration.sensors import drop_folder_sensor
 from orchestration.validation import validation_30d
-from orchestration.writebacks.assets import billing_writebacks, writebacks_job
+from orchestration.writebacks import billing_writebacks, writebacks_job
 
 
 def build_definitions(env: Mapping[str, str] = os.environ) -> Definitions:

@@ -6,7 +6,7 @@
   rebuilt from a half-refreshed warehouse, and the marts keep the last good state.
 - `exit_sessions_load`: the exit sessions, then the models, then the billing write-backs
   (and the ledger mart); run by the drop-folder sensor.
-- `billing_writebacks_job` (orchestration/writebacks/assets.py): the write-backs alone;
+- `billing_writebacks_job` (orchestration/writebacks.py): the write-backs alone;
   hourly at half past by default (`RETENTION_WRITEBACKS_CRON`), after the sync, so exit
   sessions read from a table (no sensor) are written back too; and by hand (e.g.
   `retry_failed: true` after a fix). The sync job itself stays loads-then-models: with
@@ -37,7 +37,7 @@ from orchestration.settings import (
     setting,
 )
 from orchestration.validation import validation_30d
-from orchestration.writebacks.assets import WRITEBACKS
+from orchestration.writebacks import WRITEBACKS
 
 VALIDATION = AssetSelection.assets(validation_30d)
 # Every dbt model and seed: the marts read billing and exit-session tables together, and

@@ -161,7 +161,7 @@ def test_schedules_hourly_sync_configurable_and_daily_validation(defs, monkeypat
     assert schedules["billing_writebacks_schedule"].cron_schedule == "30 * * * *"
     assert schedules["billing_writebacks_schedule"].job_name == "billing_writebacks_job"
     from orchestration.jobs import billing_sync_job, build_schedules, validation_job
-    from orchestration.writebacks.assets import writebacks_job
+    from orchestration.writebacks import writebacks_job
 
     every_15 = build_schedules(
         billing_sync_job(),

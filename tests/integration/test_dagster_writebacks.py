@@ -11,7 +11,7 @@ import pytest
 from dagster import DagsterInstance, materialize
 from dagster_duckdb import DuckDBResource
 
-from orchestration.writebacks.assets import NO_FAILURES, billing_writebacks
+from orchestration.writebacks import NO_FAILURES, billing_writebacks
 from tests.writeback_pipeline import live_catalog
 
 pytestmark = pytest.mark.integration

@@ -15,13 +15,13 @@ import pytest
 import recurly
 
 from orchestration.extract import run_extract
-from orchestration.writebacks.systems.base import Action
-from orchestration.writebacks.systems.recurly import RecurlyWriter
 from sandbox.scenario import validate_scenario
 from tests.conformance.recurly_schema import SPEC_PATH, RecurlySpec, Validator
 from tests.integration.test_conformance_recurly import Api
 from tests.oracle import subscription_facts
 from tests.recurly_variety import INVOICES, recurly_variety
+from writebacks.systems.base import Action
+from writebacks.systems.recurly import RecurlyWriter
 
 pytestmark = pytest.mark.integration
 MONEY = Decimal("0.000001")

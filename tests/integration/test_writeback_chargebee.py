@@ -14,8 +14,6 @@ from chargebee.retry_config import RetryConfig
 
 from billing_clients.chargebee import CLASSIFIER
 from billing_clients.sdk import chargebee_client
-from orchestration.writebacks.systems.base import ACTION_TYPES, Action
-from orchestration.writebacks.systems.chargebee import QUANTITY_PLACEHOLDER, ChargebeeWriter
 from sandbox.server import DEFAULT_API_KEY, FaultConfig
 from tests.writeback_scenario import (
     AS_OF,
@@ -25,6 +23,8 @@ from tests.writeback_scenario import (
     scenario,
     subscription_id,
 )
+from writebacks.systems.base import ACTION_TYPES, Action
+from writebacks.systems.chargebee import QUANTITY_PLACEHOLDER, ChargebeeWriter
 
 pytestmark = pytest.mark.integration
 

@@ -18,14 +18,6 @@ import pytest
 import recurly
 
 from billing_clients.retries import RetryPolicy, with_retries
-from orchestration.writebacks.systems.base import Action
-from orchestration.writebacks.systems.recurly import (
-    ACCOUNT_PLACEHOLDER,
-    CURRENCY_PLACEHOLDER,
-    CYCLES_PLACEHOLDER,
-    PauseNotInCycles,
-    RecurlyWriter,
-)
 from sandbox.server import FaultConfig
 from tests.writeback_scenario import (
     AS_OF,
@@ -34,6 +26,14 @@ from tests.writeback_scenario import (
     customer_id,
     scenario,
     subscription_id,
+)
+from writebacks.systems.base import Action
+from writebacks.systems.recurly import (
+    ACCOUNT_PLACEHOLDER,
+    CURRENCY_PLACEHOLDER,
+    CYCLES_PLACEHOLDER,
+    PauseNotInCycles,
+    RecurlyWriter,
 )
 
 pytestmark = pytest.mark.integration

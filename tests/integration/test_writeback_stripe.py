@@ -17,11 +17,11 @@ import pytest
 import stripe
 
 from billing_clients.sdk import stripe_client
-from orchestration.writebacks.systems.base import Action
-from orchestration.writebacks.systems.stripe import ITEM_PLACEHOLDER, StripeWriter
 from sandbox.server import DEFAULT_API_KEY
 from tests.conformance.stripe_schema import StripeSchema
 from tests.writeback_scenario import AS_OF, COUPON, PLANS, customer_id, scenario, subscription_id
+from writebacks.systems.base import Action
+from writebacks.systems.stripe import ITEM_PLACEHOLDER, StripeWriter
 
 pytestmark = pytest.mark.integration
 

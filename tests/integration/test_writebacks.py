@@ -22,14 +22,14 @@ import duckdb
 import pytest
 
 from billing_clients.retries import RetryPolicy
-from orchestration.writebacks.catalog import load_catalog
-from orchestration.writebacks.derive import derive_actions
-from orchestration.writebacks.runner import run_writebacks
-from orchestration.writebacks.systems import writer_for
 from sandbox.app import Sandbox, start_sandbox
 from sandbox.scenario import validate_scenario
 from sandbox.server import FaultConfig
 from tests.writeback_pipeline import SINCE, copy_warehouse, live_catalog, point_at
+from writebacks.catalog import load_catalog
+from writebacks.derive import derive_actions
+from writebacks.runner import run_writebacks
+from writebacks.systems import writer_for
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestration.writebacks.catalog import (
+from sandbox.generate import OFFERS
+from writebacks.catalog import (
     CANCEL_OPTIONS,
     CATALOG_ENV,
     DEFAULT_CATALOG,
@@ -19,7 +20,6 @@ from orchestration.writebacks.catalog import (
     catalog_path,
     load_catalog,
 )
-from sandbox.generate import OFFERS
 
 
 def write(tmp_path: Path, document: object) -> Path:

@@ -13,11 +13,11 @@ import pytest
 import yaml
 
 from billing_clients.retries import Classifier, RetryPolicy
-from orchestration.writebacks.catalog import SYSTEMS, Catalog, load_catalog
-from orchestration.writebacks.derive import action_id, derive_actions
-from orchestration.writebacks.ledger import TABLE, Ledger
-from orchestration.writebacks.runner import RunSummary, idempotency_key, run_writebacks
-from orchestration.writebacks.systems.base import Action, BillingWriter, WriteRequest
+from writebacks.catalog import SYSTEMS, Catalog, load_catalog
+from writebacks.derive import action_id, derive_actions
+from writebacks.ledger import TABLE, Ledger
+from writebacks.runner import RunSummary, idempotency_key, run_writebacks
+from writebacks.systems.base import Action, BillingWriter, WriteRequest
 
 AT = datetime(2026, 6, 1, 12, tzinfo=UTC)  # when the visitors act
 SINCE = "2026-01-01T00:00:00Z"

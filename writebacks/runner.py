@@ -34,10 +34,10 @@ from typing import Any
 import duckdb
 
 from billing_clients.retries import RetryPolicy, with_retries
-from orchestration.writebacks.catalog import Catalog
-from orchestration.writebacks.derive import derive_actions
-from orchestration.writebacks.ledger import Ledger, LedgerRow
-from orchestration.writebacks.systems.base import Action, BillingWriter, WriteRequest
+from writebacks.catalog import Catalog
+from writebacks.derive import derive_actions
+from writebacks.ledger import Ledger, LedgerRow
+from writebacks.systems.base import Action, BillingWriter, WriteRequest
 
 log = logging.getLogger("retention.writebacks")
 WriterFactory = Callable[[str], BillingWriter]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from orchestration.writebacks.catalog import CatalogError, catalog_path, load_catalog
+from writebacks.catalog import CatalogError, catalog_path, load_catalog
 
 
 def _catalog_option(function):
@@ -66,9 +66,9 @@ def run(catalog: Path | None, database: Path, retry_failed: bool, retry_delay: f
     import duckdb
 
     from billing_clients.retries import RetryPolicy
-    from orchestration.cli import log_to_stderr
-    from orchestration.writebacks.runner import run_writebacks
-    from orchestration.writebacks.systems import writer_for
+    from orchestration.logs import log_to_stderr
+    from writebacks.runner import run_writebacks
+    from writebacks.systems import writer_for
 
     loaded = _load(catalog)
     log_to_stderr()

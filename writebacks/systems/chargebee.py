@@ -32,7 +32,7 @@ from chargebee.retry_config import RetryConfig
 from billing_clients.chargebee import CLASSIFIER
 from billing_clients.sdk import chargebee_client
 from dlt_sources.chargebee.helpers import CATALOG_SETTINGS
-from orchestration.writebacks.systems.base import Action, BillingWriter, WriteRequest, from_unix
+from writebacks.systems.base import Action, BillingWriter, WriteRequest, from_unix
 
 IDEMPOTENCY_HEADER = "chargebee-idempotency-key"
 QUANTITY_PLACEHOLDER = "<the subscription's plan quantity>"

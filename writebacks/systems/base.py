@@ -3,7 +3,7 @@
 A writer turns an `Action` (what the cancel page asked for, with absolute, resolved
 parameters) into that system's API request, sends it through the official SDK with the
 action's idempotency key, and can tell from the subscription as read back whether the
-change already holds. The runner (`orchestration.writebacks.runner`) owns the order:
+change already holds. The runner (`writebacks.runner`) owns the order:
 read, check, send, record; writers hold no state of their own.
 """
 

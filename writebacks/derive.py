@@ -25,8 +25,8 @@ from typing import Any
 import duckdb
 from dateutil.relativedelta import relativedelta
 
-from orchestration.writebacks.catalog import Catalog
-from orchestration.writebacks.ledger import LedgerRow
+from writebacks.catalog import Catalog
+from writebacks.ledger import LedgerRow
 
 _SESSIONS = """
 select s.session_id, s.episode_id, s.billing_system, s.billing_id, s.action, s.action_at,

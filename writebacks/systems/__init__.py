@@ -8,12 +8,12 @@ import os
 from collections.abc import Mapping
 
 from billing_clients.targets import resolve_target
-from orchestration.writebacks.systems.base import BillingWriter
+from writebacks.systems.base import BillingWriter
 
 WRITERS = {
-    "stripe": ("orchestration.writebacks.systems.stripe", "StripeWriter"),
-    "recurly": ("orchestration.writebacks.systems.recurly", "RecurlyWriter"),
-    "chargebee": ("orchestration.writebacks.systems.chargebee", "ChargebeeWriter"),
+    "stripe": ("writebacks.systems.stripe", "StripeWriter"),
+    "recurly": ("writebacks.systems.recurly", "RecurlyWriter"),
+    "chargebee": ("writebacks.systems.chargebee", "ChargebeeWriter"),
 }
 
 

@@ -21,10 +21,9 @@ from typing import Any
 
 import yaml
 
-from orchestration.settings import PROJECT_DIR
-
 CATALOG_ENV = "RETENTION_WRITEBACKS"
-DEFAULT_CATALOG = PROJECT_DIR / "writebacks.yml"
+# The project's catalog, at the root of the checkout (WRITEBACKS_CATALOG names another).
+DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "writebacks.yml"
 SYSTEMS = ("stripe", "recurly", "chargebee")
 MODES = ("off", "dry_run", "live")
 OFFER_TYPES = ("pause", "discount", "extension", "plan_change", "custom")

@@ -36,9 +36,9 @@ from pydantic import Field
 
 from orchestration.marts_metadata import markdown_table
 from orchestration.settings import DUCKDB_POOL
-from orchestration.writebacks.catalog import CatalogError, load_catalog
-from orchestration.writebacks.runner import RunSummary, run_writebacks
-from orchestration.writebacks.systems import writer_for
+from writebacks.catalog import CatalogError, load_catalog
+from writebacks.runner import RunSummary, run_writebacks
+from writebacks.systems import writer_for
 
 WRITEBACKS_GROUP = "writebacks"
 # What the actions are derived from, and the mart over the ledger (dbt models' keys).

@@ -47,7 +47,7 @@ from recurly import errors
 from billing_clients.recurly import is_transient, rate_limit_wait, reset_on_network_error
 from billing_clients.retries import Classifier
 from billing_clients.sdk import recurly_client
-from orchestration.writebacks.systems.base import Action, BillingWriter, WriteRequest
+from writebacks.systems.base import Action, BillingWriter, WriteRequest
 
 ACCOUNT_PLACEHOLDER = "<the subscription's account id>"
 # Added by `read` beside the API's fields: codes of the account-level coupons active on

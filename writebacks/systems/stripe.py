@@ -46,7 +46,7 @@ import stripe
 
 from billing_clients.sdk import stripe_client
 from billing_clients.stripe import CLASSIFIER
-from orchestration.writebacks.systems.base import Action, BillingWriter, WriteRequest, from_unix
+from writebacks.systems.base import Action, BillingWriter, WriteRequest, from_unix
 
 ITEM_PLACEHOLDER = "<the subscription's item id>"
 RELEASE_THEN_UPDATE = "release_schedule_then_update"
