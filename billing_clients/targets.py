@@ -1,5 +1,7 @@
-"""Where a run points, per billing system: the real service (a key in the environment)
-or the local sandbox (no key), with a check that something answers there. The sources,
+"""Where a run points, per billing system, said explicitly: `RETENTION_ENVIRONMENT`
+(`sandbox`, the default, or `live`), or `SOURCES__<SYSTEM>__ENVIRONMENT` for one system.
+Live needs the system's key and fails at once, naming the variable, without it; a key set
+while the system points at the sandbox fails too, rather than being ignored. The sources,
 the write-backs and the CLI all ask here, so they cannot point at different places.
 """
 
@@ -11,8 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from sandbox.cli import DEFAULT_PORTS
-from sandbox.server import DEFAULT_API_KEY
+ENVIRONMENT_ENV = "RETENTION_ENVIRONMENT"
+ENVIRONMENTS = ("sandbox", "live")
+# The local sandbox's defaults (`retention sandbox serve` listens there and accepts the key).
+SANDBOX_PORTS = {"stripe": 12111, "recurly": 12112, "chargebee": 12113}
+SANDBOX_API_KEY = "sk_test_sandbox"
+
+
+class TargetError(ValueError):
+    """A system's settings contradict each other or miss what they need; the message names
+    the variable to set."""
 
 
 @dataclass(frozen=True)
@@ -33,18 +43,44 @@ class Target:
 
 
 def sandbox_key(env: Mapping[str, str] = os.environ) -> str:
-    return env.get("SANDBOX_API_KEY", DEFAULT_API_KEY)
+    return env.get("SANDBOX_API_KEY", SANDBOX_API_KEY)
+
+
+def environment(system: str, env: Mapping[str, str] = os.environ) -> str:
+    """`sandbox` or `live` for `system`: its own setting, else the global one, else the
+    sandbox."""
+    for name in (f"SOURCES__{system.upper()}__ENVIRONMENT", ENVIRONMENT_ENV):
+        value = (env.get(name) or "").strip().lower()
+        if value:
+            if value not in ENVIRONMENTS:
+                raise TargetError(f"{name}={env[name]}: choose sandbox or live")
+            return value
+    return "sandbox"
 
 
 def resolve_target(system: str, env: Mapping[str, str] = os.environ) -> Target:
-    """A real key switches the source to the real service; no key means the sandbox."""
+    """The real service when `system` is live (its key required), else the local sandbox
+    (a key of the real service refused, not ignored)."""
     prefix = f"SOURCES__{system.upper()}__"
     key = env.get(prefix + "API_KEY")
     base_url = env.get(prefix + "BASE_URL")
-    if key and key != sandbox_key(env):
-        return Target(system, key, base_url, env.get(prefix + "SITE"))
-    default_url = f"http://127.0.0.1:{DEFAULT_PORTS[system]}"
-    return Target(system, sandbox_key(env), base_url or default_url, env.get(prefix + "SITE"))
+    site = env.get(prefix + "SITE")
+    real_key = bool(key) and key != sandbox_key(env)
+    if environment(system, env) == "live":
+        if not real_key:
+            raise TargetError(
+                f"{system} is live but {prefix}API_KEY is not set (environment or .env): set "
+                f"it, or {prefix}ENVIRONMENT=sandbox to use the local sandbox"
+            )
+        return Target(system, key, base_url, site)
+    if real_key:
+        raise TargetError(
+            f"{prefix}API_KEY is set but {system} points at the local sandbox: set "
+            f"{ENVIRONMENT_ENV}=live (or {prefix}ENVIRONMENT=live) to use the real service, "
+            f"or unset the key"
+        )
+    default_url = f"http://127.0.0.1:{SANDBOX_PORTS[system]}"
+    return Target(system, sandbox_key(env), base_url or default_url, site)
 
 
 def unreachable(target: Target, timeout: float = 3.0) -> str | None:

@@ -86,17 +86,21 @@ def _systems(_ctx, _param, value: str) -> tuple[str, ...]:
 def extract(systems: tuple[str, ...], database: Path, exit_sessions: Path | None) -> None:
     """Load billing systems (and exit sessions) into the warehouse, with progress.
 
-    Where each source points: a key in SOURCES__<SYSTEM>__API_KEY (the environment or
-    .env; Chargebee also SOURCES__CHARGEBEE__SITE) means the real service; without one,
-    the local sandbox (start it with `retention sandbox serve`). Exit-session rows that
+    Where each source points: RETENTION_ENVIRONMENT=live (or SOURCES__<SYSTEM>__ENVIRONMENT)
+    reads the real service with SOURCES__<SYSTEM>__API_KEY (the environment or .env;
+    Chargebee also SOURCES__CHARGEBEE__SITE); sandbox, the default, reads the local
+    sandbox (start it with `retention sandbox serve`). Exit-session rows that
     break the contract go to raw_exit_sessions.exit_sessions_quarantine with their file,
     line and reason; the good rows load."""
-    from billing_clients.targets import resolve_target
+    from billing_clients.targets import TargetError, resolve_target
     from orchestration.extract import run_extract
 
     log_to_stderr()
     for system in systems:
-        click.echo(f"source {resolve_target(system).describe()}")
+        try:
+            click.echo(f"source {resolve_target(system).describe()}")
+        except TargetError as exc:
+            raise click.ClickException(str(exc)) from None
     summaries = run_extract(systems, database, exit_sessions)
     loaded = any(not s.error for s in summaries)
     click.echo(f"\n{'loaded into' if loaded else 'nothing loaded into'} {database.resolve()}")

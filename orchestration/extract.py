@@ -5,9 +5,9 @@ Each billing system has its own dlt pipeline and dataset (`raw_stripe`, `raw_rec
 into one DuckDB file take turns, since DuckDB allows one writer at a time (Postgres
 loads run in parallel).
 
-Where each source points: a real API key in the environment (`SOURCES__STRIPE__API_KEY`,
-…) means the real service; otherwise the local sandbox at its default address with its
-key. `SOURCES__<SYSTEM>__BASE_URL` overrides the address either way.
+Where each source points is billing_clients.targets' to say: the real service where a
+system is live (`RETENTION_ENVIRONMENT`, its key required), else the local sandbox at its
+default address. `SOURCES__<SYSTEM>__BASE_URL` overrides the address either way.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.runtime.collector import LogCollector
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from billing_clients.targets import Target, resolve_target, unreachable
+from billing_clients.targets import Target, TargetError, resolve_target, unreachable
 from orchestration.settings import BILLING_SYSTEMS
 
 SOURCES = {
@@ -235,7 +235,11 @@ def run_extract(
     """Load the given billing systems (and the exit-session folder, if given) in parallel."""
     jobs, refused = [], []
     for system in systems:
-        target = resolve_target(system, env)
+        try:
+            target = resolve_target(system, env)
+        except TargetError as exc:
+            refused.append(LoadSummary(system, {}, 0.0, str(exc)))
+            continue
         log.info("%s", target.describe())
         if (reason := unreachable(target)) is not None:
             refused.append(LoadSummary(system, {}, 0.0, reason))

@@ -29,7 +29,7 @@ from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 from dagster_duckdb import DuckDBResource
 
-from billing_clients.targets import resolve_target
+from billing_clients.targets import TargetError, resolve_target
 from orchestration.extract import (
     SOURCES,
     PipelinesBusy,
@@ -145,7 +145,10 @@ def billing_assets(system: str) -> AssetsDefinition:
         context: AssetExecutionContext, dlt: DagsterDltResource, duckdb: DuckDBResource
     ) -> Iterator[MaterializeResult]:
         require_whole_sync(context, system, keys)
-        target = resolve_target(system)
+        try:
+            target = resolve_target(system)
+        except TargetError as exc:
+            raise Failure(str(exc)) from None
         context.log.info("source %s", target.describe())
         with sole_load(system, duckdb.database):
             yield from dlt.run(

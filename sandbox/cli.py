@@ -10,10 +10,11 @@ from pathlib import Path
 
 import click
 
+from billing_clients.targets import SANDBOX_PORTS
 from sandbox.scenario import CATALOGS, ScenarioError, describe_schema, load_scenario, parse_ts
 from sandbox.server import DEFAULT_API_KEY, FaultConfig
 
-DEFAULT_PORTS = {"stripe": 12111, "recurly": 12112, "chargebee": 12113}
+DEFAULT_PORTS = SANDBOX_PORTS  # where the pipeline looks for a sandbox
 
 
 def _timestamp(_ctx, _param, value: str | None) -> datetime:

@@ -35,10 +35,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
+from billing_clients.targets import SANDBOX_API_KEY
 from sandbox.clock import Clock
 from sandbox.store import SystemStore
 
-DEFAULT_API_KEY = "sk_test_sandbox"
+DEFAULT_API_KEY = SANDBOX_API_KEY  # what the pipeline expects of a sandbox
 ADMIN_PREFIX = "/_sandbox/"
 _SECRET_PARAM = re.compile(r"(api_?key|secret|password|token|card\[number\]|cvc)", re.I)
 # How long a request's body may take to arrive after its headers before the connection

@@ -15,7 +15,7 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from billing_clients.targets import resolve_target
+from billing_clients.targets import TargetError, resolve_target
 from orchestration.cli import main
 from sandbox.exit_files import write_exit_session_files
 from sandbox.generate import GenerateOptions, write_scenario
@@ -62,13 +62,48 @@ def scenario_doc(path) -> dict:
     return orjson.loads(path.read_bytes())
 
 
-def test_a_real_key_switches_to_the_real_service():
-    env = {"SOURCES__STRIPE__API_KEY": "sk_live_abc"}
+def test_live_reads_the_real_service_with_its_key_and_the_sandbox_is_said_per_system():
+    env = {
+        "RETENTION_ENVIRONMENT": "live",
+        "SOURCES__STRIPE__API_KEY": "sk_live_abc",
+        "SOURCES__RECURLY__ENVIRONMENT": "sandbox",
+    }
     target = resolve_target("stripe", env)
     assert (target.base_url, target.is_sandbox) == (None, False)
     assert "sk_live_abc" not in repr(target) and "sk_live_abc" not in target.describe()
     sandbox = resolve_target("recurly", env)
     assert sandbox.is_sandbox and sandbox.base_url == "http://127.0.0.1:12112"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"RETENTION_ENVIRONMENT": "live"},
+            "stripe is live but SOURCES__STRIPE__API_KEY is not set",
+        ),
+        (
+            {"SOURCES__STRIPE__API_KEY": "sk_live_abc"},
+            "SOURCES__STRIPE__API_KEY is set but stripe points at the local sandbox: set "
+            "RETENTION_ENVIRONMENT=live",
+        ),
+        ({"RETENTION_ENVIRONMENT": "prod"}, "RETENTION_ENVIRONMENT=prod: choose sandbox or live"),
+    ],
+)
+def test_no_silent_fallback_between_the_sandbox_and_the_real_service(env, message):
+    with pytest.raises(TargetError, match=message):
+        resolve_target("stripe", env)
+
+
+def test_extract_stops_at_once_naming_the_variable_when_live_has_no_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("RETENTION_ENVIRONMENT", "live")
+    monkeypatch.delenv("SOURCES__STRIPE__API_KEY", raising=False)
+    result = CliRunner().invoke(
+        main, ["extract", "--systems", "stripe", "--database", str(tmp_path / "w.duckdb")]
+    )
+    assert result.exit_code == 1
+    assert "SOURCES__STRIPE__API_KEY is not set" in result.output
+    assert not (tmp_path / "w.duckdb").exists()
 
 
 def _counts(database) -> dict[str, int]:

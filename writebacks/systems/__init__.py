@@ -1,5 +1,5 @@
 """Billing writers per system, pointed where the extraction points (`resolve_target`):
-a real API key in the environment means the real service, else the local sandbox."""
+the real service where the system is live, else the local sandbox."""
 
 from __future__ import annotations
 
