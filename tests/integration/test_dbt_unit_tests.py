@@ -1,4 +1,4 @@
-"""The dbt unit tests (models/**/_unit_tests.yml) pin validation.md rule by rule with
+"""The dbt unit tests (beside each model, in its YAML file) pin validation.md rule by rule with
 hand-computed rows. dbt needs the upstream relations in the warehouse to type the fixtures,
 so a small generated scenario is served by the sandbox and extracted once; each case then
 builds the seeds and models on a copy and runs `dbt test --select test_type:unit`.
