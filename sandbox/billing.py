@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 NEUTRAL_STATUSES = (
     "future",
@@ -154,3 +155,26 @@ def plan_in_currency(plan: dict, currency: str) -> dict | None:
     if currency not in options:
         return None
     return {**plan, "currency": currency, "unit_amount": options[currency]}
+
+
+def item_amount(plan: dict, quantity: int) -> Decimal:
+    """What a licensed item bills per period at `quantity`, major units, by its pricing
+    model (tiered: each tier's units at its price; volume/stairstep: the tier holding
+    `quantity`)."""
+    unit, model = plan["unit_amount"], plan["pricing_model"]
+    if model == "per_unit":
+        return unit * quantity
+    if model == "flat_fee":
+        return unit
+    if model == "package":
+        return unit * -(-quantity // plan["package_size"])
+    total, above = Decimal(0), 0
+    for tier in plan["tiers"]:
+        up_to = tier["up_to"]
+        if model == "tiered" and quantity > above:
+            total += tier["unit_amount"] * (min(quantity, up_to or quantity) - above)
+            total += tier["flat_amount"]
+        elif quantity > above and (up_to is None or quantity <= up_to):
+            return tier["unit_amount"] * quantity + tier["flat_amount"]
+        above = up_to or above
+    return total

@@ -46,7 +46,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sandbox.billing import add_interval, current_period, is_ended, neutral_status
+from sandbox.billing import add_interval, current_period, is_ended, item_amount, neutral_status
 from sandbox.scenario import to_minor_units
 from sandbox.store import SystemStore
 
@@ -128,29 +128,6 @@ def is_recurring(plan: dict) -> bool:
     """Billed every period on the subscription: a licensed plan or add-on (a metered
     price bills usage, a charge bills once)."""
     return plan["kind"] != "charge" and plan["usage_type"] == "licensed"
-
-
-def item_amount(plan: dict, quantity: int) -> Decimal:
-    """What a licensed item bills per period at `quantity`, major units, by its pricing
-    model (tiered: each tier's units at its price; volume/stairstep: the tier holding
-    `quantity`)."""
-    unit, model = plan["unit_amount"], plan["pricing_model"]
-    if model == "per_unit":
-        return unit * quantity
-    if model == "flat_fee":
-        return unit
-    if model == "package":
-        return unit * -(-quantity // plan["package_size"])
-    total, above = Decimal(0), 0
-    for tier in plan["tiers"]:
-        up_to = tier["up_to"]
-        if model == "tiered" and quantity > above:
-            total += tier["unit_amount"] * (min(quantity, up_to or quantity) - above)
-            total += tier["flat_amount"]
-        elif quantity > above and (up_to is None or quantity <= up_to):
-            return tier["unit_amount"] * quantity + tier["flat_amount"]
-        above = up_to or above
-    return total
 
 
 def pricing(plan: dict) -> dict:

@@ -14,6 +14,7 @@ from decimal import Decimal
 from sandbox.billing import (
     current_period,
     is_future,
+    item_amount,
     neutral_status,
     plan_in_currency,
     subscription_currency,
@@ -34,25 +35,7 @@ Plans = dict[tuple[str, str], dict]
 def amount(plan: dict, quantity: int) -> Decimal | None:
     """What an item bills per period at `quantity`, by its pricing model (metered: unknown
     until usage is reported)."""
-    if plan["usage_type"] == "metered":
-        return None
-    unit, model = plan["unit_amount"], plan["pricing_model"]
-    if model == "per_unit":
-        return unit * quantity
-    if model == "flat_fee":
-        return unit
-    if model == "package":
-        return unit * -(-quantity // plan["package_size"])
-    total, above = Decimal(0), 0
-    for tier in plan["tiers"]:
-        up_to = tier["up_to"]
-        if model == "tiered" and quantity > above:
-            total += tier["unit_amount"] * (min(quantity, up_to or quantity) - above)
-            total += tier["flat_amount"]
-        elif quantity > above and (up_to is None or quantity <= up_to):
-            return tier["unit_amount"] * quantity + tier["flat_amount"]
-        above = up_to or above
-    return total
+    return None if plan["usage_type"] == "metered" else item_amount(plan, quantity)
 
 
 def items(sub: dict, plans: Plans) -> list[tuple[dict, int]]:
@@ -332,3 +315,27 @@ def cohorts(scenario: Scenario, validated: list[dict]) -> dict[tuple, dict]:
             running += cells[(*dims, offset)]["repurchase_revenue"]
             cells[(*dims, offset)]["cumulative_repurchase_revenue"] = running
     return cells
+
+
+# --------------------------------------------------------------------------- comparing
+
+MONEY = Decimal("0.000001")  # the marts carry decimal(38, 10): money agrees to 1e-6
+
+
+def same(got, want) -> bool:
+    """A warehouse value equals a fact: money to MONEY, times as instants, the rest exactly."""
+    if isinstance(want, Decimal) and got is not None:
+        return abs(Decimal(str(got)) - want) < MONEY
+    if hasattr(got, "astimezone") and want is not None:
+        return got.astimezone(want.tzinfo) == want
+    return got == want
+
+
+def wrong_fields(got: dict, want: dict) -> list[tuple]:
+    """(key, field, got, want) of every fact a row of `got` (keyed as `want`) misses."""
+    return [
+        (key, field, got[key][field], value)
+        for key, facts in want.items()
+        for field, value in facts.items()
+        if not same(got[key][field], value)
+    ]

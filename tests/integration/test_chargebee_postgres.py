@@ -17,8 +17,7 @@ from orchestration.extract import run_extract
 from sandbox.exit_files import write_exit_session_files
 from sandbox.generate import GenerateOptions, write_scenario
 from sandbox.scenario import validate_scenario
-from tests.integration.test_end_to_end_marts import _same
-from tests.oracle import subscription_facts
+from tests.oracle import same, subscription_facts
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 AS_OF = datetime(2026, 6, 30, tzinfo=UTC)
@@ -84,7 +83,7 @@ def test_a_site_models_on_postgres(catalog, tmp_path, serve_scenario, monkeypatc
         (sub_id, field, got[sub_id][field], value)
         for sub_id, want in facts.items()
         for field, value in want.items()
-        if not _same(_utc(got[sub_id][field]), value)
+        if not same(_utc(got[sub_id][field]), value)
     ]
     assert not wrong, f"{len(wrong)} wrong fields, e.g. {wrong[:10]}"
     assert set(item_types) == {"plan", "addon", "charge"}

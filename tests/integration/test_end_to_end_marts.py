@@ -18,7 +18,7 @@ from orchestration.extract import run_extract
 from sandbox.exit_files import write_exit_session_files
 from sandbox.generate import GenerateOptions, write_scenario
 from sandbox.scenario import load_scenario, validate_scenario
-from tests.oracle import cohorts, subscription_facts, validate
+from tests.oracle import MONEY, cohorts, subscription_facts, validate, wrong_fields
 
 pytestmark = pytest.mark.integration
 AS_OF = datetime(2026, 6, 30, tzinfo=UTC)
@@ -35,7 +35,6 @@ EPISODE_FIELDS = (
     "validation_status",
     "validated_outcome",
 )
-MONEY = Decimal("0.000001")
 
 
 @pytest.fixture(params=["2.0", "1.0"], ids=["chargebee_catalog_2", "chargebee_catalog_1"])
@@ -127,19 +126,8 @@ def assert_subscriptions_match_the_facts(doc: dict, database) -> None:
     }
     want = subscription_facts(scenario)
     assert got.keys() == want.keys()
-    wrong = [
-        (key, field, got[key][field], value)
-        for key, facts in want.items()
-        for field, value in facts.items()
-        if not _same(got[key][field], value)
-    ]
+    wrong = wrong_fields(got, want)
     assert not wrong, f"{len(wrong)} wrong fields, e.g. {wrong[:10]}"
-
-
-def _same(got, want) -> bool:
-    if isinstance(want, Decimal) and got is not None:
-        return abs(Decimal(got) - want) < MONEY
-    return got == want
 
 
 def test_every_episode_and_cohort_cell_equals_the_facts(pipeline, dbt, tmp_path):

@@ -18,13 +18,12 @@ from orchestration.extract import run_extract
 from sandbox.scenario import validate_scenario
 from tests.conformance.recurly_schema import SPEC_PATH, RecurlySpec, Validator
 from tests.integration.test_conformance_recurly import Api
-from tests.oracle import subscription_facts
+from tests.oracle import subscription_facts, wrong_fields
 from tests.recurly_variety import INVOICES, recurly_variety
 from writebacks.systems.base import Action
 from writebacks.systems.recurly import RecurlyWriter
 
 pytestmark = pytest.mark.integration
-MONEY = Decimal("0.000001")
 # The models the comparisons read, what they are built from (the fx_rates seed too), and
 # their data tests; dbt unit tests run in test_dbt_unit_tests.py (their fixtures need the
 # raw columns of a generated scenario, which this small one does not have everywhere).
@@ -72,21 +71,8 @@ def assert_equal_to_the_facts(got: dict[str, dict]) -> None:
     """Plan, currency, quantity, MRR, period and coupon of every Recurly subscription."""
     want = recurly_facts()
     assert got.keys() == want.keys()
-    wrong = [
-        (sub, field, got[sub][field], value)
-        for sub, facts in want.items()
-        for field, value in facts.items()
-        if not _same(got[sub][field], value)
-    ]
+    wrong = wrong_fields(got, want)
     assert not wrong, wrong
-
-
-def _same(got, want) -> bool:
-    if isinstance(want, Decimal) and got is not None:
-        return abs(Decimal(str(got)) - want) < MONEY
-    if hasattr(got, "astimezone") and want is not None:
-        return got.astimezone(want.tzinfo) == want
-    return got == want
 
 
 def _recurly_subscriptions(database: Path) -> dict[str, dict]:

@@ -7,7 +7,6 @@ Postgres where a server answers), and compared with tests/oracle.py's facts.
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -17,11 +16,10 @@ from billing_clients.sdk import stripe_client
 from orchestration.extract import run_extract
 from sandbox.scenario import validate_scenario
 from tests.conformance.stripe_schema import StripeSchema
-from tests.oracle import subscription_facts
+from tests.oracle import subscription_facts, wrong_fields
 from tests.stripe_variety import EXTRAS, INVOICE_STATUSES, stripe_variety
 
 pytestmark = pytest.mark.integration
-MONEY = Decimal("0.000001")
 # The models the comparisons read, what they are built from (the fx_rates seed too), and
 # their tests.
 SELECT = ("+dim_subscriptions", "stg_stripe__invoices", "stg_stripe__customers")
@@ -75,21 +73,8 @@ def assert_equal_to_the_facts(got: dict[str, dict]) -> None:
     """Plan, currency, quantity, MRR, period and coupon of every Stripe subscription."""
     want = stripe_facts()
     assert got.keys() == want.keys()
-    wrong = [
-        (sub, field, got[sub][field], value)
-        for sub, facts in want.items()
-        for field, value in facts.items()
-        if not _same(got[sub][field], value)
-    ]
+    wrong = wrong_fields(got, want)
     assert not wrong, wrong
-
-
-def _same(got, want) -> bool:
-    if isinstance(want, Decimal) and got is not None:
-        return abs(Decimal(str(got)) - want) < MONEY
-    if hasattr(got, "astimezone") and want is not None:
-        return got.astimezone(want.tzinfo) == want
-    return got == want
 
 
 def test_every_variety_models_as_the_facts_state(warehouse):
