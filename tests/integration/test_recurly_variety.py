@@ -10,39 +10,23 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-import duckdb
 import pytest
 import recurly
 
-from orchestration.extract import run_extract
 from sandbox.scenario import validate_scenario
 from tests.conformance.recurly_schema import SPEC_PATH, RecurlySpec, Validator
 from tests.integration.test_conformance_recurly import Api
 from tests.oracle import subscription_facts, wrong_fields
 from tests.recurly_variety import INVOICES, recurly_variety
+from tests.warehouse import extract_and_build, rows
 from writebacks.systems.base import Action
 from writebacks.systems.recurly import RecurlyWriter
 
 pytestmark = pytest.mark.integration
 # The models the comparisons read, what they are built from (the fx_rates seed too), and
-# their data tests; dbt unit tests run in test_dbt_unit_tests.py (their fixtures need the
-# raw columns of a generated scenario, which this small one does not have everywhere).
+# their data tests.
 SELECT = ("+dim_subscriptions", "stg_recurly__invoices", "stg_recurly__customers")
-BUILD = ("build", "--select", *SELECT, "--exclude", "test_type:unit")
 CLOSED = {"acct-closed"}
-
-
-def _extract_and_build(sandbox, tmp_path: Path, monkeypatch, dbt, target: str = "duckdb"):
-    for system, url in sandbox.urls.items():
-        monkeypatch.setenv(f"SOURCES__{system.upper()}__BASE_URL", url)
-    database = tmp_path / "warehouse.duckdb"
-    results = run_extract(
-        database=None if target == "postgres" else database,
-        pipelines_dir=tmp_path / f"dlt_{target}",
-    )
-    assert [r.error for r in results] == [None] * 3
-    dbt(database, *BUILD, target=target)
-    return database
 
 
 @pytest.fixture
@@ -52,14 +36,7 @@ def served(serve_scenario):
 
 @pytest.fixture
 def warehouse(served, tmp_path, monkeypatch, dbt) -> Path:
-    return _extract_and_build(served, tmp_path, monkeypatch, dbt)
-
-
-def rows(database: Path, query: str) -> list[dict]:
-    with duckdb.connect(str(database)) as db:  # dbt ran in this process: same settings
-        cursor = db.execute(query)
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return extract_and_build(served, tmp_path, monkeypatch, dbt, SELECT)
 
 
 def recurly_facts() -> dict[str, dict]:
@@ -120,7 +97,7 @@ def test_closed_accounts_stay_flagged_and_no_subscription_is_deleted(warehouse):
 
 
 def test_an_incremental_run_keeps_the_variety(served, warehouse, tmp_path, monkeypatch, dbt):
-    _extract_and_build(served, tmp_path, monkeypatch, dbt)
+    extract_and_build(served, tmp_path, monkeypatch, dbt, SELECT)
     assert_equal_to_the_facts(_recurly_subscriptions(warehouse))
     deleted = rows(
         warehouse, "select customer_id from staging.stg_recurly__customers where is_deleted"
@@ -284,7 +261,7 @@ def test_postgres_models_the_variety_alike(served, tmp_path, monkeypatch, dbt, p
     import psycopg2
 
     monkeypatch.setenv("RETENTION_PG_DATABASE", postgres.rsplit("/", 1)[1])
-    _extract_and_build(served, tmp_path, monkeypatch, dbt, target="postgres")
+    extract_and_build(served, tmp_path, monkeypatch, dbt, SELECT, target="postgres")
     with psycopg2.connect(postgres) as con, con.cursor() as cur:
         cur.execute("select * from marts.dim_subscriptions where billing_system = 'recurly'")
         names = [d[0] for d in cur.description]

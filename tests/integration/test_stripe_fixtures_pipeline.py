@@ -17,12 +17,12 @@ from typing import ClassVar
 from urllib.parse import urlsplit
 
 import dlt
-import duckdb
 import orjson
 import pytest
 
 from billing_clients.retries import RetryPolicy
 from dlt_sources.stripe import stripe_source
+from tests.warehouse import rows
 
 pytestmark = pytest.mark.integration
 
@@ -85,13 +85,6 @@ def fixture_server() -> Iterator[tuple[str, dict[str, dict]]]:
     yield f"http://127.0.0.1:{server.server_address[1]}", objects
     server.shutdown()
     server.server_close()
-
-
-def rows(database: Path, query: str) -> list[dict]:
-    with duckdb.connect(str(database)) as db:  # dbt ran in this process: same settings
-        cursor = db.execute(query)
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def test_stripe_fixture_objects_load_through_source_and_staging(fixture_server, tmp_path, dbt):

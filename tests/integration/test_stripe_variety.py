@@ -9,42 +9,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from billing_clients.sdk import stripe_client
-from orchestration.extract import run_extract
 from sandbox.scenario import validate_scenario
 from tests.conformance.stripe_schema import StripeSchema
 from tests.oracle import subscription_facts, wrong_fields
 from tests.stripe_variety import EXTRAS, INVOICE_STATUSES, stripe_variety
+from tests.warehouse import extract_and_build, rows
 
 pytestmark = pytest.mark.integration
 # The models the comparisons read, what they are built from (the fx_rates seed too), and
 # their tests.
 SELECT = ("+dim_subscriptions", "stg_stripe__invoices", "stg_stripe__customers")
-
-
-def _extract_and_build(sandbox, tmp_path: Path, monkeypatch, dbt, target: str = "duckdb"):
-    for system, url in sandbox.urls.items():
-        monkeypatch.setenv(f"SOURCES__{system.upper()}__BASE_URL", url)
-    database = tmp_path / "warehouse.duckdb"
-    results = run_extract(
-        database=None if target == "postgres" else database,
-        pipelines_dir=tmp_path / f"dlt_{target}",
-    )
-    assert [r.error for r in results] == [None] * 3
-    # Unit tests run in test_dbt_unit_tests.py (they need no scenario of their own).
-    dbt(
-        database,
-        "build",
-        "--select",
-        *SELECT,
-        "--exclude-resource-type",
-        "unit_test",
-        target=target,
-    )
-    return database
 
 
 @pytest.fixture
@@ -54,14 +31,7 @@ def served(serve_scenario):
 
 @pytest.fixture
 def warehouse(served, tmp_path, monkeypatch, dbt) -> Path:
-    return _extract_and_build(served, tmp_path, monkeypatch, dbt)
-
-
-def rows(database: Path, query: str) -> list[dict]:
-    with duckdb.connect(str(database)) as db:  # dbt ran in this process: same settings
-        cursor = db.execute(query)
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return extract_and_build(served, tmp_path, monkeypatch, dbt, SELECT)
 
 
 def stripe_facts() -> dict[str, dict]:
@@ -127,7 +97,7 @@ def test_deleted_customers_stay_flagged(warehouse):
 def test_an_incremental_run_keeps_the_deletions_and_the_currency_options(
     served, warehouse, tmp_path, monkeypatch, dbt
 ):
-    _extract_and_build(served, tmp_path, monkeypatch, dbt)
+    extract_and_build(served, tmp_path, monkeypatch, dbt, SELECT)
     deleted = rows(
         warehouse,
         "select customer_id from staging.stg_stripe__customers where is_deleted order by 1",
@@ -201,7 +171,7 @@ def test_postgres_models_the_variety_alike(served, tmp_path, monkeypatch, dbt, p
     import psycopg2
 
     monkeypatch.setenv("RETENTION_PG_DATABASE", postgres.rsplit("/", 1)[1])
-    _extract_and_build(served, tmp_path, monkeypatch, dbt, target="postgres")
+    extract_and_build(served, tmp_path, monkeypatch, dbt, SELECT, target="postgres")
     with psycopg2.connect(postgres) as con, con.cursor() as cur:
         cur.execute("select * from marts.dim_subscriptions where billing_system = 'stripe'")
         names = [d[0] for d in cur.description]
