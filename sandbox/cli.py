@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 import click
 
 from billing_clients.targets import SANDBOX_PORTS
-from sandbox.scenario import CATALOGS, ScenarioError, describe_schema, load_scenario, parse_ts
+from sandbox.scenario import CATALOGS, ScenarioError, json_schema, load_scenario, parse_ts
 from sandbox.server import DEFAULT_API_KEY, FaultConfig
 
 DEFAULT_PORTS = SANDBOX_PORTS  # where the pipeline looks for a sandbox
@@ -68,8 +69,8 @@ def validate(scenario: Path) -> None:
 
 @sandbox.command()
 def schema() -> None:
-    """Print the scenario format's fields (the validated schema)."""
-    click.echo(describe_schema())
+    """Print the scenario format as JSON Schema (from the models `validate` checks with)."""
+    click.echo(json.dumps(json_schema(), indent=2, ensure_ascii=False))
 
 
 def _faults(rate_429: float, rate_500: float, rate_drop: float, seed: int | None) -> FaultConfig:

@@ -1,25 +1,43 @@
-"""The neutral scenario format (shared/spec/scenario.md) as a declared, validated schema.
+"""The neutral scenario format (docs/spec/scenario.md) as pydantic models.
 
 A scenario states billing facts once, in one vocabulary; the emulators render it as each
 API's native objects. Because tests compare the marts against these facts, a scenario
 that breaks a rule is refused whole, with every problem named as
 ``section[index] (id).field: reason``, rather than served half-right.
 
-The schema below is the single source of truth: `load_scenario` validates against it and
-`describe_schema` prints it (``retention sandbox schema``).
+The models below are the single definition of the format: they parse and check each
+field, and give the JSON Schema (`json_schema`, printed by ``retention sandbox schema``).
+Rules that span fields or records (references, order of dates, what each billing system
+can express) are a second pass over the parsed records, so that one load names every
+problem at once.
 """
 
 from __future__ import annotations
 
 import re
+import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Union, get_args, get_origin
 
 import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic.fields import FieldInfo
 
 from sandbox.billing import plan_in_currency, subscription_currency
 
@@ -37,6 +55,7 @@ PLAN_KINDS = ("plan", "addon", "charge")
 USAGE_TYPES = ("licensed", "metered")
 PRICING_MODELS = ("per_unit", "flat_fee", "package", "tiered", "volume", "stairstep")
 TIER_MODELS = ("tiered", "volume", "stairstep")
+REDEMPTION_RESOURCES = ("account", "subscription")
 # What each billing system can sell (its API has no way to say the rest): Stripe has
 # prices only (a second price on a subscription is another item), no flat fee or
 # stairstep; Recurly's plans are priced per unit and its add-ons fixed (per unit) or by
@@ -46,8 +65,7 @@ SYSTEM_PRICING = {
     "recurly": {"plan": ("per_unit",), "addon": ("per_unit", "tiered", "volume", "stairstep")},
     "chargebee": {kind: PRICING_MODELS for kind in PLAN_KINDS},
 }
-CATALOG_KEY = "chargebee_product_catalog"  # optional top-level field: the Chargebee site's
-CATALOGS = ("1.0", "2.0")  # Product Catalog version
+CATALOGS = ("1.0", "2.0")  # the Chargebee site's Product Catalog version
 
 # ISO 4217 minor-unit exponents that differ from 2, as Stripe's API uses them (Stripe's
 # zero-decimal and three-decimal lists) and Recurly's decimals follow.
@@ -76,7 +94,6 @@ THREE_DECIMAL_CURRENCIES = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
 # currency, three-decimal ones included, in hundredths ("Currencies", API v2 reference).
 CHARGEBEE_ZERO_DECIMAL_CURRENCIES = frozenset(["JPY", "KRW", "XAF", "XOF"])
 _MONEY_RE = re.compile(r"^-?\d+(\.\d+)?$")
-_CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 
 
 def currency_exponent(currency: str, system: str | None = None) -> int:
@@ -104,219 +121,22 @@ class ScenarioError(ValueError):
         super().__init__(f"scenario refused, {len(problems)} problem(s):\n  {shown}{more}")
 
 
-# --------------------------------------------------------------------------- schema
+# --------------------------------------------------------------------------- field kinds
 
 
 @dataclass(frozen=True)
-class Field:
-    """One field of a section: its kind decides parsing, `required` whether null is allowed."""
+class Kind:
+    """What a field holds, as the scenario names it (the generator reads `name`: "ts"
+    columns are written as timestamps), and what to say when a value is not of it.
+
+    pydantic's own messages speak of Python types; a scenario's author reads JSON, so a
+    wrong value is named in the scenario's words (`wrong`, formatted with the value as
+    `input`; `blank` when a string has nothing but white space). Kinds parsed by a
+    function of ours raise their own messages."""
 
     name: str
-    kind: str  # id | ids | text | ts | money | money_map | decimal | int | currency | enum | json | tiers | items
-    required: bool = False
-    doc: str = ""
-    choices: tuple[str, ...] = ()
-    default: Any = None  # the value of an optional field left out
-
-
-def _f(
-    name: str, kind: str, doc: str, required: bool = False, choices=(), default: Any = None
-) -> Field:
-    return Field(name, kind, required, doc, tuple(choices), default)
-
-
-_SYSTEM = _f("billing_system", "enum", "stripe, recurly or chargebee", True, BILLING_SYSTEMS)
-
-SCHEMA: dict[str, tuple[Field, ...]] = {
-    "plans": (
-        _SYSTEM,
-        _f("plan_id", "id", "Stripe price id, Recurly plan code, Chargebee item price id", True),
-        _f("product_id", "id", "product (Stripe product, Chargebee item)", True),
-        _f("product_name", "text", "product's display name", True),
-        _f("currency", "currency", "ISO 4217 code", True),
-        _f("unit_amount", "money", "price per unit per interval, major units", True),
-        _f("interval", "enum", "billing interval", True, INTERVALS),
-        _f("interval_count", "int", "intervals per billing period (>= 1)", True),
-        _f(
-            "kind",
-            "enum",
-            "plan (default), addon (recurring, on top of a plan) or charge (one-time)",
-            False,
-            PLAN_KINDS,
-            "plan",
-        ),
-        _f(
-            "usage_type",
-            "enum",
-            "licensed (billed on quantity, default) or metered (billed on usage: never in MRR)",
-            False,
-            USAGE_TYPES,
-            "licensed",
-        ),
-        _f(
-            "pricing_model",
-            "enum",
-            "per_unit (default), flat_fee, package, tiered (graduated), volume or stairstep; "
-            "unit_amount is the unit's, the fee's or the package's price (0 with tiers)",
-            False,
-            PRICING_MODELS,
-            "per_unit",
-        ),
-        _f("package_size", "int", "units per package, with pricing_model package (>= 2)"),
-        _f(
-            "tiers",
-            "tiers",
-            "with tiered/volume/stairstep: [{up_to, unit_amount, flat_amount}] ascending, "
-            "the last up_to null (stairstep: each step's price is its flat_amount)",
-        ),
-        _f(
-            "currency_options",
-            "money_map",
-            "Stripe and Recurly: the price in further currencies, {currency: unit_amount} "
-            "(a Chargebee item price has one currency: add a plan per currency)",
-        ),
-        _f("archived_at", "ts", "when the plan was archived: no new sales, subscriptions go on"),
-    ),
-    "coupons": (
-        _SYSTEM,
-        _f("coupon_id", "id", "coupon id (Recurly coupon code)", True),
-        _f("name", "text", "display name"),
-        _f("percent_off", "decimal", "0 < percent_off <= 100; exactly one of percent/amount"),
-        _f("amount_off", "money", "fixed discount, major units, with currency"),
-        _f("currency", "currency", "currency of amount_off"),
-        _f("duration", "enum", "how long the discount lasts", True, COUPON_DURATIONS),
-        _f("duration_in_months", "int", "months, when duration is repeating"),
-        _f(
-            "redemption_resource",
-            "enum",
-            "Recurly only: account (the default, as Recurly's) or subscription level",
-            False,
-            ("account", "subscription"),
-        ),
-        _f("deleted_at", "ts", "when the coupon was deleted (expired): redemptions stay"),
-    ),
-    "customers": (
-        _SYSTEM,
-        _f("customer_id", "id", "Stripe cus_ id, Recurly account code, Chargebee id", True),
-        _f("email", "text", "e-mail address"),
-        _f("name", "text", "full name"),
-        _f("created_at", "ts", "when the customer was created", True),
-        _f(
-            "coupon_id",
-            "id",
-            "Stripe only: a customer-level discount (applies to subscriptions without their own)",
-        ),
-        _f("deleted_at", "ts", "when the customer was deleted (every subscription ended by then)"),
-    ),
-    "subscriptions": (
-        _SYSTEM,
-        _f("subscription_id", "id", "native subscription id", True),
-        _f("customer_id", "id", "owning customer of the same system", True),
-        _f("plan_id", "id", "plan of the same system", True),
-        _f("quantity", "int", "units (>= 1)", True),
-        _f("currency", "currency", "the plan's currency (default) or one of its currency_options"),
-        _f("coupon_id", "id", "applied coupon of the same system (the first, with several)"),
-        _f("extra_coupon_ids", "ids", "further coupons applied after coupon_id, in order"),
-        _f("created_at", "ts", "when the subscription was created", True),
-        _f("activated_at", "ts", "start of paid or trial service", True),
-        _f("trial_start", "ts", "trial start"),
-        _f("trial_end", "ts", "trial end (after trial_start)"),
-        _f("canceled_at", "ts", "when a cancel was requested; needs ended_at"),
-        _f("ended_at", "ts", "when service ends/ended (>= activated_at)"),
-        _f("paused_at", "ts", "pause start"),
-        _f("resumes_at", "ts", "pause end; needs paused_at"),
-        _f("dunning", "enum", "Stripe only: past_due or unpaid", False, DUNNING_STATES),
-        _f(
-            "items",
-            "items",
-            "items beyond plan_id: [{plan_id, quantity}] (add-ons, charges, metered or further "
-            "prices) in the subscription's currency and, but charges, its billing period",
-        ),
-        _f(
-            "term_cycles",
-            "int",
-            "Recurly and Chargebee: billing periods per term (a multi-cycle term that renews)",
-        ),
-        _f("pending_plan_id", "id", "a plan change scheduled for the current period's end"),
-        _f("pending_quantity", "int", "the quantity of that change (default: unchanged)"),
-        _f("deleted_at", "ts", "Chargebee only: the ended subscription was deleted then"),
-        _f(
-            "transferred_at",
-            "ts",
-            "Chargebee only: moved to another business entity then (status transferred; "
-            "ended_at equals it)",
-        ),
-    ),
-    "invoices": (
-        _SYSTEM,
-        _f("invoice_id", "id", "native invoice id (Recurly: number)", True),
-        _f("customer_id", "id", "customer of the same system", True),
-        _f("subscription_id", "id", "subscription of that customer"),
-        _f("currency", "currency", "ISO 4217 code", True),
-        _f("total", "money", "invoice total, major units (>= 0)", True),
-        _f("status", "enum", "where the invoice stands", True, INVOICE_STATUSES),
-        _f(
-            "kind",
-            "enum",
-            "charge (default) or credit (Recurly only: a credit invoice, never money collected)",
-            False,
-            INVOICE_KINDS,
-            "charge",
-        ),
-        _f("created_at", "ts", "when the invoice was issued", True),
-        _f("paid_at", "ts", "when it was paid: set exactly when status is paid"),
-    ),
-    "exit_sessions": (
-        _f("session_id", "id", "unique per visit", True),
-        _f("app_id", "text", "cancel-flow app/site"),
-        _SYSTEM,
-        _f("billing_id", "id", "subscription id or customer id of that system", True),
-        _f("email", "text", "visitor e-mail"),
-        _f("started_at", "ts", "landing time", True),
-        _f("action", "enum", "what the visitor did; null = closed the page", False, ACTIONS),
-        _f("action_at", "ts", "set exactly when action is set; >= started_at"),
-        _f("offer_id", "text", "accepted offer id"),
-        _f("offer_type", "enum", "set with offer_accepted", False, OFFER_TYPES),
-        _f("page_id", "text", "page variant shown (holdout = no offers)"),
-        _f("cancel_reason", "text", "survey answer"),
-        _f("custom", "json", "any extra JSON object the page sent"),
-    ),
-}
-
-ID_FIELD = {
-    "plans": "plan_id",
-    "coupons": "coupon_id",
-    "customers": "customer_id",
-    "subscriptions": "subscription_id",
-    "invoices": "invoice_id",
-    "exit_sessions": "session_id",
-}
-
-
-def describe_schema() -> str:
-    """The schema as a Markdown table per section (printed by `retention sandbox schema`)."""
-    lines = [
-        "Top level: as_of (timestamp, required), reporting_currency (ISO code, required),",
-        "fx_rates (currency -> decimal string: reporting-currency units per 1 unit; every",
-        'currency used needs one), chargebee_product_catalog (optional, "1.0" or "2.0",',
-        'default "2.0": the Chargebee site\'s Product Catalog), then the sections below',
-        "(arrays, may be empty).",
-    ]
-    for section, fields in SCHEMA.items():
-        lines += [
-            "",
-            f"## {section}",
-            "",
-            "| field | kind | required | meaning |",
-            "|---|---|---|---|",
-        ]
-        for f in fields:
-            kind = f"{f.kind}: {'/'.join(f.choices)}" if f.choices else f.kind
-            lines.append(f"| {f.name} | {kind} | {'yes' if f.required else 'no'} | {f.doc} |")
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- parsing
+    wrong: str = ""
+    blank: str = ""
 
 
 def parse_ts(value: str) -> datetime:
@@ -332,13 +152,26 @@ def format_ts(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _parse_ts_field(value: Any) -> datetime:
+    """Python's ISO-8601 reading (as the CLI's --as-of), not pydantic's RFC 3339 one, so
+    that every timestamp a scenario could hold before still parses to the same instant."""
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not an ISO-8601 UTC timestamp: {value!r} is not a string")
+    try:
+        return parse_ts(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an ISO-8601 UTC timestamp: {exc}") from None
+
+
 def _parse_money(value: Any) -> Decimal:
+    """Money is a decimal string, never a JSON number (a float would lose cents)."""
     if not isinstance(value, str) or not _MONEY_RE.match(value):
         raise ValueError(f'{value!r} is not a decimal string such as "49.00"')
     return Decimal(value)
 
 
 def _parse_decimal(value: Any) -> Decimal:
+    """A percentage may be a number or a decimal string."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError(f"{value!r} is not a number")
     try:
@@ -347,114 +180,461 @@ def _parse_decimal(value: Any) -> Decimal:
         raise ValueError(f"{value!r} is not a number") from exc
 
 
-def _parse_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{value!r} is not an integer")
-    return value
+def _choice(choices: tuple[str, ...]) -> Any:
+    """A string from a closed list; the error lists what is allowed."""
+    return Annotated[
+        Literal[choices], Kind("enum", f"{{input!r}} is not one of {', '.join(choices)}")
+    ]
 
 
-def _parse_text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a string")
-    return value
-
-
-def _parse_id(value: Any) -> str:
-    text = _parse_text(value)
-    if not text.strip():
-        raise ValueError("is empty")
-    return text
-
-
-def _parse_ts_field(value: Any) -> datetime:
-    try:
-        return parse_ts(_parse_text(value))
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not an ISO-8601 UTC timestamp: {exc}") from None
-
-
-def _parse_currency(value: Any) -> str:
-    if not isinstance(value, str) or not _CURRENCY_RE.match(value):
-        raise ValueError(f"{value!r} is not an upper-case ISO 4217 code")
-    return value
-
-
-def _parse_json(value: Any) -> dict:
-    if not isinstance(value, dict):
-        raise ValueError(f"{value!r} is not a JSON object")
-    return value
-
-
-def _parse_tiers(value: Any) -> list[dict]:
-    """[{up_to, unit_amount, flat_amount}]: ascending inclusive bounds, the last open."""
-    if not isinstance(value, list) or not value:
-        raise ValueError("must be a non-empty array of tiers")
-    tiers, above = [], 0
-    for n, tier in enumerate(value, start=1):
-        if not isinstance(tier, dict) or tier.keys() - {"up_to", "unit_amount", "flat_amount"}:
-            raise ValueError(f"tier {n} must be an object of up_to, unit_amount, flat_amount")
-        up_to = tier.get("up_to")
-        last = n == len(value)
-        if last != (up_to is None):
-            raise ValueError(f"tier {n}: only the last tier has no up_to, and it has none")
-        if up_to is not None and (_parse_int(up_to) <= above):
-            raise ValueError(f"tier {n}: up_to {up_to} must be above {above}")
-        tiers.append(
-            {
-                "up_to": up_to,
-                "unit_amount": _parse_money(tier.get("unit_amount", "0")),
-                "flat_amount": _parse_money(tier.get("flat_amount", "0")),
-            }
-        )
-        above = up_to or above
-    return tiers
-
-
-def _parse_money_map(value: Any) -> dict[str, Decimal]:
-    """{currency: "amount"}."""
-    if not isinstance(value, dict) or not value:
-        raise ValueError('must be a non-empty object of currency -> amount, e.g. {"EUR": "45.00"}')
-    return {_parse_currency(code): _parse_money(amount) for code, amount in value.items()}
-
-
-def _parse_ids(value: Any) -> list[str]:
-    if not isinstance(value, list) or not value:
-        raise ValueError("must be a non-empty array of ids")
-    ids = [_parse_id(v) for v in value]
+def _unique_ids(ids: list[str]) -> list[str]:
     if len(set(ids)) != len(ids):
         raise ValueError("names an id twice")
     return ids
 
 
-def _parse_items(value: Any) -> list[dict]:
-    """[{plan_id, quantity}]: quantity defaults to 1."""
-    if not isinstance(value, list):
-        raise ValueError("must be an array of {plan_id, quantity}")
-    items = []
-    for n, item in enumerate(value, start=1):
-        if not isinstance(item, dict) or item.keys() - {"plan_id", "quantity"}:
-            raise ValueError(f"item {n} must be an object of plan_id and quantity")
-        quantity = _parse_int(item.get("quantity", 1))
-        if quantity < 1:
-            raise ValueError(f"item {n}: quantity must be >= 1")
-        items.append({"plan_id": _parse_id(item.get("plan_id")), "quantity": quantity})
-    return items
+def _as_dicts(records: list[BaseModel]) -> list[dict]:
+    """Nested records are plain dicts, as every record of a parsed scenario is."""
+    return [record.__dict__ for record in records]
 
 
-_PARSERS: dict[str, Callable[[Any], Any]] = {
-    "id": _parse_id,
-    "text": _parse_text,
-    "ts": _parse_ts_field,
-    "money": _parse_money,
-    "decimal": _parse_decimal,
-    "int": _parse_int,
-    "currency": _parse_currency,
-    "json": _parse_json,
-    "tiers": _parse_tiers,
-    "items": _parse_items,
-    "money_map": _parse_money_map,
-    "ids": _parse_ids,
+_NOT_A_STRING = "{input!r} is not a string"
+Id = Annotated[str, StringConstraints(pattern=r"\S"), Kind("id", _NOT_A_STRING, "is empty")]
+Text = Annotated[str, Kind("text", _NOT_A_STRING)]
+Currency = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Z]{3}$"),
+    Kind("currency", "{input!r} is not an upper-case ISO 4217 code"),
+]
+Timestamp = Annotated[
+    datetime,
+    PlainValidator(_parse_ts_field, json_schema_input_type=datetime),
+    Kind("ts"),
+]
+Money = Annotated[
+    Decimal,
+    PlainValidator(
+        _parse_money,
+        json_schema_input_type=Annotated[str, StringConstraints(pattern=_MONEY_RE.pattern)],
+    ),
+    Kind("money"),
+]
+Number = Annotated[
+    Decimal,
+    PlainValidator(_parse_decimal, json_schema_input_type=float | str),
+    Kind("decimal"),
+]
+Count = Annotated[int, Kind("int", "{input!r} is not an integer")]
+JsonObject = Annotated[dict[str, Any], Kind("json", "{input!r} is not a JSON object")]
+Ids = Annotated[
+    list[Id],
+    Field(min_length=1),
+    AfterValidator(_unique_ids),
+    Kind("ids", "must be a non-empty array of ids"),
+]
+MoneyMap = Annotated[
+    dict[Currency, Money],
+    Field(min_length=1),
+    Kind("money_map", 'must be a non-empty object of currency -> amount, e.g. {{"EUR": "45.00"}}'),
+]
+BillingSystem = _choice(BILLING_SYSTEMS)
+Interval = _choice(INTERVALS)
+PlanKind = _choice(PLAN_KINDS)
+UsageType = _choice(USAGE_TYPES)
+PricingModel = _choice(PRICING_MODELS)
+CouponDuration = _choice(COUPON_DURATIONS)
+RedemptionResource = _choice(REDEMPTION_RESOURCES)
+DunningState = _choice(DUNNING_STATES)
+InvoiceStatus = _choice(INVOICE_STATUSES)
+InvoiceKind = _choice(INVOICE_KINDS)
+Action = _choice(ACTIONS)
+OfferType = _choice(OFFER_TYPES)
+Catalog = _choice(CATALOGS)
+Rates = Annotated[dict[Currency, Money], Kind("rates", "must be an object of currency -> rate")]
+
+
+def _tier_bounds(tiers: list[Tier]) -> list[dict]:
+    """Ascending inclusive bounds, the last tier open (no up_to)."""
+    above = 0
+    for n, tier in enumerate(tiers, start=1):
+        if (n == len(tiers)) != (tier.up_to is None):
+            raise ValueError(f"tier {n}: only the last tier has no up_to, and it has none")
+        if tier.up_to is not None and tier.up_to <= above:
+            raise ValueError(f"tier {n}: up_to {tier.up_to} must be above {above}")
+        above = tier.up_to or above
+    return _as_dicts(tiers)
+
+
+# --------------------------------------------------------------------------- models
+
+
+class _Model(BaseModel):
+    """Strict, as JSON is: "2" is not an integer, 49 is not money, true is not 1."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+def _null_means_default(*names: str) -> Any:
+    """A null field is a field left out (the generator writes every column, null where it
+    draws nothing): these fields then take their default, never null. (A null required
+    field is reported as missing; other optional fields keep null.)"""
+
+    def default(cls: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return cls.model_fields[info.field_name].get_default(call_default_factory=True)
+        return value
+
+    return field_validator(*names, mode="before")(default)
+
+
+class _Record(_Model):
+    id_field: ClassVar[str]  # unique per section (per billing system but exit sessions)
+
+
+class _BillingRecord(_Record):
+    billing_system: BillingSystem = Field(description="stripe, recurly or chargebee")
+
+
+class Tier(_Model):
+    """One tier of a tiered, volume or stairstep price."""
+
+    up_to: Count | None = Field(None, description="inclusive upper bound; null on the last tier")
+    unit_amount: Money = Field(Decimal(0), description="price per unit in this tier")
+    flat_amount: Money = Field(
+        Decimal(0), description="flat price of this tier (stairstep: its price)"
+    )
+
+
+class Item(_Model):
+    """A further item on a subscription, beside its plan."""
+
+    plan_id: Id = Field(description="a plan (add-on, charge, metered or further price)")
+    quantity: Count = Field(1, ge=1, description="units")
+
+
+Tiers = Annotated[
+    list[Tier],
+    Field(min_length=1),
+    AfterValidator(_tier_bounds),
+    Kind("tiers", "must be a non-empty array of tiers"),
+]
+Items = Annotated[
+    list[Item],
+    AfterValidator(_as_dicts),
+    Kind("items", "must be an array of {{plan_id, quantity}}"),
+]
+
+
+class Plan(_BillingRecord):
+    """A price: Stripe price, Recurly plan or add-on, Chargebee item price (or 1.0 plan)."""
+
+    id_field = "plan_id"
+    plan_id: Id = Field(description="Stripe price id, Recurly plan code, Chargebee item price id")
+    product_id: Id = Field(description="product (Stripe product, Chargebee item)")
+    product_name: Text = Field(description="product's display name")
+    currency: Currency = Field(description="ISO 4217 code")
+    unit_amount: Money = Field(description="price per unit per interval, major units")
+    interval: Interval = Field(description="billing interval")
+    interval_count: Count = Field(ge=1, description="intervals per billing period")
+    kind: PlanKind | None = Field(
+        "plan",
+        description="plan (default), addon (recurring, on top of a plan) or charge (one-time)",
+    )
+    usage_type: UsageType | None = Field(
+        "licensed",
+        description="licensed (billed on quantity, default) or metered (billed on usage: never in MRR)",
+    )
+    pricing_model: PricingModel | None = Field(
+        "per_unit",
+        description="per_unit (default), flat_fee, package, tiered (graduated), volume or "
+        "stairstep; unit_amount is the unit's, the fee's or the package's price (0 with tiers)",
+    )
+    package_size: Count | None = Field(
+        None, ge=2, description="units per package, with pricing_model package"
+    )
+    tiers: Tiers | None = Field(
+        None,
+        description="with tiered/volume/stairstep: ascending, the last up_to null "
+        "(stairstep: each step's price is its flat_amount)",
+    )
+    currency_options: MoneyMap | None = Field(
+        None,
+        description="Stripe and Recurly: the price in further currencies, {currency: unit_amount} "
+        "(a Chargebee item price has one currency: add a plan per currency)",
+    )
+    archived_at: Timestamp | None = Field(
+        None, description="when the plan was archived: no new sales, subscriptions go on"
+    )
+    _defaults = _null_means_default("kind", "usage_type", "pricing_model")
+
+
+class Coupon(_BillingRecord):
+    """A coupon (Recurly: by its code)."""
+
+    id_field = "coupon_id"
+    coupon_id: Id = Field(description="coupon id (Recurly coupon code)")
+    name: Text | None = Field(None, description="display name")
+    percent_off: Number | None = Field(
+        None, description="0 < percent_off <= 100; exactly one of percent/amount"
+    )
+    amount_off: Money | None = Field(None, description="fixed discount, major units, with currency")
+    currency: Currency | None = Field(None, description="currency of amount_off")
+    duration: CouponDuration = Field(description="how long the discount lasts")
+    duration_in_months: Count | None = Field(None, description="months, when duration is repeating")
+    redemption_resource: RedemptionResource | None = Field(
+        None, description="Recurly only: account (the default, as Recurly's) or subscription level"
+    )
+    deleted_at: Timestamp | None = Field(
+        None, description="when the coupon was deleted (expired): redemptions stay"
+    )
+
+
+class Customer(_BillingRecord):
+    """A customer (Recurly: an account)."""
+
+    id_field = "customer_id"
+    customer_id: Id = Field(description="Stripe cus_ id, Recurly account code, Chargebee id")
+    email: Text | None = Field(None, description="e-mail address")
+    name: Text | None = Field(None, description="full name")
+    created_at: Timestamp = Field(description="when the customer was created")
+    coupon_id: Id | None = Field(
+        None,
+        description="Stripe only: a customer-level discount (applies to subscriptions without "
+        "their own)",
+    )
+    deleted_at: Timestamp | None = Field(
+        None, description="when the customer was deleted (every subscription ended by then)"
+    )
+
+
+class Subscription(_BillingRecord):
+    """A subscription: its plan, items, coupons and life as timestamps."""
+
+    id_field = "subscription_id"
+    subscription_id: Id = Field(description="native subscription id")
+    customer_id: Id = Field(description="owning customer of the same system")
+    plan_id: Id = Field(description="plan of the same system")
+    quantity: Count = Field(ge=1, description="units")
+    currency: Currency | None = Field(
+        None, description="the plan's currency (default) or one of its currency_options"
+    )
+    coupon_id: Id | None = Field(
+        None, description="applied coupon of the same system (the first, with several)"
+    )
+    extra_coupon_ids: Ids | None = Field(
+        None, description="further coupons applied after coupon_id, in order"
+    )
+    created_at: Timestamp = Field(description="when the subscription was created")
+    activated_at: Timestamp = Field(description="start of paid or trial service")
+    trial_start: Timestamp | None = Field(None, description="trial start")
+    trial_end: Timestamp | None = Field(None, description="trial end (after trial_start)")
+    canceled_at: Timestamp | None = Field(
+        None, description="when a cancel was requested; needs ended_at"
+    )
+    ended_at: Timestamp | None = Field(
+        None, description="when service ends/ended (>= activated_at)"
+    )
+    paused_at: Timestamp | None = Field(None, description="pause start")
+    resumes_at: Timestamp | None = Field(None, description="pause end; needs paused_at")
+    dunning: DunningState | None = Field(None, description="Stripe only: past_due or unpaid")
+    items: Items | None = Field(
+        None,
+        description="items beyond plan_id (add-ons, charges, metered or further prices) in the "
+        "subscription's currency and, but charges, its billing period",
+    )
+    term_cycles: Count | None = Field(
+        None,
+        ge=1,
+        description="Recurly and Chargebee: billing periods per term (a multi-cycle term that "
+        "renews)",
+    )
+    pending_plan_id: Id | None = Field(
+        None, description="a plan change scheduled for the current period's end"
+    )
+    pending_quantity: Count | None = Field(
+        None, ge=1, description="the quantity of that change (default: unchanged)"
+    )
+    deleted_at: Timestamp | None = Field(
+        None, description="Chargebee only: the ended subscription was deleted then"
+    )
+    transferred_at: Timestamp | None = Field(
+        None,
+        description="Chargebee only: moved to another business entity then (status "
+        "transferred; ended_at equals it)",
+    )
+
+
+class Invoice(_BillingRecord):
+    """An invoice (Recurly: by its number) or a Recurly credit invoice."""
+
+    id_field = "invoice_id"
+    invoice_id: Id = Field(description="native invoice id (Recurly: number)")
+    customer_id: Id = Field(description="customer of the same system")
+    subscription_id: Id | None = Field(None, description="subscription of that customer")
+    currency: Currency = Field(description="ISO 4217 code")
+    total: Money = Field(description="invoice total, major units (>= 0)")
+    status: InvoiceStatus = Field(description="where the invoice stands")
+    kind: InvoiceKind | None = Field(
+        "charge",
+        description="charge (default) or credit (Recurly only: a credit invoice, never money "
+        "collected)",
+    )
+    created_at: Timestamp = Field(description="when the invoice was issued")
+    paid_at: Timestamp | None = Field(
+        None, description="when it was paid: set exactly when status is paid"
+    )
+    _defaults = _null_means_default("kind")
+
+
+class ExitSession(_Record):
+    """One visit to the cancel page and what the visitor did."""
+
+    id_field = "session_id"
+    session_id: Id = Field(description="unique per visit")
+    app_id: Text | None = Field(None, description="cancel-flow app/site")
+    billing_system: BillingSystem = Field(description="stripe, recurly or chargebee")
+    billing_id: Id = Field(description="subscription id or customer id of that system")
+    email: Text | None = Field(None, description="visitor e-mail")
+    started_at: Timestamp = Field(description="landing time")
+    action: Action | None = Field(None, description="what the visitor did; null = closed the page")
+    action_at: Timestamp | None = Field(
+        None, description="set exactly when action is set; >= started_at"
+    )
+    offer_id: Text | None = Field(None, description="accepted offer id")
+    offer_type: OfferType | None = Field(None, description="set with offer_accepted")
+    page_id: Text | None = Field(None, description="page variant shown (holdout = no offers)")
+    cancel_reason: Text | None = Field(None, description="survey answer")
+    custom: JsonObject | None = Field(None, description="any extra JSON object the page sent")
+
+
+class ScenarioDocument(_Model):
+    """A scenario file: its clock and currencies, then the records of each section
+    (arrays, may be empty or left out)."""
+
+    as_of: Timestamp = Field(description="the sandbox's clock")
+    reporting_currency: Currency = Field(description="currency the marts report in")
+    fx_rates: Rates = Field(
+        description="currency -> decimal string: reporting-currency units per 1 unit; every "
+        'currency used needs one, the reporting currency "1"'
+    )
+    chargebee_product_catalog: Catalog = Field(
+        "2.0", description="the Chargebee site's Product Catalog"
+    )
+    plans: list[Plan] | None = Field(default_factory=list)
+    coupons: list[Coupon] | None = Field(default_factory=list)
+    customers: list[Customer] | None = Field(default_factory=list)
+    subscriptions: list[Subscription] | None = Field(default_factory=list)
+    invoices: list[Invoice] | None = Field(default_factory=list)
+    exit_sessions: list[ExitSession] | None = Field(default_factory=list)
+    _defaults = _null_means_default(
+        "plans",
+        "coupons",
+        "customers",
+        "subscriptions",
+        "invoices",
+        "exit_sessions",
+    )
+
+
+def json_schema() -> dict[str, Any]:
+    """The scenario format as JSON Schema, from the models that validate it."""
+    return ScenarioDocument.model_json_schema()
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _unwrap(tp: Any, metadata: list[Any]) -> tuple[Any, list[Any]]:
+    """A type without its Annotated layers and `| None`; the metadata they carried."""
+    while True:
+        if get_origin(tp) is Annotated:
+            metadata, tp = [*metadata, *tp.__metadata__], tp.__origin__
+        elif get_origin(tp) in (Union, types.UnionType):
+            tp = next(arg for arg in get_args(tp) if arg is not type(None))
+        else:
+            return tp, metadata
+
+
+def _field_at(loc: tuple[int | str, ...]) -> tuple[Kind | None, FieldInfo | None]:
+    """The kind of the value at a pydantic error location, following the models' types
+    (a dict's "[key]" step names its key), and its model field if it is one."""
+    tp, metadata, info = ScenarioDocument, [], None
+    parts = list(loc)
+    while parts:
+        part, info = parts.pop(0), None
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            info = tp.model_fields.get(str(part))
+            if info is None:
+                return None, None
+            tp, metadata = _unwrap(info.annotation, list(info.metadata))
+        elif get_origin(tp) is list:
+            tp, metadata = _unwrap(get_args(tp)[0], [])
+        elif get_origin(tp) is dict:
+            key_type, value_type = get_args(tp)
+            if parts[:1] == ["[key]"]:
+                parts.pop(0)
+                tp, metadata = _unwrap(key_type, [])
+            else:
+                tp, metadata = _unwrap(value_type, [])
+        else:
+            return None, None
+    return next((m for m in metadata if isinstance(m, Kind)), None), info
+
+
+SECTIONS: dict[str, type[_Record]] = {
+    name: get_args(section)[0]
+    for name, info in ScenarioDocument.model_fields.items()
+    if get_origin(section := _unwrap(info.annotation, [])[0]) is list
 }
+ID_FIELD = {section: model.id_field for section, model in SECTIONS.items()}
+
+
+class ScenarioField(NamedTuple):
+    """A record field as the generator and the exit-file writer read it."""
+
+    name: str
+    kind: str
+
+
+SCHEMA: dict[str, tuple[ScenarioField, ...]] = {
+    section: tuple(
+        ScenarioField(name, _field_at((section, 0, name))[0].name) for name in model.model_fields
+    )
+    for section, model in SECTIONS.items()
+}
+
+
+def _reason(error: Any) -> str:
+    """A pydantic error in the scenario's words."""
+    (kind, info), what = _field_at(error["loc"]), error["type"]
+    if what == "missing" or (error["input"] is None and info and info.is_required()):
+        return "is required"
+    if what == "extra_forbidden":
+        return "unknown top-level field" if len(error["loc"]) == 1 else "unknown field"
+    if what == "value_error":
+        return str(error["ctx"]["error"])
+    if what == "greater_than_equal":
+        return f"must be >= {error['ctx']['ge']}"
+    if kind and what == "string_pattern_mismatch" and kind.blank:
+        return kind.blank
+    if kind and kind.wrong:
+        return kind.wrong.format(input=error["input"])
+    if what == "list_type":
+        return "must be a JSON array"
+    if what in ("model_type", "dict_type"):
+        return "must be a JSON object"
+    return error["msg"]
+
+
+def _path(loc: tuple[int | str, ...], doc: dict) -> str:
+    """`section[index] (id).field` (nested arrays count from 1, as the rules' messages do)."""
+    head, rest = str(loc[0]), loc[1:]
+    if head in SECTIONS and rest and isinstance(rest[0], int):
+        head, rest = _where(head, rest[0], doc[head][rest[0]]), rest[1:]
+    for part in rest:
+        if part != "[key]":
+            head += f"[{part + 1}]" if isinstance(part, int) else f".{part}"
+    return head
 
 
 # --------------------------------------------------------------------------- scenario
@@ -482,13 +662,16 @@ class Scenario:
 
 
 class _Problems:
-    """Collects problems with the object and field they concern."""
+    """Collects problems with the object and field they concern. A field the models
+    refused is not named again by a rule (it reads as left out to the rules)."""
 
-    def __init__(self) -> None:
-        self.items: list[str] = []
+    def __init__(self, refused: list[tuple[str, str]]) -> None:
+        self.items = [f"{where}: {reason}" for where, reason in refused]
+        self.refused = {where for where, _ in refused}
 
     def add(self, where: str, reason: str) -> None:
-        self.items.append(f"{where}: {reason}")
+        if where not in self.refused:
+            self.items.append(f"{where}: {reason}")
 
 
 def _where(section: str, index: int, record: dict, field_name: str | None = None) -> str:
@@ -500,41 +683,61 @@ def _where(section: str, index: int, record: dict, field_name: str | None = None
     return f"{label}.{field_name}" if field_name else label
 
 
-def _parse_section(section: str, raw: Any, problems: _Problems) -> list[dict]:
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        problems.add(section, "must be a JSON array")
-        return []
-    fields = SCHEMA[section]
-    known = {f.name for f in fields}
-    out = []
-    for index, record in enumerate(raw):
-        if not isinstance(record, dict):
-            problems.add(f"{section}[{index}]", "must be a JSON object")
+@cache
+def _field_adapter(model: type[BaseModel], name: str) -> TypeAdapter:
+    info = model.model_fields[name]
+    return TypeAdapter(Annotated[info.annotation, info], config=_Model.model_config)
+
+
+def _salvage(model: type[BaseModel], raw: dict, names: Iterable[str]) -> dict[str, Any]:
+    """A broken record's fields one by one: a field that fails is None, as if left out,
+    so that the rules still run on the rest and every problem is named in one load."""
+    values: dict[str, Any] = {}
+    for name in names:
+        value, info = raw.get(name), model.model_fields[name]
+        if value is None:
+            values[name] = (
+                None if info.is_required() else info.get_default(call_default_factory=True)
+            )
             continue
-        parsed: dict[str, Any] = {}
-        for name in record.keys() - known:
-            problems.add(_where(section, index, record, name), "unknown field")
-        for f in fields:
-            value = record.get(f.name)
-            if value is None:
-                if f.required:
-                    problems.add(_where(section, index, record, f.name), "is required")
-                parsed[f.name] = f.default
-                continue
+        try:
+            values[name] = _field_adapter(model, name).validate_python(value)
+        except ValidationError:
+            values[name] = None
+    return values
+
+
+def _salvage_section(model: type[_Record], raw: Any) -> list[dict]:
+    if not isinstance(raw, list):
+        return []
+    records = []
+    for record in raw:
+        if isinstance(record, dict):
             try:
-                if f.kind == "enum":
-                    if value not in f.choices:
-                        raise ValueError(f"{value!r} is not one of {', '.join(f.choices)}")
-                    parsed[f.name] = value
-                else:
-                    parsed[f.name] = _PARSERS[f.kind](value)
-            except ValueError as exc:
-                problems.add(_where(section, index, record, f.name), str(exc))
-                parsed[f.name] = None
-        out.append(parsed)
-    return out
+                records.append(model.model_validate(record).__dict__)
+            except ValidationError:
+                records.append(_salvage(model, record, model.model_fields))
+    return records
+
+
+def _salvaged(doc: dict) -> Scenario:
+    """What of a broken document parses, for the rules to check."""
+    names = [name for name in ScenarioDocument.model_fields if name not in SECTIONS]
+    header = _salvage(ScenarioDocument, doc, names)
+    return Scenario(
+        **header | {"fx_rates": header["fx_rates"] or {}},  # the rules look rates up
+        **{name: _salvage_section(model, doc.get(name)) for name, model in SECTIONS.items()},
+    )
+
+
+def _parsed(doc: ScenarioDocument) -> Scenario:
+    return Scenario(
+        as_of=doc.as_of,
+        reporting_currency=doc.reporting_currency,
+        fx_rates=doc.fx_rates,
+        chargebee_product_catalog=doc.chargebee_product_catalog,
+        **{name: _as_dicts(getattr(doc, name)) for name in SECTIONS},
+    )
 
 
 def _check_unique(section: str, records: list[dict], problems: _Problems) -> None:
@@ -573,8 +776,6 @@ def _check_order(where: Callable[[str], str], r: dict, early: str, late: str, p:
 
 def _check_plans(s: Scenario, p: _Problems) -> None:
     for i, r in enumerate(s.plans):
-        if r["interval_count"] is not None and r["interval_count"] < 1:
-            p.add(_where("plans", i, r, "interval_count"), "must be >= 1")
         if r["unit_amount"] is not None and r["unit_amount"] < 0:
             p.add(_where("plans", i, r, "unit_amount"), "must be >= 0")
         _check_money_places(_where("plans", i, r, "unit_amount"), r["unit_amount"], r, p)
@@ -626,8 +827,6 @@ def _check_pricing(w: Callable[[str], str], r: dict, p: _Problems) -> None:
         p.add(w("tiers"), "are required exactly with pricing_model tiered, volume or stairstep")
     if (r["pricing_model"] == "package") != (r["package_size"] is not None):
         p.add(w("package_size"), "is required exactly with pricing_model package")
-    elif r["package_size"] is not None and r["package_size"] < 2:
-        p.add(w("package_size"), "must be >= 2")
     if r["kind"] == "charge" and r["usage_type"] == "metered":
         p.add(w("usage_type"), "a one-time charge is not metered")
     for n, tier in enumerate(r["tiers"] or [], start=1):
@@ -696,8 +895,6 @@ def _check_subscriptions(s: Scenario, p: _Problems) -> None:
         ):
             if r[ref] is not None and (system, r[ref]) not in index:
                 p.add(w(ref), f"unknown {what} {r[ref]!r} in {system}")
-        if r["quantity"] is not None and r["quantity"] < 1:
-            p.add(w("quantity"), "must be >= 1")
         _check_order(w, r, "activated_at", "ended_at", p)
         _check_order(w, r, "trial_start", "trial_end", p)
         _check_order(w, r, "canceled_at", "ended_at", p)
@@ -730,11 +927,8 @@ def _check_extra_coupons(w: Callable[[str], str], r: dict, coupons: dict, p: _Pr
 def _check_lifecycle(w: Callable[[str], str], r: dict, as_of: datetime, p: _Problems):
     """Terms, deletion and transfer exist on some systems only, and need an end."""
     system = r["billing_system"]
-    if r["term_cycles"] is not None:
-        if system == "stripe":
-            p.add(w("term_cycles"), "Stripe has no multi-cycle terms")
-        elif r["term_cycles"] < 1:
-            p.add(w("term_cycles"), "must be >= 1")
+    if r["term_cycles"] is not None and system == "stripe":
+        p.add(w("term_cycles"), "Stripe has no multi-cycle terms")
     for name in ("deleted_at", "transferred_at"):
         if r[name] is None:
             continue
@@ -761,8 +955,6 @@ def _check_pending(w: Callable[[str], str], r: dict, plans: dict, p: _Problems):
         p.add(w("pending_plan_id"), "is not a licensed plan")
     elif plan_in_currency(plan, subscription_currency(r, plans)) is None:
         p.add(w("pending_plan_id"), "is not sold in the subscription's currency")
-    if r["pending_quantity"] is not None and r["pending_quantity"] < 1:
-        p.add(w("pending_quantity"), "must be >= 1")
     if r["canceled_at"] is not None or r["ended_at"] is not None:
         p.add(w("pending_plan_id"), "a subscription that ends has no scheduled change")
 
@@ -843,69 +1035,42 @@ def _check_currencies(s: Scenario, p: _Problems) -> None:
                 p.add(_where(section, i, r, "currency"), f"{currency} has no rate in fx_rates")
 
 
-def _parse_header(doc: dict, p: _Problems) -> tuple[datetime | None, str | None, dict]:
-    as_of = currency = None
-    rates: dict[str, Decimal] = {}
-    try:
-        as_of = _parse_ts_field(doc.get("as_of"))
-    except ValueError as exc:
-        p.add("as_of", str(exc))
-    try:
-        currency = _parse_currency(doc.get("reporting_currency"))
-    except ValueError as exc:
-        p.add("reporting_currency", str(exc))
-    raw_rates = doc.get("fx_rates")
-    if not isinstance(raw_rates, dict):
-        p.add("fx_rates", "must be an object of currency -> rate")
-        raw_rates = {}
-    for code, rate in raw_rates.items():
-        try:
-            rates[_parse_currency(code)] = _parse_money(rate)
-        except ValueError as exc:
-            p.add(f"fx_rates.{code}", str(exc))
-    if currency and rates and rates.get(currency) != Decimal(1):
+def _check_header(s: Scenario, p: _Problems) -> None:
+    currency = s.reporting_currency
+    if currency and s.fx_rates and s.fx_rates.get(currency) != Decimal(1):
         p.add(f"fx_rates.{currency}", 'the reporting currency\'s rate must be "1"')
-    for key in doc.keys() - {"as_of", "reporting_currency", "fx_rates", CATALOG_KEY, *SCHEMA}:
-        p.add(key, "unknown top-level field")
-    return as_of, currency, rates
 
 
-def _parse_catalog(doc: dict, p: _Problems) -> str:
-    """The Chargebee site's Product Catalog version ("1.0" or "2.0", default "2.0")."""
-    value = doc.get(CATALOG_KEY, "2.0")
-    if value not in CATALOGS:
-        p.add(CATALOG_KEY, f"must be one of {', '.join(CATALOGS)}")
-        return "2.0"
-    return value
+def _check_rules(s: Scenario, p: _Problems) -> None:
+    """The rules across fields and records; those that compare times need the clock."""
+    _check_header(s, p)
+    for name in SECTIONS:
+        _check_unique(name, getattr(s, name), p)
+    if s.as_of is None:
+        return
+    for check in (
+        _check_plans,
+        _check_coupons,
+        _check_customers,
+        _check_subscriptions,
+        _check_invoices,
+        _check_exit_sessions,
+        _check_currencies,
+    ):
+        check(s, p)
 
 
 def validate_scenario(doc: Any) -> Scenario:
     """Parse and check a scenario document; raise ScenarioError naming every problem."""
-    problems = _Problems()
     if not isinstance(doc, dict):
         raise ScenarioError(["scenario: must be a JSON object"])
-    as_of, currency, rates = _parse_header(doc, problems)
-    sections = {name: _parse_section(name, doc.get(name), problems) for name in SCHEMA}
-    for name, records in sections.items():
-        _check_unique(name, records, problems)
-    scenario = Scenario(
-        as_of=as_of,
-        reporting_currency=currency,
-        fx_rates=rates,
-        chargebee_product_catalog=_parse_catalog(doc, problems),
-        **sections,
-    )
-    if as_of is not None:
-        for check in (
-            _check_plans,
-            _check_coupons,
-            _check_customers,
-            _check_subscriptions,
-            _check_invoices,
-            _check_exit_sessions,
-            _check_currencies,
-        ):
-            check(scenario, problems)
+    try:
+        scenario, refused = _parsed(ScenarioDocument.model_validate(doc)), []
+    except ValidationError as exc:
+        scenario = _salvaged(doc)
+        refused = [(_path(e["loc"], doc), _reason(e)) for e in exc.errors(include_url=False)]
+    problems = _Problems(refused)
+    _check_rules(scenario, problems)
     if problems.items:
         raise ScenarioError(problems.items)
     return scenario

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from orchestration.cli import main
+from sandbox.cli import sandbox
 from sandbox.scenario import ScenarioError, load_scenario, validate_scenario
 
 BASE = {
@@ -291,11 +291,11 @@ def test_load_names_the_file(tmp_path):
 def test_cli_validate_reports_problems(tmp_path):
     path = tmp_path / "s.json"
     path.write_bytes(orjson.dumps(broken("subscriptions", 0, plan_id="price_x")))
-    result = CliRunner().invoke(main, ["sandbox", "validate", str(path)])
+    result = CliRunner().invoke(sandbox, ["validate", str(path)])
     assert result.exit_code == 1
     assert "subscriptions[0] (stripe sub_1).plan_id: unknown plan 'price_x'" in result.output
     path.write_bytes(orjson.dumps(BASE))
-    result = CliRunner().invoke(main, ["sandbox", "validate", str(path)])
+    result = CliRunner().invoke(sandbox, ["validate", str(path)])
     assert result.exit_code == 0 and "valid; 1 subscriptions, 1 exit sessions" in result.output
 
 
@@ -375,7 +375,7 @@ def test_items_and_tiers_parse_with_their_defaults():
         (
             [],
             [{"plan_id": "price_none", "quantity": 0}],
-            "subscriptions[0] (stripe sub_1).items: item 1: quantity must be >= 1",
+            "subscriptions[0] (stripe sub_1).items[1].quantity: must be >= 1",
         ),
     ],
 )
