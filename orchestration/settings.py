@@ -16,6 +16,8 @@ from pathlib import Path
 import yaml
 from dagster import EnvVar
 
+from billing_clients.systems import BILLING_SYSTEMS
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_DIR / "dbt_project"
 # The instance settings every DAGSTER_HOME of this project starts from (pools, telemetry).
@@ -26,11 +28,9 @@ DROP_FOLDER_ENV = "SOURCES__EXIT_SESSIONS__FOLDER"
 SYNC_CRON_ENV = "RETENTION_SYNC_CRON"
 WRITEBACKS_CRON_ENV = "RETENTION_WRITEBACKS_CRON"
 VALIDATION_START_ENV = "RETENTION_VALIDATION_START"
+# Names the billing systems in use, of BILLING_SYSTEMS (billing_clients/systems.py); dbt
+# reads the same variable (macros/billing_systems.sql, dbt_project.yml).
 BILLING_SYSTEMS_ENV = "RETENTION_BILLING_SYSTEMS"
-
-# Every billing system the project speaks; RETENTION_BILLING_SYSTEMS names those in use
-# (dbt reads the same variable: macros/billing_systems.sql, dbt_project.yml).
-BILLING_SYSTEMS = ("stripe", "recurly", "chargebee")
 
 # dbt's profile defaults to ../warehouse.duckdb from dbt_project/: the same file.
 DEFAULT_DATABASE = PROJECT_DIR / "warehouse.duckdb"

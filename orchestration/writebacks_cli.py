@@ -3,11 +3,12 @@ function as the `billing_writebacks` asset)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
-from writebacks.catalog import CatalogError, catalog_path, load_catalog
+from writebacks.catalog import CatalogError, catalog_path, json_schema, load_catalog
 
 
 def _catalog_option(function):
@@ -33,8 +34,16 @@ def writebacks() -> None:
 
 @writebacks.command()
 @_catalog_option
-def check(catalog: Path | None) -> None:
+@click.option(
+    "--schema",
+    is_flag=True,
+    help="Print the catalog's JSON Schema (for editors and CI) instead of checking a file.",
+)
+def check(catalog: Path | None, schema: bool) -> None:
     """Validate the catalog and show what each billing system would do."""
+    if schema:
+        click.echo(json.dumps(json_schema(), indent=2))
+        return
     loaded = _load(catalog)
     for system, settings in loaded.systems.items():
         since = settings.since.isoformat() if settings.since else "the beginning"

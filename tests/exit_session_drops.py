@@ -19,12 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from hypothesis import strategies as st
 
-from dlt_sources.exit_sessions.contract import (
-    ACTIONS,
-    BILLING_SYSTEMS,
-    COLUMNS,
-    OFFER_TYPES,
-)
+from billing_clients.systems import BILLING_SYSTEMS
+from dlt_sources.exit_sessions.contract import ACTIONS, COLUMNS, OFFER_TYPES
 
 # The `custom` limit the reader-level tests use, small so "huge" costs little to generate.
 SMALL_CUSTOM_LIMIT = 512

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import polars as pl
 
-BILLING_SYSTEMS = ("stripe", "recurly", "chargebee")
+from billing_clients.systems import BILLING_SYSTEMS
+
 ACTIONS = ("canceled", "offer_accepted", "deflected")
 OFFER_TYPES = ("pause", "discount", "extension", "plan_change", "custom")
 TEXT_COLUMNS = (

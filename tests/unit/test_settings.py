@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from orchestration.cli import main
+from billing_clients import systems
+from orchestration import settings
+from orchestration.cli import extract
 from orchestration.settings import BILLING_SYSTEMS, billing_systems_in_use
+
+
+def test_the_list_of_systems_is_the_billing_client_layers():
+    """One home: settings re-exports it (callers import it from there) and never redefines it."""
+    assert settings.BILLING_SYSTEMS is systems.BILLING_SYSTEMS == ("stripe", "recurly", "chargebee")
 
 
 def test_all_three_when_unset_or_blank():
@@ -34,7 +41,7 @@ def test_the_loads_are_those_of_the_systems_in_use(monkeypatch):
 
 def test_extract_refuses_an_unknown_system_from_the_variable(monkeypatch):
     monkeypatch.setenv("RETENTION_BILLING_SYSTEMS", "paypal")
-    result = CliRunner().invoke(main, ["extract"])
+    result = CliRunner().invoke(extract, [])
     assert result.exit_code == 2
     assert "unknown billing system(s) paypal" in result.output
 

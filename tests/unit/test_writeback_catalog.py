@@ -1,23 +1,28 @@
-"""The write-back catalog: the shipped file loads, and a bad one is refused at load with
-every problem named by file and key path."""
+"""The write-back catalog: the shipped file loads, a bad one is refused at load with
+every problem named by file and key path, and the JSON Schema printed is the models'."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from billing_clients.systems import BILLING_SYSTEMS
+from orchestration.writebacks_cli import writebacks
 from sandbox.generate import OFFERS
 from writebacks.catalog import (
-    CANCEL_OPTIONS,
     CATALOG_ENV,
     DEFAULT_CATALOG,
-    SYSTEMS,
     CatalogError,
+    CatalogFile,
     SystemSettings,
     catalog_path,
+    json_schema,
     load_catalog,
 )
 
@@ -47,7 +52,7 @@ def test_shipped_catalog_covers_every_generated_offer():
 
 def test_shipped_catalog_sends_nothing_by_default():
     catalog = load_catalog(DEFAULT_CATALOG)
-    assert set(catalog.systems) == set(SYSTEMS)
+    assert set(catalog.systems) == set(BILLING_SYSTEMS)
     assert {s.mode for s in catalog.systems.values()} == {"dry_run"}
     assert all(s.since is None for s in catalog.systems.values())
 
@@ -57,11 +62,24 @@ def test_catalog_path_follows_the_environment(tmp_path):
     assert catalog_path({CATALOG_ENV: str(tmp_path / "x.yml")}) == tmp_path / "x.yml"
 
 
-def test_empty_catalog_gets_the_defaults(tmp_path):
-    catalog = load_catalog(write(tmp_path, ""))
+CANCEL_DEFAULTS = {
+    "stripe": {
+        "when": "period_end",
+        "scope": "subscription",
+        "prorate": False,
+        "invoice_now": False,
+    },
+    "recurly": {"when": "period_end", "scope": "subscription", "refund": "none"},
+    "chargebee": {"when": "period_end", "scope": "subscription"},
+}
+
+
+@pytest.mark.parametrize("text", ["", "billing_systems: {stripe: , recurly: {}}\noffers: {}\n"])
+def test_empty_catalog_gets_the_defaults(tmp_path, text):
+    catalog = load_catalog(write(tmp_path, text))
     assert catalog.offers == {}
-    for system in SYSTEMS:
-        assert catalog.systems[system] == SystemSettings("dry_run", None, CANCEL_OPTIONS[system])
+    for system in BILLING_SYSTEMS:
+        assert catalog.systems[system] == SystemSettings("dry_run", None, CANCEL_DEFAULTS[system])
 
 
 # --------------------------------------------------------------------------- valid settings
@@ -78,7 +96,7 @@ def test_system_settings_are_read(tmp_path):
             "  chargebee: {mode: live, since: '2026-05-01T14:00:00+02:00'}\n",
         )
     )
-    stripe, recurly, chargebee = (catalog.systems[s] for s in SYSTEMS)
+    stripe, recurly, chargebee = (catalog.systems[s] for s in BILLING_SYSTEMS)
     assert stripe.mode == "live"
     assert stripe.since == datetime(2026, 5, 1, 12, tzinfo=UTC)
     assert stripe.cancel == {
@@ -336,7 +354,10 @@ def test_every_problem_is_reported_together_once(tmp_path):
         "billing_systems.recurly.cancel.refund: a refund needs when: immediately",
         "offers.x.type: 'refund' is unknown",
         "offers.save50.cupon: unknown key",
-        *(f"offers.save50.{system}.coupon: required for a discount offer" for system in SYSTEMS),
+        *(
+            f"offers.save50.{system}.coupon: required for a discount offer"
+            for system in BILLING_SYSTEMS
+        ),
         "offers.p.duration: must be at least 1, got 0",  # shared: reported once, not per system
     ]
     lines = message.splitlines()[1:]
@@ -367,3 +388,57 @@ def test_invalid_yaml_is_refused(tmp_path):
 def test_missing_file_is_refused(tmp_path):
     path = tmp_path / "nowhere.yml"
     assert problems_of(path) == f"{path}: no such write-back catalog file"
+
+
+def test_live_with_a_null_since_is_refused_too(tmp_path):
+    """`since: null` would mean "from the beginning": the history enabling never replays."""
+    path = write(tmp_path, "billing_systems:\n  stripe: {mode: live, since: null}\n")
+    assert "billing_systems.stripe.since: required when mode is live" in problems_of(path)
+
+
+def test_a_null_parameter_is_not_set(tmp_path):
+    path = write(tmp_path, "offers:\n  s: {type: discount, coupon: A, stripe: {coupon: null}}\n")
+    assert load_catalog(path).offers["s"].for_system("stripe") == {"coupon": "A"}
+
+
+# --------------------------------------------------------------------------- the JSON Schema
+
+
+def test_check_prints_the_models_json_schema():
+    result = CliRunner().invoke(writebacks, ["check", "--schema"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)
+    assert printed == json_schema()
+    assert printed.pop("$schema") == "https://json-schema.org/draft/2020-12/schema"
+    assert printed == CatalogFile.model_json_schema()
+
+
+def test_check_passes_the_shipped_catalog():
+    result = CliRunner().invoke(writebacks, ["check", "--catalog", str(DEFAULT_CATALOG)])
+    assert result.exit_code == 0, result.output
+    assert result.output.endswith(f"{DEFAULT_CATALOG}: ok\n")
+
+
+def test_the_schema_accepts_the_shipped_catalog():
+    shipped = yaml.safe_load(DEFAULT_CATALOG.read_text())
+    jsonschema.Draft202012Validator(json_schema()).validate(shipped)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"offer": {}},
+        {"billing_systems": {"paypal": {}}},
+        {"billing_systems": {"stripe": {"mode": "sometimes"}}},
+        {"billing_systems": {"chargebee": {"cancel": {"refund": "full"}}}},
+        {"offers": {"x": {"type": "refund"}}},
+        {"offers": {"s": {"type": "discount", "cupon": "A"}}},
+        {"offers": {"p": {"type": "pause", "duration": 0, "interval": "month"}}},
+        {"offers": {"e": {"type": "extension", "days": 3, "recurly": {"method": "trial_end"}}}},
+    ],
+    ids=lambda document: json.dumps(document),
+)
+def test_the_schema_refuses_what_the_loader_refuses(tmp_path, document):
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(json_schema()).validate(document)
+    problems_of(write(tmp_path, document))

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from billing_clients.retries import Classifier, RetryPolicy
-from writebacks.catalog import SYSTEMS, Catalog, load_catalog
+from billing_clients.systems import BILLING_SYSTEMS as SYSTEMS
+from writebacks.catalog import Catalog, load_catalog
 from writebacks.derive import action_id, derive_actions
 from writebacks.ledger import TABLE, Ledger
 from writebacks.runner import RunSummary, idempotency_key, run_writebacks
