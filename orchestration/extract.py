@@ -7,7 +7,8 @@ loads run in parallel).
 
 Where each source points is billing_clients.targets' to say: the real service where a
 system is live (`RETENTION_ENVIRONMENT`, its key required), else the local sandbox at its
-default address. `SOURCES__<SYSTEM>__BASE_URL` overrides the address either way.
+default address. `SOURCES__<SYSTEM>__BASE_URL` overrides the address either way. Each is
+read through dlt's providers: the environment, then `.dlt/secrets.toml` / `config.toml`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +34,14 @@ from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.runtime.collector import LogCollector
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from billing_clients.targets import Target, TargetError, resolve_target, unreachable
-from orchestration.settings import BILLING_SYSTEMS
+from billing_clients.targets import Settings, Target, TargetError, resolve_target, unreachable
+from orchestration.settings import BILLING_SYSTEMS, DEFAULT_DATABASE
 
 SOURCES = {
     "stripe": ("dlt_sources.stripe", "stripe_source"),
     "recurly": ("dlt_sources.recurly", "recurly_source"),
     "chargebee": ("dlt_sources.chargebee", "chargebee_source"),
 }
-DEFAULT_DATABASE = Path("warehouse.duckdb")
 log = logging.getLogger("retention.extract")
 
 
@@ -230,13 +230,14 @@ def run_extract(
     database: str | Path | None = None,
     exit_sessions_folder: str | Path | None = None,
     pipelines_dir: str | Path | None = None,
-    env: Mapping[str, str] = os.environ,
+    settings: Settings | None = None,
 ) -> list[LoadSummary]:
-    """Load the given billing systems (and the exit-session folder, if given) in parallel."""
+    """Load the given billing systems (and the exit-session folder, if given) in parallel.
+    `settings`: where the sources point (dlt's providers unless given)."""
     jobs, refused = [], []
     for system in systems:
         try:
-            target = resolve_target(system, env)
+            target = resolve_target(system, settings)
         except TargetError as exc:
             refused.append(LoadSummary(system, {}, 0.0, str(exc)))
             continue

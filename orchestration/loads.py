@@ -7,9 +7,10 @@ which the dbt sources' `meta.dagster.asset_key` name: that is what joins the dlt
 assets into one graph.
 
 The dlt source is built when a run starts, not when the definitions load: where a source
-points (sandbox or real service, and its key) is read from the environment of the run
-(`resolve_target`), and the pipeline writes to the `duckdb` resource's file. The sources
-given to `@dlt_assets` only describe the resources and hold no key.
+points (sandbox or real service, and its key) is the `billing` resource's to say when the
+run starts (its `EnvVar` fields, then dlt's providers: `billing_clients.targets`), and the
+pipeline writes to the `duckdb` resource's file. The sources given to `@dlt_assets` only
+describe the resources and hold no key.
 """
 
 import contextlib
@@ -29,7 +30,7 @@ from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 from dagster_duckdb import DuckDBResource
 
-from billing_clients.targets import TargetError, resolve_target
+from billing_clients.targets import TargetError
 from orchestration.extract import (
     SOURCES,
     PipelinesBusy,
@@ -38,7 +39,7 @@ from orchestration.extract import (
     pipeline,
     working_dir,
 )
-from orchestration.resources import DropFolder
+from orchestration.resources import BillingTargets, DropFolder
 from orchestration.settings import DUCKDB_POOL, billing_systems_in_use
 
 EXIT_SESSIONS = "exit_sessions"
@@ -142,11 +143,14 @@ def billing_assets(system: str) -> AssetsDefinition:
         pool=DUCKDB_POOL,
     )
     def _sync(
-        context: AssetExecutionContext, dlt: DagsterDltResource, duckdb: DuckDBResource
+        context: AssetExecutionContext,
+        dlt: DagsterDltResource,
+        duckdb: DuckDBResource,
+        billing: BillingTargets,
     ) -> Iterator[MaterializeResult]:
         require_whole_sync(context, system, keys)
         try:
-            target = resolve_target(system)
+            target = billing.target(system)
         except TargetError as exc:
             raise Failure(str(exc)) from None
         context.log.info("source %s", target.describe())

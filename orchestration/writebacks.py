@@ -10,10 +10,12 @@ catalog or the billing data is fixed.
 
 The catalog is read when the run starts (`RETENTION_WRITEBACKS`, default
 writebacks.yml): a bad catalog fails the run with every problem named, before anything
-is derived or sent. Billing keys come from the same `SOURCES__<SYSTEM>__*` variables as
-the extraction, read in the run's process: they never pass through Dagster's config.
+is derived or sent. Billing keys come from the `billing` resource, as the loads' do (its
+`EnvVar` fields, then dlt's providers), resolved in the run's process: no key is written
+into the definitions or the run storage.
 """
 
+from functools import partial
 from typing import Any
 
 from dagster import (
@@ -35,6 +37,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from orchestration.marts_metadata import markdown_table
+from orchestration.resources import BillingTargets
 from orchestration.settings import DUCKDB_POOL
 from writebacks.catalog import CatalogError, load_catalog
 from writebacks.runner import RunSummary, run_writebacks
@@ -67,7 +70,10 @@ class WritebackConfig(Config):
     "exactly once (or dry-run), per writebacks.yml; the ledger is writebacks.actions.",
 )
 def billing_writebacks(
-    context: AssetExecutionContext, config: WritebackConfig, duckdb: DuckDBResource
+    context: AssetExecutionContext,
+    config: WritebackConfig,
+    duckdb: DuckDBResource,
+    billing: BillingTargets,
 ):
     try:
         catalog = load_catalog()
@@ -75,7 +81,8 @@ def billing_writebacks(
         raise Failure(description=str(exc)) from None
     retry: bool | list[str] = config.action_ids or config.retry_failed
     with duckdb.get_connection() as db:
-        summary = run_writebacks(db, catalog, writer_for, retry_failed=retry)
+        writers = partial(writer_for, settings=billing.settings())
+        summary = run_writebacks(db, catalog, writers, retry_failed=retry)
     context.log.info("write-backs: %s", dict(summary.outcomes))
     yield MaterializeResult(metadata=run_metadata(summary))
     yield no_failures_check(summary)

@@ -4,10 +4,8 @@ the real service where the system is live, else the local sandbox."""
 from __future__ import annotations
 
 import importlib
-import os
-from collections.abc import Mapping
 
-from billing_clients.targets import resolve_target
+from billing_clients.targets import Settings, resolve_target
 from writebacks.systems.base import BillingWriter
 
 WRITERS = {
@@ -17,9 +15,10 @@ WRITERS = {
 }
 
 
-def writer_for(system: str, env: Mapping[str, str] = os.environ) -> BillingWriter:
-    """The writer of `system`, with the key and address of its source."""
-    target = resolve_target(system, env)
+def writer_for(system: str, settings: Settings | None = None) -> BillingWriter:
+    """The writer of `system`, with the key and address of its source (`settings`: dlt's
+    providers, the environment and `.dlt/secrets.toml`, unless given)."""
+    target = resolve_target(system, settings)
     module, name = WRITERS[system]
     writer = getattr(importlib.import_module(module), name)
     options = {"site": target.site} if system == "chargebee" and target.site else {}
