@@ -1,14 +1,16 @@
 """The dbt project as Dagster sees it, alone in its module so that a build step can
-prepare the manifest without loading any asset (importing this module is enough; so is
+prepare the manifest without loading any asset (`make manifest`, or
 `dagster-dbt project prepare-and-package --file orchestration/dbt_project.py`).
 
-`@dbt_assets` reads `dbt_project/target/manifest.json` when the definitions load, so the
-manifest must exist and match the models. Importing this module parses the project
-when the manifest is missing or older than any project file (`make manifest` parses
+`@dbt_assets` reads `dbt_project/target/manifest.json`, so the manifest must exist and
+match the models when the definitions load. `ensure_manifest` parses the project when
+the manifest is missing or older than any project file (`make manifest` parses
 unconditionally, e.g. after changing RETENTION_DBT_TARGET): without that, a fresh clone
 could not load the definitions, and a model edited since the last parse would run a
-graph that no longer exists. (This replaces dagster-dbt's `prepare_if_dev`, which parses
-on every load under `dagster dev`, run workers included.)
+graph that no longer exists. It runs when the dbt assets are built
+(`orchestration.models.dbt_models`), never on import: importing this module, or any
+that imports it, starts no dbt. (This replaces dagster-dbt's `prepare_if_dev`, which
+parses on every load under `dagster dev`, run workers included, and never elsewhere.)
 """
 
 from __future__ import annotations
@@ -93,6 +95,3 @@ def ensure_manifest(project: DbtProject = retention_dbt) -> Path:
             if not manifest_is_current(project):
                 _parse(project)
     return project.manifest_path
-
-
-ensure_manifest()

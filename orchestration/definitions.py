@@ -2,9 +2,12 @@
 jobs, schedules, the drop-folder sensor, load freshness policies and the billing
 write-backs, gathered from their modules.
 
-Needs `dbt_project/target/manifest.json` (`make manifest`; `dagster dev` parses the
-project itself). `build_definitions()` reads the environment when called, so the demo
-builds its definitions after pointing the sources at its sandbox.
+`defs` is lazy (`@definitions`): Dagster builds the definitions when it loads the code
+location, not when this module is imported. Building them reads
+`dbt_project/target/manifest.json`, parsed first if missing or stale
+(`orchestration.dbt_project.ensure_manifest`). `build_definitions()` reads the
+environment when called, so the demo builds its definitions after pointing the sources
+at its sandbox.
 
 Every run uses the in-process executor: the steps of one run take turns, so two loads of
 one run never race for DuckDB's single writer; across runs, the `duckdb` pool (limit 1,
@@ -14,7 +17,7 @@ orchestration/dagster.yaml) makes them wait for each other instead.
 import os
 from collections.abc import Mapping
 
-from dagster import Definitions, in_process_executor
+from dagster import Definitions, definitions, in_process_executor
 
 from orchestration.freshness import with_freshness
 from orchestration.jobs import billing_sync_job, build_schedules, exit_sessions_job, validation_job
@@ -31,7 +34,7 @@ def build_definitions(env: Mapping[str, str] = os.environ) -> Definitions:
     writebacks = writebacks_job()
     loads = with_freshness(load_assets(), env)
     return Definitions(
-        assets=[*origin_specs(), *loads, dbt_models, validation_30d, billing_writebacks],
+        assets=[*origin_specs(), *loads, dbt_models(), validation_30d, billing_writebacks],
         jobs=[sync, exit_sessions, validation, writebacks],
         schedules=build_schedules(sync, validation, writebacks, env),
         sensors=[drop_folder_sensor(exit_sessions)],
@@ -40,4 +43,7 @@ def build_definitions(env: Mapping[str, str] = os.environ) -> Definitions:
     )
 
 
-defs = build_definitions()
+@definitions
+def defs() -> Definitions:
+    """What `workspace.yaml` loads: the definitions of the process's environment."""
+    return build_definitions()

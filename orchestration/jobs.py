@@ -40,14 +40,13 @@ from orchestration.validation import validation_30d
 from orchestration.writebacks import WRITEBACKS
 
 VALIDATION = AssetSelection.assets(validation_30d)
-# Every dbt model and seed: the marts read billing and exit-session tables together, and
-# the seeds (fx_rates) hang off no load, so "the models downstream" is all of them.
-MODELS = AssetSelection.assets(dbt_models)
 
 
 def _loads_then_models(*groups: str) -> AssetSelection:
-    """The load assets of `groups`, then the dbt models (one dbt step after the loads)."""
-    return AssetSelection.groups(*groups).materializable() | MODELS
+    """The load assets of `groups`, then every dbt model and seed (one dbt step after the
+    loads): the marts read billing and exit-session tables together, and the seeds
+    (fx_rates) hang off no load, so "the models downstream" is all of them."""
+    return AssetSelection.groups(*groups).materializable() | AssetSelection.assets(dbt_models())
 
 
 def billing_sync_job() -> JobDefinition:

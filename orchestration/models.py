@@ -7,9 +7,10 @@ staging model hangs off the table dlt loads: one lineage graph from billing API 
 of a failed test, so a broken staging table never feeds a mart; the run then fails.
 """
 
-import os
+import json
 import shutil
 from collections.abc import Iterator, Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
+    AssetsDefinition,
     Output,
 )
 from dagster_dbt import (
@@ -29,14 +31,16 @@ from dagster_dbt import (
 from dagster_duckdb import DuckDBResource
 from duckdb import Error as DuckDBError
 
-from orchestration.dbt_project import retention_dbt
+from orchestration.dbt_project import ensure_manifest, retention_dbt
 from orchestration.marts_metadata import MARTS_METADATA
-from orchestration.settings import DUCKDB_PATH_ENV, DUCKDB_POOL
+from orchestration.settings import DUCKDB_POOL
 
 LAYERS = ("staging", "intermediate", "marts")
 # Unit tests check the SQL against fixed inputs: they belong to CI (the dbt tests of the
 # test suite), not to every hourly build, whose data they never look at (dbt's own advice).
 BUILD = ["build", "--exclude-resource-type", "unit_test"]
+# The dbt var that names the DuckDB file (dbt_project/profiles.yml).
+DUCKDB_PATH_VAR = "duckdb_path"
 
 
 class RetentionDbtTranslator(DagsterDbtTranslator):
@@ -93,24 +97,36 @@ def with_marts_metadata(
             yield event
 
 
-@dbt_assets(
-    manifest=retention_dbt.manifest_path,
-    project=retention_dbt,
-    dagster_dbt_translator=RetentionDbtTranslator(),
-    name="dbt_models",
-    pool=DUCKDB_POOL,
-)
-def dbt_models(
+def _dbt_vars(duckdb: DuckDBResource) -> list[str]:
+    """dbt's profile reads the warehouse file from the var `duckdb_path`
+    (dbt_project/profiles.yml): the warehouse resource's file, as an absolute path (dbt
+    runs in dbt_project/), so dlt, dbt and the figures share one file whatever the run's
+    working directory. Given on dbt's command line, not through os.environ, which belongs
+    to the whole process (other steps, other runs in a test session)."""
+    return ["--vars", json.dumps({DUCKDB_PATH_VAR: str(Path(duckdb.database).resolve())})]
+
+
+def _build_models(
     context: AssetExecutionContext, dbt: DbtCliResource, duckdb: DuckDBResource
 ) -> Iterator[Any]:
-    # dbt's profile reads the file from this variable: make it the warehouse resource's,
-    # as an absolute path (dbt runs in dbt_project/), so dlt, dbt and the figures share
-    # one file whatever the run's working directory.
-    os.environ[DUCKDB_PATH_ENV] = str(Path(duckdb.database).resolve())
-    invocation = dbt.cli(BUILD, context=context, raise_on_error=False)
+    invocation = dbt.cli([*BUILD, *_dbt_vars(duckdb)], context=context, raise_on_error=False)
     yield from with_marts_metadata(context, invocation.stream(), duckdb)
     if not invocation.is_successful():
         raise invocation.get_error()  # its artifacts stay in target/ for the post-mortem
     # Each invocation writes ~6 MB of artifacts to its own folder in target/: an hourly
     # schedule would pile up gigabytes, and a successful run's are not looked at again.
     shutil.rmtree(invocation.target_path, ignore_errors=True)
+
+
+@cache
+def dbt_models() -> AssetsDefinition:
+    """The dbt assets, made when the definitions load rather than on import: they are
+    read from the manifest, which may first need a parse (`ensure_manifest`). Made once
+    per process, as the jobs and the definitions share them."""
+    return dbt_assets(
+        manifest=ensure_manifest(),
+        project=retention_dbt,
+        dagster_dbt_translator=RetentionDbtTranslator(),
+        name="dbt_models",
+        pool=DUCKDB_POOL,
+    )(_build_models)
