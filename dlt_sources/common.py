@@ -17,14 +17,13 @@ import threading
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import polars as pl
 import pyarrow as pa
 
 log = logging.getLogger("retention.extract")
-T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- records

@@ -1,0 +1,378 @@
+"""The Stripe source's helpers, in milliseconds and without a network: paging by
+`starting_after`, the event cursor, the fall back to a full listing when the cursor has
+aged out of Stripe's 30-day event window, refetching what events changed, retries.
+Answers are the SDK's own `StripeResponse` (JSON body and headers) and its error classes;
+only `raw_request`, the one client method the source calls, is a stand-in."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import stripe
+
+from billing_clients.retries import RateLimiter, RetryPolicy
+from dlt_sources.stripe.helpers import (
+    CLOCK_MARGIN,
+    ENDPOINTS,
+    EVENT_RETENTION,
+    NEWEST_EVENTS,
+    WINDOW_MARGIN,
+    Cursor,
+    Endpoint,
+    StripeApi,
+    changed_objects,
+    event_row,
+    full_listing_reason,
+    sync,
+)
+
+NOW = datetime(2026, 12, 5, 12, tzinfo=UTC)
+NOW_HEADER = "Sat, 05 Dec 2026 12:00:00 GMT"
+T = int(NOW.timestamp())
+
+
+def listing(objects: list[dict], has_more: bool = False) -> dict:
+    return {"object": "list", "data": objects, "has_more": has_more, "url": "/v1/x"}
+
+
+def event(ident: str, created: int, obj: dict, kind: str | None = None) -> dict:
+    kind = kind or f"{obj['object']}.updated"
+    return {
+        "id": ident,
+        "object": "event",
+        "type": kind,
+        "created": created,
+        "data": {"object": obj},
+    }
+
+
+Route = Callable[[dict], dict | BaseException]
+
+
+class FakeStripe:
+    """`StripeClient.raw_request`: answers GETs from `routes` (path → a function of the
+    parameters giving a body, or an SDK error to raise) and records every request."""
+
+    def __init__(self, routes: dict[str, Route], date: str | None = NOW_HEADER):
+        self.routes, self.date = routes, date
+        self.requests: list[tuple[str, dict]] = []
+
+    def raw_request(self, method: str, path: str, **params: Any) -> stripe.StripeResponse:
+        assert method == "get"
+        self.requests.append((path, params))
+        body = self.routes[path](params)
+        if isinstance(body, BaseException):
+            raise body
+        headers = {"Date": self.date} if self.date else {}
+        return stripe.StripeResponse(json.dumps(body), 200, headers)
+
+    def paths(self) -> list[str]:
+        return [path for path, _ in self.requests]
+
+
+def paged(objects: list[dict]) -> Route:
+    """A list endpoint over `objects`, honouring `limit` and `starting_after`."""
+
+    def route(params: dict) -> dict:
+        start = 0
+        if after := params.get("starting_after"):
+            start = [o["id"] for o in objects].index(after) + 1
+        page = objects[start : start + params["limit"]]
+        return listing(page, has_more=start + params["limit"] < len(objects))
+
+    return route
+
+
+def api(client: FakeStripe, **options) -> StripeApi:
+    options.setdefault("policy", RetryPolicy(sleep=lambda s: None))
+    return StripeApi(client, RateLimiter(None), **options)
+
+
+# --------------------------------------------------------------------------- paging
+
+
+def test_pages_follow_starting_after_the_last_id_until_has_more_is_false():
+    customers = [{"id": f"cus_{n}", "object": "customer"} for n in range(5)]
+    client = FakeStripe({"/v1/customers": paged(customers)})
+    pages = list(api(client, page_size=2).pages("/v1/customers", {"expand": ["data.x"]}))
+    assert [[c["id"] for c in page] for page in pages] == [
+        ["cus_0", "cus_1"],
+        ["cus_2", "cus_3"],
+        ["cus_4"],
+    ]
+    assert [params.get("starting_after") for _, params in client.requests] == [
+        None,
+        "cus_1",
+        "cus_3",
+    ]
+    assert all(params["expand"] == ["data.x"] for _, params in client.requests)
+
+
+def test_an_empty_page_ends_the_listing_even_if_it_claims_more():
+    client = FakeStripe({"/v1/customers": lambda p: listing([], has_more=True)})
+    assert list(api(client).pages("/v1/customers", {})) == []
+    assert len(client.requests) == 1
+
+
+@pytest.mark.parametrize("size", [0, 101])
+def test_a_page_size_stripe_refuses_is_refused_here(size):
+    with pytest.raises(ValueError, match=r"page_size must be 1\.\.100"):
+        api(FakeStripe({}), page_size=size)
+
+
+def test_an_expansion_deeper_than_stripe_allows_is_refused():
+    with pytest.raises(ValueError, match="deeper than Stripe expands"):
+        Endpoint("/v1/x", "x", {}, expand=("a.b.c.d",))
+
+
+def test_get_returns_the_body_and_lower_cased_headers():
+    client = FakeStripe({"/v1/events": lambda p: listing([])})
+    body, headers = api(client).get("/v1/events", limit=1)
+    assert body["data"] == [] and headers == {"date": NOW_HEADER}
+
+
+# --------------------------------------------------------------------------- retries
+
+
+def test_a_rate_limit_is_waited_out_as_the_api_asks_and_the_request_sent_again():
+    waits: list[float] = []
+    answers: list[dict | BaseException] = [
+        stripe.RateLimitError("Too many requests", http_status=429, headers={"Retry-After": "2"}),
+        listing([{"id": "cus_1"}]),
+    ]
+    client = FakeStripe({"/v1/customers": lambda p: answers.pop(0)})
+    pages = list(api(client, policy=RetryPolicy(sleep=waits.append)).pages("/v1/customers", {}))
+    assert [[c["id"] for c in page] for page in pages] == [["cus_1"]]
+    assert waits == [2.0]
+    assert client.requests[0] == client.requests[1]
+
+
+def test_a_request_that_keeps_failing_gives_up_naming_the_path():
+    client = FakeStripe({"/v1/customers": lambda p: stripe.APIError("boom", http_status=500)})
+    with pytest.raises(RuntimeError, match=r"stripe GET /v1/customers: gave up after 2 attempts"):
+        api(client, policy=RetryPolicy(max_attempts=2, sleep=lambda s: None)).get("/v1/customers")
+
+
+# --------------------------------------------------------------------------- retrieve
+
+
+def not_found(params: dict) -> BaseException:
+    return stripe.InvalidRequestError("No such customer", "id", http_status=404)
+
+
+@pytest.mark.parametrize(
+    "route",
+    [not_found, lambda p: {"id": "cus_1", "object": "customer", "deleted": True}],
+    ids=["404", "deleted stub"],
+)
+def test_an_object_gone_since_its_event_is_skipped(route):
+    client = FakeStripe({"/v1/customers/cus_1": route})
+    assert api(client).retrieve("/v1/customers", "cus_1") is None
+
+
+def test_other_errors_of_a_retrieve_are_raised():
+    client = FakeStripe(
+        {"/v1/customers/cus_1": lambda p: stripe.InvalidRequestError("bad", "x", http_status=400)}
+    )
+    with pytest.raises(stripe.InvalidRequestError):
+        api(client).retrieve("/v1/customers", "cus_1")
+
+
+def test_retrieve_pages_come_in_page_size_chunks_in_order_without_the_gone():
+    routes: dict[str, Route] = {
+        f"/v1/customers/cus_{n}": (lambda p, n=n: {"id": f"cus_{n}"}) for n in range(5)
+    }
+    routes["/v1/customers/cus_2"] = not_found
+    client = FakeStripe(routes)
+    ids = [f"cus_{n}" for n in range(5)]
+    pages = list(api(client, page_size=2).retrieve_pages("/v1/customers", ids))
+    assert [[c["id"] for c in page] for page in pages] == [["cus_0", "cus_1"], ["cus_3"], ["cus_4"]]
+
+
+def test_a_cut_items_list_is_completed_and_a_whole_one_costs_no_request():
+    items = [{"id": f"si_{n}"} for n in range(3)]
+    client = FakeStripe({"/v1/subscription_items": paged(items)})
+    cut = {"id": "sub_1", "items": {"object": "list", "data": items[:1], "has_more": True}}
+    whole = {"id": "sub_2", "items": {"object": "list", "data": items[:1], "has_more": False}}
+    completed = api(client).with_all_items(cut)
+    assert [i["id"] for i in completed["items"]["data"]] == ["si_0", "si_1", "si_2"]
+    assert completed["items"]["has_more"] is False
+    assert client.requests[0][1]["subscription"] == "sub_1"
+    assert api(client).with_all_items(whole) is whole
+    assert len(client.requests) == 1
+
+
+# --------------------------------------------------------------------------- cursor
+
+
+def test_the_cursor_is_the_newest_event_s_second_with_that_second_s_events_seen():
+    newest = [
+        event("evt_3", T - 10, {"id": "cus_1", "object": "customer"}),
+        event("evt_2", T - 10, {"id": "cus_2", "object": "customer"}),
+        event("evt_1", T - 20, {"id": "cus_3", "object": "customer"}),
+    ]
+    client = FakeStripe({"/v1/events": lambda p: listing(newest)})
+    start = api(client).start()
+    assert start.cursor == Cursor(T - 10, ("evt_3", "evt_2"))
+    assert start.server_now == NOW
+    assert client.requests == [("/v1/events", {"limit": NEWEST_EVENTS})]
+
+
+def test_a_quiet_account_s_cursor_follows_the_server_clock_less_the_margin():
+    old = [event("evt_1", T - 40 * 86_400, {"id": "cus_1", "object": "customer"})]
+    client = FakeStripe({"/v1/events": lambda p: listing(old)})
+    floor = int((NOW - CLOCK_MARGIN).timestamp())
+    assert api(client).start().cursor == Cursor(floor)
+    no_events = FakeStripe({"/v1/events": lambda p: listing([])})
+    assert api(no_events).start().cursor == Cursor(floor)
+
+
+def test_without_events_or_a_date_there_is_no_cursor_to_store():
+    client = FakeStripe({"/v1/events": lambda p: listing([])}, date=None)
+    start = api(client).start()
+    assert (start.cursor, start.server_now) == (None, None)
+
+
+def test_a_cursor_survives_dlt_state_as_it_was():
+    cursor = Cursor(T, ("evt_1", "evt_2"))
+    assert Cursor.from_state(cursor.to_state()) == cursor
+    assert Cursor.from_state(None) is None
+
+
+# --------------------------------------------------------------------------- events fallback
+
+
+def oldest_kept() -> int:
+    return int((NOW - EVENT_RETENTION + WINDOW_MARGIN).timestamp())
+
+
+def test_a_first_run_lists_everything():
+    assert full_listing_reason(None, NOW) == "first run"
+
+
+def test_without_the_server_s_clock_the_window_cannot_be_judged():
+    assert "no Date header" in full_listing_reason(Cursor(T), None)
+
+
+def test_a_cursor_inside_the_event_window_reads_events():
+    assert full_listing_reason(Cursor(oldest_kept()), NOW) is None
+    assert full_listing_reason(Cursor(T - 86_400), NOW) is None
+
+
+def test_a_cursor_near_or_past_the_30_day_window_lists_everything():
+    reason = full_listing_reason(Cursor(oldest_kept() - 1), NOW)
+    assert reason is not None and "29 days old" in reason and "30-day event window" in reason
+    assert "31 days old" in full_listing_reason(Cursor(T - 31 * 86_400), NOW)
+
+
+def test_the_window_is_judged_by_the_server_s_clock_not_this_machine_s():
+    cursor = Cursor(int((NOW - timedelta(days=20)).timestamp()))
+    assert full_listing_reason(cursor, NOW) is None
+    assert full_listing_reason(cursor, NOW + timedelta(days=15)) is not None
+
+
+# --------------------------------------------------------------------------- what changed
+
+
+def test_each_changed_object_once_by_its_newest_event_and_deletions_apart():
+    customers = ENDPOINTS["customers"]
+    events = [
+        [
+            event("evt_5", 5, {"id": "cus_1", "object": "customer"}),
+            event("evt_4", 4, {"id": "di_1", "object": "discount", "customer": "cus_2"}),
+            event(
+                "evt_3", 3, {"id": "cus_3", "object": "customer", "email": "x"}, "customer.deleted"
+            ),
+        ],
+        [
+            event("evt_2", 2, {"id": "cus_1", "object": "customer"}, "customer.deleted"),
+            event("evt_1", 1, {"id": "sub_1", "object": "subscription", "customer": "cus_4"}),
+        ],
+    ]
+    ids, deleted = changed_objects(events, customers)
+    # cus_1 was deleted, then (newer) recreated: refetched; a discount names its customer
+    assert ids == ["cus_1", "cus_2"]
+    assert deleted == [{"id": "cus_3", "object": "customer", "email": "x", "deleted": True}]
+
+
+def test_an_event_row_keeps_the_object_as_json_and_says_what_it_is_about():
+    evt = event(
+        "evt_1", 1, {"id": "sub_1", "object": "subscription"}, "customer.subscription.updated"
+    )
+    evt["data"]["previous_attributes"] = {"status": "trialing"}
+    row = event_row(evt)
+    assert row["data__object_id"] == "sub_1" and row["data__object_type"] == "subscription"
+    assert json.loads(row["data__object"]) == {"id": "sub_1", "object": "subscription"}
+    assert json.loads(row["data__previous_attributes"]) == {"status": "trialing"}
+    assert "data" not in row and row["type"] == "customer.subscription.updated"
+
+
+# --------------------------------------------------------------------------- sync
+
+
+def test_a_first_sync_lists_everything_then_the_deletions_still_kept_then_stores_the_cursor():
+    newest = event("evt_9", T - 5, {"id": "cus_1", "object": "customer"})
+    gone = event("evt_1", T - 99, {"id": "cus_0", "object": "customer"}, "customer.deleted")
+
+    def events(params: dict) -> dict:
+        return listing([gone] if params.get("type") == "customer.deleted" else [newest])
+
+    client = FakeStripe({"/v1/events": events, "/v1/customers": paged([{"id": "cus_1"}])})
+    state: dict = {}
+    pages = list(sync(api(client), "customers", state))
+    assert pages == [[{"id": "cus_1"}], [{**gone["data"]["object"], "deleted": True}]]
+    assert state == {"cursor": {"created": T - 5, "seen": ["evt_9"]}}
+
+
+def test_a_later_sync_refetches_what_events_changed_since_the_cursor():
+    previous = Cursor(T - 60, ("evt_seen",))
+    since = [
+        event("evt_new", T - 30, {"id": "cus_2", "object": "customer"}),
+        event("evt_seen", T - 60, {"id": "cus_1", "object": "customer"}),
+    ]
+
+    def events(params: dict) -> dict:
+        return listing(since if "created" in params else since[:1])
+
+    client = FakeStripe(
+        {"/v1/events": events, "/v1/customers/cus_2": lambda p: {"id": "cus_2", "v": 2}}
+    )
+    state = {"cursor": previous.to_state()}
+    pages = list(sync(api(client), "customers", state))
+    assert pages == [[{"id": "cus_2", "v": 2}]]  # cus_1's event was already seen
+    listed = [params for path, params in client.requests if "created" in params]
+    assert listed[0]["created"] == {"gte": T - 60}  # inclusive: same-second events kept
+    assert listed[0]["types"] == ENDPOINTS["customers"].event_filter["types"]
+    assert "/v1/customers" not in client.paths()  # no full listing
+    assert state["cursor"] == {"created": T - 30, "seen": ["evt_new"]}
+
+
+def test_a_cursor_past_the_window_falls_back_to_a_full_listing():
+    stale = Cursor(T - 40 * 86_400)
+    client = FakeStripe(
+        {
+            "/v1/events": lambda p: listing([]),
+            "/v1/invoices": paged([{"id": "in_1"}]),
+        }
+    )
+    state = {"cursor": stale.to_state()}
+    assert list(sync(api(client), "invoices", state)) == [[{"id": "in_1"}]]
+    assert not any("created" in params for _, params in client.requests)
+    assert state["cursor"]["created"] == int((NOW - CLOCK_MARGIN).timestamp())
+
+
+def test_a_sync_that_dies_keeps_the_previous_cursor():
+    client = FakeStripe(
+        {
+            "/v1/events": lambda p: listing([]),
+            "/v1/customers": lambda p: stripe.InvalidRequestError("bad", "x", http_status=400),
+        }
+    )
+    state = {"cursor": {"created": 0, "seen": []}}  # stale: a full listing, which fails
+    with pytest.raises(stripe.InvalidRequestError):
+        list(sync(api(client), "customers", state))
+    assert state == {"cursor": {"created": 0, "seen": []}}
