@@ -1,4 +1,6 @@
-"""The `retention` command: one entry point for the sandbox, loads, models and the demo."""
+"""The production commands of `retention`: `extract`, and the `.env` loading every command
+starts with (`retention_cli` assembles the command; `retention writebacks` is in
+`writebacks_cli`)."""
 
 from __future__ import annotations
 
@@ -16,15 +18,6 @@ from orchestration.settings import (
     DUCKDB_PATH_ENV,
     parse_billing_systems,
 )
-from orchestration.writebacks_cli import writebacks
-from sandbox.cli import sandbox
-
-
-@click.group()
-@click.version_option(package_name="retention-data")
-def main() -> None:
-    """Retention-data pipeline: billing sandbox, extraction, models, orchestration."""
-    load_env_file(Path.cwd() / ".env")
 
 
 def load_env_file(path: Path) -> None:
@@ -43,10 +36,6 @@ def load_env_file(path: Path) -> None:
         click.echo(f"read {path}: {', '.join(sorted(loaded))}", err=True)
 
 
-main.add_command(sandbox)
-main.add_command(writebacks)
-
-
 def _systems(_ctx, _param, value: str) -> tuple[str, ...]:
     try:
         return parse_billing_systems(value, "--systems")
@@ -54,7 +43,7 @@ def _systems(_ctx, _param, value: str) -> tuple[str, ...]:
         raise click.BadParameter(str(exc)) from None
 
 
-@main.command(short_help="Load billing systems and exit sessions into the warehouse.")
+@click.command(short_help="Load billing systems and exit sessions into the warehouse.")
 @click.option(
     "--systems",
     default=",".join(BILLING_SYSTEMS),
@@ -114,54 +103,3 @@ def extract(systems: tuple[str, ...], database: Path, exit_sessions: Path | None
         raise click.ClickException(
             "some loads failed; see above (re-run to resume from the last committed state)"
         )
-
-
-@main.command(short_help="Serve a scenario, run every job once, print the figures.")
-@click.option(
-    "--scenario",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Scenario to serve (default: generate one, as_of today 00:00 UTC).",
-)
-@click.option(
-    "--database",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="New DuckDB file to build (default: .demo/warehouse.duckdb, rebuilt each time).",
-)
-@click.option(
-    "--customers",
-    type=click.IntRange(min=1),
-    default=3000,
-    show_default=True,
-    help="Customers in the generated scenario.",
-)
-@click.option(
-    "--workdir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Where the demo keeps its scenario, drop files, dlt state and log (default: .demo).",
-)
-def demo(
-    scenario: Path | None, database: Path | None, customers: int, workdir: Path | None
-) -> None:
-    """Serve a scenario as local Stripe/Recurly/Chargebee, run every load, model and the
-    30-day validation once through Dagster (instance in DAGSTER_HOME, default
-    .dagster_home), and print what the marts say."""
-    from orchestration.demo import DEFAULT_WORKDIR, DemoError, run_demo
-
-    try:
-        summary = run_demo(
-            scenario=scenario,
-            database=database,
-            customers=customers,
-            workdir=workdir or DEFAULT_WORKDIR,
-        )
-    except DemoError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo("")
-    click.echo(summary.render())
-
-
-if __name__ == "__main__":
-    main()

@@ -20,7 +20,7 @@ def dbt_manifest() -> Path:
 def dagster_env(tmp_path, monkeypatch, dbt_manifest) -> dict[str, Path]:
     """DAGSTER_HOME (with the project's instance settings), the warehouse, the drop
     folder and dlt's state, all in the test's temp folder."""
-    from orchestration.demo import ensure_dagster_home
+    from demo.run import ensure_dagster_home
 
     paths = {
         "DAGSTER_HOME": ensure_dagster_home(tmp_path / "dagster_home"),

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus
 
-from orchestration.cli import main
 from orchestration.extract import BILLING_SYSTEMS
+from retention_cli import main
 from sandbox.scenario import load_scenario
 from tests.oracle import Matcher, validate
 
@@ -25,7 +25,7 @@ CENT = Decimal("0.01")
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, dbt_manifest):
     """One demo run: 300 customers, its own workdir and DAGSTER_HOME."""
-    from orchestration.demo import ensure_dagster_home
+    from demo.run import ensure_dagster_home
 
     tmp = tmp_path_factory.mktemp("demo")
     with pytest.MonkeyPatch.context() as env:

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from billing_clients.targets import TargetError, resolve_target
-from orchestration.cli import main
+from retention_cli import main
 from sandbox.exit_files import write_exit_session_files
 from sandbox.generate import GenerateOptions, write_scenario
 from sandbox.scenario import load_scenario

@@ -183,7 +183,7 @@ def _run_cli(database: Path, catalog: Path, log: Path, kill_after: float | None)
     """The runner as its own process (`retention writebacks run`), SIGKILLed `kill_after`
     seconds after it starts sending (its "pending action(s)" log line), if still running;
     None when it was killed."""
-    command = [sys.executable, "-m", "orchestration.cli", "writebacks", "run"]
+    command = [sys.executable, "-m", "retention_cli", "writebacks", "run"]
     command += ["--database", str(database), "--catalog", str(catalog), "--retry-delay", "0.01"]
     with log.open("w") as stderr:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)

@@ -6,7 +6,7 @@ import os
 
 from click.testing import CliRunner
 
-from orchestration.cli import main
+from retention_cli import main
 
 
 def test_env_file_reaches_the_commands_and_the_shell_wins(tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 from click.testing import CliRunner
 
-from orchestration.cli import main
+from retention_cli import main
 
 
 def _groups(group: click.Group, path: tuple[str, ...] = ()):

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from click.testing import CliRunner
 
-from orchestration.cli import main
+from retention_cli import main
 from sandbox.billing import neutral_status
 from sandbox.scenario import INVOICE_STATUSES, load_scenario
 from tests.oracle import validate
