@@ -11,6 +11,7 @@ import pytest
 from dagster import DagsterInstance, materialize
 from dagster_duckdb import DuckDBResource
 
+from orchestration.resources import BillingTargets
 from orchestration.writebacks import NO_FAILURES, billing_writebacks
 from tests.writeback_pipeline import live_catalog
 
@@ -22,7 +23,10 @@ def _materialize(database, run_config=None):
         return materialize(
             [billing_writebacks],
             instance=instance,
-            resources={"duckdb": DuckDBResource(database=str(database))},
+            resources={
+                "duckdb": DuckDBResource(database=str(database)),
+                "billing": BillingTargets(),
+            },
             run_config=run_config,
             raise_on_error=False,
         )
