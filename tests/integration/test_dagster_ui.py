@@ -106,7 +106,7 @@ def dagster_dev(dagster_env, stripe_sandbox, tmp_path) -> Iterator[tuple[Callabl
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
 
     def graphql(query: str, **variables) -> dict:
         response = client.post("/graphql", json={"query": query, "variables": variables})
@@ -122,7 +122,7 @@ def dagster_dev(dagster_env, stripe_sandbox, tmp_path) -> Iterator[tuple[Callabl
             return False
 
     try:
-        _wait_for("the webserver", answers, 60, log)
+        _wait_for("the webserver", answers, 180, log)  # minutes on a loaded machine
         yield graphql, log
     finally:
         client.close()
@@ -146,7 +146,7 @@ def test_the_ui_serves_the_graph_and_runs_a_materialisation(
             raise AssertionError(state["message"])
         return entries[0]["name"] if state else None
 
-    name = _wait_for("the code location", location, 90, log)
+    name = _wait_for("the code location", location, 240, log)
 
     nodes = {tuple(n["assetKey"]["path"]): n for n in graphql(ASSET_NODES)["assetNodes"]}
     stg = nodes[("staging", "stg_stripe__subscriptions")]
@@ -174,7 +174,7 @@ def test_the_ui_serves_the_graph_and_runs_a_materialisation(
         status = graphql(RUN, runId=run_id)["runOrError"]["status"]
         return status if status in ("SUCCESS", "FAILURE", "CANCELED") else None
 
-    assert _wait_for("the run", finished, 120, log) == "SUCCESS"
+    assert _wait_for("the run", finished, 300, log) == "SUCCESS"
     scenario = load_scenario(stripe_sandbox)
     stripe = [c for c in scenario.customers if c["billing_system"] == "stripe"]
     with duckdb.connect(str(dagster_env["RETENTION_DUCKDB_PATH"]), read_only=True) as con:
