@@ -9,6 +9,11 @@ from chargebee import APIError
 
 from billing_clients.retries import Classifier, header_seconds
 
+# Product Catalog versions as `GET /configurations` names them, and what
+# SOURCES__CHARGEBEE__PRODUCT_CATALOG may say (the source and the write-backs both read it).
+CATALOGS = ("v1", "v2")
+CATALOG_SETTINGS = ("auto", *CATALOGS)
+
 # The SDK turns a non-JSON error page (a gateway's 502/503/504) into a plain Exception
 # whose text carries the status (chargebee/http_request.py, map_plaintext_to_error).
 _PLAIN_5XX = re.compile(r"http_status_code:\s*5\d\d")

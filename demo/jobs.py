@@ -69,12 +69,9 @@ def run_jobs(
         ASSET_PARTITION_RANGE_START_TAG,
     )
 
-    from orchestration.dbt_project import ensure_manifest
-
-    say("loading the code location (dbt manifest parsed if stale)")
-    ensure_manifest()
     from orchestration.definitions import build_definitions
 
+    say("loading the code location (dbt manifest parsed if stale)")
     defs = build_definitions()
     first = None
     with DagsterInstance.get() as instance:

@@ -6,8 +6,8 @@ write-backs, gathered from their modules.
 location, not when this module is imported. Building them reads
 `dbt_project/target/manifest.json`, parsed first if missing or stale
 (`orchestration.dbt_project.ensure_manifest`). `build_definitions()` reads the
-environment when called, so the demo builds its definitions after pointing the sources
-at its sandbox.
+environment when called, so the demo's runs (`demo/jobs.py`, a process started with the
+sandbox's variables) point at its sandbox.
 
 Every run uses the in-process executor: the steps of one run take turns, so two loads of
 one run never race for DuckDB's single writer; across runs, the `duckdb` pool (limit 1,

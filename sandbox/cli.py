@@ -67,7 +67,7 @@ def validate(scenario: Path) -> None:
     )
 
 
-@sandbox.command()
+@sandbox.command(short_help="Print the scenario format as JSON Schema.")
 def schema() -> None:
     """Print the scenario format as JSON Schema (from the models `validate` checks with)."""
     click.echo(json.dumps(json_schema(), indent=2, ensure_ascii=False))

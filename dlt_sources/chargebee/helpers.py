@@ -18,7 +18,7 @@ from typing import Any
 
 from chargebee import Chargebee
 
-from billing_clients.chargebee import CLASSIFIER
+from billing_clients.chargebee import CATALOG_SETTINGS, CATALOGS, CLASSIFIER
 from billing_clients.retries import (
     RateLimiter,
     RetryPolicy,
@@ -32,11 +32,6 @@ CLOCK_MARGIN_SECONDS = 60
 
 
 # --------------------------------------------------------------------------- endpoints
-
-
-# Product Catalog versions as `GET /configurations` names them, and the setting's values.
-CATALOGS = ("v1", "v2")
-CATALOG_SETTINGS = ("auto", *CATALOGS)
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,6 @@ FORBIDDEN = {
     "writebacks": {"dlt_sources", "orchestration"},
     "orchestration": set(),
 }
-# Crossings known and waiting for their fix (file, module it imports); each one must still
-# exist, so an entry goes when its fix lands. The write-back writer takes Chargebee's
-# catalog settings from the source: they belong in billing_clients.chargebee.
-WAIVED = {("writebacks/systems/chargebee.py", "dlt_sources.chargebee.helpers")}
 
 
 def packages(root: Path = PROJECT_DIR) -> list[str]:
@@ -50,14 +46,14 @@ def imported_modules(path: Path, package: str) -> Iterator[tuple[int, str]]:
 
 def imports_of(package: str, root: Path = PROJECT_DIR) -> dict[str, list[str]]:
     """The project's top-level packages `package` imports, each with where
-    (`file:line module`); the crossings in WAIVED left out."""
+    (`file:line module`)."""
     ours = set(packages(root))
     found: dict[str, list[str]] = {}
     for path in sorted((root / package).rglob("*.py")):
         name = path.relative_to(root).as_posix()
         for line, module in imported_modules(path, package):
             top = module.partition(".")[0]
-            if top in ours and top != package and (name, module) not in WAIVED:
+            if top in ours and top != package:
                 found.setdefault(top, []).append(f"{name}:{line} {module}")
     return found
 
@@ -105,13 +101,6 @@ def test_production_imports_only_what_its_layer_may(package):
         if top in NOT_FROM_PRODUCTION | FORBIDDEN[package]
     }
     assert not wrong, f"{package} imports {wrong}"
-
-
-def test_every_waived_crossing_still_exists():
-    for name, module in WAIVED:
-        package = name.partition("/")[0]
-        modules = {m for _, m in imported_modules(PROJECT_DIR / name, package)}
-        assert module in modules, f"{name} no longer imports {module}: remove it from WAIVED"
 
 
 def test_no_import_cycle_between_top_level_packages():

@@ -29,9 +29,8 @@ from typing import Any
 from chargebee import APIError, Chargebee
 from chargebee.retry_config import RetryConfig
 
-from billing_clients.chargebee import CLASSIFIER
+from billing_clients.chargebee import CATALOG_SETTINGS, CLASSIFIER
 from billing_clients.sdk import chargebee_client
-from dlt_sources.chargebee.helpers import CATALOG_SETTINGS
 from writebacks.systems.base import Action, BillingWriter, WriteRequest, from_unix
 
 IDEMPOTENCY_HEADER = "chargebee-idempotency-key"
