@@ -55,7 +55,8 @@ def fetch_recurly() -> int:
 
 def fetch_chargebee() -> int:
     lister = ChargebeeLister(chargebee_client(KEY, base_url=URL["chargebee"]), RateLimiter(None))
-    return sum(len(page.records) for name in ENDPOINTS for page in lister.pages(name, None))
+    names = [name for name in ENDPOINTS if lister.serves(name)]  # the site's catalog only
+    return sum(len(page.records) for name in names for page in lister.pages(name, None))
 
 
 FETCH = {"stripe": fetch_stripe, "recurly": fetch_recurly, "chargebee": fetch_chargebee}

@@ -24,11 +24,9 @@ os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 
 import duckdb
-from sandbox_process import generate, served
+from sandbox_process import drop_files, extract, generate, served
 
 from billing_clients.retries import RetryPolicy
-from sandbox.exit_files import write_exit_session_files
-from sandbox.scenario import load_scenario
 from writebacks.catalog import load_catalog
 from writebacks.derive import derive_actions
 from writebacks.runner import run_writebacks
@@ -48,15 +46,8 @@ def catalog(path: Path, mode: str) -> Path:
 
 def build(work: Path) -> Path:
     database = work / "warehouse.duckdb"
-    cli = [sys.executable, "-m", "orchestration.cli"]
-    env = {**os.environ, "RETENTION_DUCKDB_PATH": str(database), "DLT_DATA_DIR": str(work / "dlt")}
-    subprocess.run(
-        [*cli, "extract", "--database", str(database), "--exit-sessions", str(work / "drop")],
-        check=True,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    extract(database, work / "drop", PORTS)
+    env = {**os.environ, "RETENTION_DUCKDB_PATH": str(database)}
     dbt = [str(Path(sys.executable).with_name("dbt")), "build", "--quiet"]
     dbt += ["--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
     dbt += [
@@ -87,7 +78,7 @@ def main() -> None:
         work = Path(tmp)
         scenario = work / "scenario.json"
         generate(scenario, args.customers, 7)
-        write_exit_session_files(load_scenario(scenario), work / "drop")
+        drop_files(scenario, work / "drop")
         for system, port in PORTS.items():
             os.environ[f"SOURCES__{system.upper()}__BASE_URL"] = f"http://127.0.0.1:{port}"
         with served(scenario, PORTS):
