@@ -14,6 +14,7 @@ from orchestration.logs import log_to_stderr
 from orchestration.settings import (
     BILLING_SYSTEMS,
     BILLING_SYSTEMS_ENV,
+    DEFAULT_DATABASE,
     DROP_FOLDER_ENV,
     DUCKDB_PATH_ENV,
     parse_billing_systems,
@@ -56,11 +57,11 @@ def _systems(_ctx, _param, value: str) -> tuple[str, ...]:
 @click.option(
     "--database",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("warehouse.duckdb"),
+    default=DEFAULT_DATABASE,
     envvar=DUCKDB_PATH_ENV,
-    show_default=True,
+    show_default="warehouse.duckdb at the project root, the file dbt and Dagster use",
     show_envvar=True,
-    help="DuckDB file to load into (the file Dagster and dbt read).",
+    help="DuckDB file to load into.",
 )
 @click.option(
     "--exit-sessions",
