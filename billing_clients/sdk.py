@@ -2,8 +2,8 @@
 
 The real services need only an API key. A base URL (from config, for the sandbox in the
 demo and tests) swaps the host and nothing else: requests, auth, paging and errors stay
-the SDKs' own. The SDKs' quirks that make this work are recorded in
-shared/notes/stack-facts.md.
+the SDKs' own. The quirks that make this work (Recurly's client has no base-URL option;
+Stripe's needs telemetry off and its retries asked for) are commented where they are used.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Deterministic scenario generator: realistic billing history plus exit sessions that
-exercise every rule of shared/spec/validation.md.
+exercise every rule of docs/spec/validation.md.
 
 Bulk work is columnar (numpy draws, polars frames, epoch seconds as Int64) so that
 100,000 customers take seconds and 1,000,000 fit in memory; the only row-wise step is
