@@ -22,10 +22,10 @@ from datetime import UTC, date
 from pathlib import Path
 from typing import TextIO
 
-import duckdb
-
 from demo import DemoError
 from orchestration.marts_metadata import query
+from orchestration.resources import Warehouse
+from orchestration.settings import warehouse_kind
 from orchestration.validation import SAVE_WINDOW, validation_partitions
 
 
@@ -34,7 +34,7 @@ def _validation_days(database: Path, last: date) -> tuple[date, date]:
     whose cohort has episodes to `last`. The days before have nothing to validate, and
     each day costs Dagster an event: every day since RETENTION_VALIDATION_START would
     take longer than the rest of the demo."""
-    with duckdb.connect(str(database), read_only=True) as con:
+    with Warehouse(kind=warehouse_kind(), database=str(database)).get_connection() as con:
         landed = query(con, "select min(first_landed_at) from marts.fct_exit_episodes")[1][0][0]
     first = date.fromisoformat(validation_partitions().get_first_partition_key())
     if landed is not None:

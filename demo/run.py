@@ -9,7 +9,9 @@ model and dbt test), the `validation_30d` partitions from the first day with epi
 the day before `as_of` (one backfill run), and `billing_writebacks_job` with the
 project's catalog (writebacks.yml: a dry run until a system is switched to live, so the
 demo records what it would send to billing and sends nothing). The runs are in that
-instance's history, so `make ui` shows them afterwards.
+instance's history, so `make ui` shows them afterwards. The warehouse is the one
+RETENTION_WAREHOUSE picks: a new DuckDB file, or a Postgres database holding no warehouse
+yet (DESTINATION__POSTGRES__CREDENTIALS).
 """
 
 from __future__ import annotations
@@ -25,12 +27,17 @@ from pathlib import Path
 
 from demo import DemoError
 from demo.summary import DemoSummary, summarise
+from orchestration.marts_metadata import query
+from orchestration.resources import Warehouse
 from orchestration.settings import (
     DEFAULT_DAGSTER_HOME,
     DROP_FOLDER_ENV,
     DUCKDB_PATH_ENV,
     INSTANCE_TEMPLATE,
+    POSTGRES_CREDENTIALS_ENV,
     PROJECT_DIR,
+    postgres_credentials,
+    warehouse_kind,
 )
 from orchestration.validation import validation_partitions
 from sandbox.app import Sandbox, start_sandbox
@@ -62,6 +69,23 @@ def _fresh_database(database: Path | None, workdir: Path) -> Path:
         raise DemoError(f"{database} exists: give the demo a new file (it loads one scenario)")
     database.parent.mkdir(parents=True, exist_ok=True)
     return database.resolve()
+
+
+def _fresh_postgres(warehouse: Warehouse) -> None:
+    """The demo loads one scenario: into a Postgres database that holds none yet (no
+    `marts`, no `raw_*` schema), never over someone's warehouse."""
+    with warehouse.get_connection() as con:
+        taken = query(
+            con,
+            "select schema_name from information_schema.schemata "
+            "where schema_name = 'marts' or schema_name like 'raw!_%' escape '!' order by 1",
+        )[1]
+    if taken:
+        raise DemoError(
+            f"{warehouse.describe()} already holds a warehouse (schemas "
+            f"{', '.join(name for (name,) in taken)}): give the demo a new database "
+            f"({POSTGRES_CREDENTIALS_ENV})"
+        )
 
 
 def _scenario(path: Path | None, workdir: Path, customers: int, say: Callable[[str], None]):
@@ -166,7 +190,14 @@ def run_demo(
         loaded = load_scenario(scenario_path)
     except ScenarioError as exc:
         raise DemoError(f"{scenario_path}: {exc}\nnothing was changed") from None
+    try:  # before anything is deleted too
+        kind = warehouse_kind()
+        if kind == "postgres":
+            _fresh_postgres(Warehouse(kind=kind))
+    except ValueError as exc:  # an unknown warehouse, or Postgres without credentials
+        raise DemoError(str(exc)) from None
     database = _fresh_database(database, workdir)
+    warehouse = Warehouse(kind=kind, database=str(database))
     drop = workdir / "drop"
     shutil.rmtree(drop, ignore_errors=True)
     write_exit_session_files(loaded, drop)
@@ -202,5 +233,6 @@ def run_demo(
         run_ids=run_ids,
         validation_day=validation_day,
         validation_from=validation_from,
-        **summarise(database, validation_day),
+        postgres=str(postgres_credentials()) if warehouse.kind == "postgres" else None,
+        **summarise(warehouse, validation_day),
     )

@@ -7,9 +7,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-import duckdb
-
 from orchestration.marts_metadata import query
+from orchestration.resources import Warehouse
 from orchestration.settings import BILLING_SYSTEMS
 from orchestration.validation import SAVE_WINDOW
 
@@ -36,6 +35,7 @@ class DemoSummary:
     validation_from: date | None  # the first day the demo validated (its backfill's start)
     validation_by_status: dict[str, int] = field(default_factory=dict)
     writebacks: dict[str, int] = field(default_factory=dict)  # "<status> (<mode>)" -> actions
+    postgres: str | None = None  # the Postgres warehouse (password masked); None: DuckDB
 
     @property
     def save_rate(self) -> Decimal | None:
@@ -79,7 +79,9 @@ class DemoSummary:
             "  (a dry run sends nothing; to apply, set a system's mode: live and since: in "
             "writebacks.yml)",
             "",
-            f"DuckDB file for BI tools: {self.database}",
+            f"Postgres for BI tools: {self.postgres}, schema marts"
+            if self.postgres
+            else f"DuckDB file for BI tools: {self.database}",
             "  (marts.fct_exit_episodes, marts.rpt_retention_summary, "
             "marts.fct_repurchase_cohorts, marts.validation_30d_daily, …)",
             f"run log: {self.log}",
@@ -91,9 +93,9 @@ class DemoSummary:
         return "\n".join(lines)
 
 
-def summarise(database: Path, validation_day: date | None) -> dict:
-    """The printed figures, from the marts (read-only: the runs are over)."""
-    with duckdb.connect(str(database), read_only=True) as con:
+def summarise(warehouse: Warehouse, validation_day: date | None) -> dict:
+    """The printed figures, from the marts (the runs are over)."""
+    with warehouse.get_connection() as con:
         subs = dict(
             query(con, "select billing_system, count(*) from marts.dim_subscriptions group by 1")[1]
         )

@@ -1,7 +1,8 @@
 """Run the billing and exit-session loads: the wiring the CLI and Dagster share.
 
 Each billing system has its own dlt pipeline and dataset (`raw_stripe`, `raw_recurly`,
-`raw_chargebee`, `raw_exit_sessions`). Systems extract and normalise in parallel; loads
+`raw_chargebee`, `raw_exit_sessions`) in the warehouse RETENTION_WAREHOUSE names (a
+DuckDB file, the default, or Postgres). Systems extract and normalise in parallel; loads
 into one DuckDB file take turns, since DuckDB allows one writer at a time (Postgres
 loads run in parallel).
 
@@ -35,7 +36,12 @@ from dlt.common.runtime.collector import LogCollector
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from billing_clients.targets import Settings, Target, TargetError, resolve_target, unreachable
-from orchestration.settings import BILLING_SYSTEMS, DEFAULT_DATABASE
+from orchestration.settings import (
+    BILLING_SYSTEMS,
+    DEFAULT_DATABASE,
+    postgres_credentials,
+    warehouse_kind,
+)
 
 SOURCES = {
     "stripe": ("dlt_sources.stripe", "stripe_source"),
@@ -57,21 +63,23 @@ def billing_source(target: Target):
     return factory(**options)
 
 
-def loads_into_postgres() -> bool:
-    return os.environ.get("RETENTION_DESTINATION", "duckdb") == "postgres"
-
-
-def destination(database: str | Path | None):
-    """DuckDB file by default; Postgres when RETENTION_DESTINATION=postgres (credentials
-    from DESTINATION__POSTGRES__CREDENTIALS, as dlt reads them)."""
-    if loads_into_postgres():
+def destination(database: str | Path | None, kind: str | None = None):
+    """The warehouse (`kind`, else RETENTION_WAREHOUSE): the DuckDB file `database` by
+    default; Postgres with its credentials as dlt reads them (DESTINATION__POSTGRES__
+    CREDENTIALS, or .dlt/secrets.toml), resolved when the load starts."""
+    if (kind or warehouse_kind()) == "postgres":
         return dlt.destinations.postgres()
     return dlt.destinations.duckdb(str(Path(database or DEFAULT_DATABASE).resolve()))
 
 
-def working_dir(database: str | Path | None, pipelines_dir: str | Path | None = None) -> Path:
-    """Where dlt keeps the state and load packages of the loads into `database`: a folder
-    of its own per DuckDB file (`<name>-<hash of its path>` under DLT_DATA_DIR's pipelines).
+def working_dir(
+    database: str | Path | None,
+    pipelines_dir: str | Path | None = None,
+    kind: str | None = None,
+) -> Path:
+    """Where dlt keeps the state and load packages of the loads into one warehouse: a
+    folder of its own per DuckDB file (`<name>-<hash of its path>` under DLT_DATA_DIR's
+    pipelines), or per Postgres database (`postgres-<hash of host, port and database>`).
 
     dlt's local state holds cursors that describe one warehouse. Shared by two files, a
     run on the first file after runs on the second kept the second's cursors (dlt keeps
@@ -79,22 +87,32 @@ def working_dir(database: str | Path | None, pipelines_dir: str | Path | None = 
     in between, exiting 0. A new folder starts from the warehouse's own copy of the state.
     """
     root = Path(pipelines_dir or get_dlt_pipelines_dir())
-    if loads_into_postgres():
-        return root
-    path = Path(database or DEFAULT_DATABASE).resolve()
-    return root / f"{path.stem}-{hashlib.sha256(str(path).encode()).hexdigest()[:10]}"
+    if (kind or warehouse_kind()) == "postgres":
+        pg = postgres_credentials()
+        name, where = "postgres", f"{pg.host}:{pg.port}/{pg.database}"
+    else:
+        path = Path(database or DEFAULT_DATABASE).resolve()
+        name, where = path.stem, str(path)
+    return root / f"{name}-{hashlib.sha256(where.encode()).hexdigest()[:10]}"
 
 
 def pipeline_name(name: str) -> str:
     return f"retention_{name}"
 
 
-def pipeline(name: str, database: str | Path | None, pipelines_dir: str | Path | None = None):
+def pipeline(
+    name: str,
+    database: str | Path | None,
+    pipelines_dir: str | Path | None = None,
+    kind: str | None = None,
+):
+    """The dlt pipeline loading `name` into the warehouse (`kind`, else
+    RETENTION_WAREHOUSE; `database`: the DuckDB file)."""
     return dlt.pipeline(
         pipeline_name=pipeline_name(name),
-        destination=destination(database),
+        destination=destination(database, kind),
         dataset_name=f"raw_{name}",
-        pipelines_dir=str(working_dir(database, pipelines_dir)),
+        pipelines_dir=str(working_dir(database, pipelines_dir, kind)),
         # Progress lines without the memory/CPU figures, which need psutil (not installed)
         # and otherwise print a warning on every run.
         progress=LogCollector(dump_system_stats=False),
@@ -250,7 +268,7 @@ def run_extract(
         from dlt_sources.exit_sessions import exit_sessions_source
 
         jobs.append(("exit_sessions", exit_sessions_source(folder=str(exit_sessions_folder))))
-    load_lock = contextlib.nullcontext() if loads_into_postgres() else threading.Lock()
+    load_lock = contextlib.nullcontext() if warehouse_kind() == "postgres" else threading.Lock()
     try:
         with (
             exclusive([name for name, _ in jobs], working_dir(database, pipelines_dir)),

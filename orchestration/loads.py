@@ -9,7 +9,7 @@ assets into one graph.
 The dlt source is built when a run starts, not when the definitions load: where a source
 points (sandbox or real service, and its key) is the `billing` resource's to say when the
 run starts (its `EnvVar` fields, then dlt's providers: `billing_clients.targets`), and the
-pipeline writes to the `duckdb` resource's file. The sources given to `@dlt_assets` only
+pipeline writes to the `warehouse` resource's warehouse (a DuckDB file, or Postgres). The sources given to `@dlt_assets` only
 describe the resources and hold no key.
 """
 
@@ -28,7 +28,6 @@ from dagster import (
 )
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
-from dagster_duckdb import DuckDBResource
 
 from billing_clients.targets import TargetError
 from orchestration.extract import (
@@ -39,7 +38,7 @@ from orchestration.extract import (
     pipeline,
     working_dir,
 )
-from orchestration.resources import BillingTargets, DropFolder
+from orchestration.resources import BillingTargets, DropFolder, Warehouse
 from orchestration.settings import DUCKDB_POOL, billing_systems_in_use
 
 EXIT_SESSIONS = "exit_sessions"
@@ -117,15 +116,20 @@ def require_whole_sync(context: AssetExecutionContext, system: str, keys: set[As
 
 
 @contextlib.contextmanager
-def sole_load(name: str, database: str) -> Iterator[None]:
+def sole_load(name: str, warehouse: Warehouse) -> Iterator[None]:
     """The dlt working folder of `name` for this run only, as `retention extract` holds it:
     a run of the CLI and one of Dagster on the same dlt state would take each other's
     load packages."""
     try:
-        with exclusive([name], working_dir(database)):
+        with exclusive([name], working_dir(warehouse.database, kind=warehouse.kind)):
             yield
     except PipelinesBusy as busy:
         raise Failure(str(busy)) from None
+
+
+def warehouse_pipeline(name: str, warehouse: Warehouse):
+    """The dlt pipeline of `name` into the run's warehouse."""
+    return pipeline(name, warehouse.database, kind=warehouse.kind)
 
 
 def billing_assets(system: str) -> AssetsDefinition:
@@ -145,7 +149,7 @@ def billing_assets(system: str) -> AssetsDefinition:
     def _sync(
         context: AssetExecutionContext,
         dlt: DagsterDltResource,
-        duckdb: DuckDBResource,
+        warehouse: Warehouse,
         billing: BillingTargets,
     ) -> Iterator[MaterializeResult]:
         require_whole_sync(context, system, keys)
@@ -153,12 +157,12 @@ def billing_assets(system: str) -> AssetsDefinition:
             target = billing.target(system)
         except TargetError as exc:
             raise Failure(str(exc)) from None
-        context.log.info("source %s", target.describe())
-        with sole_load(system, duckdb.database):
+        context.log.info("source %s; into %s", target.describe(), warehouse.describe())
+        with sole_load(system, warehouse):
             yield from dlt.run(
                 context=context,
                 dlt_source=billing_source(target),
-                dlt_pipeline=pipeline(system, duckdb.database),
+                dlt_pipeline=warehouse_pipeline(system, warehouse),
             )
 
     return _sync
@@ -178,18 +182,19 @@ def exit_sessions_assets() -> AssetsDefinition:
     def _load(
         context: AssetExecutionContext,
         dlt: DagsterDltResource,
-        duckdb: DuckDBResource,
+        warehouse: Warehouse,
         drop_folder: DropFolder,
     ) -> Iterator[MaterializeResult]:
         if context.is_subset:
             # Both tables come from one read of each new file, which then counts as loaded:
             # loading one alone would lose the other's rows of those files for good.
             raise Failure("exit sessions and their quarantine load together: select both")
-        with sole_load(EXIT_SESSIONS, duckdb.database):
+        context.log.info("from %s; into %s", drop_folder.path, warehouse.describe())
+        with sole_load(EXIT_SESSIONS, warehouse):
             yield from dlt.run(
                 context=context,
                 dlt_source=exit_sessions_source(folder=drop_folder.path),
-                dlt_pipeline=pipeline(EXIT_SESSIONS, duckdb.database),
+                dlt_pipeline=warehouse_pipeline(EXIT_SESSIONS, warehouse),
             )
 
     return _load

@@ -3,7 +3,9 @@ billing system, and the repurchase cohorts as a table and a plot.
 
 Read from the warehouse right after dbt has finished building (DuckDB's lock is free
 then), and attached to the marts' materialisations, so each run's figures stay in the
-asset's history beside the run that produced them.
+asset's history beside the run that produced them. The SQL runs on DuckDB and Postgres
+alike (`Warehouse.get_connection`): groups by position, never `group by all`, and every
+ratio of integers over an explicit decimal (Postgres divides integers as integers).
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ import io
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from itertools import accumulate
-from typing import Any
+from typing import Any, Protocol
 
-import duckdb
 from dagster import AssetKey, MetadataValue
 
 MAX_OFFSETS = 12  # month offsets shown in the cohort table (the plot shows them all)
@@ -42,9 +43,14 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def query(
-    con: duckdb.DuckDBPyConnection, sql: str, params: object = None
-) -> tuple[list[str], list[tuple]]:
+class Connection(Protocol):
+    """What the figures need of a warehouse connection: DuckDB's, or
+    `orchestration.resources.PostgresConnection`."""
+
+    def execute(self, sql: str, params: Any = None) -> Any: ...
+
+
+def query(con: Connection, sql: str, params: object = None) -> tuple[list[str], list[tuple]]:
     """Column names and every row. Fetched to the end: DuckDB 2 keeps a connection busy
     until a result is drained (`fetchone` leaves it so)."""
     cursor = con.execute(sql, params)
@@ -52,14 +58,14 @@ def query(
     return names, cursor.fetchall()
 
 
-def episodes_metadata(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+def episodes_metadata(con: Connection) -> dict[str, Any]:
     """Episodes by validation status and validated outcome, and the validation time."""
     header, rows = query(
         con,
         """
         select validation_status, validated_outcome, count(*) as episodes,
                sum(saved_mrr) as saved_mrr, sum(lost_mrr) as lost_mrr
-        from marts.fct_exit_episodes group by all order by 1, 2
+        from marts.fct_exit_episodes group by 1, 2 order by 1, 2
         """,
     )
     validated_at = query(con, "select max(validated_at) from marts.fct_exit_episodes")[1][0][0]
@@ -75,7 +81,8 @@ select billing_system,
        sum(episodes) as episodes, sum(saves) as saves, sum(valid_saves) as valid_saves,
        sum(invalid_saves) as invalid_saves, sum(cancels) as cancels,
        sum(unknowns) as unknowns, sum(pending) as pending,
-       sum(valid_saves) / nullif(sum(valid_saves) + sum(cancels), 0) as save_rate,
+       cast(sum(valid_saves) as decimal(38, 10))
+           / nullif(sum(valid_saves) + sum(cancels), 0) as save_rate,
        sum(saved_mrr) as saved_mrr, sum(lost_mrr) as lost_mrr
 from marts.rpt_retention_summary
 group by grouping sets ((billing_system), ())
@@ -83,7 +90,7 @@ order by billing_system nulls last
 """
 
 
-def summary_metadata(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+def summary_metadata(con: Connection) -> dict[str, Any]:
     """The summary per billing system and in total; the totals also as numbers, so the
     asset page plots save rate and saved/lost MRR across runs."""
     header, rows = query(con, SUMMARY_SQL)
@@ -100,7 +107,7 @@ def summary_metadata(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
 PARTIAL = "†"  # marks a cohort cell of the month still running at T (no markdown meaning)
 
 
-def cohort_metadata(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+def cohort_metadata(con: Connection) -> dict[str, Any]:
     """Repurchase rate per cohort month and month offset, and a plot of the cumulative
     repurchase revenue per episode by validated outcome: do saved customers keep paying?
 
@@ -111,10 +118,11 @@ def cohort_metadata(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         con,
         """
         select cohort_month, month_offset,
-               sum(repurchasing_episodes) / sum(cohort_episodes) as rate,
+               cast(sum(repurchasing_episodes) as decimal(38, 10)) / sum(cohort_episodes)
+                   as rate,
                sum(cohort_episodes) as episodes,
                bool_and(is_complete_month) as complete, max(days_observed) as days
-        from marts.fct_repurchase_cohorts group by all order by 1, 2
+        from marts.fct_repurchase_cohorts group by 1, 2 order by 1, 2
         """,
     )
     months = sorted({r[0] for r in rates})
@@ -142,7 +150,7 @@ def cohort_metadata(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         select validated_outcome, month_offset,
                sum(repurchase_revenue) / sum(cohort_episodes) as revenue_per_episode
         from marts.fct_repurchase_cohorts where is_complete_month
-        group by all order by 1, 2
+        group by 1, 2 order by 1, 2
         """,
     )
     return {
@@ -182,7 +190,7 @@ def _plot_markdown(monthly: list[tuple]) -> str:
     return f"![cumulative repurchase revenue per episode](data:image/png;base64,{encoded})"
 
 
-MARTS_METADATA: dict[AssetKey, Callable[[duckdb.DuckDBPyConnection], dict[str, Any]]] = {
+MARTS_METADATA: dict[AssetKey, Callable[[Connection], dict[str, Any]]] = {
     AssetKey(["marts", "fct_exit_episodes"]): episodes_metadata,
     AssetKey(["marts", "rpt_retention_summary"]): summary_metadata,
     AssetKey(["marts", "fct_repurchase_cohorts"]): cohort_metadata,

@@ -7,11 +7,9 @@ staging model hangs off the table dlt loads: one lineage graph from billing API 
 of a failed test, so a broken staging table never feeds a mart; the run then fails.
 """
 
-import json
 import shutil
 from collections.abc import Iterator, Mapping
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from dagster import (
@@ -28,19 +26,16 @@ from dagster_dbt import (
     DbtCliResource,
     dbt_assets,
 )
-from dagster_duckdb import DuckDBResource
-from duckdb import Error as DuckDBError
 
 from orchestration.dbt_project import ensure_manifest, retention_dbt
 from orchestration.marts_metadata import MARTS_METADATA
+from orchestration.resources import WAREHOUSE_ERRORS, Warehouse
 from orchestration.settings import DUCKDB_POOL
 
 LAYERS = ("staging", "intermediate", "marts")
 # Unit tests check the SQL against fixed inputs: they belong to CI (the dbt tests of the
 # test suite), not to every hourly build, whose data they never look at (dbt's own advice).
 BUILD = ["build", "--exclude-resource-type", "unit_test"]
-# The dbt var that names the DuckDB file (dbt_project/profiles.yml).
-DUCKDB_PATH_VAR = "duckdb_path"
 
 
 class RetentionDbtTranslator(DagsterDbtTranslator):
@@ -70,7 +65,7 @@ def _event_key(context: AssetExecutionContext, event: object) -> AssetKey | None
 
 
 def with_marts_metadata(
-    context: AssetExecutionContext, events: Iterator[Any], duckdb: DuckDBResource
+    context: AssetExecutionContext, events: Iterator[Any], warehouse: Warehouse
 ) -> Iterator[Any]:
     """Pass dbt's events through, holding back those of the marts that get figures until
     dbt has exited: DuckDB is locked by dbt while it runs, and the figures are read
@@ -84,33 +79,24 @@ def with_marts_metadata(
             yield event
     if not held:
         return
-    with duckdb.get_connection() as con:
+    with warehouse.get_connection() as con:
         for event in held:
             if isinstance(event, Output):
                 key = _event_key(context, event)
                 try:
                     figures = MARTS_METADATA[key](con)
-                except DuckDBError as exc:
+                except WAREHOUSE_ERRORS as exc:
                     context.log.warning("no figures for %s: %s", key.to_user_string(), exc)
                 else:
                     event = event.with_metadata({**event.metadata, **figures})
             yield event
 
 
-def _dbt_vars(duckdb: DuckDBResource) -> list[str]:
-    """dbt's profile reads the warehouse file from the var `duckdb_path`
-    (dbt_project/profiles.yml): the warehouse resource's file, as an absolute path (dbt
-    runs in dbt_project/), so dlt, dbt and the figures share one file whatever the run's
-    working directory. Given on dbt's command line, not through os.environ, which belongs
-    to the whole process (other steps, other runs in a test session)."""
-    return ["--vars", json.dumps({DUCKDB_PATH_VAR: str(Path(duckdb.database).resolve())})]
-
-
 def _build_models(
-    context: AssetExecutionContext, dbt: DbtCliResource, duckdb: DuckDBResource
+    context: AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse
 ) -> Iterator[Any]:
-    invocation = dbt.cli([*BUILD, *_dbt_vars(duckdb)], context=context, raise_on_error=False)
-    yield from with_marts_metadata(context, invocation.stream(), duckdb)
+    invocation = dbt.cli([*BUILD, *warehouse.dbt_args()], context=context, raise_on_error=False)
+    yield from with_marts_metadata(context, invocation.stream(), warehouse)
     if not invocation.is_successful():
         raise invocation.get_error()  # its artifacts stay in target/ for the post-mortem
     # Each invocation writes ~6 MB of artifacts to its own folder in target/: an hourly

@@ -1,5 +1,5 @@
-"""Dagster resources: the tools (dlt, dbt), the warehouse file, the drop folder and where
-each billing system points.
+"""Dagster resources: the tools (dlt, dbt), the warehouse (a DuckDB file, or Postgres:
+RETENTION_WAREHOUSE), the drop folder and where each billing system points.
 
 Values come from the environment through `EnvVar` when set (resolved in each run's own
 process, never written into the definitions or the run storage), else the project's
@@ -11,11 +11,16 @@ reads it (`billing_clients.targets`).
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import psycopg2
+import psycopg2.extras
 from dagster import Config, ConfigurableResource
 from dagster_dbt import DbtCliResource
 from dagster_dlt import DagsterDltResource
@@ -38,7 +43,101 @@ from orchestration.settings import (
     DROP_FOLDER_ENV,
     DUCKDB_PATH_ENV,
     env_or_default,
+    postgres_credentials,
+    warehouse_kind,
 )
+
+# What a failed warehouse statement raises, on either engine.
+WAREHOUSE_ERRORS = (duckdb.Error, psycopg2.Error)
+# The dbt var that names the DuckDB file (dbt_project/profiles.yml).
+DUCKDB_PATH_VAR = "duckdb_path"
+
+
+class PostgresResult:
+    """A statement's result on Postgres, read as DuckDB's are: `description`, `fetchall`
+    (no rows for a statement that returns none, where psycopg2 would raise)."""
+
+    def __init__(self, cursor: psycopg2.extensions.cursor):
+        self._cursor = cursor
+        self.description = cursor.description
+
+    def fetchall(self) -> list[tuple]:
+        with self._cursor as cursor:
+            return cursor.fetchall() if self.description is not None else []
+
+
+def _pyformat(sql: str) -> str:
+    """DuckDB's `?` placeholders as psycopg2's `%s` (a literal `%` doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PostgresConnection:
+    """psycopg2 behind the part of DuckDB's connection the steps use, so their SQL is
+    written once: `execute(sql, params)` with `?` placeholders, and each statement
+    committed on its own (autocommit, DuckDB's default), `begin`/`commit` statements
+    making a transaction as they do on DuckDB. The dialects' other differences are kept
+    out of the SQL (no `group by all`, no integer division)."""
+
+    def __init__(self, connection: psycopg2.extensions.connection):
+        connection.autocommit = True
+        self._connection = connection
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> PostgresResult:
+        cursor = self._connection.cursor()
+        if params:
+            cursor.execute(_pyformat(sql), list(params))
+        else:
+            cursor.execute(sql)
+        return PostgresResult(cursor)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._connection.cursor() as cursor:
+            psycopg2.extras.execute_batch(cursor, _pyformat(sql), rows)
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+class Warehouse(DuckDBResource):
+    """The warehouse every step reads and writes: the DuckDB file `database` (`kind`
+    duckdb, the default), or Postgres, whose credentials are read through dlt's providers
+    in the run's own process (`settings.postgres_credentials`): never a field, so never in
+    the definitions or the run storage. On DuckDB, connections are dagster-duckdb's (with
+    its retries on a held lock)."""
+
+    kind: str = "duckdb"
+    database: str = str(DEFAULT_DATABASE)  # the DuckDB file (not read on Postgres)
+
+    @contextmanager
+    def get_connection(self) -> Iterator[Any]:
+        """A DuckDB connection, or a `PostgresConnection`: the same `execute` either way."""
+        if self.kind == "duckdb":
+            with super().get_connection() as con:
+                yield con
+            return
+        con = PostgresConnection(
+            psycopg2.connect(postgres_credentials().to_native_representation())
+        )
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def describe(self) -> str:
+        """Where the warehouse is, for logs: the Postgres password masked."""
+        if self.kind == "duckdb":
+            return f"DuckDB {Path(self.database).resolve()}"
+        return f"Postgres {postgres_credentials()}"
+
+    def dbt_args(self) -> list[str]:
+        """dbt's target, and its DuckDB file as an absolute path (dbt runs in
+        dbt_project/), so dlt, dbt and the figures share one warehouse whatever the run's
+        working directory. Given on dbt's command line, not through os.environ, which
+        belongs to the whole process (other steps, other runs in a test session). On
+        Postgres, dbt's profile reads dlt's credentials variable itself: they never pass
+        through a command line."""
+        database = json.dumps({DUCKDB_PATH_VAR: str(Path(self.database).resolve())})
+        return ["--target", self.kind, "--vars", database]
 
 
 class DropFolder(ConfigurableResource):
@@ -108,8 +207,9 @@ def build_resources(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
     return {
         "dlt": DagsterDltResource(),
         "dbt": DbtCliResource(project_dir=retention_dbt, dbt_executable=DBT_EXECUTABLE),
-        "duckdb": DuckDBResource(
-            database=env_or_default(DUCKDB_PATH_ENV, str(DEFAULT_DATABASE), env)
+        "warehouse": Warehouse(
+            kind=warehouse_kind(env),
+            database=env_or_default(DUCKDB_PATH_ENV, str(DEFAULT_DATABASE), env),
         ),
         "drop_folder": DropFolder(
             path=env_or_default(DROP_FOLDER_ENV, str(DEFAULT_DROP_FOLDER), env)

@@ -1,8 +1,10 @@
 """Where the orchestration reads and writes, from the environment with project defaults.
 
 One environment variable per place, shared with the tools that already read it, so the
-CLI, dbt, dlt and Dagster cannot disagree about which file they work on:
-`RETENTION_DUCKDB_PATH` is also what dbt's profiles.yml reads, and
+CLI, dbt, dlt and Dagster cannot disagree about which warehouse they work on:
+`RETENTION_WAREHOUSE` (duckdb or postgres) is also dbt's target (profiles.yml),
+`RETENTION_DUCKDB_PATH` is also what dbt's profiles.yml reads, the Postgres credentials
+are dlt's own (`DESTINATION__POSTGRES__CREDENTIALS`), which dbt's profile reads too, and
 `SOURCES__EXIT_SESSIONS__FOLDER` is what the dlt exit-sessions source reads.
 """
 
@@ -15,6 +17,9 @@ from pathlib import Path
 
 import yaml
 from dagster import EnvVar
+from dlt.common.configuration import resolve_configuration
+from dlt.common.configuration.exceptions import ConfigurationException
+from dlt.destinations.impl.postgres.configuration import PostgresCredentials
 
 from billing_clients.systems import BILLING_SYSTEMS
 
@@ -23,7 +28,12 @@ DBT_PROJECT_DIR = PROJECT_DIR / "dbt_project"
 # The instance settings every DAGSTER_HOME of this project starts from (pools, telemetry).
 INSTANCE_TEMPLATE = Path(__file__).resolve().parent / "dagster.yaml"
 
+WAREHOUSE_ENV = "RETENTION_WAREHOUSE"
+WAREHOUSES = ("duckdb", "postgres")  # the first is the default
 DUCKDB_PATH_ENV = "RETENTION_DUCKDB_PATH"
+# dlt's name for its Postgres destination's credentials (a connection string, or the
+# [destination.postgres] credentials of .dlt/secrets.toml); dbt's profile reads the same.
+POSTGRES_CREDENTIALS_ENV = "DESTINATION__POSTGRES__CREDENTIALS"
 DROP_FOLDER_ENV = "SOURCES__EXIT_SESSIONS__FOLDER"
 SYNC_CRON_ENV = "RETENTION_SYNC_CRON"
 WRITEBACKS_CRON_ENV = "RETENTION_WRITEBACKS_CRON"
@@ -41,8 +51,35 @@ DEFAULT_WRITEBACKS_CRON = "30 * * * *"  # hourly, half an hour after the sync
 DEFAULT_VALIDATION_START = "2024-01-01"
 
 # Every asset that writes the DuckDB file runs in this pool; DuckDB allows one writer
-# process, so the instance limits the pool to 1 (orchestration/dagster.yaml).
+# process, so the instance limits the pool to 1 (orchestration/dagster.yaml). Postgres
+# takes concurrent writers: there the limit may be lifted.
 DUCKDB_POOL = "duckdb"
+
+
+def warehouse_kind(env: Mapping[str, str] = os.environ) -> str:
+    """Which warehouse every step reads and writes: `duckdb` (the default) or `postgres`.
+    Anything else is refused, naming the variable: a typo must not quietly load a DuckDB
+    file while dbt builds Postgres."""
+    value = (env.get(WAREHOUSE_ENV) or WAREHOUSES[0]).strip().lower()
+    if value not in WAREHOUSES:
+        raise ValueError(
+            f"{WAREHOUSE_ENV}={value!r} is not a warehouse; choose {' or '.join(WAREHOUSES)}"
+        )
+    return value
+
+
+def postgres_credentials() -> PostgresCredentials:
+    """The Postgres warehouse's credentials, read through dlt's providers (the
+    environment, then .dlt/secrets.toml), exactly as dlt's loads read them. Printing them
+    (`str`) masks the password."""
+    try:
+        return resolve_configuration(PostgresCredentials(), sections=("destination", "postgres"))
+    except ConfigurationException:
+        raise ValueError(
+            f"{WAREHOUSE_ENV}=postgres needs the warehouse's credentials: set "
+            f"{POSTGRES_CREDENTIALS_ENV}=postgresql://<user>:<password>@<host>:<port>/<database> "
+            "(or [destination.postgres] credentials in .dlt/secrets.toml)"
+        ) from None
 
 
 def env_or_default(name: str, default: str, env: Mapping[str, str] = os.environ) -> str | EnvVar:

@@ -5,7 +5,8 @@ Partition D validates the episodes that started on day D − 30 (UTC): their sav
 D ends their status is final. The figures come from `marts.fct_exit_episodes`, which dbt
 validates as of the latest billing sync T; they are written to
 `marts.validation_30d_daily` (delete the partitions' rows, insert, one transaction), so a
-rerun or a backfill replaces days instead of adding to them.
+rerun or a backfill replaces days instead of adding to them. The warehouse is the
+`warehouse` resource's, DuckDB or Postgres: the same SQL runs on both.
 
 Partitions start at RETENTION_VALIDATION_START (default 2024-01-01), so a new deployment
 shows every day since then as missing. A backfill of any range is one run and one SQL
@@ -26,9 +27,9 @@ from dagster import (
     MetadataValue,
     asset,
 )
-from dagster_duckdb import DuckDBResource
 
 from orchestration.marts_metadata import markdown_table, query
+from orchestration.resources import Warehouse
 from orchestration.settings import (
     DEFAULT_VALIDATION_START,
     DUCKDB_POOL,
@@ -53,7 +54,7 @@ create table if not exists {TABLE} (
 )
 """
 # Every day of the run's range at once: an episode's cohort day is its UTC start day, and
-# its partition the day 30 days later.
+# its partition the day 30 days later. Parameters: the cohorts' first and last instants.
 INSERT = f"""
 insert into {TABLE}
 select
@@ -62,10 +63,12 @@ select
 from (
     select *, cast(timezone('UTC', first_landed_at) as date) as cohort_date
     from marts.fct_exit_episodes
-    where first_landed_at >= $cohort_start and first_landed_at < $cohort_end
-)
-group by all
+    where first_landed_at >= ? and first_landed_at < ?
+) as cohorts
+group by 2, 3, 4, 5
 """
+# The run's partition days, first and last.
+IN_DAYS = "partition_date between ? and ?"
 BACKFILL_HINT = f"""\
 A missing partition is a day not validated yet (partitions start at
 {VALIDATION_START_ENV}, default {DEFAULT_VALIDATION_START}). To fill them, in the UI:
@@ -92,30 +95,29 @@ def _span(first: date, last: date) -> str:
     return first.isoformat() if first == last else f"{first}...{last}"
 
 
-def _validate(context: AssetExecutionContext, duckdb: DuckDBResource) -> MaterializeResult:
+def _validate(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
     """The partitions of the run's range (one day, or a whole backfill), in one statement."""
     keys = context.partition_key_range
     first, last = date.fromisoformat(keys.start), date.fromisoformat(keys.end)
-    days = {"first": first, "last": last}
-    cohorts = {
-        "cohort_start": _midnight(first - SAVE_WINDOW),
-        "cohort_end": _midnight(last - SAVE_WINDOW + timedelta(days=1)),
-    }
-    with duckdb.get_connection() as con:
+    days = [first, last]
+    cohorts = [
+        _midnight(first - SAVE_WINDOW),
+        _midnight(last - SAVE_WINDOW + timedelta(days=1)),
+    ]
+    with warehouse.get_connection() as con:
         # Each statement drained (fetchall): DuckDB 2 holds a connection until it is.
         con.execute(CREATE).fetchall()
         con.execute("begin transaction").fetchall()
-        con.execute(
-            f"delete from {TABLE} where partition_date between $first and $last", days
-        ).fetchall()
+        con.execute(f"delete from {TABLE} where {IN_DAYS}", days).fetchall()
         con.execute(INSERT, cohorts).fetchall()
         con.execute("commit").fetchall()
         header, rows = query(
             con,
             f"""
-            select validation_status, validated_outcome, sum(episodes)::integer as episodes,
+            select validation_status, validated_outcome, cast(sum(episodes) as integer)
+                       as episodes,
                    sum(saved_mrr) as saved_mrr, sum(lost_mrr) as lost_mrr
-            from {TABLE} where partition_date between $first and $last group by all order by 1, 2
+            from {TABLE} where {IN_DAYS} group by 1, 2 order by 1, 2
             """,
             days,
         )

@@ -33,11 +33,10 @@ from dagster import (
     asset,
     define_asset_job,
 )
-from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from orchestration.marts_metadata import markdown_table
-from orchestration.resources import BillingTargets
+from orchestration.resources import BillingTargets, Warehouse
 from orchestration.settings import DUCKDB_POOL
 from writebacks.catalog import CatalogError, load_catalog
 from writebacks.runner import RunSummary, run_writebacks
@@ -72,7 +71,7 @@ class WritebackConfig(Config):
 def billing_writebacks(
     context: AssetExecutionContext,
     config: WritebackConfig,
-    duckdb: DuckDBResource,
+    warehouse: Warehouse,
     billing: BillingTargets,
 ):
     try:
@@ -80,7 +79,7 @@ def billing_writebacks(
     except CatalogError as exc:
         raise Failure(description=str(exc)) from None
     retry: bool | list[str] = config.action_ids or config.retry_failed
-    with duckdb.get_connection() as db:
+    with warehouse.get_connection() as db:
         writers = partial(writer_for, settings=billing.settings())
         summary = run_writebacks(db, catalog, writers, retry_failed=retry)
     context.log.info("write-backs: %s", dict(summary.outcomes))

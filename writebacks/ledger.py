@@ -1,7 +1,7 @@
 """The write-back ledger: one row per action, the durable memory of exactly-once.
 
-A table in the warehouse (`writebacks.actions`), written by the runner one statement at
-a time, each committed before the next network call: an attempt is counted *before* its
+A table in the warehouse (`writebacks.actions`, on DuckDB or Postgres), written by the
+runner one statement at a time, each committed before the next network call: an attempt is counted *before* its
 request leaves, so after a crash at any point the row tells a re-run whether the
 request may have gone out (`attempts > 0`) and the runner reads billing before sending
 again. dbt publishes the table as `marts.fct_billing_writebacks` (marts.md).
@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
@@ -113,10 +113,25 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Ledger:
-    """The ledger table on an open DuckDB connection (the warehouse file)."""
+class Connection(Protocol):
+    """A warehouse connection: DuckDB's, or one with the same `execute` (`?` placeholders,
+    each statement committed) and `executemany` (orchestration's PostgresConnection)."""
 
-    def __init__(self, connection: duckdb.DuckDBPyConnection):
+    def execute(self, sql: str, params: Any = None) -> Any: ...
+
+    def executemany(self, sql: str, rows: Any) -> Any: ...
+
+
+_INSERT = (
+    f"insert into {TABLE} ({', '.join(_COLUMNS)}, derived_at, updated_at) "
+    f"values ({', '.join('?' * (len(_COLUMNS) + 2))}) on conflict do nothing"
+)
+
+
+class Ledger:
+    """The ledger table on an open warehouse connection (DuckDB's or Postgres')."""
+
+    def __init__(self, connection: Connection):
         self.db = connection
         # One connection, used by the runner's per-system threads in turn: DuckDB's
         # statements here take about a millisecond.
@@ -150,21 +165,24 @@ class Ledger:
 
     def counts(self) -> dict[tuple[str, str], int]:
         """(billing_system, status) -> actions."""
-        query = f"select billing_system, status, count(*) from {TABLE} group by all"
+        query = f"select billing_system, status, count(*) from {TABLE} group by 1, 2"
         return {(s, st): n for s, st, n in self._run(query)}
 
     # -- writing: one committed statement each ------------------------------------------
     def insert(self, rows: list[LedgerRow]) -> None:
-        """New actions, in one statement (an Arrow table: row-by-row inserts cost ~3 ms
-        each); one already in the ledger is left as it is."""
+        """New actions, in one statement (on DuckDB an Arrow table: row-by-row inserts
+        cost ~3 ms each; on Postgres batches of rows); one already in the ledger is left
+        as it is."""
         if not rows:
             return
         now = _now()
-        values = [_values(row) for row in rows]
-        columns = {name: [v[i] for v in values] for i, name in enumerate(_COLUMNS)}
-        table = pa.table(
-            {**columns, "derived_at": [now] * len(rows), "updated_at": [now] * len(rows)}
-        )
+        values = [[*_values(row), now, now] for row in rows]
+        if not isinstance(self.db, duckdb.DuckDBPyConnection):
+            with self._lock:
+                self.db.executemany(_INSERT, values)
+            return
+        names = [*_COLUMNS, "derived_at", "updated_at"]
+        table = pa.table({name: [v[i] for v in values] for i, name in enumerate(names)})
         with self._lock:
             self.db.register("new_actions", table)
             try:

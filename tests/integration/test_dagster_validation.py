@@ -9,7 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 import duckdb
 import pytest
 from dagster import DagsterInstance, materialize
-from dagster_duckdb import DuckDBResource
+
+from orchestration.resources import Warehouse
 
 pytestmark = pytest.mark.integration
 T = datetime(2026, 6, 30, tzinfo=UTC)  # the latest billing sync
@@ -57,7 +58,7 @@ def _run(path, day: str, instance):
     result = materialize(
         [validation_30d],
         partition_key=day,
-        resources={"duckdb": DuckDBResource(database=str(path))},
+        resources={"warehouse": Warehouse(database=str(path))},
         instance=instance,
     )
     assert result.success
@@ -116,7 +117,7 @@ def _run_range(path, first: str, last: str, instance):
     result = materialize(
         [validation_30d],
         tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
-        resources={"duckdb": DuckDBResource(database=str(path))},
+        resources={"warehouse": Warehouse(database=str(path))},
         instance=instance,
     )
     assert result.success

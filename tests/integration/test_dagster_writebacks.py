@@ -9,9 +9,8 @@ import shutil
 import duckdb
 import pytest
 from dagster import DagsterInstance, materialize
-from dagster_duckdb import DuckDBResource
 
-from orchestration.resources import BillingTargets
+from orchestration.resources import BillingTargets, Warehouse
 from orchestration.writebacks import NO_FAILURES, billing_writebacks
 from tests.writeback_pipeline import live_catalog
 
@@ -24,7 +23,7 @@ def _materialize(database, run_config=None):
             [billing_writebacks],
             instance=instance,
             resources={
-                "duckdb": DuckDBResource(database=str(database)),
+                "warehouse": Warehouse(database=str(database)),
                 "billing": BillingTargets(),
             },
             run_config=run_config,

@@ -87,11 +87,10 @@ def test_the_dbt_step_builds_in_the_resources_file_and_leaves_os_environ(
     """RETENTION_DUCKDB_PATH names a decoy: the models land in the warehouse resource's
     file all the same, the decoy is never made, and the environment is as it was."""
     from dagster import AssetKey, materialize
-    from dagster_duckdb import DuckDBResource
 
     from orchestration.extract import run_extract
     from orchestration.models import dbt_models
-    from orchestration.resources import build_resources
+    from orchestration.resources import Warehouse, build_resources
     from sandbox.exit_files import write_exit_session_files
     from sandbox.generate import GenerateOptions, write_scenario
     from sandbox.scenario import load_scenario
@@ -108,8 +107,8 @@ def test_the_dbt_step_builds_in_the_resources_file_and_leaves_os_environ(
     )
     assert [r.error for r in loaded] == [None] * 4
     monkeypatch.setenv("RETENTION_DUCKDB_PATH", str(decoy))
-    monkeypatch.delenv("RETENTION_DBT_TARGET", raising=False)
-    resources = {**build_resources(), "duckdb": DuckDBResource(database=str(database))}
+    monkeypatch.delenv("RETENTION_WAREHOUSE", raising=False)
+    resources = {**build_resources(), "warehouse": Warehouse(database=str(database))}
 
     before = dict(os.environ)
     result = materialize([dbt_models()], resources=resources, raise_on_error=False)

@@ -10,9 +10,10 @@ from orchestration.extract import run_extract
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 
-def test_exit_sessions_load_into_postgres(postgres, tmp_path):
+def test_exit_sessions_load_into_postgres(postgres, tmp_path, monkeypatch):
     import psycopg2
 
+    monkeypatch.setenv("RETENTION_WAREHOUSE", "postgres")
     drop = tmp_path / "drop"
     drop.mkdir()
     (drop / "a.jsonl").write_text(

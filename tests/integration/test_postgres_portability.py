@@ -53,17 +53,16 @@ def test_duckdb_and_postgres_build_the_same_marts(
         monkeypatch.setenv(f"SOURCES__{system.upper()}__BASE_URL", url)
 
     duck = tmp_path / "warehouse.duckdb"
-    monkeypatch.setenv("RETENTION_DESTINATION", "duckdb")
+    monkeypatch.setenv("RETENTION_WAREHOUSE", "duckdb")
     results = run_extract(
         database=duck, exit_sessions_folder=tmp_path / "drop", pipelines_dir=tmp_path / "dlt_duck"
     )
     assert [r.error for r in results] == [None] * 4
     dbt(duck, "build")
 
-    monkeypatch.setenv("RETENTION_DESTINATION", "postgres")
+    monkeypatch.setenv("RETENTION_WAREHOUSE", "postgres")
     results = run_extract(exit_sessions_folder=tmp_path / "drop", pipelines_dir=tmp_path / "dlt_pg")
     assert [r.error for r in results] == [None] * 4
-    monkeypatch.setenv("RETENTION_PG_DATABASE", postgres.rsplit("/", 1)[1])
     dbt(duck, "build", target="postgres")
 
     with duckdb.connect(str(duck)) as duck_con, psycopg2.connect(postgres) as pg_con:

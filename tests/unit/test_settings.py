@@ -56,3 +56,33 @@ def test_the_save_window_is_the_dbt_projects(tmp_path):
     (tmp_path / "dbt_project.yml").write_text("vars:\n  save_window_days: 45\n")
     assert save_window(tmp_path) == timedelta(days=45)
     assert SAVE_WINDOW == save_window() == timedelta(days=30)
+
+
+def test_the_warehouse_is_duckdb_unless_postgres_is_named():
+    assert settings.warehouse_kind({}) == "duckdb"
+    assert settings.warehouse_kind({"RETENTION_WAREHOUSE": " Postgres "}) == "postgres"
+
+
+def test_an_unknown_warehouse_is_refused_naming_the_variable():
+    with pytest.raises(ValueError, match="RETENTION_WAREHOUSE='postgresql' is not a warehouse"):
+        settings.warehouse_kind({"RETENTION_WAREHOUSE": "postgresql"})
+
+
+def test_postgres_credentials_are_dlts_and_print_masked(monkeypatch):
+    url = "postgresql://loader:s3cr%40t@db.internal:6543/retention"
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", url)
+    credentials = settings.postgres_credentials()
+    assert (credentials.host, credentials.port, credentials.database) == (
+        "db.internal",
+        6543,
+        "retention",
+    )
+    assert credentials.password == "s3cr@t"
+    assert "s3cr" not in str(credentials) and "loader:***@db.internal" in str(credentials)
+
+
+def test_no_postgres_credentials_says_which_variable(monkeypatch, tmp_path):
+    monkeypatch.delenv("DESTINATION__POSTGRES__CREDENTIALS", raising=False)
+    monkeypatch.chdir(tmp_path)  # no .dlt/secrets.toml here
+    with pytest.raises(ValueError, match="DESTINATION__POSTGRES__CREDENTIALS=postgresql://"):
+        settings.postgres_credentials()
