@@ -14,14 +14,15 @@ import os
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from dagster import EnvVar
-from dlt.common.configuration import resolve_configuration
-from dlt.common.configuration.exceptions import ConfigurationException
-from dlt.destinations.impl.postgres.configuration import PostgresCredentials
 
 from billing_clients.systems import BILLING_SYSTEMS
+
+if TYPE_CHECKING:
+    from dlt.destinations.impl.postgres.configuration import PostgresCredentials
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_DIR / "dbt_project"
@@ -71,7 +72,12 @@ def warehouse_kind(env: Mapping[str, str] = os.environ) -> str:
 def postgres_credentials() -> PostgresCredentials:
     """The Postgres warehouse's credentials, read through dlt's providers (the
     environment, then .dlt/secrets.toml), exactly as dlt's loads read them. Printing them
-    (`str`) masks the password."""
+    (`str`) masks the password. (dlt is imported here, not with the settings, which
+    every command reads, `--help` included.)"""
+    from dlt.common.configuration import resolve_configuration
+    from dlt.common.configuration.exceptions import ConfigurationException
+    from dlt.destinations.impl.postgres.configuration import PostgresCredentials
+
     try:
         return resolve_configuration(PostgresCredentials(), sections=("destination", "postgres"))
     except ConfigurationException:
