@@ -17,7 +17,7 @@ export RUNTIME__DLTHUB_TELEMETRY := false
 DAGSTER_HOME ?= $(abspath .dagster_home)
 DEMO := $(abspath .demo)
 
-.PHONY: env test lint manifest demo ui dagster-home sandbox lock bench clean
+.PHONY: env test lint manifest demo ui dagster-home webserver daemon deploy-home sandbox lock bench clean
 
 env: $(STAMP)
 
@@ -66,6 +66,27 @@ dagster-home:
 	mkdir -p "$(DAGSTER_HOME)"
 	test -f "$(DAGSTER_HOME)/dagster.yaml" || cp orchestration/dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
 
+## Production Dagster (deploy/README.md): the instance's settings (deploy/dagster.yaml:
+## storage in Postgres from DAGSTER_PG_*, run monitoring) in DEPLOY_HOME, refreshed at
+## each start; not DAGSTER_HOME, which keeps `make ui`'s local settings. The pipeline's
+## variables come from the shell, as for the systemd units.
+DEPLOY_HOME ?= $(abspath .dagster_deploy)
+WEBSERVER_HOST ?= 127.0.0.1
+WEBSERVER_PORT ?= 3000
+
+deploy-home:
+	install -D -m 0644 deploy/dagster.yaml "$(DEPLOY_HOME)/dagster.yaml"
+
+## The UI and GraphQL API, a long-running process (the daemon launches the runs).
+webserver: $(STAMP) manifest deploy-home
+	PATH="$(abspath $(VENV))/bin:$$PATH" DAGSTER_HOME="$(DEPLOY_HOME)" \
+	$(VENV)/bin/dagster-webserver -w workspace.yaml -h $(WEBSERVER_HOST) -p $(WEBSERVER_PORT)
+
+## The sensor, schedules, run queue and run monitoring, a long-running process.
+daemon: $(STAMP) manifest deploy-home
+	PATH="$(abspath $(VENV))/bin:$$PATH" DAGSTER_HOME="$(DEPLOY_HOME)" \
+	$(VENV)/bin/dagster-daemon run -w workspace.yaml
+
 ## Figures, not tests: each script prints what it measured.
 bench: $(STAMP) manifest
 	$(PY) bench/bench_generate.py
@@ -76,4 +97,4 @@ bench: $(STAMP) manifest
 	$(PY) bench/bench_writebacks.py
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .demo .dagster_home .pytest_cache
+	rm -rf $(VENV) $(TOOLS) .demo .dagster_home .dagster_deploy .pytest_cache

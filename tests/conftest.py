@@ -6,6 +6,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -79,23 +80,31 @@ def _server_answers() -> bool:
         return False
 
 
-@pytest.fixture
-def postgres(monkeypatch):
-    """A fresh PostgreSQL database for one test, as dlt and dbt credentials; dropped after.
-    Skips, saying why, where no server answers on 127.0.0.1:5432."""
+@contextmanager
+def scratch_database(prefix: str = "retention_test") -> Iterator[str]:
+    """A new PostgreSQL database, its URL; dropped after. Skips, saying why, where no
+    server answers on 127.0.0.1:5432."""
     if not _server_answers():
         pytest.skip(
-            "no PostgreSQL server answers on 127.0.0.1:5432 (start one to run the portability tests)"
+            "no PostgreSQL server answers on 127.0.0.1:5432 (start one to run the Postgres tests)"
         )
-    database = f"retention_test_{uuid.uuid4().hex[:8]}"
     import psycopg2
 
+    database = f"{prefix}_{uuid.uuid4().hex[:8]}"
     admin = psycopg2.connect(PG)
     admin.autocommit = True
     admin.cursor().execute(f'create database "{database}"')
-    url = PG.rsplit("/", 1)[0] + "/" + database
-    monkeypatch.setenv("RETENTION_DESTINATION", "postgres")
-    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", url)
-    yield url
-    admin.cursor().execute(f'drop database "{database}" with (force)')
-    admin.close()
+    try:
+        yield PG.rsplit("/", 1)[0] + "/" + database
+    finally:
+        admin.cursor().execute(f'drop database "{database}" with (force)')
+        admin.close()
+
+
+@pytest.fixture
+def postgres(monkeypatch):
+    """A fresh PostgreSQL database for one test, as dlt and dbt credentials; dropped after."""
+    with scratch_database() as url:
+        monkeypatch.setenv("RETENTION_DESTINATION", "postgres")
+        monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", url)
+        yield url

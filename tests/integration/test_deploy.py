@@ -25,7 +25,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,7 +40,7 @@ from orchestration.extract import run_extract
 from sandbox.exit_files import session_rows
 from sandbox.generate import GenerateOptions, write_scenario
 from sandbox.scenario import load_scenario
-from tests.conftest import PG, _server_answers
+from tests.conftest import PG, scratch_database
 from tests.integration.test_dagster_ui import free_port
 from tests.writeback_pipeline import live_catalog
 
@@ -134,19 +133,9 @@ class Service:
 def dagster_pg() -> Iterator[dict[str, str]]:
     """A database of this test's own for Dagster's instance, as the DAGSTER_PG_*
     variables deploy/dagster.yaml reads; dropped after."""
-    if not _server_answers():
-        pytest.skip(
-            "no PostgreSQL server answers on 127.0.0.1:5432 (the deployment test needs one)"
-        )
-    import psycopg2
-
-    database = f"retention_deploy_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(PG)
-    admin.autocommit = True
-    admin.cursor().execute(f'create database "{database}"')
-    yield dict(zip(DAGSTER_PG, ("127.0.0.1", "5432", "postgres", "", database), strict=True))
-    admin.cursor().execute(f'drop database "{database}" with (force)')
-    admin.close()
+    with scratch_database("retention_deploy") as url:
+        database = url.rsplit("/", 1)[1]
+        yield dict(zip(DAGSTER_PG, ("127.0.0.1", "5432", "postgres", "", database), strict=True))
 
 
 @pytest.fixture
