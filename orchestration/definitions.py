@@ -1,6 +1,6 @@
 """The Dagster code location (`workspace.yaml`, `make ui`): loads, models, validation,
-jobs, schedules, the drop-folder sensor, load freshness policies and the billing
-write-backs, gathered from their modules.
+jobs, schedules, the drop-folder sensor, load freshness policies, the billing
+write-backs and the serving copy of the marts, gathered from their modules.
 
 `defs` is lazy (`@definitions`): Dagster builds the definitions when it loads the code
 location, not when this module is imported. Building them reads
@@ -20,13 +20,20 @@ from collections.abc import Mapping
 from dagster import Definitions, definitions, in_process_executor
 
 from orchestration.freshness import with_freshness
-from orchestration.jobs import billing_sync_job, build_schedules, exit_sessions_job, validation_job
+from orchestration.jobs import (
+    billing_sync_job,
+    build_schedules,
+    exit_sessions_job,
+    validation_job,
+    writebacks_job,
+)
 from orchestration.loads import load_assets, origin_specs
 from orchestration.models import dbt_models
 from orchestration.resources import build_resources
 from orchestration.sensors import drop_folder_sensor
+from orchestration.serving import serving_marts
 from orchestration.validation import validation_30d
-from orchestration.writebacks import billing_writebacks, writebacks_job
+from orchestration.writebacks import billing_writebacks
 
 
 def build_definitions(env: Mapping[str, str] = os.environ) -> Definitions:
@@ -34,7 +41,14 @@ def build_definitions(env: Mapping[str, str] = os.environ) -> Definitions:
     writebacks = writebacks_job()
     loads = with_freshness(load_assets(), env)
     return Definitions(
-        assets=[*origin_specs(), *loads, dbt_models(), validation_30d, billing_writebacks],
+        assets=[
+            *origin_specs(),
+            *loads,
+            dbt_models(),
+            validation_30d,
+            billing_writebacks,
+            serving_marts(),
+        ],
         jobs=[sync, exit_sessions, validation, writebacks],
         schedules=build_schedules(sync, validation, writebacks, env),
         sensors=[drop_folder_sensor(exit_sessions)],

@@ -6,7 +6,7 @@
   rebuilt from a half-refreshed warehouse, and the marts keep the last good state.
 - `exit_sessions_load`: the exit sessions, then the models, then the billing write-backs
   (and the ledger mart); run by the drop-folder sensor.
-- `billing_writebacks_job` (orchestration/writebacks.py): the write-backs alone;
+- `billing_writebacks_job`: the write-backs alone (and the ledger mart);
   hourly at half past by default (`RETENTION_WRITEBACKS_CRON`), after the sync, so exit
   sessions read from a table (no sensor) are written back too; and by hand (e.g.
   `retry_failed: true` after a fix). The sync job itself stays loads-then-models: with
@@ -28,6 +28,7 @@ from dagster import (
 
 from orchestration.loads import EXIT_SESSIONS
 from orchestration.models import dbt_models
+from orchestration.serving import serving_selection
 from orchestration.settings import (
     DEFAULT_SYNC_CRON,
     DEFAULT_WRITEBACKS_CRON,
@@ -37,7 +38,7 @@ from orchestration.settings import (
     setting,
 )
 from orchestration.validation import validation_30d
-from orchestration.writebacks import WRITEBACKS
+from orchestration.writebacks import LEDGER_MART, WRITEBACKS
 
 VALIDATION = AssetSelection.assets(validation_30d)
 
@@ -49,10 +50,15 @@ def _loads_then_models(*groups: str) -> AssetSelection:
     return AssetSelection.groups(*groups).materializable() | AssetSelection.assets(dbt_models())
 
 
+def _then_serving(selection: AssetSelection) -> AssetSelection:
+    """`selection`, then the publish of the marts to the serving file."""
+    return selection | serving_selection()
+
+
 def billing_sync_job() -> JobDefinition:
     return define_asset_job(
         "billing_sync",
-        selection=_loads_then_models(*billing_systems_in_use(), EXIT_SESSIONS),
+        selection=_then_serving(_loads_then_models(*billing_systems_in_use(), EXIT_SESSIONS)),
         description="Sync every billing system in use and the exit sessions, then rebuild the "
         "models.",
     )
@@ -61,7 +67,7 @@ def billing_sync_job() -> JobDefinition:
 def exit_sessions_job() -> JobDefinition:
     return define_asset_job(
         "exit_sessions_load",
-        selection=_loads_then_models(EXIT_SESSIONS) | WRITEBACKS,
+        selection=_then_serving(_loads_then_models(EXIT_SESSIONS) | WRITEBACKS),
         description="Load new exit-session files, rebuild the models, apply the write-backs.",
     )
 
@@ -69,8 +75,17 @@ def exit_sessions_job() -> JobDefinition:
 def validation_job() -> JobDefinition:
     return define_asset_job(
         "validation_30d_daily",
-        selection=VALIDATION,
+        selection=_then_serving(VALIDATION),
         description="Validate the episodes whose 30-day save window closed on the day.",
+    )
+
+
+def writebacks_job() -> JobDefinition:
+    return define_asset_job(
+        "billing_writebacks_job",
+        selection=_then_serving(WRITEBACKS | AssetSelection.assets(LEDGER_MART)),
+        description="Apply pending billing write-backs (retry failed ones with "
+        "retry_failed: true), then refresh fct_billing_writebacks.",
     )
 
 
