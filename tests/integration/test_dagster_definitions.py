@@ -116,7 +116,9 @@ def test_one_graph_from_every_origin_to_the_marts(graph):
 
 def test_every_warehouse_writer_is_in_the_duckdb_pool(defs, graph):
     writers = {graph.get(key).assets_def for key in graph.materializable_asset_keys}
-    assert len(writers) == 7  # four loads, the dbt models, validation_30d, the write-backs
+    assert (
+        len(writers) == 8
+    )  # four loads, the dbt models, validation_30d, write-backs, serving_marts
     assert {assets_def.op.pool for assets_def in writers} == {"duckdb"}
     for job in defs.resolve_all_job_defs():
         assert job.executor_def.name == "in_process", job.name
@@ -127,14 +129,15 @@ def test_jobs_select_loads_then_models(defs, graph):
     selected = {name: jobs[name].asset_layer.selected_asset_keys for name in jobs}
     models = {k for k in graph.materializable_asset_keys if "dbt" in graph.get(k).kinds}
     loads = {k for k in graph.materializable_asset_keys if graph.get(k).group_name in LOAD_GROUPS}
-    assert selected["billing_sync"] == loads | models
+    serving = {AssetKey("serving_marts")}
+    assert selected["billing_sync"] == loads | models | serving
     writebacks = AssetKey("billing_writebacks")
-    assert selected["exit_sessions_load"] == models | {writebacks} | {
+    assert selected["exit_sessions_load"] == models | {writebacks} | serving | {
         k for k in loads if graph.get(k).group_name == "exit_sessions"
     }
-    assert selected["validation_30d_daily"] == {AssetKey("validation_30d")}
+    assert selected["validation_30d_daily"] == {AssetKey("validation_30d")} | serving
     ledger = AssetKey(["marts", "fct_billing_writebacks"])
-    assert selected["billing_writebacks_job"] == {writebacks, ledger}
+    assert selected["billing_writebacks_job"] == {writebacks, ledger} | serving
 
 
 def test_writebacks_hang_between_the_marts_and_the_ledger_mart(graph):
@@ -160,8 +163,12 @@ def test_schedules_hourly_sync_configurable_and_daily_validation(defs, monkeypat
     assert schedules["validation_30d_schedule"].job_name == "validation_30d_daily"
     assert schedules["billing_writebacks_schedule"].cron_schedule == "30 * * * *"
     assert schedules["billing_writebacks_schedule"].job_name == "billing_writebacks_job"
-    from orchestration.jobs import billing_sync_job, build_schedules, validation_job
-    from orchestration.writebacks import writebacks_job
+    from orchestration.jobs import (
+        billing_sync_job,
+        build_schedules,
+        validation_job,
+        writebacks_job,
+    )
 
     every_15 = build_schedules(
         billing_sync_job(),
