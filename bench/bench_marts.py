@@ -36,7 +36,7 @@ from sandbox_process import drop_files, extract, generate, served
 ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT = ROOT / "dbt_project"
 PORTS = {"stripe": 12331, "recurly": 12332, "chargebee": 12333}
-DBT_ENV = {"RETENTION_DBT_TARGET": "duckdb", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+DBT_ENV = {"RETENTION_WAREHOUSE": "duckdb", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
 MARTS = ("fct_exit_episodes", "fct_repurchase_cohorts")
 SELECTED = tuple(f"+{mart}" for mart in MARTS)
 COUNTED = [f"raw_{s}.{t}" for s in PORTS for t in ("subscriptions", "customers", "invoices")]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from orchestration.marts_metadata import query
 from orchestration.resources import Warehouse
+from orchestration.serving import serving_path
 from orchestration.settings import BILLING_SYSTEMS
 from orchestration.validation import SAVE_WINDOW
 
@@ -81,7 +82,7 @@ class DemoSummary:
             "",
             f"Postgres for BI tools: {self.postgres}, schema marts"
             if self.postgres
-            else f"DuckDB file for BI tools: {self.database}",
+            else f"DuckDB file for BI tools (read-only): {serving_path(self.database)}",
             "  (marts.fct_exit_episodes, marts.rpt_retention_summary, "
             "marts.fct_repurchase_cohorts, marts.validation_30d_daily, …)",
             f"run log: {self.log}",

@@ -18,6 +18,7 @@ from orchestration.settings import (
     DROP_FOLDER_ENV,
     DUCKDB_PATH_ENV,
     parse_billing_systems,
+    warehouse_kind,
 )
 
 
@@ -84,6 +85,7 @@ def extract(systems: tuple[str, ...], database: Path, exit_sessions: Path | None
     line and reason; the good rows load."""
     from billing_clients.targets import TargetError, resolve_target
     from orchestration.extract import run_extract
+    from orchestration.resources import Warehouse
 
     log_to_stderr()
     for system in systems:
@@ -93,7 +95,8 @@ def extract(systems: tuple[str, ...], database: Path, exit_sessions: Path | None
             raise click.ClickException(str(exc)) from None
     summaries = run_extract(systems, database, exit_sessions)
     loaded = any(not s.error for s in summaries)
-    click.echo(f"\n{'loaded into' if loaded else 'nothing loaded into'} {database.resolve()}")
+    where = Warehouse(kind=warehouse_kind(), database=str(database.resolve())).describe()
+    click.echo(f"\n{'loaded into' if loaded else 'nothing loaded into'} {where}")
     click.echo(f"{'dataset':<20} {'table':<28} {'rows':>10}")
     for summary in summaries:
         for table, rows in sorted(summary.rows.items()):

@@ -5,7 +5,7 @@ prepare the manifest without loading any asset (`make manifest`, or
 `@dbt_assets` reads `dbt_project/target/manifest.json`, so the manifest must exist and
 match the models when the definitions load. `ensure_manifest` parses the project when
 the manifest is missing or older than any project file (`make manifest` parses
-unconditionally, e.g. after changing RETENTION_DBT_TARGET): without that, a fresh clone
+unconditionally, e.g. after changing RETENTION_WAREHOUSE): without that, a fresh clone
 could not load the definitions, and a model edited since the last parse would run a
 graph that no longer exists. It runs when the dbt assets are built
 (`orchestration.models.dbt_models`), never on import: importing this module, or any

@@ -1,4 +1,5 @@
-"""The write-backs in Dagster: the `billing_writebacks` asset and its job.
+"""The write-backs in Dagster: the `billing_writebacks` asset (its job is in
+orchestration/jobs.py).
 
 The asset runs `run_writebacks` over the marts (after the exit sessions and billing are
 modelled) and keeps the ledger `writebacks.actions`, which dbt publishes as
@@ -27,11 +28,9 @@ from dagster import (
     AssetSelection,
     Config,
     Failure,
-    JobDefinition,
     MaterializeResult,
     MetadataValue,
     asset,
-    define_asset_job,
 )
 from pydantic import Field
 
@@ -130,12 +129,3 @@ def no_failures_check(summary: RunSummary) -> AssetCheckResult:
 
 
 WRITEBACKS = AssetSelection.assets(billing_writebacks)
-
-
-def writebacks_job() -> JobDefinition:
-    return define_asset_job(
-        "billing_writebacks_job",
-        selection=WRITEBACKS | AssetSelection.assets(LEDGER_MART),
-        description="Apply pending billing write-backs (retry failed ones with "
-        "retry_failed: true), then refresh fct_billing_writebacks.",
-    )

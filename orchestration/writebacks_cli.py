@@ -72,16 +72,17 @@ def check(catalog: Path | None, schema: bool) -> None:
 )
 def run(catalog: Path | None, database: Path, retry_failed: bool, retry_delay: float) -> None:
     """Derive pending write-backs from the marts and apply them (or dry-run them)."""
-    import duckdb
-
     from billing_clients.retries import RetryPolicy
     from orchestration.logs import log_to_stderr
+    from orchestration.resources import Warehouse
+    from orchestration.settings import warehouse_kind
     from writebacks.runner import run_writebacks
     from writebacks.systems import writer_for
 
     loaded = _load(catalog)
     log_to_stderr()
-    with duckdb.connect(str(database)) as db:
+    warehouse = Warehouse(kind=warehouse_kind(), database=str(database))
+    with warehouse.get_connection() as db:
         summary = run_writebacks(
             db,
             loaded,

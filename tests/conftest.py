@@ -46,7 +46,7 @@ def dbt(tmp_path, monkeypatch):
 
     def run(database: Path, *args: str, expect_success: bool = True, target: str = "duckdb"):
         monkeypatch.setenv("RETENTION_DUCKDB_PATH", str(database))
-        monkeypatch.setenv("RETENTION_DBT_TARGET", target)
+        monkeypatch.setenv("RETENTION_WAREHOUSE", target)
         result = dbtRunner().invoke(
             [
                 *args,
@@ -105,6 +105,6 @@ def scratch_database(prefix: str = "retention_test") -> Iterator[str]:
 def postgres(monkeypatch):
     """A fresh PostgreSQL database for one test, as dlt and dbt credentials; dropped after."""
     with scratch_database() as url:
-        monkeypatch.setenv("RETENTION_DESTINATION", "postgres")
+        monkeypatch.setenv("RETENTION_WAREHOUSE", "postgres")
         monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", url)
         yield url

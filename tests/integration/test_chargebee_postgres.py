@@ -38,7 +38,6 @@ def test_a_site_models_on_postgres(catalog, tmp_path, serve_scenario, monkeypatc
         monkeypatch.setenv(f"SOURCES__{system.upper()}__BASE_URL", url)
     results = run_extract(exit_sessions_folder=tmp_path / "drop", pipelines_dir=tmp_path / "dlt")
     assert [r.error for r in results] == [None] * 4
-    monkeypatch.setenv("RETENTION_PG_DATABASE", postgres.rsplit("/", 1)[1])
     warehouse = tmp_path / "unused.duckdb"  # the dbt fixture names a DuckDB file regardless
     # unit tests apart: only the Chargebee and pricing ones are this test's business
     dbt(warehouse, "build", "--exclude", "resource_type:unit_test", target="postgres")

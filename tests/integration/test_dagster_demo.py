@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus
 
 from orchestration.extract import BILLING_SYSTEMS
+from orchestration.serving import serving_path
 from retention_cli import main
 from sandbox.scenario import load_scenario
 from tests.oracle import Matcher, validate
@@ -103,7 +104,9 @@ def test_the_summary_equals_the_facts(demo):
         _section(output, "write-backs (writebacks.yml; marts.fct_billing_writebacks)") == expected
     )
 
-    assert f"DuckDB file for BI tools: {work / 'warehouse.duckdb'}" in output
+    bi_file = serving_path(work / "warehouse.duckdb")
+    assert f"DuckDB file for BI tools (read-only): {bi_file}" in output
+    assert bi_file.resolve().is_file()  # the symlink names the last published build
     assert "make ui" in output
 
 

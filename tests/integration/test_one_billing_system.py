@@ -101,7 +101,6 @@ def test_a_young_stripe_only_account_builds_on_postgres(
         exit_sessions_folder=tmp_path / "drop", pipelines_dir=tmp_path / "dlt", systems=("stripe",)
     )
     assert [r.error for r in results] == [None, None]
-    monkeypatch.setenv("RETENTION_PG_DATABASE", postgres.rsplit("/", 1)[1])
     dbt(
         tmp_path / "unused.duckdb",
         "build",

@@ -170,7 +170,6 @@ def test_the_variety_is_served_as_the_pinned_version_sends_it(served):
 def test_postgres_models_the_variety_alike(served, tmp_path, monkeypatch, dbt, postgres):
     import psycopg2
 
-    monkeypatch.setenv("RETENTION_PG_DATABASE", postgres.rsplit("/", 1)[1])
     extract_and_build(served, tmp_path, monkeypatch, dbt, SELECT, target="postgres")
     with psycopg2.connect(postgres) as con, con.cursor() as cur:
         cur.execute("select * from marts.dim_subscriptions where billing_system = 'stripe'")
