@@ -1,19 +1,22 @@
-"""dbt's marts beside the same SQL as ONE DuckDB statement, on the project's own data.
+"""dbt's marts beside two baselines of ONE DuckDB statement each, on the project's own data.
 
 Data: a scenario of the project's generator (`retention sandbox generate`, seed 7), served
 by the sandbox and loaded by `retention extract`: the raw tables a deployment lands. That
 is slow (1,000 customers in 10-15 s on two busy cores) and untimed; `--keep DIR` keeps the
-warehouse for later runs on the same DIR. Then `dbt seed`, `parse`, `compile` (untimed), and:
+warehouse for later runs on the same DIR. Then `dbt seed`, `parse`, a run of the staging
+views and `compile` (untimed), and:
 - the limit: fct_exit_episodes and fct_repurchase_cohorts as one statement of dbt's own
   compiled SQL (one_statement.py; one_statement.sql in the work dir);
-- `dbt run --select +fct_exit_episodes +fct_repurchase_cohorts`, alternating with it (the
-  machine's other load hits both alike); the ratio of the two is the headline;
+- the hand-written baseline: the same two marts from the staging views, the intermediate
+  and mart rules written by hand for speed (sql/hand_marts.sql);
+- `dbt run --select +fct_exit_episodes +fct_repurchase_cohorts`, alternating with both (the
+  machine's other load hits all alike); the ratios of dbt to each are the headline;
 - `dbt run` of every model, `dbt build` (seed, models, data and unit tests), and dbt's
   fixed cost: the same selected `dbt run` on a 1,000-customer scenario;
-- the statement's rows against the dbt marts: counts, and EXCEPT ALL both ways.
+- each baseline's rows against the dbt marts: counts, and EXCEPT ALL both ways.
 dbt runs as the venv's CLI (as dagster-dbt runs it): wall time includes process start and
 partial parsing; dbt's own elapsed time (run_results.json) is beside it. cpu is user+sys
-and peak the peak RSS of each child process (the statement runs in one).
+and peak the peak RSS of each child process (each baseline runs in one).
 
 Run: .venv/bin/python bench/bench_marts.py [--customers N] [--repeat N] [--no-build]
      [--no-fixed-cost] [--keep DIR]
@@ -30,11 +33,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from marts_report import BASELINES, report
 from one_statement import one_statement
 from sandbox_process import drop_files, extract, generate, served
 
 ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT = ROOT / "dbt_project"
+HAND_SQL = Path(__file__).resolve().parent / "sql" / "hand_marts.sql"
 PORTS = {"stripe": 12331, "recurly": 12332, "chargebee": 12333}
 DBT_ENV = {"RETENTION_WAREHOUSE": "duckdb", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
 MARTS = ("fct_exit_episodes", "fct_repurchase_cohorts")
@@ -98,8 +103,8 @@ def child_one(con, sql: str) -> dict:
 
 
 def child_check(con) -> dict:
-    """Rows per table, and per mart [dbt rows, statement rows, dbt EXCEPT ALL statement,
-    statement EXCEPT ALL dbt]."""
+    """Rows per table, and per baseline and mart [dbt rows, baseline rows, dbt EXCEPT ALL
+    baseline, baseline EXCEPT ALL dbt]."""
 
     def count(query: str) -> int:
         return con.sql(f"select count(*) from ({query})").fetchall()[0][0]
@@ -108,13 +113,14 @@ def child_check(con) -> dict:
     rows["distinct billing ids in sessions"] = count(
         "select distinct billing_system, billing_id from raw_exit_sessions.exit_sessions"
     )
-    agreement = {}
-    for mart in MARTS:
-        columns = ", ".join(f'"{c}"' for c in con.table(f"marts.{mart}").columns)
-        built = f"select {columns} from marts.{mart}"
-        one = f"select {columns} from bench.one_statement where mart = '{mart}'"
-        queries = (built, one, f"{built} except all {one}", f"{one} except all {built}")
-        agreement[mart] = [count(query) for query in queries]
+    agreement: dict[str, dict[str, list[int]]] = {table: {} for table in BASELINES}
+    for table in BASELINES:
+        for mart in MARTS:
+            columns = ", ".join(f'"{c}"' for c in con.table(f"marts.{mart}").columns)
+            built = f"select {columns} from marts.{mart}"
+            own = f"select {columns} from bench.{table} where mart = '{mart}'"
+            queries = (built, own, f"{built} except all {own}", f"{own} except all {built}")
+            agreement[table][mart] = [count(query) for query in queries]
     return {"rows": rows, "agreement": agreement}
 
 
@@ -135,66 +141,6 @@ def child(task: str, database: Path, log_dir: Path, *rest: object) -> dict:
     if result["code"] != 0:
         sys.exit(f"{task} failed:\n{log.read_text()[-4000:]}")
     return result | {"result": json.loads(log.read_text().splitlines()[-1])}
-
-
-def line(label: str, runs: list[dict], key: str = "wall", peak: bool = True) -> str:
-    """`label  best  [every run]  cpu  peak` for a list of timed runs."""
-    top = min(runs, key=lambda r: r[key])
-    text = f"  {label:<44} {top[key]:7.2f}  [{', '.join(f'{r[key]:.2f}' for r in runs)}]"
-    return text + (f"  cpu {top['cpu']:6.2f}  peak {top['peak']:,.0f} MiB" if peak else "")
-
-
-def best(runs: list[dict], key: str) -> float:
-    return min(r[key] for r in runs)
-
-
-def report(check: dict, one: list, selected: list, everything: list, build, fixed) -> None:
-    print("\nrows")
-    for table, n in check["rows"].items():
-        print(f"  {table:<36} {n:>12,}")
-    print("\nagreement of the one statement with dbt (rows dbt / one, EXCEPT ALL each way)")
-    for table, (nd, no, d_o, o_d) in check["agreement"].items():
-        verdict = "same" if nd == no and d_o == o_d == 0 else "DIFFERENT"
-        print(f"  {table:<24} {nd:>10,} / {no:<10,} {d_o:>7,} {o_d:>7,}  {verdict}")
-    same = all(nd == no and d_o == o_d == 0 for nd, no, d_o, o_d in check["agreement"].values())
-    print(f"  => {'the same rows' if same else 'NOT the same rows: the ratio is not fair'}")
-
-    print(f"\nseconds, best of {len(one)} [every run]; cpu = user+sys of that process")
-    print(line("one statement (dbt's SQL inlined)", one, "seconds", peak=False))
-    print(line("  its process (start, connect, statement)", one))
-    timed = {
-        f"dbt run --select {' '.join(SELECTED)}": selected,
-        "dbt run (every model)": everything,
-        "dbt build (seed, every model, data tests and unit tests)": build and [build],
-        "dbt's fixed cost: the same dbt run --select, 1,000 customers": fixed,
-    }
-    for title, runs in timed.items():
-        if runs:
-            print(f"  {title}\n{line('  wall (process start, partial parse, run)', runs)}")
-            print(line("  dbt's own elapsed (run_results.json)", runs, "elapsed", peak=False))
-    for node in build["failed"] if build else []:
-        print(f"    FAILED: {node}")
-
-    wall, cpu = best(one, "seconds"), best(one, "cpu")
-    ratios = {
-        "dbt run of the same two marts, wall": best(selected, "wall") / wall,
-        "dbt run of the same two marts, dbt elapsed": best(selected, "elapsed") / wall,
-        "dbt run of every model, wall": best(everything, "wall") / wall,
-        "the same two marts, cpu (processes)": best(selected, "cpu") / cpu,
-    }
-    if fixed:
-        less = {key: best(selected, key) - best(fixed, key) for key in ("wall", "cpu")}
-        ratios["the same two marts, wall less the fixed cost"] = less["wall"] / wall
-        ratios["the same two marts, cpu less the fixed cost"] = less["cpu"] / cpu
-    print("\nratio dbt / one statement (goal: within 1.5x)")
-    for label, ratio in ratios.items():
-        print(f"  {label:<44} {ratio:6.2f}x")
-
-    nodes = sorted(min(selected, key=lambda r: r["wall"])["nodes"], key=lambda n: -n[1])
-    summed = sum(took for _, took in nodes)
-    print(f"\nslowest models of the best selected run ({len(nodes)} models, {summed:.2f} s summed)")
-    for name, took in nodes[:10]:
-        print(f"  {name:<52} {took:6.2f}")
 
 
 def prepared_dbt(folder: Path, customers: int, project: Path) -> Dbt:
@@ -235,14 +181,19 @@ def main() -> None:
         tmp, project = (args.keep or Path(scratch)).resolve(), args.project_dir.resolve()
         print(f"bench_marts: a scenario of {args.customers:,} customers (sandbox.generate)")
         dbt = prepared_dbt(tmp, args.customers, project)
-        dbt("compile", "--select", *SELECTED)
-        sql = tmp / "one_statement.sql"
-        sql.write_text(one_statement(tmp / "target" / "manifest.json", MARTS))
+        dbt("run", "--select", "path:models/staging")  # the views the hand-written SQL reads
+        dbt("compile", "--select", *SELECTED)  # after the run: its manifest has the SQL
+        statements = {"one_statement": tmp / "one_statement.sql", "hand_marts": HAND_SQL}
+        statements["one_statement"].write_text(
+            one_statement(tmp / "target" / "manifest.json", MARTS)
+        )
 
-        one, selected = [], []  # interleaved: the machine's other load hits both alike
+        baselines: dict[str, list[dict]] = {table: [] for table in statements}
+        selected = []  # interleaved: the machine's other load hits them alike
         for _ in range(args.repeat):
-            run = child("one", dbt.database, tmp, sql)
-            one.append(run | run["result"])
+            for table, sql in statements.items():
+                run = child("one", dbt.database, tmp, sql)
+                baselines[table].append(run | run["result"])
             selected.append(dbt("run", "--select", *SELECTED))
         everything = [dbt("run") for _ in range(args.repeat)]
         build = None if args.no_build else dbt("build", check=False)
@@ -251,7 +202,8 @@ def main() -> None:
         if not args.no_fixed_cost:
             small = prepared_dbt(tmp / "fixed_cost", 1000, project)
             fixed = [small("run", "--select", *SELECTED) for _ in range(args.repeat)]
-        report(check, one, selected, everything, build, fixed)
+        runs = {"selected": selected, "everything": everything, "build": build, "fixed": fixed}
+        report(check, baselines, runs | {"select": " ".join(SELECTED)})
 
 
 if __name__ == "__main__":
