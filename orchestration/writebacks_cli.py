@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from orchestration.settings import DEFAULT_DATABASE, DUCKDB_PATH_ENV
 from writebacks.catalog import CatalogError, catalog_path, json_schema, load_catalog
 
 
@@ -57,10 +58,13 @@ def check(catalog: Path | None, schema: bool) -> None:
 @_catalog_option
 @click.option(
     "--database",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=Path("warehouse.duckdb"),
-    show_default=True,
-    help="The warehouse with the marts (and the ledger, writebacks.actions).",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_DATABASE,
+    envvar=DUCKDB_PATH_ENV,
+    show_default="warehouse.duckdb at the project root, the file dbt and Dagster use",
+    show_envvar=True,
+    help="The DuckDB warehouse with the marts and the ledger (RETENTION_WAREHOUSE=postgres: "
+    "the Postgres database instead).",
 )
 @click.option("--retry-failed", is_flag=True, help="Try failed actions again (after a fix).")
 @click.option(
@@ -80,8 +84,13 @@ def run(catalog: Path | None, database: Path, retry_failed: bool, retry_delay: f
     from writebacks.systems import writer_for
 
     loaded = _load(catalog)
-    log_to_stderr()
     warehouse = Warehouse(kind=warehouse_kind(), database=str(database))
+    if warehouse.kind == "duckdb" and not database.is_file():
+        raise click.ClickException(
+            f"no warehouse at {database}: run `retention extract` and the models first, or "
+            f"name the file with --database or {DUCKDB_PATH_ENV}"
+        )
+    log_to_stderr()
     with warehouse.get_connection() as db:
         summary = run_writebacks(
             db,

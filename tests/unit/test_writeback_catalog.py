@@ -442,3 +442,13 @@ def test_the_schema_refuses_what_the_loader_refuses(tmp_path, document):
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator(json_schema()).validate(document)
     problems_of(write(tmp_path, document))
+
+
+def test_run_without_a_warehouse_names_the_file_and_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.delenv("RETENTION_WAREHOUSE", raising=False)
+    missing = tmp_path / "absent.duckdb"
+    result = CliRunner().invoke(writebacks, ["run", "--database", str(missing)])
+    assert result.exit_code == 1
+    assert f"no warehouse at {missing}" in result.output
+    assert "retention extract" in result.output
+    assert not missing.exists()  # not created empty by the attempt
