@@ -3,7 +3,8 @@
 - `with_retries`: 429 honouring the API's Retry-After / X-RateLimit-Reset, 5xx and dropped
   connections with exponential backoff, on tenacity; each system says which of its SDK's
   errors are which through a `Classifier` (billing_clients.<system>).
-- `RateLimiter`: client-side pacing under the API's published limit.
+- `RateLimiter`: kept here for the callers not yet on `billing_clients.pacing`, where
+  pacing lives (`shared_bucket`).
 - `http_date`: the API's own clock, from a response's `Date` header.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +20,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import tenacity
+
+# Re-exported until every caller imports it from billing_clients.pacing.
+from billing_clients.pacing import RateLimiter  # noqa: F401
 
 log = logging.getLogger("retention.extract")
 T = TypeVar("T")
@@ -128,30 +131,6 @@ def header_seconds(headers: Any, now: float | None = None) -> float | None:
     except (TypeError, ValueError):
         return None
     return None
-
-
-# --------------------------------------------------------------------------- rate
-
-
-class RateLimiter:
-    """Client-side pacing shared by a source's threads: at most `per_second` requests a
-    second on average, so concurrent resources stay under the API's published limit
-    instead of collecting 429s. None or 0 = no pacing (the sandbox in tests)."""
-
-    def __init__(self, per_second: float | None):
-        self.interval = 1.0 / per_second if per_second else 0.0
-        self._next = time.monotonic()
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        if not self.interval:
-            return
-        with self._lock:
-            now = time.monotonic()
-            slot = max(self._next, now)
-            self._next = slot + self.interval
-        if slot > now:
-            time.sleep(slot - now)
 
 
 # --------------------------------------------------------------------------- clock

@@ -1,0 +1,297 @@
+"""The token bucket and `shared_bucket`: rate, burst, sharing by key, the vendors' defaults
+per mode, headroom, explicit overrides, thread safety. A fake clock: no test sleeps."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from billing_clients import pacing
+from billing_clients.pacing import LIMITS, Limit, RateLimiter, TokenBucket, shared_bucket
+from billing_clients.targets import TargetError
+
+LIVE_KEY = "sk_live_" + "S3cr3t" * 10
+
+
+class FakeClock:
+    """Time that moves only when a waiter sleeps (or a test says so)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(autouse=True)
+def fresh_buckets() -> Iterator[None]:
+    """Each test starts with no shared bucket in the process."""
+    saved = dict(pacing._BUCKETS)
+    pacing._BUCKETS.clear()
+    yield
+    pacing._BUCKETS.clear()
+    pacing._BUCKETS.update(saved)
+
+
+def send_times(bucket: TokenBucket, clock: FakeClock, n: int) -> list[float]:
+    """When each of `n` requests paced by `bucket` goes out, one caller after another."""
+    times = []
+    for _ in range(n):
+        bucket.wait()
+        times.append(clock.now)
+    return times
+
+
+def most_in_window(times: list[float], window: float) -> int:
+    """The most of `times` inside any closed span of `window` seconds."""
+    times = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] > window + 1e-9:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+# --------------------------------------------------------------------------- the bucket
+
+
+def test_rate_after_the_burst(clock):
+    bucket = TokenBucket(10, 1, clock=clock, sleep=clock.sleep)
+    times = send_times(bucket, clock, 21)
+    assert times[0] == 1000.0
+    assert times[-1] == pytest.approx(1002.0)  # 20 intervals of 0.1 s
+    assert most_in_window(times, 1.0) == 11
+
+
+def test_burst_goes_out_at_once_then_the_rate(clock):
+    bucket = TokenBucket(2, 5, clock=clock, sleep=clock.sleep)
+    times = send_times(bucket, clock, 7)
+    assert times[:5] == [1000.0] * 5
+    assert times[5:] == pytest.approx([1000.5, 1001.0])
+
+
+def test_an_idle_bucket_refills_up_to_its_burst_only(clock):
+    bucket = TokenBucket(1, 3, clock=clock, sleep=clock.sleep)
+    send_times(bucket, clock, 3)
+    clock.now += 3600  # idle an hour
+    times = send_times(bucket, clock, 5)
+    assert times[:3] == [times[0]] * 3  # the burst again, not an hour's worth
+    assert times[3] == pytest.approx(times[0] + 1) and times[4] == pytest.approx(times[0] + 2)
+
+
+@pytest.mark.parametrize("rate", [None, 0])
+def test_no_rate_never_waits(clock, rate):
+    bucket = TokenBucket(rate, clock=clock, sleep=clock.sleep)
+    send_times(bucket, clock, 1000)
+    assert clock.slept == [] and not bucket.paced
+
+
+def test_bad_rate_or_burst_is_refused():
+    with pytest.raises(ValueError, match="burst"):
+        TokenBucket(5, 0.5)
+    with pytest.raises(ValueError, match="rate"):
+        TokenBucket(-1)
+
+
+def test_rate_limiter_compat_paces_without_burst(clock):
+    limiter = RateLimiter(4)
+    limiter.clock, limiter.sleep = clock, clock.sleep
+    limiter._next = clock.now
+    times = send_times(limiter, clock, 3)
+    assert times == pytest.approx([1000.0, 1000.25, 1000.5])
+    assert not RateLimiter(None).paced
+
+
+def test_threads_share_one_bucket_without_exceeding_it():
+    """N threads waiting at once: their reserved slots obey rate and burst exactly (the
+    clock stands still, so every slot is a reservation, and a lost update would show as
+    two requests in one slot)."""
+    clock = FakeClock()
+    slots: list[float] = []
+    record = threading.Lock()
+    bucket = TokenBucket(50, 5, clock=clock, sleep=lambda s: None)
+    start = threading.Barrier(8)
+
+    def worker() -> None:
+        start.wait()
+        for _ in range(200):
+            delay = bucket.reserve()
+            with record:
+                slots.append(clock.now + delay)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(slots) == 1600
+    assert most_in_window(slots, 1.0) <= 5 + 50
+    slots.sort()
+    assert slots[-1] == pytest.approx(1000.0 + (1600 - 5) / 50)  # none lost, none doubled
+
+
+# --------------------------------------------------------------------------- windows
+
+
+@pytest.mark.parametrize(
+    ("system", "mode"),
+    [(system, mode) for system, modes in LIMITS.items() for mode in modes],
+)
+def test_default_pace_never_exceeds_the_vendors_window(clock, system, mode):
+    """A client at full speed through the default bucket stays within the budget in any
+    sliding window of the vendor's length, including its first burst."""
+    limit = LIMITS[system][mode]
+    rate, burst = limit.pace(0.1)
+    bucket = TokenBucket(rate, burst, clock=clock, sleep=clock.sleep)
+    n = int(limit.requests * 3)  # three windows' worth
+    times = send_times(bucket, clock, n)
+    assert most_in_window(times, limit.window) <= limit.requests * 0.9
+    # and it is not needlessly slow: at least 95% of the budget in steady state
+    steady = (n - 1 - (burst - 1)) / (times[-1] - times[0])
+    assert steady >= 0.95 * 0.9 * limit.requests / limit.window
+
+
+def test_recurly_burst_is_small_against_its_five_minute_window():
+    rate, burst = LIMITS["recurly"]["production"].pace(0.1)
+    assert burst == pytest.approx(90) and rate * 300 + burst == pytest.approx(4500)
+
+
+def test_limit_pace_headroom_zero_uses_the_whole_limit():
+    rate, burst = Limit(100, 1.0).pace(0.0)
+    assert rate + burst == pytest.approx(100)
+
+
+# --------------------------------------------------------------------------- shared_bucket
+
+
+def test_same_system_and_key_share_one_bucket():
+    first = shared_bucket("stripe", LIVE_KEY, settings={})
+    assert shared_bucket("stripe", LIVE_KEY, settings={}) is first
+    assert shared_bucket("stripe", LIVE_KEY + "x", settings={}) is not first
+    assert shared_bucket("recurly", LIVE_KEY, settings={}) is not first
+
+
+def test_the_key_is_never_kept():
+    bucket = shared_bucket("stripe", LIVE_KEY, settings={})
+    gc.collect()
+    held = [repr(vars(bucket)), repr(list(pacing._BUCKETS)), bucket.describe(), bucket.name]
+    assert not any("S3cr3t" in text for text in held)
+    assert all(LIVE_KEY not in str(k) for k in pacing._BUCKETS)
+
+
+@pytest.mark.parametrize(
+    ("key", "limit"),
+    [("sk_live_a", 100), ("rk_live_a", 100), ("sk_test_a", 25), ("rk_test_a", 25)],
+)
+def test_stripe_mode_from_the_key_prefix(key, limit):
+    bucket = shared_bucket("stripe", key, settings={})
+    assert bucket.rate + bucket.burst == pytest.approx(limit * 0.9)
+
+
+def test_stripe_unknown_prefix_takes_the_lower_test_limit():
+    bucket = shared_bucket("stripe", "whatever", settings={})
+    assert bucket.rate + bucket.burst == pytest.approx(25 * 0.9)
+
+
+@pytest.mark.parametrize(
+    ("settings", "per_minute"),
+    [({}, 1000), ({"SOURCES__RECURLY__SITE_MODE": "Sandbox"}, 400)],
+)
+def test_recurly_mode_is_a_setting(settings, per_minute):
+    bucket = shared_bucket("recurly", "key", settings=settings)
+    assert bucket.rate * 300 + bucket.burst == pytest.approx(per_minute * 5 * 0.9)
+
+
+@pytest.mark.parametrize(
+    ("plan", "per_minute"),
+    [(None, 150), ("starter", 150), ("performance", 1000), ("enterprise", 3500), ("test", 150)],
+)
+def test_chargebee_limit_is_the_plans(plan, per_minute):
+    settings = {"SOURCES__CHARGEBEE__PLAN": plan} if plan else {}
+    bucket = shared_bucket("chargebee", "key", settings=settings)
+    assert bucket.rate * 60 + bucket.burst == pytest.approx(per_minute * 0.9)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"SOURCES__CHARGEBEE__PLAN": "gold"}, "SOURCES__CHARGEBEE__PLAN=gold: choose one of"),
+        ({"SOURCES__CHARGEBEE__RATE_HEADROOM": "1"}, "SOURCES__CHARGEBEE__RATE_HEADROOM=1"),
+        ({"SOURCES__CHARGEBEE__RATE_HEADROOM": "lots"}, "RATE_HEADROOM=lots"),
+        ({"SOURCES__CHARGEBEE__RATE_HEADROOM": "0.995"}, "no steady rate"),
+        ({"SOURCES__CHARGEBEE__REQUESTS_PER_SECOND": "fast"}, "REQUESTS_PER_SECOND=fast"),
+    ],
+)
+def test_bad_settings_name_the_variable(settings, message):
+    with pytest.raises(TargetError, match=message):
+        shared_bucket("chargebee", "key", settings=settings)
+
+
+def test_unknown_system_is_refused():
+    with pytest.raises(ValueError, match="no published rate limit for 'paddle'"):
+        shared_bucket("paddle", "key", settings={})
+
+
+def test_headroom_from_the_argument_then_the_setting_then_the_default():
+    setting = {"SOURCES__STRIPE__RATE_HEADROOM": "0.3"}
+    assert sum(_pace(shared_bucket("stripe", "sk_live_1", settings={}))) == pytest.approx(90)
+    assert sum(_pace(shared_bucket("stripe", "sk_live_2", settings=setting))) == pytest.approx(70)
+    given = shared_bucket("stripe", "sk_live_3", headroom=0.5, settings=setting)
+    assert sum(_pace(given)) == pytest.approx(50)
+    none_kept = shared_bucket("stripe", "sk_live_4", headroom=0, settings=setting)
+    assert sum(_pace(none_kept)) == pytest.approx(100)
+
+
+def _pace(bucket: TokenBucket) -> tuple[float, float]:
+    return bucket.rate, bucket.burst
+
+
+def test_explicit_requests_per_second_wins():
+    setting = {
+        "SOURCES__STRIPE__REQUESTS_PER_SECOND": "40",
+        "SOURCES__STRIPE__RATE_HEADROOM": "0.5",
+    }
+    assert _pace(shared_bucket("stripe", "sk_live_1", 7.5, headroom=0.2, settings=setting)) == (
+        7.5,
+        1.0,
+    )
+    assert _pace(shared_bucket("stripe", "sk_live_2", settings=setting)) == (40.0, 1.0)
+
+
+@pytest.mark.parametrize("per_second", [None, 0, "0"])
+def test_no_pacing_asked_gives_a_bucket_that_never_waits(per_second):
+    bucket = shared_bucket("stripe", LIVE_KEY, per_second, settings={})
+    assert not bucket.paced and not pacing._BUCKETS
+
+
+def test_asking_again_with_another_pace_changes_the_shared_one():
+    first = shared_bucket("stripe", LIVE_KEY, settings={})
+    again = shared_bucket("stripe", LIVE_KEY, 10, settings={})
+    assert again is first and _pace(first) == (10.0, 1.0)
+
+
+def test_settings_come_from_dlt_providers(monkeypatch):
+    monkeypatch.setenv("SOURCES__RECURLY__SITE_MODE", "sandbox")
+    monkeypatch.setenv("SOURCES__RECURLY__RATE_HEADROOM", "0.2")
+    bucket = shared_bucket("recurly", "key")
+    assert bucket.rate * 300 + bucket.burst == pytest.approx(2000 * 0.8)
