@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,10 +69,11 @@ def to_arrow(
 
 class Progress:
     """Counts records and pages of one resource and logs them every `every` seconds
-    and at the end, so a long full load shows it is moving."""
+    and at the end, so a long full load shows it is moving. `detail` adds a phrase of
+    its own to each line (a sliced listing's windows done and pending)."""
 
-    def __init__(self, name: str, every: float = 5.0):
-        self.name, self.every = name, every
+    def __init__(self, name: str, every: float = 5.0, detail: Callable[[], str] | None = None):
+        self.name, self.every, self.detail = name, every, detail
         self.records = self.pages = 0
         self._start = self._last = time.monotonic()
         self._lock = threading.Lock()
@@ -92,12 +93,13 @@ class Progress:
     def _log(self, verb: str) -> None:
         took = max(time.monotonic() - self._start, 1e-9)
         log.info(
-            "%s: %s %s records, %s pages, %s records/s",
+            "%s: %s %s records, %s pages, %s records/s%s",
             self.name,
             verb,
             f"{self.records:,}",
             f"{self.pages:,}",
             f"{self.records / took:,.0f}",
+            f", {self.detail()}" if self.detail else "",
         )
 
 
