@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from sandbox.chargebee_api import ChargebeeEmulator
 from sandbox.clock import Clock
+from sandbox.network import Latency, RateLimits
 from sandbox.recurly_api import RecurlyEmulator
 from sandbox.scenario import BILLING_SYSTEMS, Scenario
 from sandbox.server import DEFAULT_API_KEY, Emulator, FaultConfig, RunningServer
@@ -54,12 +55,16 @@ def start_sandbox(
     api_key: str = DEFAULT_API_KEY,
     frozen: bool = False,
     faults: dict[str, FaultConfig] | None = None,
-    rate_limits: dict[str, float] | None = None,
+    rate_limits: dict[str, RateLimits | None] | None = None,
     systems: tuple[str, ...] = BILLING_SYSTEMS,
     options: dict[str, dict] | None = None,
+    latency: dict[str, Latency] | None = None,
+    extra_keys: tuple[str, ...] = (),
 ) -> Sandbox:
     """Serve each billing system on `host` (port 0 = a free port) until `stop()`.
-    `options`: per system, settings of its emulator (e.g. Chargebee's `pause_feature`)."""
+    `options`: per system, settings of its emulator (e.g. Chargebee's `pause_feature`);
+    `rate_limits` and `latency`: per system, its network model (`sandbox.network`;
+    none = answer at once, never refuse); `extra_keys`: keys accepted beside `api_key`."""
     clock = Clock(scenario.as_of, frozen=frozen)
     sandbox = Sandbox(scenario=scenario, clock=clock, api_key=api_key)
     for system in systems:
@@ -67,7 +72,9 @@ def start_sandbox(
             SystemStore(scenario, system, clock),
             api_key=api_key,
             faults=(faults or {}).get(system),
-            rate_limit=(rate_limits or {}).get(system),
+            rate_limits=(rate_limits or {}).get(system),
+            latency=(latency or {}).get(system),
+            extra_keys=extra_keys,
             **_site_options(scenario, system) | (options or {}).get(system, {}),
         )
         sandbox.servers[system] = RunningServer(emulator, host, (ports or {}).get(system, 0))

@@ -49,6 +49,7 @@ from sandbox.chargebee_render import (
     from_epoch,
     subscription_status,
 )
+from sandbox.network import Verdict
 from sandbox.server import ApiError, Emulator, Request, Response
 from sandbox.store import SystemStore
 
@@ -67,6 +68,10 @@ CATALOG_LISTS = {"2.0": ("items", "item_prices"), "1.0": ("plans", "addons")}
 CATALOG_ACTIONS = {"2.0": ("cancel_for_items", "update_for_items"), "1.0": ("cancel", "")}
 CATALOG_VERSION = {"1.0": "v1", "2.0": "v2"}  # as `product_catalog_version` names them
 RESPONSE_SCHEMA = {"1.0": "plans_addons", "2.0": "items"}
+_RATE_LIMIT_MESSAGE = (
+    "Sorry, access has been blocked temporarily due to request count exceeding acceptable "
+    "limits. Please try after some time."
+)
 # Codes the base server raises on its own, in Chargebee's vocabulary (api_error_code, type).
 _BASE_CODES = {
     "not_found": ("resource_not_found", None),
@@ -342,6 +347,14 @@ class ChargebeeEmulator(Emulator):
         return ApiError(
             401, "api_authentication_failed", "Sorry, authentication failed. Invalid api key"
         )
+
+    def rate_limited(self, retry_after: int, verdict: Verdict | None = None) -> Response:
+        """Chargebee's 429 `api_request_limit_exceeded` with its message; `Retry-After`
+        (seconds until the site's 60-second window frees a request), which the SDK's
+        retries honour."""
+        response = self.render_error(ApiError(429, "rate_limit", _RATE_LIMIT_MESSAGE))
+        response.headers.update(self.rate_limit_headers(retry_after, verdict))
+        return response
 
     def not_found(self, what: str, ident: str) -> ApiError:
         """A retrieve of an unknown id: Chargebee's 404 carries no `type`."""

@@ -12,6 +12,15 @@ from pathlib import Path
 import click
 
 from billing_clients.targets import SANDBOX_PORTS
+from sandbox.network import (
+    CHARGEBEE_PLANS,
+    DEFAULT_CHARGEBEE_PLAN,
+    LIMIT_MODES,
+    Latency,
+    RateLimits,
+    per_system,
+    vendor_limits,
+)
 from sandbox.scenario import CATALOGS, ScenarioError, json_schema, load_scenario, parse_ts
 from sandbox.server import DEFAULT_API_KEY, FaultConfig
 
@@ -77,6 +86,41 @@ def _faults(rate_429: float, rate_500: float, rate_drop: float, seed: int | None
     return FaultConfig(rate_429=rate_429, rate_500=rate_500, rate_drop=rate_drop, seed=seed)
 
 
+def _per_system_option(ctx: click.Context, param: click.Parameter, value: str) -> dict[str, str]:
+    """A serve flag's value per system (`300`, `live,chargebee=test`, `stripe=300`)."""
+    try:
+        return per_system(value, DEFAULT_PORTS, f"--{param.name.replace('_', '-')}")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _latencies(
+    latency_ms: dict[str, str], jitter_ms: dict[str, str], seed: int | None
+) -> dict[str, Latency]:
+    """Each system's latency model from the --latency-ms and --jitter-ms values."""
+    try:
+        return {
+            system: Latency(float(latency_ms.get(system, 0)), float(jitter_ms.get(system, 0)), seed)
+            for system in DEFAULT_PORTS
+        }
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{exc}; write milliseconds, e.g. --latency-ms 300 --jitter-ms 100"
+        ) from None
+
+
+def _rate_limits(modes: dict[str, str], chargebee_plan: str) -> dict[str, RateLimits | None]:
+    """Each system's documented limits from the --rate-limits value (a system not named
+    is off)."""
+    try:
+        return {
+            system: vendor_limits(system, modes.get(system, "off"), chargebee_plan)
+            for system in DEFAULT_PORTS
+        }
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--rate-limits") from None
+
+
 def _chargebee_options(catalog: str | None, pause: bool) -> dict:
     """Chargebee emulator settings from the serve flags; no catalog = the scenario's."""
     return {"pause_feature": pause} | ({"product_catalog": catalog} if catalog else {})
@@ -94,7 +138,10 @@ def _chargebee_options(catalog: str | None, pause: bool) -> dict:
 @click.option("--recurly-port", type=int, default=DEFAULT_PORTS["recurly"], show_default=True)
 @click.option("--chargebee-port", type=int, default=DEFAULT_PORTS["chargebee"], show_default=True)
 @click.option(
-    "--api-key", default=DEFAULT_API_KEY, show_default=True, help="The one key all three accept."
+    "--api-key",
+    default=DEFAULT_API_KEY,
+    show_default=True,
+    help="The key all three accept, and the admin calls need.",
 )
 @click.option("--frozen", is_flag=True, help="Keep the clock at as_of instead of running on.")
 @click.option(
@@ -105,7 +152,46 @@ def _chargebee_options(catalog: str | None, pause: bool) -> dict:
     "--fault-drop", type=click.FloatRange(0, 1), default=0.0, help="Share of dropped connections."
 )
 @click.option("--fault-seed", type=int, default=None, help="Seed for repeatable fault draws.")
-@click.option("--rps", type=float, default=None, help="Requests per second allowed per server.")
+@click.option(
+    "--extra-api-key",
+    "extra_keys",
+    multiple=True,
+    help="Another key the three APIs accept, with its own rate-limit budget (repeatable).",
+)
+@click.option(
+    "--latency-ms",
+    default="0",
+    show_default=True,
+    callback=_per_system_option,
+    help="Delay of each API request in ms: one value, or per system (stripe=300,recurly=200).",
+)
+@click.option(
+    "--jitter-ms",
+    default="0",
+    show_default=True,
+    callback=_per_system_option,
+    help="Spread of the delay: uniform within ± this many ms; one value or per system.",
+)
+@click.option("--latency-seed", type=int, default=None, help="Seed for repeatable latency draws.")
+@click.option(
+    "--rate-limits",
+    default="off",
+    show_default=True,
+    callback=_per_system_option,
+    help=(
+        f"The vendors' documented rate limits per API key: {'|'.join(LIMIT_MODES)}, with "
+        "per-system overrides (live,chargebee=test). Stripe's mode follows the key's "
+        "sk_live_/sk_test_ prefix; Recurly test = sandbox site, live = production site; "
+        "Chargebee test = test site, live = --chargebee-plan."
+    ),
+)
+@click.option(
+    "--chargebee-plan",
+    type=click.Choice(list(CHARGEBEE_PLANS)),
+    default=DEFAULT_CHARGEBEE_PLAN,
+    show_default=True,
+    help="The live Chargebee site's plan, whose per-minute limit --rate-limits live applies.",
+)
 @click.option(
     "--chargebee-catalog",
     type=click.Choice(list(CATALOGS)),
@@ -130,7 +216,12 @@ def serve(
     fault_500: float,
     fault_drop: float,
     fault_seed: int | None,
-    rps: float | None,
+    extra_keys: tuple[str, ...],
+    latency_ms: dict[str, str],
+    jitter_ms: dict[str, str],
+    latency_seed: int | None,
+    rate_limits: dict[str, str],
+    chargebee_plan: str,
     chargebee_catalog: str | None,
     chargebee_pause: bool,
 ) -> None:
@@ -143,6 +234,8 @@ def serve(
         raise click.ClickException(str(exc)) from None
     ports = {"stripe": stripe_port, "recurly": recurly_port, "chargebee": chargebee_port}
     systems = tuple(ports)
+    latency = _latencies(latency_ms, jitter_ms, latency_seed)
+    limits = _rate_limits(rate_limits, chargebee_plan)
     try:
         running = start_sandbox(
             scenario,
@@ -151,7 +244,9 @@ def serve(
             api_key=api_key,
             frozen=frozen,
             faults={s: _faults(fault_429, fault_500, fault_drop, fault_seed) for s in systems},
-            rate_limits={s: rps for s in systems} if rps else None,
+            rate_limits=limits,
+            latency=latency,
+            extra_keys=extra_keys,
             options={"chargebee": _chargebee_options(chargebee_catalog, chargebee_pause)},
         )
     except OSError as exc:
@@ -160,8 +255,15 @@ def serve(
         f"sandbox clock starts at {scenario.as_of.isoformat()} ({'frozen' if frozen else 'running'})"
     )
     for system, url in running.urls.items():
-        click.echo(f"  {system:<10} {url}")
-    click.echo(f"API key (all three): {api_key}")
+        model = latency[system]
+        limit = rate_limits.get(system, "off")
+        click.echo(
+            f"  {system:<10} {url}  latency {model.mean_ms:g}±{model.jitter_ms:g} ms, "
+            f"rate limits {limit}{f' ({chargebee_plan})' if system == 'chargebee' and limit == 'live' else ''}"
+        )
+    click.echo(
+        f"API key (all three): {api_key}" + (f" and {len(extra_keys)} more" if extra_keys else "")
+    )
     click.echo("Press Ctrl-C to stop.", nl=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

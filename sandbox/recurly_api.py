@@ -37,6 +37,7 @@ from urllib.parse import unquote, urlencode
 import orjson
 
 from sandbox.billing import add_interval, current_period, is_ended, plan_in_currency
+from sandbox.network import RECURLY_PER_MINUTE, RECURLY_WINDOW_SECONDS, Verdict
 from sandbox.recurly_render import (
     IdIndex,
     RecurlyRenderer,
@@ -66,8 +67,8 @@ ACCEPTED_MEDIA_TYPES = frozenset(
 )
 SUCCESS_CONTENT_TYPE = f"application/vnd.recurly.{API_VERSION}; charset=utf-8"
 ERROR_CONTENT_TYPE = "application/json; charset=utf-8"
-DEFAULT_RATE_LIMIT = 2000  # requests per window, as X-RateLimit-Limit reports it
-RATE_WINDOW_SECONDS = 300
+# Requests per window, as X-RateLimit-Limit reports it without limits on: a sandbox site's.
+DEFAULT_RATE_LIMIT = RECURLY_PER_MINUTE["test"] * RECURLY_WINDOW_SECONDS // 60
 MAX_LIMIT = 200
 _MIN_TIME = datetime.min.replace(tzinfo=UTC)  # the store's sort value for a null field
 _NOT_ENDED = ("active", "canceled", "paused", "future")
@@ -388,36 +389,43 @@ class RecurlyEmulator(Emulator):
     def not_found(self, what: str, ident: str) -> ApiError:
         return ApiError(404, "not_found", f"Couldn't find {what} with {ident}")
 
-    def rate_limited(self, retry_after: int) -> Response:
+    def rate_limited(self, retry_after: int, verdict: Verdict | None = None) -> Response:
         error = ApiError(429, "rate_limited", "You have made too many API requests.")
         response = self.render_error(error)
-        response.headers.update(self.rate_limit_headers(retry_after))
+        response.headers.update(self.rate_limit_headers(retry_after, verdict))
         return response
 
-    def rate_limit_headers(self, retry_after: int) -> dict[str, str]:
+    def rate_limit_headers(
+        self, retry_after: int, verdict: Verdict | None = None
+    ) -> dict[str, str]:
         """Recurly's rate-limit headers on a 429; the reset is wall-clock epoch seconds,
-        since a client sleeps until then in real time whatever the sandbox clock says."""
+        since a client sleeps until then in real time whatever the sandbox clock says.
+        A limiter's 429 sends what Recurly documents (X-RateLimit-*); a scripted fault
+        also sends its `Retry-After`."""
+        if verdict is not None:
+            return self._budget_headers(verdict)
         return {
-            "X-RateLimit-Limit": str(self._rate_limit()),
+            "X-RateLimit-Limit": str(DEFAULT_RATE_LIMIT),
             "X-RateLimit-Remaining": "0",
             "X-RateLimit-Reset": str(int(time.time()) + retry_after),
             "Retry-After": str(retry_after),
         }
 
-    def _rate_limit(self) -> int:
-        """Requests per 5-minute window (Recurly's sliding window) as the headers state it."""
-        per_second = self.limiter.per_second
-        return int(per_second * RATE_WINDOW_SECONDS) if per_second else DEFAULT_RATE_LIMIT
-
-    def _budget_headers(self) -> dict[str, str]:
+    def _budget_headers(self, verdict: Verdict | None) -> dict[str, str]:
         """Recurly sends its rate-limit headers on every answer and clients pace themselves
-        by them; the sandbox only refuses through faults or its limiter, so an answer that
-        went through reports the full budget."""
-        limit = str(self._rate_limit())
+        by them: the key's window after this request (limit and remaining per 5-minute
+        window, reset when its oldest counted request ages out). Without limits, an
+        answer reports a sandbox site's full budget."""
+        if verdict is None:
+            return {
+                "X-RateLimit-Limit": str(DEFAULT_RATE_LIMIT),
+                "X-RateLimit-Remaining": str(DEFAULT_RATE_LIMIT),
+                "X-RateLimit-Reset": str(int(time.time()) + RECURLY_WINDOW_SECONDS),
+            }
         return {
-            "X-RateLimit-Limit": limit,
-            "X-RateLimit-Remaining": limit,
-            "X-RateLimit-Reset": str(int(time.time()) + RATE_WINDOW_SECONDS),
+            "X-RateLimit-Limit": str(verdict.limit),
+            "X-RateLimit-Remaining": str(verdict.remaining),
+            "X-RateLimit-Reset": str(verdict.reset_epoch()),
         }
 
     def server_error(self, status: int) -> Response:
@@ -440,7 +448,7 @@ class RecurlyEmulator(Emulator):
         if not request.path.startswith(ADMIN_PREFIX):
             response.headers.setdefault("Recurly-Version", f"recurly.{API_VERSION}")
             response.headers.setdefault("Content-Type", SUCCESS_CONTENT_TYPE)
-            for name, value in self._budget_headers().items():
+            for name, value in self._budget_headers(response.budget).items():
                 response.headers.setdefault(name, value)
         return response, fault
 

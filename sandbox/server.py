@@ -8,7 +8,8 @@ HTTP/1.1 server (keep-alive, as the SDKs expect) that also
 - replays a repeated idempotency key's first response without applying it again,
 - injects faults (429 with rate-limit headers, 500/503, slow answers, dropped
   connections before or after the write is applied) by share or by script,
-- limits requests per second when asked,
+- delays each API request by a latency model and enforces the vendor's documented rate
+  limits per API key when asked (`sandbox.network`),
 - logs every request (method, path, parameters without secrets, idempotency key, status,
   whether it was an idempotent replay, sandbox time) for tests to read, in process or at `GET /_sandbox/requests`.
 """
@@ -37,6 +38,7 @@ import orjson
 
 from billing_clients.targets import SANDBOX_API_KEY
 from sandbox.clock import Clock
+from sandbox.network import Latency, RateLimits, Verdict
 from sandbox.store import SystemStore
 
 DEFAULT_API_KEY = SANDBOX_API_KEY  # what the pipeline expects of a sandbox
@@ -77,6 +79,7 @@ class Response:
     body: Any = None  # JSON-able, or bytes
     headers: dict[str, str] = field(default_factory=dict)
     replayed: bool = False  # an idempotent replay: nothing was applied
+    budget: Verdict | None = None  # the rate-limit budget after this request (None: no limits)
 
     def encoded(self) -> bytes:
         if self.body is None:
@@ -175,30 +178,6 @@ class FaultConfig:
         return data
 
 
-class RefusingBucket:
-    """The server side of a rate limit: a token bucket that refuses (the emulator answers
-    429) beyond `per_second` requests a second, bursts up to one second's worth. Not the
-    sources' RateLimiter, which makes a client wait its turn instead."""
-
-    def __init__(self, per_second: float | None):
-        self.per_second = per_second
-        self._tokens = per_second or 0.0
-        self._last = time.monotonic()
-        self._lock = threading.Lock()
-
-    def allow(self) -> bool:
-        if not self.per_second:
-            return True
-        with self._lock:
-            now = time.monotonic()
-            self._tokens = min(self.per_second, self._tokens + (now - self._last) * self.per_second)
-            self._last = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return True
-            return False
-
-
 # --------------------------------------------------------------------------- emulator
 
 
@@ -221,13 +200,20 @@ class Emulator:
         store: SystemStore,
         api_key: str = DEFAULT_API_KEY,
         faults: FaultConfig | None = None,
-        rate_limit: float | None = None,
+        rate_limits: RateLimits | None = None,
+        latency: Latency | None = None,
+        extra_keys: tuple[str, ...] = (),
     ):
+        """`api_key` is the key the admin calls and tests use; `extra_keys` are further keys
+        the API accepts (each has its own rate-limit budget, as separate keys of separate
+        accounts do)."""
         self.store = store
         self.clock: Clock = store.clock
         self.api_key = api_key
+        self.api_keys = frozenset({api_key, *extra_keys})
         self.faults = faults or FaultConfig()
-        self.limiter = RefusingBucket(rate_limit)
+        self.rate_limits = rate_limits
+        self.latency = latency or Latency()
         self.request_log: list[dict] = []
         self._idempotent: dict[str, tuple[str, Response]] = {}
         self.routes: list[tuple[str, re.Pattern, Handler]] = []
@@ -246,12 +232,16 @@ class Emulator:
     def not_found(self, what: str, ident: str) -> ApiError:
         return ApiError(404, "not_found", f"No such {what}: '{ident}'")
 
-    def rate_limited(self, retry_after: int) -> Response:
+    def rate_limited(self, retry_after: int, verdict: Verdict | None = None) -> Response:
+        """The 429 of a fault (`verdict` None: the fault's `retry_after`) or of a refusing
+        budget (`verdict`), in the API's shape."""
         response = self.render_error(ApiError(429, "rate_limit", "Too many requests."))
-        response.headers.update(self.rate_limit_headers(retry_after))
+        response.headers.update(self.rate_limit_headers(retry_after, verdict))
         return response
 
-    def rate_limit_headers(self, retry_after: int) -> dict[str, str]:
+    def rate_limit_headers(
+        self, retry_after: int, verdict: Verdict | None = None
+    ) -> dict[str, str]:
         return {"Retry-After": str(retry_after)}
 
     def server_error(self, status: int) -> Response:
@@ -280,11 +270,21 @@ class Emulator:
                 return None
         return None
 
+    def endpoint(self, request: Request) -> str:
+        """The named operation a request calls (method and route, ids not included), as
+        per-endpoint rate limits count it; an unknown path is its own endpoint."""
+        for method, pattern, _ in self.routes:
+            if method == request.method and pattern.match(request.path):
+                return f"{method} {pattern.pattern}"
+        return f"{request.method} {request.path}"
+
     def handle(self, request: Request) -> tuple[Response, str | None]:
         """Answer one request; the second value is a connection fault to apply after
-        answering (`drop` before anything is done, `drop_after` once it is done)."""
+        answering (`drop` before anything is done, `drop_after` once it is done).
+        The latency is slept first, holding no lock: concurrent requests overlap."""
         if request.path.startswith(ADMIN_PREFIX):
             return self._admin(request), None
+        self.latency.sleep()
         with self.store.lock:
             self.store.advance(self.now())
         fault = self.faults.pick(request.path)
@@ -293,15 +293,29 @@ class Emulator:
         if fault == "drop":
             self._log(request, 0, fault)
             return Response(0), "drop"
-        if fault == "429" or not self.limiter.allow():
+        budget = None
+        if fault == "429":
             response = self.rate_limited(self.faults.retry_after)
-        elif fault in ("500", "503"):
-            response = self.server_error(int(fault))
         else:
-            response = self._answer(request)
+            budget = self._count(request)
+            if budget is not None and not budget.allowed:
+                response = self.rate_limited(budget.retry_after_seconds(), budget)
+            elif fault in ("500", "503"):
+                response = self.server_error(int(fault))
+            else:
+                response = self._answer(request)
+        response.budget = budget
         response.headers.setdefault(self.request_id_header, self.new_request_id())
-        self._log(request, response.status, fault, response.replayed)
+        limited = budget.reason if budget is not None and not budget.allowed else None
+        self._log(request, response.status, fault, response.replayed, limited)
         return response, "drop" if fault == "drop_after" else None
+
+    def _count(self, request: Request) -> Verdict | None:
+        """The request counted against the presented key's budgets (None: no limits)."""
+        if self.rate_limits is None:
+            return None
+        key = self.presented_key(request)
+        return self.rate_limits.take(key, request.method, self.endpoint(request))
 
     def log_truncated(self, request: Request) -> None:
         """A request whose body was cut short: logged as a dropped connection, never
@@ -309,7 +323,7 @@ class Emulator:
         self._log(request, 0, "truncated")
 
     def _answer(self, request: Request) -> Response:
-        if self.presented_key(request) != self.api_key:
+        if self.presented_key(request) not in self.api_keys:
             return self.render_error(self.unauthorized())
         key = (
             request.headers.get(self.idempotency_header.lower())
@@ -369,8 +383,14 @@ class Emulator:
         )
 
     def _log(
-        self, request: Request, status: int, fault: str | None, replayed: bool = False
+        self,
+        request: Request,
+        status: int,
+        fault: str | None,
+        replayed: bool = False,
+        rate_limited: str | None = None,
     ) -> None:
+        """`rate_limited`: the budget that refused the request (e.g. "global-rate")."""
         params = {
             k: ("[redacted]" if _SECRET_PARAM.search(k) else v)
             for k, v in request.query + request.body_pairs
@@ -388,6 +408,7 @@ class Emulator:
                 "status": status,
                 "fault": fault,
                 "replayed": replayed,
+                "rate_limited": rate_limited,
                 "at": self.now().isoformat(),
                 "wall_time": time.time(),
             }
@@ -395,7 +416,7 @@ class Emulator:
 
     # -- admin: control and observation for tests in other processes ----------------
     def _admin(self, request: Request) -> Response:
-        if self.presented_key(request) != self.api_key:
+        if self.presented_key(request) not in self.api_keys:
             return self.render_error(self.unauthorized())
         what = request.path[len(ADMIN_PREFIX) :]
         if what == "requests" and request.method == "GET":

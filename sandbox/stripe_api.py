@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from sandbox.billing import current_period, is_ended, is_paused, is_trialing
+from sandbox.network import Verdict
 from sandbox.server import ApiError, Emulator, Request, Response
 from sandbox.stripe_render import (
     API_VERSION,
@@ -412,10 +413,20 @@ class StripeEmulator(Emulator):
     def not_found(self, what: str, ident: str) -> ApiError:
         return ApiError(404, "resource_missing", f"No such {what}: '{ident}'", param="id")
 
-    def rate_limited(self, retry_after: int) -> Response:
+    def rate_limited(self, retry_after: int, verdict: Verdict | None = None) -> Response:
         response = self.render_error(ApiError(429, "rate_limit", _RATE_LIMIT_MESSAGE))
-        response.headers.update(self.rate_limit_headers(retry_after))
+        response.headers.update(self.rate_limit_headers(retry_after, verdict))
         return response
+
+    def rate_limit_headers(
+        self, retry_after: int, verdict: Verdict | None = None
+    ) -> dict[str, str]:
+        """A limiter's 429 names the budget in `Stripe-Rate-Limited-Reason` (global-rate,
+        endpoint-rate) and, as Stripe documents, no `Retry-After`: clients back off
+        exponentially. A scripted fault keeps its `Retry-After`."""
+        if verdict is None:
+            return super().rate_limit_headers(retry_after)
+        return {"Stripe-Rate-Limited-Reason": verdict.reason}
 
     # -- lists --------------------------------------------------------------------------
     def _list(

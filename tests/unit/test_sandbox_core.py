@@ -15,13 +15,13 @@ import orjson
 import pytest
 
 from sandbox.clock import Clock
+from sandbox.network import Budget, RateLimits
 from sandbox.scenario import validate_scenario
 from sandbox.server import (
     DEFAULT_API_KEY,
     ApiError,
     Emulator,
     FaultConfig,
-    RefusingBucket,
     Response,
     RunningServer,
     decode_nested,
@@ -174,7 +174,8 @@ def test_faults_can_be_limited_to_paths():
 
 
 def test_rate_limit_answers_429_past_the_budget(server):
-    server.emulator.limiter = RefusingBucket(3)
+    budget = Budget("site-rate", "window", 3, 60.0)
+    server.emulator.rate_limits = RateLimits(lambda _key: (budget,))
     statuses = [call(server, "GET", "/customers/c1")[0] for _ in range(10)]
     assert statuses[:3] == [200, 200, 200] and 429 in statuses[3:]
 
