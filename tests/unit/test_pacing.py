@@ -4,6 +4,7 @@ per mode, headroom, explicit overrides, thread safety. A fake clock: no test sle
 from __future__ import annotations
 
 import gc
+import importlib
 import sys
 import threading
 from collections.abc import Iterator
@@ -12,7 +13,10 @@ import pytest
 
 from billing_clients import pacing
 from billing_clients.pacing import LIMITS, Limit, RateLimiter, TokenBucket, shared_bucket
-from billing_clients.targets import TargetError
+from billing_clients.targets import SANDBOX_API_KEY, TargetError
+from tests.writeback_scenario import COUPON, SYSTEMS, scenario, subscription_id
+from writebacks.systems import WRITERS, writer_for
+from writebacks.systems.base import Action
 
 LIVE_KEY = "sk_live_" + "S3cr3t" * 10
 
@@ -295,3 +299,40 @@ def test_settings_come_from_dlt_providers(monkeypatch):
     monkeypatch.setenv("SOURCES__RECURLY__RATE_HEADROOM", "0.2")
     bucket = shared_bucket("recurly", "key")
     assert bucket.rate * 300 + bucket.burst == pytest.approx(2000 * 0.8)
+
+
+# --------------------------------------------------------------------------- write-backs
+
+
+class CountingBucket(TokenBucket):
+    """Counts the tokens taken; never waits."""
+
+    def __init__(self) -> None:
+        super().__init__(None, name="counting")
+        self.taken = 0
+
+    def wait(self) -> None:
+        self.taken += 1
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_every_request_of_a_writer_waits_on_its_bucket(serve_scenario, system):
+    """Against the sandbox: a read (three requests on Recurly) and a discount sent take one
+    token per HTTP request the server saw."""
+    sandbox = serve_scenario(scenario((system,)), systems=(system,))
+    module, name = WRITERS[system]
+    writer = getattr(importlib.import_module(module), name)(SANDBOX_API_KEY, sandbox.urls[system])
+    writer.pacing = bucket = CountingBucket()
+    subscription = subscription_id(system, "live")
+    action = Action("a1", system, subscription, None, "discount", {"coupon": COUPON})
+    current = writer.read(subscription)
+    writer.send(writer.request(action, current), "a1-key")
+    assert bucket.taken == len(sandbox.emulator(system).request_log) >= 2
+
+
+def test_writer_for_paces_a_live_key_with_the_shared_bucket():
+    live = {"SOURCES__STRIPE__ENVIRONMENT": "live", "SOURCES__STRIPE__API_KEY": LIVE_KEY}
+    writer = writer_for("stripe", live)
+    assert writer.pacing is shared_bucket("stripe", LIVE_KEY, settings=live)
+    assert writer.pacing.rate + writer.pacing.burst == pytest.approx(90)
+    assert not writer_for("stripe", {}).pacing.paced  # the local sandbox

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from billing_clients.pacing import TokenBucket
 from billing_clients.retries import Classifier
 
 ACTION_TYPES = ("cancel", "pause", "discount", "extension", "plan_change")
@@ -68,6 +69,10 @@ class BillingWriter(ABC):
 
     system: ClassVar[str]
     classifier: ClassVar[Classifier]
+    # Waited on before each request the writer sends: `writer_for` sets the process's
+    # shared bucket of the writer's key (billing_clients.pacing), so write-backs and an
+    # extraction in one process pace together. A writer built directly is not paced.
+    pacing: TokenBucket = TokenBucket(None, name="not paced")
 
     @abstractmethod
     def read(self, subscription_id: str) -> dict[str, Any]:

@@ -97,6 +97,7 @@ class ChargebeeWriter(BillingWriter):
         return self._catalog or "v2"
 
     def read(self, subscription_id: str) -> dict[str, Any]:
+        self.pacing.wait()
         return self.client.Subscription.retrieve(subscription_id).subscription.raw_data
 
     def request(self, action: Action, current: dict[str, Any] | None) -> WriteRequest:
@@ -187,6 +188,7 @@ class ChargebeeWriter(BillingWriter):
     def send(self, request: WriteRequest, idempotency_key: str) -> str | None:
         subscription_id = request.path.removeprefix(SUBSCRIPTIONS_PATH).split("/")[0]
         call = getattr(self.client.Subscription, request.operation)
+        self.pacing.wait()
         # A fresh dict each time: the SDK adds its own headers to the one it is given.
         call(subscription_id, request.params, {IDEMPOTENCY_HEADER: idempotency_key})
         return None

@@ -133,12 +133,15 @@ class RecurlyWriter(BillingWriter):
         # the response keeps the JSON as sent (recurly 4.x stores it parsed, for 3.x
         # compatibility), which is the plain dict the ledger and the checks want.
         with reset_on_network_error(self.client):
+            self.pacing.wait()
             body = self.client.get_subscription(subscription_id).get_response().body
             sub = body if isinstance(body, dict) else json.loads(body)
+            self.pacing.wait()  # one page: an account has few active redemptions
             active = self.client.list_active_coupon_redemptions(sub["account"]["id"]).items()
             sub[ACCOUNT_COUPONS] = sorted(
                 {r.coupon.code for r in active if r.subscription_id is None}
             )
+            self.pacing.wait()
             plan = self.client.get_plan(sub["plan"]["id"])
             sub[PLAN_INTERVAL] = {
                 "interval_unit": plan.interval_unit,
@@ -240,6 +243,7 @@ class RecurlyWriter(BillingWriter):
         headers = {"Idempotency-Key": idempotency_key}
         passed_as = _PARAMS_AS.get(request.operation)
         with reset_on_network_error(self.client):
+            self.pacing.wait()
             if passed_as:
                 result = call(target, headers=headers, **{passed_as: request.params})
             else:

@@ -135,6 +135,7 @@ class StripeWriter(BillingWriter):
         # A tiered price's `tiers` too: the plan item is the one that bills most. The
         # customer, for its own discount.
         params = {"expand": ["discounts", "items.data.price.tiers", "customer"]}
+        self.pacing.wait()
         return self.client.v1.subscriptions.retrieve(subscription_id, params=params).to_dict()
 
     def request(self, action: Action, current: dict[str, Any] | None) -> WriteRequest:
@@ -216,15 +217,18 @@ class StripeWriter(BillingWriter):
         if request.operation == RELEASE_THEN_UPDATE:
             self._release_schedule(subscription_id, idempotency_key)
         call = subscriptions.cancel if request.operation == "cancel" else subscriptions.update
+        self.pacing.wait()
         result = call(subscription_id, params=request.params, options=options)
         return result.last_response.request_id if result.last_response else None
 
     def _release_schedule(self, subscription_id: str, idempotency_key: str) -> None:
         """Release the schedule that manages the subscription, if one still does (a retry
         after the release finds none)."""
+        self.pacing.wait()
         schedule = self.client.v1.subscriptions.retrieve(subscription_id).schedule
         if schedule:
             options = {"idempotency_key": f"{idempotency_key}:release"}
+            self.pacing.wait()
             self.client.v1.subscription_schedules.release(schedule, options=options)
 
     def error_message(self, exc: BaseException) -> str:
