@@ -25,17 +25,21 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import dlt
 from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.runtime.collector import LogCollector
+from dlt.extract.source import DltSource
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from billing_clients.targets import Settings, Target, TargetError, resolve_target, unreachable
+from orchestration.checkpoints import run_rounds, unfinished_listings
 from orchestration.settings import (
     BILLING_SYSTEMS,
     DEFAULT_DATABASE,
@@ -125,9 +129,16 @@ class LoadSummary:
     rows: dict[str, int]
     seconds: float
     error: str | None = None
+    rounds: int = 0  # extract/normalize/load rounds (more than one: a checkpointed full sync)
 
 
-def _run_one(name: str, source, database, pipelines_dir, load_lock) -> LoadSummary:
+def _run_one(
+    name: str, make_source: Callable[[], DltSource], database, pipelines_dir, load_lock
+) -> LoadSummary:
+    """Load `name` in rounds until no full listing is unfinished (orchestration.checkpoints):
+    each round commits its rows and the listing's progress, so a run killed later resumes
+    where the last round ended. `make_source`: a new source per round (one is consumed by
+    its extract)."""
     started = time.perf_counter()
     try:
         p = pipeline(name, database, pipelines_dir)
@@ -140,20 +151,32 @@ def _run_one(name: str, source, database, pipelines_dir, load_lock) -> LoadSumma
             p.sync_destination()
         if p.has_pending_data:  # left by a stopped run (killed, a full disk): loaded now
             log.info("%s: finishing the load a stopped run left", name)
-        p.extract(source)
-        normalized = p.normalize()
-        with load_lock:
-            p.load(raise_on_failed_jobs=True)
-        rows = {
-            table: count
-            for table, count in normalized.row_counts.items()
-            if not table.startswith("_dlt")
-        }
-        return LoadSummary(name, rows, time.perf_counter() - started)
+        counts = run_rounds(
+            lambda: _round(p, make_source(), load_lock),
+            lambda: unfinished_listings(p.state),
+            log,
+        )
+        rows: Counter[str] = Counter()
+        for round_rows in counts:
+            rows.update(round_rows)
+        return LoadSummary(name, dict(rows), time.perf_counter() - started, rounds=len(counts))
     except Exception as exc:  # one system failing must not hide the others' results
         message = explain(exc, database)
         log.error("%s: load failed: %s", name, message)
         return LoadSummary(name, {}, time.perf_counter() - started, message)
+
+
+def _round(p, source: DltSource, load_lock) -> dict[str, int]:
+    """One extract/normalize/load of `source`: the rows normalised per table."""
+    p.extract(source)
+    normalized = p.normalize()
+    with load_lock:
+        p.load(raise_on_failed_jobs=True)
+    return {
+        table: count
+        for table, count in normalized.row_counts.items()
+        if not table.startswith("_dlt")
+    }
 
 
 class PipelinesBusy(Exception):
@@ -263,11 +286,13 @@ def run_extract(
         if (reason := unreachable(target)) is not None:
             refused.append(LoadSummary(system, {}, 0.0, reason))
             continue
-        jobs.append((system, billing_source(target)))
+        jobs.append((system, partial(billing_source, target)))
     if exit_sessions_folder is not None:
         from dlt_sources.exit_sessions import exit_sessions_source
 
-        jobs.append(("exit_sessions", exit_sessions_source(folder=str(exit_sessions_folder))))
+        jobs.append(
+            ("exit_sessions", partial(exit_sessions_source, folder=str(exit_sessions_folder)))
+        )
     load_lock = contextlib.nullcontext() if warehouse_kind() == "postgres" else threading.Lock()
     try:
         with (
@@ -275,8 +300,8 @@ def run_extract(
             ThreadPoolExecutor(max_workers=len(jobs) or 1) as pool,
         ):
             futures = [
-                pool.submit(_run_one, name, source, database, pipelines_dir, load_lock)
-                for name, source in jobs
+                pool.submit(_run_one, name, make_source, database, pipelines_dir, load_lock)
+                for name, make_source in jobs
             ]
             return refused + [f.result() for f in futures]
     except PipelinesBusy as busy:

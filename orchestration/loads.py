@@ -15,8 +15,9 @@ describe the resources and hold no key.
 
 import contextlib
 import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 from dagster import (
     AssetExecutionContext,
@@ -25,11 +26,15 @@ from dagster import (
     AssetSpec,
     Failure,
     MaterializeResult,
+    MetadataValue,
 )
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
+from dlt.extract.source import DltSource
+from dlt.pipeline.pipeline import Pipeline
 
 from billing_clients.targets import TargetError
+from orchestration.checkpoints import run_rounds, unfinished_listings
 from orchestration.extract import (
     SOURCES,
     PipelinesBusy,
@@ -132,10 +137,61 @@ def warehouse_pipeline(name: str, warehouse: Warehouse):
     return pipeline(name, warehouse.database, kind=warehouse.kind)
 
 
+def checkpointed_run(
+    context: AssetExecutionContext,
+    dlt: DagsterDltResource,
+    make_source: Callable[[], DltSource],
+    dlt_pipeline: Pipeline,
+    resources: set[str],
+) -> list[MaterializeResult]:
+    """dagster-dlt's run, in rounds until no full listing of `resources` (the run's
+    selection) is unfinished (orchestration.checkpoints): each round commits its rows and
+    the listing's progress, so a retried or re-launched run resumes where the last round
+    ended. (dagster-dlt's `run` wipes the local dlt state first and restores it from the
+    warehouse, where each round's load committed it.)
+
+    Each `dlt.run` gives one MaterializeResult per asset, and a step that reports an asset
+    twice fails: the rounds' results are merged into one per asset (`merge_rounds`)."""
+    rounds = run_rounds(
+        lambda: list(dlt.run(context=context, dlt_source=make_source(), dlt_pipeline=dlt_pipeline)),
+        lambda: unfinished_listings(dlt_pipeline.state, resources),
+        context.log,
+    )
+    return merge_rounds(rounds)
+
+
+def merge_rounds(rounds: list[list[MaterializeResult]]) -> list[MaterializeResult]:
+    """One MaterializeResult per asset for a run of several rounds: dagster-dlt's metadata
+    of the last round (the table's schema and name as they are now), with `rows_loaded`
+    summed over the rounds, `jobs` of every round, `started_at` of the first and
+    `dlt_rounds`. One round: its results as they are."""
+    if len(rounds) == 1:
+        return rounds[0]
+    merged = []
+    for last in rounds[-1]:
+        same = [r for results in rounds for r in results if r.asset_key == last.asset_key]
+        metadata = dict(last.metadata or {})
+        rows = sum(m.value for r in same if (m := (r.metadata or {}).get("rows_loaded")))
+        if rows:
+            metadata["rows_loaded"] = MetadataValue.int(rows)
+        metadata["jobs"] = [job for r in same for job in (r.metadata or {}).get("jobs", [])]
+        metadata["started_at"] = (same[0].metadata or {}).get("started_at")
+        metadata["dlt_rounds"] = MetadataValue.int(len(rounds))
+        merged.append(last._replace(metadata=metadata))
+    return merged
+
+
+def resource_keys(system: str, source: DltSource) -> dict[AssetKey, str]:
+    """Each asset key of `system`'s dlt assets (dagster-dlt's `dlt_<source>_<resource>`)
+    and the resource it loads."""
+    return {AssetKey(f"dlt_{system}_{name}"): name for name in source.selected_resources}
+
+
 def billing_assets(system: str) -> AssetsDefinition:
     """The dlt assets of one billing system, loading into raw_<system>."""
     described = _describing_source(system)
-    keys = {AssetKey(f"dlt_{system}_{name}") for name in described.selected_resources}
+    resources = resource_keys(system, described)
+    keys = set(resources)
 
     @dlt_assets(
         dlt_source=described,
@@ -159,10 +215,12 @@ def billing_assets(system: str) -> AssetsDefinition:
             raise Failure(str(exc)) from None
         context.log.info("source %s; into %s", target.describe(), warehouse.describe())
         with sole_load(system, warehouse):
-            yield from dlt.run(
-                context=context,
-                dlt_source=billing_source(target),
-                dlt_pipeline=warehouse_pipeline(system, warehouse),
+            yield from checkpointed_run(
+                context,
+                dlt,
+                partial(billing_source, target),
+                warehouse_pipeline(system, warehouse),
+                {resources[key] for key in context.selected_asset_keys if key in resources},
             )
 
     return _sync
