@@ -105,7 +105,8 @@ def _latencies(
         }
     except ValueError as exc:
         raise click.BadParameter(
-            f"{exc}; write milliseconds, e.g. --latency-ms 300 --jitter-ms 100"
+            f"{exc}; write milliseconds, e.g. --latency-ms 300 --jitter-ms 100",
+            param_hint="--latency-ms/--jitter-ms",
         ) from None
 
 
@@ -228,14 +229,14 @@ def serve(
     """Serve the scenario as Stripe, Recurly and Chargebee APIs until stopped."""
     from sandbox.app import start_sandbox
 
+    latency = _latencies(latency_ms, jitter_ms, latency_seed)
+    limits = _rate_limits(rate_limits, chargebee_plan)
     try:
         scenario = load_scenario(scenario_path)
     except ScenarioError as exc:
         raise click.ClickException(str(exc)) from None
     ports = {"stripe": stripe_port, "recurly": recurly_port, "chargebee": chargebee_port}
     systems = tuple(ports)
-    latency = _latencies(latency_ms, jitter_ms, latency_seed)
-    limits = _rate_limits(rate_limits, chargebee_plan)
     try:
         running = start_sandbox(
             scenario,

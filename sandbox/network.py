@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 MonotonicClock = Callable[[], float]
+_EPSILON = 1e-9  # float error in clock arithmetic, far below any clock's resolution
 LIMIT_MODES = ("off", "test", "live")
 Mode = Literal["test", "live"]
 CHARGEBEE_PLANS = {"starter": 150, "performance": 1000, "enterprise": 3500}  # live, per minute
@@ -131,7 +132,7 @@ class TokenBucket:
 
     def check(self) -> Verdict:
         self._refill()
-        allowed = self._tokens >= 1
+        allowed = self._tokens >= 1 - _EPSILON  # a client that waited reset_in gets in
         wait = 0.0 if allowed else (1 - self._tokens) / self.per_second
         return Verdict(allowed, int(self.per_second), int(self._tokens), wait, self.reason)
 
@@ -154,7 +155,7 @@ class SlidingWindow:
 
     def check(self) -> Verdict:
         now = self._clock()
-        while self._times and self._times[0] <= now - self.window:
+        while self._times and self._times[0] <= now - self.window + _EPSILON:
             self._times.popleft()
         used = len(self._times)
         reset_in = self._times[0] + self.window - now if self._times else self.window
