@@ -10,8 +10,9 @@ kept for the cancel page's writes (the headroom, a setting per system). Each lim
 counted over the vendor's own window (Stripe a second, Recurly a sliding 5 minutes,
 Chargebee a minute); the bucket's rate and burst are chosen so that no client pacing
 through it, however steady or bursty, sends more than the budget in any such window
-(`Limit.pace`). An explicit `requests_per_second` (argument or setting) wins over all
-of it.
+(`Limit.pace`). Where a vendor also limits each endpoint (Stripe: 25 a second), a caller
+naming its endpoint gets a bucket for it that takes from the key's too. An explicit
+`requests_per_second` (argument or setting) wins over all of it.
 
 The key itself is never kept: buckets are found by a keyed hash of it, with a salt drawn
 per process.
@@ -26,6 +27,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from billing_clients.targets import DltSettings, Settings, TargetError, variable
@@ -63,8 +65,9 @@ class Limit:
 
 
 # The published limits, per system and mode. Sources, as of 2026-12:
-# - Stripe, docs.stripe.com/rate-limits: live mode 100 read operations a second (and 100
-#   writes), test mode 25; the mode is the key's prefix.
+# - Stripe, docs.stripe.com/rate-limits: live mode 100 operations a second (older
+#   editions: 100 reads and 100 writes), test mode (sandboxes) 25; the mode is the key's
+#   prefix. Reads and writes share one bucket here: the write-backs' writes are few.
 # - Recurly, support.recurly.com "What are Recurly's API rate limits": production sites
 #   1,000 requests a minute (GET only), sandbox sites 400 a minute (every request),
 #   "calculated over a sliding 5-minute window": 5,000 and 2,000 per 300 s.
@@ -85,6 +88,11 @@ LIMITS: dict[str, dict[str, Limit]] = {
 # the site's plan. The defaults: Recurly's production (a sandbox site answers the excess
 # with 429 and Retry-After, which the retries honour); Chargebee's Starter, the lowest
 # plan and a test site's limit, so a default never exceeds a site's limit.
+# Limits on each endpoint (a named operation: `GET /v1/invoices` apart from
+# `GET /v1/invoices/{id}`) besides the key's. Stripe, docs.stripe.com/rate-limits: "API
+# endpoints have a default limit of 25 requests per second", in either mode (so it binds
+# in live mode only, below the key's 100).
+ENDPOINT_LIMITS: dict[str, Limit] = {"stripe": Limit(25, 1.0)}
 MODE_SETTINGS = {"recurly": ("site_mode", "production"), "chargebee": ("plan", "starter")}
 STRIPE_PREFIXES = {"sk_live_": "live", "rk_live_": "live", "sk_test_": "test", "rk_test_": "test"}
 
@@ -95,8 +103,12 @@ class TokenBucket:
     `wait()` takes a token, sleeping until one is free. A waiter reserves its slot under
     the lock and sleeps outside it, so concurrent waiters queue in order without holding
     each other up (the virtual-scheduling form of the bucket: `_next` is when the next
-    token would be free if none were saved). `rate` None or 0: no pacing. `clock` and
-    `sleep` are replaceable so tests wait for nothing."""
+    token would be free if none were saved). `rate` None or 0: no pacing.
+
+    A bucket with a `parent` (an endpoint's, under its key's) takes a token from both for
+    one slot, the first at which both have one, holding both locks (the child's first):
+    each bucket sees exactly the times requests go out, so each one's bound holds.
+    `clock` and `sleep` are replaceable so tests wait for nothing."""
 
     def __init__(
         self,
@@ -104,10 +116,11 @@ class TokenBucket:
         burst: float = 1.0,
         *,
         name: str = "",
+        parent: TokenBucket | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.name, self.clock, self.sleep = name, clock, sleep
+        self.name, self.parent, self.clock, self.sleep = name, parent, clock, sleep
         self._lock = threading.Lock()
         self._next = clock()
         self.rate, self.burst = 0.0, 1.0
@@ -128,15 +141,23 @@ class TokenBucket:
         return self.rate > 0
 
     def reserve(self) -> float:
-        """Take the next token; the seconds until it is free (0 when one is free now)."""
-        if not self.paced:
+        """Take the next token (of this bucket and its parent); the seconds until it is
+        free (0 when one is free now)."""
+        chain = [b for b in (self, self.parent) if b is not None and b.paced]
+        if not chain:
             return 0.0
-        with self._lock:
+        with ExitStack() as locks:
+            for bucket in chain:
+                locks.enter_context(bucket._lock)
             now = self.clock()
-            interval = 1.0 / self.rate
-            slot = max(now, self._next - (self.burst - 1.0) * interval)
-            self._next = max(self._next, slot) + interval
+            slot = max(now, *(bucket._free_at() for bucket in chain))
+            for bucket in chain:
+                bucket._next = max(bucket._next, slot) + 1.0 / bucket.rate
         return slot - now
+
+    def _free_at(self) -> float:
+        """When this bucket next has a token (the caller holds the lock)."""
+        return self._next - (self.burst - 1.0) / self.rate
 
     def wait(self) -> None:
         """Block until a token is free, and take it."""
@@ -158,7 +179,7 @@ class RateLimiter(TokenBucket):
         super().__init__(per_second, 1.0, name="rate limiter")
 
 
-_BUCKETS: dict[tuple[str, str], TokenBucket] = {}
+_BUCKETS: dict[tuple[str, str, str | None], TokenBucket] = {}
 _BUCKETS_LOCK = threading.Lock()
 _SALT = os.urandom(16)  # a fingerprint means nothing outside this process
 
@@ -169,12 +190,21 @@ def fingerprint(system: str, api_key: str) -> str:
     return digest.hexdigest()[:32]
 
 
+@dataclass(frozen=True)
+class _Pace:
+    rate: float | None
+    burst: float
+    why: str
+    published: bool  # from the vendor's table (not a number someone gave)
+
+
 def shared_bucket(
     system: str,
     api_key: str,
     per_second: float | str | None = "auto",
     headroom: float | None = None,
     *,
+    endpoint: str | None = None,
     settings: Settings | None = None,
 ) -> TokenBucket:
     """The process's bucket for `system` and `api_key`; `.wait()` before each request.
@@ -186,27 +216,46 @@ def shared_bucket(
     requests a second (burst 1); None or 0 returns a bucket that never waits (the local
     sandbox). Asked again for the same key with another pace, the bucket takes the new one
     (logged): all users of a key share one pace. `settings`: dlt's providers unless
-    given."""
-    rate, burst, why = _pace(system, api_key, per_second, headroom, settings)
-    if not rate:
+    given.
+
+    `endpoint` (the named operation, e.g. "GET /v1/invoices"): where the vendor also
+    limits each endpoint below the key's pace (`ENDPOINT_LIMITS`: Stripe live mode), a
+    bucket of that endpoint's limit that also takes from the key's bucket; else the key's
+    bucket itself."""
+    pace = _pace(system, api_key, per_second, headroom, settings)
+    if not pace.rate:
         return TokenBucket(None, name=f"{system} (not paced)")
-    key = (system, fingerprint(system, api_key))
+    owner = fingerprint(system, api_key)
+    bucket = _registered((system, owner, None), pace.rate, pace.burst, pace.why)
+    limit = ENDPOINT_LIMITS.get(system)
+    if endpoint is None or limit is None or not pace.published:
+        return bucket
+    rate, burst = limit.pace(0.0)  # the cancel page's writes are other endpoints
+    if rate >= bucket.rate:  # the key's pace binds first
+        return bucket
+    why = f"{limit.requests} per {limit.window:g}s published for each endpoint"
+    return _registered((system, owner, endpoint), rate, burst, why, parent=bucket)
+
+
+def _registered(
+    key: tuple[str, str, str | None],
+    rate: float,
+    burst: float,
+    why: str,
+    parent: TokenBucket | None = None,
+) -> TokenBucket:
+    """The bucket registered under `key`, made or re-paced to `rate` and `burst`."""
+    name = " ".join(part for part in (key[0], key[2]) if part)
     with _BUCKETS_LOCK:
         bucket = _BUCKETS.get(key)
         if bucket is None:
-            bucket = _BUCKETS[key] = TokenBucket(rate, burst, name=system)
+            bucket = _BUCKETS[key] = TokenBucket(rate, burst, name=name, parent=parent)
             log.info("%s (%s)", bucket.describe(), why)
             return bucket
     if (bucket.rate, bucket.burst) != (rate, burst):
-        log.warning(
-            "%s: now paced at %.3g requests/s, burst %.3g (%s), was %s",
-            system,
-            rate,
-            burst,
-            why,
-            bucket.describe(),
-        )
+        was = bucket.describe()
         bucket.configure(rate, burst)
+        log.warning("%s (%s), was %s", bucket.describe(), why, was)
     return bucket
 
 
@@ -216,17 +265,17 @@ def _pace(
     per_second: float | str | None,
     headroom: float | None,
     settings: Settings | None,
-) -> tuple[float | None, float, str]:
-    """(rate, burst, why) for `shared_bucket`'s arguments."""
+) -> _Pace:
+    """The key's pace for `shared_bucket`'s arguments."""
     if system not in LIMITS:
         raise ValueError(f"no published rate limit for {system!r}: one of {', '.join(LIMITS)}")
     if per_second != "auto":
         rate = _number(per_second, f"{system} requests_per_second")
-        return rate, 1.0, "requests_per_second given"
+        return _Pace(rate, 1.0, "requests_per_second given", published=False)
     settings = DltSettings() if settings is None else settings
     name = variable(system, "requests_per_second")
     if (value := settings.get(name)) not in (None, ""):
-        return _number(value, name), 1.0, f"{name}"
+        return _Pace(_number(value, name), 1.0, name, published=False)
     mode, limit = _limit(system, api_key, settings)
     share = _headroom(system, headroom, settings)
     rate, burst = limit.pace(share)
@@ -239,7 +288,7 @@ def _pace(
         f"{mode}: {limit.requests} per {limit.window:g}s published, "
         f"{share:.0%} kept for the cancel page's writes"
     )
-    return rate, burst, why
+    return _Pace(rate, burst, why, published=True)
 
 
 def _number(value: object, name: str) -> float | None:

@@ -7,7 +7,7 @@ import gc
 import importlib
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -121,37 +121,64 @@ def test_rate_limiter_compat_paces_without_burst(clock):
     assert not RateLimiter(None).paced
 
 
+def in_threads(n: int, work: Callable[[int], None]) -> None:
+    """Run `work(i)` in `n` threads started together, switching between them as often as
+    the interpreter allows; fail if one has not finished in 30 s (a deadlock)."""
+    start = threading.Barrier(n)
+
+    def run(i: int) -> None:
+        start.wait()
+        work(i)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not any(thread.is_alive() for thread in threads)
+
+
 def test_threads_share_one_bucket_without_exceeding_it():
     """N threads waiting at once: their reserved slots obey rate and burst exactly (the
     clock stands still, so every slot is a reservation, and a lost update would show as
     two requests in one slot)."""
     clock = FakeClock()
     slots: list[float] = []
-    record = threading.Lock()
     bucket = TokenBucket(50, 5, clock=clock, sleep=lambda s: None)
-    start = threading.Barrier(8)
 
-    def worker() -> None:
-        start.wait()
+    def work(_: int) -> None:
         for _ in range(200):
-            delay = bucket.reserve()
-            with record:
-                slots.append(clock.now + delay)
+            slots.append(clock.now + bucket.reserve())  # list.append is atomic
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads as often as possible
-    try:
-        threads = [threading.Thread(target=worker) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
+    in_threads(8, work)
     assert len(slots) == 1600
     assert most_in_window(slots, 1.0) <= 5 + 50
     slots.sort()
     assert slots[-1] == pytest.approx(1000.0 + (1600 - 5) / 50)  # none lost, none doubled
+
+
+def test_threads_on_endpoints_and_their_key_keep_every_bound():
+    """Threads on two endpoint buckets and on their key's bucket at once: no deadlock,
+    each endpoint within its bound, all together within the key's."""
+    clock = FakeClock()
+    key_bucket = TokenBucket(50, 5, clock=clock, sleep=lambda s: None)
+    endpoints = [TokenBucket(10, 1, parent=key_bucket, clock=clock) for _ in range(2)]
+    slots: dict[int, list[float]] = {i: [] for i in range(3)}
+
+    def work(i: int) -> None:
+        bucket = endpoints[i % 3] if i % 3 < 2 else key_bucket
+        for _ in range(150):
+            slots[i % 3].append(clock.now + bucket.reserve())
+
+    in_threads(9, work)
+    assert sum(map(len, slots.values())) == 1350
+    assert most_in_window(slots[0], 1.0) <= 11 and most_in_window(slots[1], 1.0) <= 11
+    assert most_in_window([t for ts in slots.values() for t in ts], 1.0) <= 55
 
 
 # --------------------------------------------------------------------------- windows
@@ -299,6 +326,50 @@ def test_settings_come_from_dlt_providers(monkeypatch):
     monkeypatch.setenv("SOURCES__RECURLY__RATE_HEADROOM", "0.2")
     bucket = shared_bucket("recurly", "key")
     assert bucket.rate * 300 + bucket.burst == pytest.approx(2000 * 0.8)
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+def test_stripe_live_endpoint_bucket_under_the_keys(clock):
+    key_bucket = shared_bucket("stripe", LIVE_KEY, settings={})
+    invoices = shared_bucket("stripe", LIVE_KEY, endpoint="GET /v1/invoices", settings={})
+    assert invoices is not key_bucket and invoices.parent is key_bucket
+    assert invoices.rate + invoices.burst == pytest.approx(25)  # no headroom: other endpoints
+    assert shared_bucket("stripe", LIVE_KEY, endpoint="GET /v1/invoices", settings={}) is invoices
+    other = shared_bucket("stripe", LIVE_KEY, endpoint="GET /v1/customers", settings={})
+    assert other is not invoices and other.parent is key_bucket
+
+
+@pytest.mark.parametrize(
+    ("key", "options"),
+    [("sk_test_1", {}), (LIVE_KEY, {"per_second": 50}), ("k", {})],
+)
+def test_no_endpoint_bucket_where_the_keys_pace_binds_or_was_given(key, options):
+    system = "recurly" if key == "k" else "stripe"
+    key_bucket = shared_bucket(system, key, settings={}, **options)
+    assert shared_bucket(system, key, endpoint="GET /x", settings={}, **options) is key_bucket
+
+
+def test_endpoints_and_the_key_each_keep_their_bound(clock):
+    """Three endpoints at full speed and direct use of the key's bucket, interleaved: each
+    endpoint stays within 25 a second and all of them together within the key's 90."""
+    key_bucket = TokenBucket(88.2, 1.8, clock=clock, sleep=clock.sleep)
+    endpoints = [
+        TokenBucket(24, 1, parent=key_bucket, clock=clock, sleep=clock.sleep) for _ in range(3)
+    ]
+    sent: dict[int, list[float]] = {i: [] for i in range(4)}
+    pending = {i: clock.now for i in range(4)}  # each caller's next free moment
+    for _ in range(2000):  # the caller free first goes next (a closed-loop client each)
+        i = min(pending, key=pending.get)
+        clock.now = max(clock.now, pending[i])
+        bucket = endpoints[i] if i < 3 else key_bucket
+        clock.now += bucket.reserve()
+        sent[i].append(clock.now)
+        pending[i] = clock.now
+    assert all(most_in_window(sent[i], 1.0) <= 25 for i in range(3))
+    assert most_in_window([t for ts in sent.values() for t in ts], 1.0) <= 90
+    assert most_in_window(sent[3], 1.0) >= 10  # the key's own users are not starved
 
 
 # --------------------------------------------------------------------------- write-backs
