@@ -8,13 +8,21 @@ catalog's resources load nothing. Records are loaded as the API sends them (amou
 minor units, timestamps in epoch seconds), nested objects flattened to `a__b` columns and
 lists (subscription_items, addons, coupons, tiers, line_items, ...) kept as JSON text.
 
-Incremental and loss-free: the first run lists everything, with no `updated_at` filter,
-because Chargebee keeps old records without `updated_at` and a filter would skip them.
-Later runs list `updated_at[after]` the resource's cursor minus one second, in ascending
-`updated_at` (coupons: created_at, the only order Chargebee offers for them) with
-`include_deleted=true` where the endpoint takes it. The cursors live in dlt resource
-state, which dlt commits with the load package: a run that fails loads nothing and moves
-no cursor, and the next run lists the same window again. See `helpers.next_cursor`.
+A first run lists customers, subscriptions and invoices whole by windows of their
+creation time (`created_at`, the invoice `date`), several windows at once
+(`dlt_sources.slices`): the pace of the site's key, not the round trip, sets the speed.
+Its progress is in the resource's dlt state, so a run stopped at a checkpoint
+(`checkpoint_seconds`) or killed resumes without listing finished windows again; the
+incremental cursor is taken before the listing starts and stored when it ends. The other
+resources, small, are listed whole in one sequence.
+
+Incremental and loss-free: later runs list `updated_at[after]` the resource's cursor minus
+one second, in ascending `updated_at` (coupons: created_at, the only order Chargebee offers
+for them) with `include_deleted=true` where the endpoint takes it. The first run never
+filters on `updated_at`, because Chargebee keeps old records without `updated_at` and a
+filter would skip them. The cursors live in dlt resource state, which dlt commits with
+the load package: a run that fails loads nothing and moves no cursor, and the next run
+lists the same window again. See `helpers.next_cursor`.
 """
 
 from __future__ import annotations
@@ -26,10 +34,20 @@ import dlt
 import pyarrow as pa
 from dlt.extract.resource import DltResource
 
-from billing_clients.retries import RateLimiter, RetryPolicy
+from billing_clients.chargebee import ChargebeeHttp
+from billing_clients.pacing import shared_bucket
+from billing_clients.retries import RetryPolicy
 from billing_clients.sdk import chargebee_client
-from dlt_sources.chargebee.helpers import ENDPOINTS, ChargebeeLister, Seen, next_cursor
+from dlt_sources.chargebee.helpers import (
+    CLOCK_MARGIN_SECONDS,
+    ENDPOINTS,
+    ChargebeeLister,
+    Seen,
+    default_workers,
+    next_cursor,
+)
 from dlt_sources.common import Progress, sync_row, to_arrow
+from dlt_sources.slices import STATE_KEY, sliced_listing
 
 log = logging.getLogger("retention.extract.chargebee")
 
@@ -40,13 +58,23 @@ COLUMNS = {
 }
 
 
-def changed_records(lister: ChargebeeLister, name: str) -> Iterator[pa.Table]:
+# Where a full listing keeps the cursor it will store once its windows are all listed.
+PENDING_CURSOR = "slices_cursor"
+
+
+def changed_records(
+    lister: ChargebeeLister, name: str, checkpoint_seconds: float | None = None
+) -> Iterator[pa.Table]:
     """The records of endpoint `name` changed since this resource's cursor, one Arrow
-    table per page; the cursor moves only once the listing is complete."""
+    table per page; a first run of a sliced endpoint lists it by windows instead. The
+    cursor moves only once the listing is complete."""
     if not lister.serves(name):
         log.info("chargebee %s: not on this site's Product Catalog %s", name, lister.catalog())
         return
     state = dlt.current.resource_state(name)  # by name: parallel resources run in threads
+    if state.get("cursor") is None and ENDPOINTS[name].created is not None:
+        yield from full_listing(lister, name, state, checkpoint_seconds)
+        return
     since = state.get("cursor")
     log.info("chargebee %s: listing %s", name, "all" if since is None else f"since {since}")
     progress = Progress(f"chargebee {name}")
@@ -60,6 +88,32 @@ def changed_records(lister: ChargebeeLister, name: str) -> Iterator[pa.Table]:
     state["cursor"] = next_cursor(ENDPOINTS[name], since, seen)
 
 
+def full_listing(
+    lister: ChargebeeLister, name: str, state: dict, checkpoint_seconds: float | None
+) -> Iterator[pa.Table]:
+    """Every record of `name` by windows of its creation time, resumed from the state's
+    pending windows if a run left some. Before a new listing the server's clock is read:
+    less CLOCK_MARGIN_SECONDS it is the cursor the resource keeps when the listing ends,
+    so the next incremental run lists everything created or changed meanwhile (a record
+    changed during the listing may move to a window already listed)."""
+    span: tuple[int, int] | None = None
+    if not state.get(STATE_KEY):
+        span, now = lister.span(name)
+        state[PENDING_CURSOR] = None if now is None else now - CLOCK_MARGIN_SECONDS
+        log.info("chargebee %s: full listing of created %s", name, span or "nothing")
+    pages = sliced_listing(
+        lister.windows(name),
+        state,
+        span or (0, 0),
+        workers=lister.workers,
+        checkpoint_seconds=checkpoint_seconds,
+    )
+    for seq, records in enumerate(pages, start=1):
+        yield to_arrow(records, extra={"_page_seq": seq})
+    if not state.get(STATE_KEY):
+        state["cursor"] = state.pop(PENDING_CURSOR, None)
+
+
 # parallelized: the resources page concurrently in dlt's extract threads; the lister caps
 # the requests in flight and their pace across all of them.
 _MERGED = {
@@ -71,15 +125,19 @@ _MERGED = {
 
 
 @dlt.resource(name="customers", **_MERGED)
-def customers(lister: ChargebeeLister) -> Iterator[pa.Table]:
+def customers(
+    lister: ChargebeeLister, checkpoint_seconds: float | None = None
+) -> Iterator[pa.Table]:
     """Customers, deleted ones included (`deleted` true)."""
-    yield from changed_records(lister, "customers")
+    yield from changed_records(lister, "customers", checkpoint_seconds)
 
 
 @dlt.resource(name="subscriptions", **_MERGED)
-def subscriptions(lister: ChargebeeLister) -> Iterator[pa.Table]:
+def subscriptions(
+    lister: ChargebeeLister, checkpoint_seconds: float | None = None
+) -> Iterator[pa.Table]:
     """Subscriptions with their status as of the listing; items and coupons as JSON."""
-    yield from changed_records(lister, "subscriptions")
+    yield from changed_records(lister, "subscriptions", checkpoint_seconds)
 
 
 @dlt.resource(name="items", **_MERGED)
@@ -113,9 +171,11 @@ def coupons(lister: ChargebeeLister) -> Iterator[pa.Table]:
 
 
 @dlt.resource(name="invoices", **_MERGED)
-def invoices(lister: ChargebeeLister) -> Iterator[pa.Table]:
+def invoices(
+    lister: ChargebeeLister, checkpoint_seconds: float | None = None
+) -> Iterator[pa.Table]:
     """Invoices, deleted ones included; line items as JSON."""
-    yield from changed_records(lister, "invoices")
+    yield from changed_records(lister, "invoices", checkpoint_seconds)
 
 
 @dlt.resource(name="syncs", write_disposition="append")
@@ -131,10 +191,11 @@ def chargebee_source(
     site: str | None = None,
     base_url: str | None = None,
     page_size: int = 100,
-    max_workers: int = 2,
-    requests_per_second: float | None = 2.5,
+    max_workers: int | None = None,
+    requests_per_second: float | str | None = "auto",
     retry_policy: RetryPolicy | None = None,
     product_catalog: str = "auto",
+    checkpoint_seconds: float | None = None,
 ) -> list[DltResource]:
     """Chargebee customers, subscriptions, catalog (items and item prices, or plans and
     add-ons), coupons, invoices.
@@ -145,35 +206,44 @@ def chargebee_source(
             unless `base_url` is given.
         base_url: another API address (the sandbox); None = the site on chargebee.com.
         page_size: records per list page, 1..100 (Chargebee's maximum).
-        max_workers: requests in flight at once across the resources, which page
-            concurrently (Chargebee allows 50 concurrent GETs on its smallest plan).
-        requests_per_second: client-side pace of all requests together. 2.5/s is 150 a
-            minute, the lowest published limit (test sites and the Starter plan); raise it
-            to your plan's (Performance 1,000/min, Enterprise 3,500/min). None/0 = none.
+        max_workers: requests in flight at once across the resources and the windows of
+            their full listings (Chargebee allows 50 concurrent GETs on its smallest
+            plan); None = enough to keep the pace through Chargebee's latency
+            (`helpers.default_workers`).
+        requests_per_second: the pace of every request with this key in the process
+            (`billing_clients.pacing.shared_bucket`): "auto" = the setting
+            `SOURCES__CHARGEBEE__REQUESTS_PER_SECOND`, else the site plan's published
+            limit (`SOURCES__CHARGEBEE__PLAN`) less the headroom kept for the cancel
+            page's writes; a number = that pace; None/0 = none.
         retry_policy: attempts and backoff for 429s (honouring Retry-After), 5xx and
             dropped connections; the SDK's own retries stay off.
         product_catalog: the site's Product Catalog, `v1`, `v2`, or `auto`
             (`SOURCES__CHARGEBEE__PRODUCT_CATALOG`; default: ask `GET /configurations`).
+        checkpoint_seconds: a first run's full listing stops starting requests after this
+            long, and the run loads what it has, keeping the windows still to list in the
+            state for the next run (`SOURCES__CHECKPOINT_SECONDS`); None = list to the end.
     """
     if not base_url and not site:
         raise ValueError("chargebee: give `site` (SOURCES__CHARGEBEE__SITE) or a `base_url`")
     client = chargebee_client(api_key, site=site or "local", base_url=base_url)
+    bucket = shared_bucket("chargebee", api_key, requests_per_second)
+    workers = max_workers or default_workers(bucket)
     lister = ChargebeeLister(
-        client,
-        RateLimiter(requests_per_second),
+        ChargebeeHttp(client, max_connections=workers),
+        bucket,
         page_size=page_size,
-        max_workers=max_workers,
+        max_workers=workers,
         policy=retry_policy,
         product_catalog=product_catalog,
     )
     return [
-        customers(lister),
-        subscriptions(lister),
+        customers(lister, checkpoint_seconds),
+        subscriptions(lister, checkpoint_seconds),
         items(lister),
         item_prices(lister),
         plans(lister),
         addons(lister),
         coupons(lister),
-        invoices(lister),
+        invoices(lister, checkpoint_seconds),
         syncs(lister),
     ]

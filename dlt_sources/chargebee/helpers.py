@@ -1,34 +1,56 @@
-"""Chargebee API v2 calls for the dlt source: list pages through the official SDK,
-retries, pacing and the cursor arithmetic of an incremental listing.
+"""Chargebee API v2 calls for the dlt source: list pages through the SDK's requests on one
+persistent HTTP client (`billing_clients.chargebee.ChargebeeHttp`), retries, pacing, the
+windows of a sliced full listing and the cursor arithmetic of an incremental listing.
 
 Chargebee's list endpoints page with an opaque `next_offset` (a keyset: the sort value and
 id of the last record), so a listing in ascending `updated_at` is stable while records
 change: a record written during the listing moves behind the cursor and is listed again
-later in the same run. The SDK builds a model object per entry (about 70 ms a page); its
-`raw_data` is the record's JSON as received, which is all this source keeps.
+later in the same run. Pages are kept as the JSON Chargebee sent (what the SDK's models
+hold as `raw_data`), without building the SDK's model objects (~35 ms a page).
 """
 
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from chargebee import Chargebee
+import httpx
 
-from billing_clients.chargebee import CATALOG_SETTINGS, CATALOGS, CLASSIFIER
-from billing_clients.retries import (
-    RateLimiter,
-    RetryPolicy,
-    http_date,
-    with_retries,
-)
+from billing_clients.chargebee import CATALOG_SETTINGS, CATALOGS, CLASSIFIER, ChargebeeHttp
+from billing_clients.retries import RetryPolicy, http_date, with_retries
+from dlt_sources import slices
 
 # A cursor taken from the server's `Date` header is moved back this far, so neither a
 # write in the same second nor a little skew between Chargebee's hosts is lost.
 CLOCK_MARGIN_SECONDS = 60
+
+
+# Requests in flight a paced source keeps per request a second allowed: a round trip to
+# Chargebee takes about 200-600 ms, so at this many seconds a worker each the pace, not
+# the latency, sets the speed.
+LATENCY_SECONDS = 0.6
+UNPACED_WORKERS = 4  # no pacing (the local sandbox): enough to keep the client busy
+MAX_WORKERS = 50  # Chargebee's concurrent GETs on its smallest plan
+
+
+class Bucket(Protocol):
+    """The pacing the lister waits on (`billing_clients.pacing`'s token bucket)."""
+
+    rate: float
+
+    def wait(self) -> None: ...
+
+
+def default_workers(bucket: Bucket) -> int:
+    """Requests in flight that keep `bucket`'s pace with Chargebee's latency: the rate
+    times LATENCY_SECONDS, plus one (1..MAX_WORKERS); UNPACED_WORKERS without pacing."""
+    if not bucket.rate:
+        return UNPACED_WORKERS
+    return min(MAX_WORKERS, math.ceil(bucket.rate * LATENCY_SECONDS) + 1)
 
 
 # --------------------------------------------------------------------------- endpoints
@@ -36,32 +58,35 @@ CLOCK_MARGIN_SECONDS = 60
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One list endpoint: the SDK resource (`client.<model>.list`), the key of the record in
-    each list entry, the order it can be listed in, whether it takes `include_deleted`
-    (customers, subscriptions, invoices and the 1.0 plans and add-ons do: without it a
-    deleted record is never listed again, so an incremental run would not see the
-    deletion; 2.0 items, item prices and coupons have no such parameter and list a
-    deleted one with its `status`), and the one Product
-    Catalog that serves it (None: both). The other catalog answers 400
-    `configuration_incompatible`, so such an endpoint is not listed there at all."""
+    """One list endpoint (`/api/v2/<name>`): the key of the record in each list entry, the
+    order it can be listed in, whether it takes `include_deleted` (customers,
+    subscriptions, invoices and the 1.0 plans and add-ons do: without it a deleted record
+    is never listed again, so an incremental run would not see the deletion; 2.0 items,
+    item prices and coupons have no such parameter and list a deleted one with its
+    `status`), the one Product Catalog that serves it (None: both; the other catalog
+    answers 400 `configuration_incompatible`, so such an endpoint is not listed there at
+    all), and the creation time its full listing is sliced on (None: listed whole, as the
+    catalog and coupons are small). That field must be sortable and filterable:
+    `created_at` for customers and subscriptions, the invoice `date` for invoices (their
+    only sortable times besides `updated_at`, which old records lack)."""
 
-    model: str
     entry: str
     sort_by: str = "updated_at"
     include_deleted: bool = False
     catalog: str | None = None
+    created: str | None = None
 
 
 ENDPOINTS: dict[str, Endpoint] = {
-    "customers": Endpoint("Customer", "customer", include_deleted=True),
-    "subscriptions": Endpoint("Subscription", "subscription", include_deleted=True),
-    "items": Endpoint("Item", "item", catalog="v2"),
-    "item_prices": Endpoint("ItemPrice", "item_price", catalog="v2"),
-    "plans": Endpoint("Plan", "plan", include_deleted=True, catalog="v1"),
-    "addons": Endpoint("Addon", "addon", include_deleted=True, catalog="v1"),
+    "customers": Endpoint("customer", include_deleted=True, created="created_at"),
+    "subscriptions": Endpoint("subscription", include_deleted=True, created="created_at"),
+    "items": Endpoint("item", catalog="v2"),
+    "item_prices": Endpoint("item_price", catalog="v2"),
+    "plans": Endpoint("plan", include_deleted=True, catalog="v1"),
+    "addons": Endpoint("addon", include_deleted=True, catalog="v1"),
     # Chargebee sorts coupons by created_at only; see `next_cursor`.
-    "coupons": Endpoint("Coupon", "coupon", sort_by="created_at"),
-    "invoices": Endpoint("Invoice", "invoice", include_deleted=True),
+    "coupons": Endpoint("coupon", sort_by="created_at"),
+    "invoices": Endpoint("invoice", include_deleted=True, created="date"),
 }
 
 
@@ -69,13 +94,33 @@ def list_params(endpoint: Endpoint, page_size: int, since: int | None) -> dict[s
     """Parameters of the first page. `updated_at[after]` is strict and in whole seconds, so
     `since - 1` lists everything updated at or after `since`: records written in the
     cursor's own second are listed again (the merge dedups them) instead of lost. Without
-    a cursor (the first run) there is no updated_at filter at all, because Chargebee keeps
-    old records without `updated_at` and any such filter would skip them."""
+    a cursor there is no updated_at filter at all, because Chargebee keeps old records
+    without `updated_at` and any such filter would skip them."""
     params: dict[str, Any] = {"limit": page_size, "sort_by": {"asc": endpoint.sort_by}}
     if endpoint.include_deleted:
         params["include_deleted"] = True
     if since is not None:
         params["updated_at"] = {"after": since - 1}
+    return params
+
+
+def window_params(endpoint: Endpoint, page_size: int, window: slices.Window) -> dict[str, Any]:
+    """One page of a window [lo, hi) of a full listing, oldest first by the creation field.
+    Chargebee's timestamp filters are `after`, `before`, `on` and `between` (the SDK's
+    `TimestampFilter`); `after` and `before` are strict, so `after lo - 1` and
+    `before hi` are exactly [lo, hi) in whole seconds. `between`'s bounds are not
+    documented as inclusive or not, so it is not used. A window continued by its cursor
+    keeps the same filters with the `next_offset` of the page before (a keyset: the
+    last record's sort value and id)."""
+    params: dict[str, Any] = {
+        "limit": page_size,
+        "sort_by": {"asc": endpoint.created},
+        endpoint.created: {"after": window.lo - 1, "before": window.hi},
+    }
+    if endpoint.include_deleted:
+        params["include_deleted"] = True
+    if window.cursor:
+        params["offset"] = window.cursor
     return params
 
 
@@ -133,18 +178,17 @@ def server_time(headers: Any) -> int | None:
 
 
 class ChargebeeLister:
-    """Pages of one Chargebee site, shared by the source's resources (threads): requests
-    are paced by `limiter`, at most `max_workers` in flight, each retried by `policy`.
-
-    The SDK client is shared: each request opens its own httpx client, and the
-    environment it reads (key, endpoint) does not change."""
+    """Pages of one Chargebee site, shared by the source's resources (threads) and the
+    workers of their sliced listings: every request waits on `bucket` (the pace of the
+    site's key), at most `max_workers` are in flight, each is retried by `policy`, all
+    over `http`'s one client."""
 
     def __init__(
         self,
-        client: Chargebee,
-        limiter: RateLimiter,
+        http: ChargebeeHttp,
+        bucket: Bucket,
         page_size: int = 100,
-        max_workers: int = 2,
+        max_workers: int | None = None,
         policy: RetryPolicy | None = None,
         product_catalog: str = "auto",
     ):
@@ -155,10 +199,23 @@ class ChargebeeLister:
                 f"product_catalog must be one of {', '.join(CATALOG_SETTINGS)}, "
                 f"not {product_catalog!r}"
             )
-        self.client, self.limiter, self.page_size, self.policy = client, limiter, page_size, policy
-        self._in_flight = threading.BoundedSemaphore(max(1, max_workers))
+        if max_workers is not None and max_workers < 1:
+            raise ValueError(f"max_workers must be 1 or more, not {max_workers}")
+        self.http, self.bucket, self.page_size, self.policy = http, bucket, page_size, policy
+        self.workers = max_workers or default_workers(bucket)
+        self._in_flight = threading.BoundedSemaphore(self.workers)
         self._catalog = None if product_catalog == "auto" else product_catalog
         self._catalog_lock = threading.Lock()
+
+    def get(self, what: str, path: str, params: dict[str, Any]) -> tuple[dict, httpx.Headers]:
+        """One GET, paced, capped and retried; `what` names it in logs and errors."""
+
+        def call() -> tuple[dict, httpx.Headers]:
+            self.bucket.wait()
+            with self._in_flight:
+                return self.http.get(path, params)
+
+        return with_retries(call, CLASSIFIER, what, self.policy)
 
     def catalog(self) -> str:
         """The site's Product Catalog, "v1" or "v2": the setting, or else what
@@ -167,13 +224,8 @@ class ChargebeeLister:
         created since May 2021."""
         with self._catalog_lock:
             if self._catalog is None:
-                response = with_retries(
-                    self._paced(lambda: self.client.Configuration.list()),
-                    CLASSIFIER,
-                    "chargebee configuration",
-                    self.policy,
-                )
-                versions = [c.product_catalog_version for c in response.configurations]
+                body, _ = self.get("chargebee configuration", "/configurations", {})
+                versions = [c.get("product_catalog_version") for c in body["configurations"]]
                 self._catalog = next((v for v in versions if v in CATALOGS), "v2")
             return self._catalog
 
@@ -183,40 +235,69 @@ class ChargebeeLister:
         return wanted is None or wanted == self.catalog()
 
     def pages(self, name: str, since: int | None) -> Iterator[Page]:
-        """Every page of endpoint `name` changed since `since` (all of it if None)."""
+        """Every page of endpoint `name` changed since `since` (all of it if None), one
+        request at a time."""
         endpoint = ENDPOINTS[name]
         params = list_params(endpoint, self.page_size, since)
-        listing = getattr(self.client, endpoint.model).list
         offset = None
         while True:
             page_params = {**params, "offset": offset} if offset else params
-            response = with_retries(
-                self._paced(lambda p=page_params: listing(p)),
-                CLASSIFIER,
-                f"chargebee {name}",
-                self.policy,
-            )
-            records = [getattr(entry, endpoint.entry).raw_data for entry in response.list]
-            yield Page(records, server_time(response.headers))
-            offset = response.next_offset
+            body, headers = self.get(f"chargebee {name}", f"/{name}", page_params)
+            records = [entry[endpoint.entry] for entry in body["list"]]
+            yield Page(records, server_time(headers))
+            offset = body.get("next_offset")
             if not offset:
                 return
 
+    def span(self, name: str) -> tuple[tuple[int, int] | None, int | None]:
+        """What a sliced full listing of `name` covers, and the server's time now: the
+        seconds from its oldest record's creation to its newest one's (inclusive), by one
+        one-record page in each order (None when it has no records). The span's start
+        matters: the listing's split estimates density from it. Records created after
+        the newest one are left to the next incremental run, whose cursor is taken here."""
+        endpoint = ENDPOINTS[name]
+        field = endpoint.created
+        ends = []
+        started = None
+        for order in ("asc", "desc"):
+            params: dict[str, Any] = {"limit": 1, "sort_by": {order: field}}
+            if endpoint.include_deleted:
+                params["include_deleted"] = True
+            body, headers = self.get(f"chargebee {name} span", f"/{name}", params)
+            started = started if started is not None else server_time(headers)
+            ends += [entry[endpoint.entry][field] for entry in body["list"]]
+        return ((ends[0], ends[-1] + 1) if ends else None), started
+
+    def windows(self, name: str) -> CreatedWindows:
+        """The window lister of `name`'s sliced full listing."""
+        return CreatedWindows(self, name)
+
     def server_time(self) -> datetime | None:
         """Chargebee's clock now: the `Date` of a one-customer listing (limit=1)."""
-        listing = self.client.Customer.list
-        response = with_retries(
-            self._paced(lambda: listing({"limit": 1})), CLASSIFIER, "chargebee clock", self.policy
-        )
-        at = server_time(response.headers)
+        _, headers = self.get("chargebee clock", "/customers", {"limit": 1})
+        at = server_time(headers)
         return datetime.fromtimestamp(at, UTC) if at is not None else None
 
-    def _paced(self, call: Callable[[], Any]) -> Callable[[], Any]:
-        """`call` behind the rate limiter and the in-flight cap, once per attempt."""
 
-        def paced() -> Any:
-            self.limiter.wait()
-            with self._in_flight:
-                return call()
+class CreatedWindows:
+    """One endpoint listed by windows of its creation time ([lo, hi), oldest first, the
+    cursor Chargebee's `next_offset`): `dlt_sources.slices`' WindowLister."""
 
-        return paced
+    descending = False
+
+    def __init__(self, lister: ChargebeeLister, name: str):
+        endpoint = ENDPOINTS[name]
+        if endpoint.created is None:
+            raise ValueError(f"chargebee {name} has no creation field to slice on")
+        self.lister, self.endpoint, self.path = lister, endpoint, f"/{name}"
+        self.name = f"chargebee {name}"
+        self.field: str = endpoint.created
+
+    def page(self, window: slices.Window) -> slices.Page:
+        params = window_params(self.endpoint, self.lister.page_size, window)
+        body, _ = self.lister.get(self.name, self.path, params)
+        records = [entry[self.endpoint.entry] for entry in body["list"]]
+        return slices.Page(records, body.get("next_offset"))
+
+    def stamp(self, record: dict) -> int:
+        return record[self.field]

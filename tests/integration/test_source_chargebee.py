@@ -1,6 +1,6 @@
 """The Chargebee dlt source against the sandbox, into DuckDB: complete and exact on the
-first run (legacy records without updated_at included), incremental by updated_at on
-later runs, unchanged by 429s, 5xx and dropped connections, resumable after a killed run,
+first run (legacy records without updated_at included; customers, subscriptions and
+invoices listed by windows of their creation), incremental by updated_at on later runs, unchanged by 429s, 5xx and dropped connections, resumable after a killed run,
 and never writing or logging the API key."""
 
 from __future__ import annotations
@@ -275,30 +275,36 @@ def test_second_run_lists_only_the_updated_at_window(doc, serve_scenario, tmp_pa
     assert all(now[i] == subs[i] for i in unchanged)
 
 
-def test_write_while_paging_is_loaded_by_this_run_and_the_next(
-    doc, clean, serve_scenario, tmp_path
+def test_write_while_paging_an_incremental_listing_is_loaded_by_this_run_and_the_next(
+    doc, serve_scenario, tmp_path
 ):
-    """A subscription cancelled between two pages, after the listing passed it, moves to
-    the end of the updated_at order: this run lists it again (the merge keeps the later
-    copy), and the next run's window, from the cursor's own second, has it too."""
+    """An incremental listing pages in updated_at order: a subscription cancelled between
+    two pages, after the listing passed it, moves to the end of that order, so this run
+    lists it again (the merge keeps the later copy), and the next run's window, from the
+    cursor's own second, has it too. The cursor is set back to the start of time after
+    the first run, so the incremental listing has many pages."""
     sandbox = serve_scenario(doc, systems=(CB,))
-    snap, _, _ = clean
-    subs = rows(snap, "subscriptions")
-    first_page = sorted(subs, key=lambda i: (subs[i].get("updated_at") or 0, i))[:10]
-    target = next(i for i in first_page if subs[i]["status"] == "active")
+    pipeline = make_pipeline(tmp_path)
+    load(pipeline, sandbox, ("subscriptions",))
+    with pipeline.managed_state() as state:
+        state["sources"][CB]["resources"]["subscriptions"]["cursor"] = 1
+    subs = rows(snapshot(pipeline, ("subscriptions",)), "subscriptions")
+    dated = {i: r for i, r in subs.items() if r.get("updated_at") is not None}
+    first_page = sorted(dated, key=lambda i: (dated[i]["updated_at"], i))[:10]
+    target = next(i for i in first_page if dated[i]["status"] == "active")
     cb = chargebee_client(sandbox.api_key, base_url=sandbox.urls[CB])
+    sandbox.emulator(CB).request_log.clear()
     _before_list_request(
         sandbox, "subscriptions", 3, lambda: cb.Subscription.cancel_for_items(target)
     )
 
-    pipeline = make_pipeline(tmp_path)
     load(pipeline, sandbox, ("subscriptions",), page_size=10)
 
     assert len(list_requests(sandbox)) > 3  # the write landed between pages
     loaded = rows(snapshot(pipeline, ("subscriptions",)), "subscriptions")
     assert len(loaded) == len(subs)
     assert loaded[target]["status"] == "cancelled"
-    assert run_counts(pipeline)["subscriptions"] == len(subs) + 1  # listed twice, merged once
+    assert run_counts(pipeline)["subscriptions"] == len(dated) + 1  # twice, merged once
     assert cursors(pipeline) == {"subscriptions": epoch(AS_OF)}
 
     load(pipeline, sandbox, ("subscriptions",), page_size=10)

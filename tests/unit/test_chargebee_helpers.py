@@ -1,117 +1,211 @@
-"""The Chargebee source's helpers, in milliseconds and without a network: paging by
-`next_offset`, the first page's parameters, the cursor, the catalog, retries. The answers
-are the SDK's own response objects, parsed from JSON by the SDK's `Response` as after a
-real request; only the client's `list` methods are stand-ins."""
+"""The Chargebee source's helpers, in milliseconds: paging by `next_offset`, the first
+page's parameters, the windows of a full listing, the cursor, the catalog, retries, and
+`ChargebeeHttp` (the SDK's requests over one persistent client). The answers come through
+httpx's `MockTransport` (no network) as Chargebee sends them, JSON and headers, so the
+request encoding, auth and error classes under test are the real ones; one test counts
+TCP connections at a local HTTP server."""
 
 from __future__ import annotations
 
+import base64
+import json
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
-from chargebee import APIError
-from chargebee.models.configuration.responses import ListResponse as ConfigurationList
-from chargebee.models.coupon.responses import ListResponse as CouponList
-from chargebee.models.customer.responses import ListResponse as CustomerList
-from chargebee.responses import Response
+from chargebee import APIError, InvalidRequestError
 
-from billing_clients.retries import RateLimiter, RetryPolicy
+from billing_clients.chargebee import CLASSIFIER, ChargebeeHttp
+from billing_clients.pacing import RateLimiter
+from billing_clients.retries import RetryPolicy
+from billing_clients.sdk import chargebee_client
 from dlt_sources.chargebee.helpers import (
     CLOCK_MARGIN_SECONDS,
     ENDPOINTS,
+    MAX_WORKERS,
+    UNPACED_WORKERS,
     ChargebeeLister,
     Page,
     Seen,
+    default_workers,
     list_params,
     next_cursor,
 )
+from dlt_sources.slices import Window
 
+KEY = "test_cb_key"
+BASE = "http://cb.test"
 NOON = "Sat, 05 Dec 2026 12:00:00 GMT"
 NOON_EPOCH = int(datetime(2026, 12, 5, 12, tzinfo=UTC).timestamp())
 
-
-def answer(kind: type, body: dict, date: str | None = NOON) -> Any:
-    """An SDK response object, as the SDK builds it from a JSON body and headers."""
-    headers = httpx.Headers({"date": date} if date else {})
-    return Response(kind, body, headers, 200).parse()
+Reply = httpx.Response | Callable[[httpx.Request], httpx.Response]
 
 
-def customers_page(ids: list[str], next_offset: str | None = None, **extra) -> CustomerList:
-    records = [{"customer": {"id": i, "updated_at": 100 + n, **extra}} for n, i in enumerate(ids)]
-    body = {"list": records, **({"next_offset": next_offset} if next_offset else {})}
-    return answer(CustomerList, body)
+def ok(body: dict, date: str | None = NOON) -> httpx.Response:
+    return httpx.Response(200, json=body, headers={"date": date} if date else {})
 
 
-class Resource:
-    """`client.<Model>`: its `list(params)` answers the scripted answers in turn (an
-    exception is raised) and records the parameters of every call."""
-
-    def __init__(self, *answers: Any):
-        self.answers = list(answers)
-        self.params: list[dict] = []
-
-    def list(self, params: dict | None = None) -> Any:
-        self.params.append(params)
-        reply = self.answers.pop(0)
-        if isinstance(reply, BaseException):
-            raise reply
-        return reply
+def error(status: int, code: str, headers: dict | None = None, **extra) -> httpx.Response:
+    """An error answer in Chargebee's JSON (the SDK raises by `type`)."""
+    body = {"message": code, "api_error_code": code, "http_status_code": status, **extra}
+    return httpx.Response(status, json=body, headers=headers or {})
 
 
-class FakeChargebee:
-    """The few `Chargebee` client attributes the lister uses."""
+class Api:
+    """A scripted Chargebee: answers in turn, and every request's path and query."""
 
-    def __init__(self, **resources: Resource):
-        self.__dict__.update(resources)
+    def __init__(self, *replies: Reply):
+        self.replies = list(replies)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        reply = self.replies.pop(0)
+        return reply(request) if callable(reply) else reply
+
+    @property
+    def queries(self) -> list[dict[str, str]]:
+        return [dict(parse_qsl(r.url.query.decode())) for r in self.requests]
+
+    @property
+    def paths(self) -> list[str]:
+        return [r.url.path for r in self.requests]
 
 
-def lister(client: FakeChargebee, **options) -> ChargebeeLister:
+def http(api: Api) -> ChargebeeHttp:
+    return ChargebeeHttp(chargebee_client(KEY, base_url=BASE), transport=httpx.MockTransport(api))
+
+
+def lister(api: Api, **options) -> ChargebeeLister:
     options.setdefault("policy", RetryPolicy(sleep=lambda s: None))
-    return ChargebeeLister(client, RateLimiter(None), **options)
+    return ChargebeeLister(http(api), RateLimiter(None), **options)
+
+
+def customers(ids: list[str], next_offset: str | None = None, **extra) -> httpx.Response:
+    records = [{"customer": {"id": i, "updated_at": 100 + n, **extra}} for n, i in enumerate(ids)]
+    return ok({"list": records, **({"next_offset": next_offset} if next_offset else {})})
+
+
+# --------------------------------------------------------------------------- http
+
+
+def test_requests_carry_the_sdk_s_encoding_auth_and_agent_to_the_site_s_api():
+    api = Api(ok({"list": []}))
+    body, headers = http(api).get(
+        "/subscriptions",
+        {"limit": 5, "sort_by": {"asc": "created_at"}, "include_deleted": True},
+    )
+    assert body == {"list": []} and headers["date"] == NOON
+    (request,) = api.requests
+    assert str(request.url).startswith(f"{BASE}/api/v2/subscriptions?")
+    assert api.queries == [{"limit": "5", "sort_by[asc]": "created_at", "include_deleted": "true"}]
+    assert (
+        request.headers["authorization"] == "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()
+    )
+    assert request.headers["user-agent"].startswith("Chargebee-Python-Client v")
+
+
+def test_error_answers_raise_the_sdk_s_errors_which_classify_as_before():
+    api = Api(
+        error(400, "configuration_incompatible", type="invalid_request"),
+        error(429, "api_request_limit_exceeded", {"Retry-After": "7"}),
+        httpx.Response(503, text="<html>503 Service Unavailable</html>"),
+    )
+    client = http(api)
+    with pytest.raises(InvalidRequestError) as bad:
+        client.get("/items")
+    assert bad.value.http_status_code == 400 and not CLASSIFIER.transient(bad.value)
+    with pytest.raises(APIError) as limited:
+        client.get("/items")
+    assert CLASSIFIER.retry_after(limited.value) == 7.0
+    with pytest.raises(Exception, match="http_status_code: 503") as gateway:
+        client.get("/items")
+    assert CLASSIFIER.transient(gateway.value)
+
+
+def test_one_connection_serves_every_request_and_thread():
+    """The SDK opens a connection per request; ChargebeeHttp keeps them: 40 requests from
+    4 threads arrive over at most 4 TCP connections (one per thread in flight)."""
+    ports: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive
+
+        def do_GET(self):
+            ports.append(self.client_address[1])
+            body = json.dumps({"list": []}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = ChargebeeHttp(
+            chargebee_client(KEY, base_url=f"http://127.0.0.1:{server.server_port}"),
+            max_connections=4,
+        )
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda _: client.get("/customers", {"limit": 1}), range(40)))
+        client.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(ports) == 40
+    assert len(set(ports)) <= 4
 
 
 # --------------------------------------------------------------------------- paging
 
 
 def test_pages_follow_next_offset_until_the_last_page_and_keep_the_json_as_sent():
-    customers = Resource(
-        customers_page(["c1", "c2"], next_offset='["101","c2"]', meta={"tier": "gold"}),
-        customers_page(["c3"]),
+    api = Api(
+        customers(["c1", "c2"], next_offset='["101","c2"]', meta={"tier": "gold"}),
+        customers(["c3"]),
     )
-    pages = list(lister(FakeChargebee(Customer=customers), page_size=2).pages("customers", None))
+    pages = list(lister(api, page_size=2).pages("customers", None))
     assert [[r["id"] for r in page.records] for page in pages] == [["c1", "c2"], ["c3"]]
     assert pages[0].records[0] == {"id": "c1", "updated_at": 100, "meta": {"tier": "gold"}}
     assert [page.server_time for page in pages] == [NOON_EPOCH, NOON_EPOCH]
-    first, second = customers.params
+    first, second = api.queries
     assert "offset" not in first
     assert second == {**first, "offset": '["101","c2"]'}  # same filters, next keyset
+    assert api.paths == ["/api/v2/customers"] * 2
 
 
 def test_an_empty_listing_is_one_empty_page():
-    customers = Resource(customers_page([]))
-    pages = list(lister(FakeChargebee(Customer=customers)).pages("customers", 500))
+    pages = list(lister(Api(customers([]))).pages("customers", 500))
     assert [page.records for page in pages] == [[]]
 
 
 def test_the_first_page_asks_for_updated_at_order_deleted_records_and_the_cursor_second():
-    customers = Resource(customers_page([]))
-    list(lister(FakeChargebee(Customer=customers), page_size=50).pages("customers", 1_000))
-    assert customers.params == [
+    api = Api(customers([]))
+    list(lister(api, page_size=50).pages("customers", 1_000))
+    assert api.queries == [
         {
-            "limit": 50,
-            "sort_by": {"asc": "updated_at"},
-            "include_deleted": True,
-            "updated_at": {"after": 999},  # strict `after`: the cursor's own second again
+            "limit": "50",
+            "sort_by[asc]": "updated_at",
+            "include_deleted": "true",
+            "updated_at[after]": "999",  # strict `after`: the cursor's own second again
         }
     ]
 
 
 def test_coupons_list_in_created_order_without_include_deleted():
-    coupons = Resource(answer(CouponList, {"list": [{"coupon": {"id": "SAVE"}}]}))
-    pages = list(lister(FakeChargebee(Coupon=coupons)).pages("coupons", None))
+    api = Api(ok({"list": [{"coupon": {"id": "SAVE"}}]}))
+    pages = list(lister(api).pages("coupons", None))
     assert pages[0].records == [{"id": "SAVE"}]
-    assert coupons.params == [{"limit": 100, "sort_by": {"asc": "created_at"}}]
+    assert api.queries == [{"limit": "100", "sort_by[asc]": "created_at"}]
 
 
 def test_a_first_run_has_no_updated_at_filter():
@@ -120,9 +214,90 @@ def test_a_first_run_has_no_updated_at_filter():
 
 
 def test_a_page_without_a_date_header_has_no_server_time():
-    customers = Resource(answer(CustomerList, {"list": []}, date=None))
-    (page,) = lister(FakeChargebee(Customer=customers)).pages("customers", None)
+    (page,) = lister(Api(ok({"list": []}, date=None))).pages("customers", None)
     assert page.server_time is None
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def test_a_window_is_exactly_its_seconds_oldest_first_by_the_creation_field():
+    api = Api(
+        ok(
+            {
+                "list": [{"subscription": {"id": "s1", "created_at": 10}, "customer": {}}],
+                "next_offset": '["10000000","s1"]',
+            }
+        ),
+        ok({"list": [{"invoice": {"id": "i1", "date": 12}}]}),
+    )
+    chargebee = lister(api, page_size=20)
+    subs = chargebee.windows("subscriptions")
+    page = subs.page(Window(10, 20, cursor='["9000000","s0"]'))
+    assert [r["id"] for r in page.records] == ["s1"]
+    assert page.cursor == '["10000000","s1"]'
+    assert subs.stamp(page.records[0]) == 10 and not subs.descending
+    invoices = chargebee.windows("invoices")
+    (invoice,) = invoices.page(Window(12, 13)).records
+    assert invoices.stamp(invoice) == 12
+    assert api.queries == [
+        {
+            "limit": "20",
+            "sort_by[asc]": "created_at",
+            "created_at[after]": "9",  # strict: lo's own second is in
+            "created_at[before]": "20",  # strict: hi is out
+            "include_deleted": "true",
+            "offset": '["9000000","s0"]',
+        },
+        {
+            "limit": "20",
+            "sort_by[asc]": "date",
+            "date[after]": "11",
+            "date[before]": "13",
+            "include_deleted": "true",
+        },
+    ]
+    assert api.paths == ["/api/v2/subscriptions", "/api/v2/invoices"]
+
+
+def test_only_customers_subscriptions_and_invoices_are_sliced():
+    assert {n for n, e in ENDPOINTS.items() if e.created} == {
+        "customers",
+        "subscriptions",
+        "invoices",
+    }
+    with pytest.raises(ValueError, match="chargebee coupons has no creation field"):
+        lister(Api()).windows("coupons")
+
+
+def test_the_span_runs_from_the_oldest_to_the_newest_creation_by_the_server_s_clock():
+    api = Api(
+        ok({"list": [{"invoice": {"id": "i1", "date": 1_000}}]}),
+        ok(
+            {"list": [{"invoice": {"id": "i9", "date": 9_000}}]},
+            date="Sat, 05 Dec 2026 12:00:05 GMT",
+        ),
+    )
+    span, now = lister(api).span("invoices")
+    assert span == (1_000, 9_001)
+    assert now == NOON_EPOCH  # the first answer's clock
+    assert api.queries == [
+        {"limit": "1", "sort_by[asc]": "date", "include_deleted": "true"},
+        {"limit": "1", "sort_by[desc]": "date", "include_deleted": "true"},
+    ]
+
+
+def test_an_empty_resource_has_no_span():
+    span, now = lister(Api(customers([]), customers([]))).span("customers")
+    assert (span, now) == (None, NOON_EPOCH)
+
+
+def test_workers_follow_the_pace_within_chargebee_s_concurrency_limit():
+    assert default_workers(RateLimiter(None)) == UNPACED_WORKERS
+    assert default_workers(RateLimiter(2.25)) == 3  # Starter less headroom: 2 + 1
+    assert default_workers(RateLimiter(52.5)) == 33  # Enterprise less headroom
+    assert default_workers(RateLimiter(1_000)) == MAX_WORKERS
+    assert lister(Api(), max_workers=7).workers == 7
 
 
 # --------------------------------------------------------------------------- retries
@@ -130,54 +305,61 @@ def test_a_page_without_a_date_header_has_no_server_time():
 
 def test_a_rate_limited_page_waits_its_retry_after_then_is_asked_again():
     waits: list[float] = []
-    limited = APIError(429, {"message": "too many requests"}, {"Retry-After": "4"})
-    customers = Resource(limited, customers_page(["c1"]))
-    chargebee = lister(FakeChargebee(Customer=customers), policy=RetryPolicy(sleep=waits.append))
-    (page,) = chargebee.pages("customers", None)
+    api = Api(error(429, "api_request_limit_exceeded", {"Retry-After": "4"}), customers(["c1"]))
+    (page,) = lister(api, policy=RetryPolicy(sleep=waits.append)).pages("customers", None)
     assert [r["id"] for r in page.records] == ["c1"]
     assert waits == [4.0]
-    assert customers.params[0] == customers.params[1]  # the same page again
+    assert api.queries[0] == api.queries[1]  # the same page again
 
 
 def test_a_page_that_keeps_failing_gives_up_naming_the_endpoint():
-    gateway = Exception("Sorry, something went wrong. http_status_code: 502")
-    customers = Resource(gateway, gateway)
+    gateway = httpx.Response(502, text="502 Bad Gateway")
     chargebee = lister(
-        FakeChargebee(Customer=customers), policy=RetryPolicy(max_attempts=2, sleep=lambda s: None)
+        Api(gateway, gateway), policy=RetryPolicy(max_attempts=2, sleep=lambda s: None)
     )
     with pytest.raises(RuntimeError, match="chargebee customers: gave up after 2 attempts"):
         list(chargebee.pages("customers", None))
 
 
+def test_a_dropped_connection_is_retried():
+    def drop(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("Server disconnected", request=request)
+
+    api = Api(drop, customers(["c1"]))
+    (page,) = lister(api).pages("customers", None)
+    assert [r["id"] for r in page.records] == ["c1"]
+
+
 def test_a_bad_request_is_not_retried():
-    customers = Resource(APIError(400, {"message": "configuration_incompatible"}, {}))
+    api = Api(error(400, "configuration_incompatible", type="invalid_request"))
     with pytest.raises(APIError):
-        list(lister(FakeChargebee(Customer=customers)).pages("customers", None))
-    assert len(customers.params) == 1
+        list(lister(api).pages("customers", None))
+    assert len(api.requests) == 1
 
 
 # --------------------------------------------------------------------------- catalog
 
 
-def configurations(*versions: str | None) -> ConfigurationList:
-    body = {"configurations": [{"domain": "acme", "product_catalog_version": v} for v in versions]}
-    return answer(ConfigurationList, body)
+def configurations(*versions: str | None) -> httpx.Response:
+    return ok(
+        {"configurations": [{"domain": "acme", "product_catalog_version": v} for v in versions]}
+    )
 
 
 @pytest.mark.parametrize(
     ("versions", "catalog"), [(("v1",), "v1"), (("v2",), "v2"), ((None,), "v2")]
 )
 def test_the_catalog_is_what_configurations_says_or_else_2_0(versions, catalog):
-    config = Resource(configurations(*versions))
-    chargebee = lister(FakeChargebee(Configuration=config))
+    api = Api(configurations(*versions))
+    chargebee = lister(api)
     assert chargebee.catalog() == catalog
     assert chargebee.catalog() == catalog
-    assert len(config.params) == 1  # asked once per run
+    assert api.paths == ["/api/v2/configurations"]  # asked once per run
 
 
 def test_a_catalog_setting_is_used_without_asking():
-    config = Resource()
-    chargebee = lister(FakeChargebee(Configuration=config), product_catalog="v1")
+    api = Api()
+    chargebee = lister(api, product_catalog="v1")
     assert (
         chargebee.serves("plans"),
         chargebee.serves("items"),
@@ -187,7 +369,7 @@ def test_a_catalog_setting_is_used_without_asking():
         False,
         True,
     )
-    assert config.params == []
+    assert api.requests == []
 
 
 @pytest.mark.parametrize(
@@ -196,19 +378,18 @@ def test_a_catalog_setting_is_used_without_asking():
         ({"page_size": 101}, r"page_size must be 1\.\.100"),
         ({"page_size": 0}, r"page_size must be 1\.\.100"),
         ({"product_catalog": "v3"}, "product_catalog must be one of auto, v1, v2"),
+        ({"max_workers": 0}, "max_workers must be 1 or more, not 0"),
     ],
 )
 def test_settings_outside_chargebee_s_limits_are_refused(options, message):
     with pytest.raises(ValueError, match=message):
-        lister(FakeChargebee(), **options)
+        lister(Api(), **options)
 
 
 def test_the_server_time_is_the_date_of_a_one_customer_listing():
-    customers = Resource(customers_page([]))
-    assert lister(FakeChargebee(Customer=customers)).server_time() == datetime(
-        2026, 12, 5, 12, tzinfo=UTC
-    )
-    assert customers.params == [{"limit": 1}]
+    api = Api(customers([]))
+    assert lister(api).server_time() == datetime(2026, 12, 5, 12, tzinfo=UTC)
+    assert api.queries == [{"limit": "1"}]
 
 
 # --------------------------------------------------------------------------- cursor
