@@ -13,6 +13,7 @@ which the write-backs use too.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -101,6 +102,19 @@ class Progress:
             f"{self.records / took:,.0f}",
             f", {self.detail()}" if self.detail else "",
         )
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def workers_for(rate: float | None, latency_seconds: float, unpaced: int, most: int = 64) -> int:
+    """Requests in flight that keep a client at `rate` requests/s when each takes
+    `latency_seconds` (Little's law: in flight = rate x time in flight), plus one so a
+    slow answer does not stall the pace; at most `most`. Without a rate (an unpaced local
+    server) `unpaced`: more threads than that only contend for the cores."""
+    if not rate:
+        return unpaced
+    return max(1, min(most, math.ceil(rate * latency_seconds) + 1))
 
 
 # --------------------------------------------------------------------------- syncs

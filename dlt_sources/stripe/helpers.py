@@ -17,6 +17,13 @@ those objects. The cursor is stored only after the run's last page, in dlt state
 dlt commits with the load: a run that dies keeps the previous cursor, and merge on `id`
 absorbs what the re-run reads twice. A cursor too old for the 30-day window means events
 may be gone, so the run lists everything again.
+
+Full listings are sliced (`dlt_sources.slices`): `created[gte]`/`created[lt]` windows
+listed concurrently, from STRIPE_EPOCH to the server's clock at the run's start (+1 s, as
+the upper bound is exclusive). Objects created later are events after the cursor, read by
+the next run. A listing cut short by a checkpoint keeps its windows in `state["slices"]`
+and the cursor taken before it in `state["slices_cursor"]`; the cursor becomes the real
+one only when the last window is listed, so nothing changed meanwhile is lost.
 """
 
 from __future__ import annotations
@@ -25,20 +32,18 @@ import logging
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 import orjson
 import stripe
 
-from billing_clients.retries import (
-    RateLimiter,
-    RetryPolicy,
-    http_date,
-    with_retries,
-)
+from billing_clients.pacing import TokenBucket
+from billing_clients.retries import RetryPolicy, http_date, with_retries
 from billing_clients.stripe import CLASSIFIER
+from dlt_sources.common import workers_for
+from dlt_sources.slices import STATE_KEY, Page, Window, sliced_listing
 
 log = logging.getLogger("retention.extract.stripe")
 
@@ -54,6 +59,16 @@ NEWEST_EVENTS = 10
 CLOCK_MARGIN = timedelta(minutes=5)
 # Stripe expands at most four levels, and on a list `data.` is the first of them.
 MAX_EXPAND_DEPTH = 4
+# No Stripe object is older than Stripe (founded 2010): a full listing starts here, not at
+# 1970, so its first split does not spend workers on forty empty years.
+STRIPE_EPOCH = 1_262_304_000  # 2010-01-01T00:00:00Z
+# Where a sliced full listing keeps the event cursor taken before it, until it finishes.
+SLICES_CURSOR = "slices_cursor"
+# A list page of 100 expanded objects takes 300-600 ms on api.stripe.com: the workers that
+# keep the pace are the rate times this (dlt_sources.common.workers_for).
+LATENCY_SECONDS = 0.5
+# Without pacing (the local sandbox, no latency) more threads only contend for the cores.
+UNPACED_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -174,21 +189,30 @@ class Start:
 
 class StripeApi:
     """GET requests through one SDK client, shared by the source's threads (the SDK keeps a
-    session per thread). Every request waits for the shared rate limiter and goes through
-    `with_retries`."""
+    session per thread). Every request waits for the key's shared token bucket and goes
+    through `with_retries`. `max_workers` requests at once per resource (a full listing's
+    windows, an incremental run's refetches); None = enough to keep the bucket's pace
+    through Stripe's latency. `checkpoint_seconds`: a full listing stops starting requests
+    after that long and leaves the rest to the next run (None: to the end)."""
 
     def __init__(
         self,
         client: stripe.StripeClient,
-        limiter: RateLimiter,
+        limiter: TokenBucket,
         page_size: int = 100,
-        max_workers: int = 4,
+        max_workers: int | None = None,
         policy: RetryPolicy | None = None,
+        checkpoint_seconds: float | None = None,
     ):
         if not 1 <= page_size <= 100:
             raise ValueError(f"page_size must be 1..100 (Stripe's limit), not {page_size}")
+        if max_workers is not None and max_workers < 1:
+            raise ValueError(f"max_workers must be 1 or more (or None), not {max_workers}")
         self.client, self.limiter, self.policy = client, limiter, policy
-        self.page_size, self.max_workers = page_size, max(1, max_workers)
+        self.page_size, self.checkpoint_seconds = page_size, checkpoint_seconds
+        self.max_workers = max_workers or workers_for(
+            limiter.rate, LATENCY_SECONDS, UNPACED_WORKERS
+        )
 
     def get(self, path: str, **params: Any) -> tuple[dict, dict[str, str]]:
         """One GET: the parsed JSON body and the response headers (lower-cased names)."""
@@ -287,6 +311,65 @@ class StripeApi:
         return Start(None if floor is None else Cursor(floor), server_now)
 
 
+# --------------------------------------------------------------------------- windows
+
+
+class CreatedWindows:
+    """One endpoint listed by `created` windows for `dlt_sources.slices`: Stripe lists a
+    window newest first, and `starting_after` (the last id of a page) continues it."""
+
+    descending = True
+
+    def __init__(self, api: StripeApi, name: str):
+        self.api, self.endpoint, self.name = api, ENDPOINTS[name], f"stripe {name}"
+
+    def page(self, window: Window) -> Page:
+        params = {**self.endpoint.list_query(), "created": {"gte": window.lo, "lt": window.hi}}
+        if window.cursor:
+            params["starting_after"] = window.cursor
+        body, _ = self.api.get(self.endpoint.path, **params, limit=self.api.page_size)
+        data = body["data"]
+        return Page(data, data[-1]["id"] if body["has_more"] and data else None)
+
+    def stamp(self, record: dict) -> int:
+        return int(record["created"])
+
+
+def listing_span(server_now: datetime | None) -> tuple[int, int]:
+    """[STRIPE_EPOCH, the run's start by Stripe's clock + 1 s): what the full listing
+    reads; objects created later reach the next run as events after the cursor. Without
+    the server's clock, this machine's."""
+    now = server_now or datetime.now(UTC)
+    return STRIPE_EPOCH, int(now.timestamp()) + 1
+
+
+def full_listing(
+    api: StripeApi, name: str, state: dict, span: tuple[int, int]
+) -> Iterator[list[dict]]:
+    """Every object of the endpoint, sliced; when the last window is listed, the deletions
+    Stripe still keeps, then the cursor taken before the listing becomes the resource's.
+    A checkpoint before that leaves both in `state` for the next run."""
+    endpoint = ENDPOINTS[name]
+    yield from sliced_listing(
+        CreatedWindows(api, name),
+        state,
+        span,
+        workers=api.max_workers,
+        checkpoint_seconds=api.checkpoint_seconds,
+    )
+    if state.get(STATE_KEY):
+        return
+    yield from deleted_still_kept(api, endpoint)
+    _store_cursor(state, Cursor.from_state(state.pop(SLICES_CURSOR, None)))
+
+
+def _store_cursor(state: dict, cursor: Cursor | None) -> None:
+    if cursor is None:
+        state.pop("cursor", None)
+    else:
+        state["cursor"] = cursor.to_state()
+
+
 # --------------------------------------------------------------------------- sync
 
 
@@ -361,20 +444,25 @@ def sync(api: StripeApi, name: str, state: dict) -> Iterator[list[dict]]:
     """Pages of one resource's records for this run, then the new cursor into `state`.
 
     The cursor is read before anything is listed and stored only after the last page was
-    handed over; dlt commits resource state with the load package, so a run that dies
-    midway leaves the previous cursor in place and the next run reads the same events
-    again (merge on id absorbs the repeats).
+    handed over; dlt commits resource state with the load, so a run that dies midway
+    leaves the previous cursor in place and the next run reads the same events again
+    (merge on id absorbs the repeats). A full listing left unfinished at a checkpoint
+    (`state["slices"]`) is continued first, whatever else the run would do.
     """
     endpoint = ENDPOINTS[name]
+    if state.get(STATE_KEY):
+        yield from full_listing(api, name, state, (0, 0))
+        return
     previous = Cursor.from_state(state.get("cursor"))
     start = api.start()
     reason = full_listing_reason(previous, start.server_now)
     if reason is not None:
         level = logging.INFO if previous is None else logging.WARNING
         log.log(level, "stripe %s: full listing (%s)", name, reason)
-        yield from api.pages(endpoint.path, endpoint.list_query())
-        yield from deleted_still_kept(api, endpoint)
-    elif name == EVENTS:
+        state[SLICES_CURSOR] = start.cursor and start.cursor.to_state()
+        yield from full_listing(api, name, state, listing_span(start.server_now))
+        return
+    if name == EVENTS:
         yield from events_since(api, previous, endpoint.event_filter)
     else:
         events = events_since(api, previous, endpoint.event_filter)
@@ -388,10 +476,7 @@ def sync(api: StripeApi, name: str, state: dict) -> Iterator[list[dict]]:
             datetime.fromtimestamp(previous.created, start.server_now.tzinfo).isoformat(),
         )
         yield from api.retrieve_pages(endpoint.path, ids, endpoint.retrieve_query())
-    if start.cursor is None:
-        state.pop("cursor", None)
-    else:
-        state["cursor"] = start.cursor.to_state()
+    _store_cursor(state, start.cursor)
 
 
 def event_row(event: dict) -> dict:

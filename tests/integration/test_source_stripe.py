@@ -533,7 +533,13 @@ class ManyItemsHandler(BaseHTTPRequestHandler):
         empty = {"object": "list", "data": [], "has_more": False, "url": url.path}
         if url.path == "/v1/subscriptions":
             items = {"object": "list", "data": [_item("si_1")], "has_more": True, "url": "/x"}
-            sub = {"id": "sub_big", "object": "subscription", "items": items, "discounts": []}
+            sub = {
+                "id": "sub_big",
+                "object": "subscription",
+                "created": 1_700_000_000,
+                "items": items,
+                "discounts": [],
+            }
             body = {**empty, "data": [sub]}
         elif url.path == "/v1/subscription_items" and query.get("subscription") == "sub_big":
             body = {**empty, "data": [_item("si_1"), _item("si_2"), _item("si_3")]}

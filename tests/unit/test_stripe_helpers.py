@@ -20,6 +20,7 @@ from dlt_sources.stripe.helpers import (
     ENDPOINTS,
     EVENT_RETENTION,
     NEWEST_EVENTS,
+    STRIPE_EPOCH,
     WINDOW_MARGIN,
     Cursor,
     Endpoint,
@@ -75,15 +76,21 @@ class FakeStripe:
 
 
 def paged(objects: list[dict]) -> Route:
-    """A list endpoint over `objects`, honouring `limit` and `starting_after`."""
+    """A list endpoint over `objects` (in Stripe's order, newest first), honouring
+    `limit`, `starting_after` and a `created` window."""
 
     def route(params: dict) -> dict:
+        if window := params.get("created"):
+            objects = [o for o in everything if window["gte"] <= o["created"] < window["lt"]]
+        else:
+            objects = everything
         start = 0
         if after := params.get("starting_after"):
             start = [o["id"] for o in objects].index(after) + 1
         page = objects[start : start + params["limit"]]
         return listing(page, has_more=start + params["limit"] < len(objects))
 
+    everything = objects
     return route
 
 
@@ -321,10 +328,15 @@ def test_a_first_sync_lists_everything_then_the_deletions_still_kept_then_stores
     def events(params: dict) -> dict:
         return listing([gone] if params.get("type") == "customer.deleted" else [newest])
 
-    client = FakeStripe({"/v1/events": events, "/v1/customers": paged([{"id": "cus_1"}])})
+    client = FakeStripe(
+        {"/v1/events": events, "/v1/customers": paged([{"id": "cus_1", "created": T - 9}])}
+    )
     state: dict = {}
     pages = list(sync(api(client), "customers", state))
-    assert pages == [[{"id": "cus_1"}], [{**gone["data"]["object"], "deleted": True}]]
+    assert pages == [
+        [{"id": "cus_1", "created": T - 9}],
+        [{**gone["data"]["object"], "deleted": True}],
+    ]
     assert state == {"cursor": {"created": T - 5, "seen": ["evt_9"]}}
 
 
@@ -356,12 +368,12 @@ def test_a_cursor_past_the_window_falls_back_to_a_full_listing():
     client = FakeStripe(
         {
             "/v1/events": lambda p: listing([]),
-            "/v1/invoices": paged([{"id": "in_1"}]),
+            "/v1/invoices": paged([{"id": "in_1", "created": T - 9}]),
         }
     )
     state = {"cursor": stale.to_state()}
-    assert list(sync(api(client), "invoices", state)) == [[{"id": "in_1"}]]
-    assert not any("created" in params for _, params in client.requests)
+    assert list(sync(api(client), "invoices", state)) == [[{"id": "in_1", "created": T - 9}]]
+    assert not any("created" in params for path, params in client.requests if "events" in path)
     assert state["cursor"]["created"] == int((NOW - CLOCK_MARGIN).timestamp())
 
 
@@ -375,4 +387,50 @@ def test_a_sync_that_dies_keeps_the_previous_cursor():
     state = {"cursor": {"created": 0, "seen": []}}  # stale: a full listing, which fails
     with pytest.raises(stripe.InvalidRequestError):
         list(sync(api(client), "customers", state))
-    assert state == {"cursor": {"created": 0, "seen": []}}
+    assert state["cursor"] == {"created": 0, "seen": []}
+
+
+# --------------------------------------------------------------------------- sliced listing
+
+
+def customers_over(count: int, seconds: int) -> list[dict]:
+    """Customers newest first, several to a second (Stripe's order: created, then id)."""
+    rows = [{"id": f"cus_{n:04d}", "created": T - 1 - n % seconds} for n in range(count)]
+    return sorted(rows, key=lambda r: (r["created"], r["id"]), reverse=True)
+
+
+def test_a_full_listing_is_sliced_by_created_windows_each_object_once():
+    everything = customers_over(400, 37)
+    newest = event("evt_9", T - 5, {"id": "cus_0000", "object": "customer"})
+    client = FakeStripe(
+        {"/v1/events": lambda p: listing([newest]), "/v1/customers": paged(everything)}
+    )
+    state: dict = {}
+    pages = list(sync(api(client, page_size=7, max_workers=4), "customers", state))
+    listed = [r["id"] for page in pages for r in page if not r.get("deleted")]
+    assert sorted(listed) == sorted(r["id"] for r in everything)
+    windows = [p["created"] for path, p in client.requests if path == "/v1/customers"]
+    assert all(STRIPE_EPOCH <= w["gte"] < w["lt"] <= T + 1 for w in windows)
+    assert len({(w["gte"], w["lt"]) for w in windows}) > 1, "never split"
+    assert state == {"cursor": {"created": T - 5, "seen": ["evt_9"]}}
+
+
+def test_a_checkpointed_listing_keeps_its_first_cursor_until_it_ends():
+    everything = customers_over(300, 300)
+    newest = [event("evt_1", T - 50, {"id": "cus_0000", "object": "customer"})]
+    client = FakeStripe(
+        {"/v1/events": lambda p: listing(newest), "/v1/customers": paged(everything)}
+    )
+    stripe_api = api(client, page_size=5, max_workers=2, checkpoint_seconds=0)
+    state: dict = {}
+    loaded = [r["id"] for page in sync(stripe_api, "customers", state) for r in page]
+    assert state["slices"] and state["slices_cursor"]["created"] == T - 50
+    assert "cursor" not in state  # the next run continues the listing, not events
+    newest.insert(0, event("evt_2", T - 10, {"id": "cus_0001", "object": "customer"}))
+    for _ in range(200):
+        if not state.get("slices"):
+            break
+        loaded += [r["id"] for page in sync(stripe_api, "customers", state) for r in page]
+    assert sorted(loaded) == sorted(r["id"] for r in everything)
+    # The cursor taken before the listing: evt_2 came during it, and the next run reads it.
+    assert state == {"cursor": {"created": T - 50, "seen": ["evt_1"]}}
