@@ -109,6 +109,8 @@ class Verdict:
 
 
 class Limiter(Protocol):
+    """Not thread-safe on its own: `RateLimits` serialises check and consume."""
+
     def check(self) -> Verdict: ...  # what a request now would get, consuming nothing
     def consume(self) -> None: ...  # count one request
 

@@ -272,11 +272,12 @@ class Emulator:
 
     def endpoint(self, request: Request) -> str:
         """The named operation a request calls (method and route, ids not included), as
-        per-endpoint rate limits count it; an unknown path is its own endpoint."""
+        per-endpoint rate limits count it; unknown paths share one (a client probing
+        junk paths must not grow a limiter per path)."""
         for method, pattern, _ in self.routes:
             if method == request.method and pattern.match(request.path):
                 return f"{method} {pattern.pattern}"
-        return f"{request.method} {request.path}"
+        return f"{request.method} (no route)"
 
     def handle(self, request: Request) -> tuple[Response, str | None]:
         """Answer one request; the second value is a connection fault to apply after
