@@ -83,16 +83,16 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "test": Limit(150, 60.0),
     },
 }
-# Where a system's mode comes from when its key does not say: (setting, default).
-# Recurly's keys do not tell a sandbox site from a production one; Chargebee's limit is
-# the site's plan. The defaults: Recurly's production (a sandbox site answers the excess
-# with 429 and Retry-After, which the retries honour); Chargebee's Starter, the lowest
-# plan and a test site's limit, so a default never exceeds a site's limit.
 # Limits on each endpoint (a named operation: `GET /v1/invoices` apart from
 # `GET /v1/invoices/{id}`) besides the key's. Stripe, docs.stripe.com/rate-limits: "API
 # endpoints have a default limit of 25 requests per second", in either mode (so it binds
 # in live mode only, below the key's 100).
 ENDPOINT_LIMITS: dict[str, Limit] = {"stripe": Limit(25, 1.0)}
+# Where a system's mode comes from when its key does not say: (setting, default).
+# Recurly's keys do not tell a sandbox site from a production one; Chargebee's limit is
+# the site's plan. The defaults: Recurly's production (a sandbox site answers the excess
+# with 429 and X-RateLimit-Reset, which the retries honour); Chargebee's Starter, the
+# lowest plan and a test site's limit, so a default never exceeds a site's limit.
 MODE_SETTINGS = {"recurly": ("site_mode", "production"), "chargebee": ("plan", "starter")}
 STRIPE_PREFIXES = {"sk_live_": "live", "rk_live_": "live", "sk_test_": "test", "rk_test_": "test"}
 
