@@ -15,8 +15,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-# The key of a resource's dlt state holding its pending windows (dlt_sources/slices.py).
-SLICES_KEY = "slices"
+from dlt_sources.slices import STATE_KEY
 
 Round = TypeVar("Round")
 
@@ -38,9 +37,7 @@ def unfinished_listings(
         for resource, resource_state in (source_state.get("resources") or {}).items():
             if resources is not None and resource not in resources:
                 continue
-            pending = (
-                resource_state.get(SLICES_KEY) if isinstance(resource_state, Mapping) else None
-            )
+            pending = resource_state.get(STATE_KEY) if isinstance(resource_state, Mapping) else None
             if pending:
                 found[f"{source} {resource}"] = pending
     return found
