@@ -102,6 +102,8 @@ def extract(systems: tuple[str, ...], database: Path, exit_sessions: Path | None
         for table, rows in sorted(summary.rows.items()):
             click.echo(f"{'raw_' + summary.name:<20} {table:<28} {rows:>10,}")
         status = f"FAILED: {summary.error}" if summary.error else "ok"
+        if summary.rounds > 1 and not summary.error:
+            status = f"ok, {summary.rounds} rounds"  # a checkpointed first sync says so
         click.echo(f"{'raw_' + summary.name:<20} {'(' + status + ')':<28} {summary.seconds:>9.1f}s")
     if any(s.error for s in summaries):
         raise click.ClickException(
