@@ -10,6 +10,9 @@ to a few requests (same shape, same rendering) so the tests stay fast."""
 from __future__ import annotations
 
 import http.client
+import json
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -30,6 +33,7 @@ from sandbox.network import (
     recurly_budgets,
     vendor_limits,
 )
+from sandbox.server import DEFAULT_API_KEY
 from tests.small_scenarios import one_subscription_per_system
 
 KEY_A, KEY_B = "sk_test_alpha", "sk_test_beta"
@@ -195,3 +199,45 @@ def test_concurrent_requests_wait_their_latency_side_by_side(serve_scenario):
     took = time.perf_counter() - started
     assert ids == ["sub_1"] * parallel
     assert took < parallel * latency / 2  # one after another would take 15 s
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def test_serve_flags_reach_the_servers(tmp_path):
+    """`retention sandbox serve` with network flags: Recurly on a production site's window,
+    Chargebee delayed, Stripe neither (per-system overrides)."""
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps(one_subscription_per_system()))
+    command = [
+        sys.executable,
+        "-c",
+        "from sandbox.cli import sandbox; sandbox(prog_name='retention sandbox')",
+        "serve",
+        f"--scenario={scenario}",
+        "--frozen",
+        *[f"--{system}-port=0" for system in ("stripe", "recurly", "chargebee")],
+        "--latency-ms=chargebee=200",
+        "--rate-limits=off,recurly=live",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        urls = {}
+        while len(urls) < 3:
+            line = process.stdout.readline()
+            assert line, "serve ended before printing its servers"
+            if "http://" in line:
+                name, url = line.split()[:2]
+                urls[name] = url
+        recurly = recurly_client(DEFAULT_API_KEY, urls["recurly"])
+        assert recurly.get_subscription("rsub1").get_response().rate_limit == 5000
+        chargebee = chargebee_client(DEFAULT_API_KEY, base_url=urls["chargebee"])
+        started = time.perf_counter()
+        chargebee.Subscription.retrieve("cb-sub-1")
+        assert time.perf_counter() - started >= 0.2
+        stripe_sdk = stripe_client(DEFAULT_API_KEY, urls["stripe"])
+        for _ in range(40):  # past test mode's 25 a second: no limits on Stripe here
+            stripe_sdk.v1.subscriptions.retrieve("sub_1")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
