@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,7 +24,10 @@ DROPS = (
 CLI = [sys.executable, "-c", SANDBOX]
 
 
-def generate(path: Path, customers: int, seed: int) -> None:
+def generate(path: Path, customers: int, seed: int) -> float:
+    """Write a scenario of `customers` to `path`; the seconds it took (the benches print
+    it, so a slow generator is seen where its scenarios are used)."""
+    started = time.perf_counter()
     subprocess.run(
         [
             *CLI,
@@ -41,6 +44,7 @@ def generate(path: Path, customers: int, seed: int) -> None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
+    return time.perf_counter() - started
 
 
 def drop_files(scenario: Path, folder: Path) -> None:
@@ -61,8 +65,11 @@ def extract(database: Path, drop: Path, ports: dict[str, int]) -> None:
 
 
 @contextmanager
-def served(scenario: Path, ports: dict[str, int], timeout: float = 600) -> Iterator[None]:
-    """`retention sandbox serve --frozen` on the given ports until the block ends."""
+def served(
+    scenario: Path, ports: dict[str, int], timeout: float = 600, options: Sequence[str] = ()
+) -> Iterator[int]:
+    """`retention sandbox serve --frozen` on the given ports until the block ends, with
+    more serve `options` (latency, rate limits); yields the server's process id."""
     process = subprocess.Popen(
         [
             *CLI,
@@ -71,12 +78,13 @@ def served(scenario: Path, ports: dict[str, int], timeout: float = 600) -> Itera
             str(scenario),
             "--frozen",
             *[f"--{system}-port={port}" for system, port in ports.items()],
+            *options,
         ],
         stdout=subprocess.DEVNULL,
     )
     try:
         _wait(process, ports.values(), time.monotonic() + timeout)
-        yield
+        yield process.pid
     finally:
         process.terminate()
         process.wait(timeout=30)
