@@ -38,7 +38,7 @@ import orjson
 
 from billing_clients.targets import SANDBOX_API_KEY
 from sandbox.clock import Clock
-from sandbox.network import Latency, RateLimits, Verdict
+from sandbox.network import DEFAULT_CHARGEBEE_PLAN, Latency, RateLimits, Verdict, vendor_limits
 from sandbox.store import SystemStore
 
 DEFAULT_API_KEY = SANDBOX_API_KEY  # what the pipeline expects of a sandbox
@@ -431,7 +431,27 @@ class Emulator:
             return Response(200, self.faults.public())
         if what == "clock" and request.method == "GET":
             return Response(200, {"now": self.now().isoformat(), "frozen": self.clock.frozen})
+        if what == "network" and request.method == "POST":
+            return self._set_network(request.json_body or {})
         return Response(404, {"error": f"unknown sandbox admin call {request.method} {what}"})
+
+    def _set_network(self, body: dict) -> Response:
+        """Replace the network model of a running server, as `serve`'s flags set it:
+        `{"latency_ms": 300, "jitter_ms": 100, "seed": 1, "rate_limits": "live",
+        "chargebee_plan": "performance"}`, every field optional (absent = 0, off, the
+        default plan). A bench measures with and without it on one loaded scenario; the
+        budgets start full again."""
+        try:
+            latency = Latency(
+                float(body.get("latency_ms", 0)), float(body.get("jitter_ms", 0)), body.get("seed")
+            )
+            plan = body.get("chargebee_plan", DEFAULT_CHARGEBEE_PLAN)
+            limits = vendor_limits(self.name, body.get("rate_limits", "off"), plan)
+        except (TypeError, ValueError) as exc:
+            return Response(400, {"error": f"sandbox network settings {body}: {exc}"})
+        self.latency, self.rate_limits = latency, limits
+        settings = {"latency_ms": latency.mean_ms, "jitter_ms": latency.jitter_ms}
+        return Response(200, settings | {"rate_limits": body.get("rate_limits", "off")})
 
 
 # --------------------------------------------------------------------------- HTTP server

@@ -241,3 +241,27 @@ def test_serve_flags_reach_the_servers(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_the_network_model_can_be_changed_on_a_running_server(serve_scenario):
+    served = serve_scenario(one_subscription_per_system())
+    server = served.servers["chargebee"]
+    auth = {"Authorization": f"Bearer {served.api_key}", "Content-Type": "application/json"}
+
+    def admin(body: dict) -> tuple[int, dict]:
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+        conn.request("POST", "/_sandbox/network", body=json.dumps(body), headers=auth)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+
+    status, settings = admin({"latency_ms": 200, "rate_limits": "test"})
+    assert status == 200 and settings["latency_ms"] == 200 and settings["rate_limits"] == "test"
+    client = chargebee_client(served.api_key, base_url=served.urls["chargebee"])
+    started = time.perf_counter()
+    client.Subscription.retrieve("cb-sub-1")
+    assert time.perf_counter() - started >= 0.2
+    assert served.emulator("chargebee").rate_limits.take("k", "GET", "e").limit == 150
+    assert admin({})[0] == 200
+    assert served.emulator("chargebee").rate_limits is None
+    status, refused = admin({"rate_limits": "live", "chargebee_plan": "gold"})
+    assert status == 400 and "gold" in refused["error"]
