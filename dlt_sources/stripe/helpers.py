@@ -19,7 +19,7 @@ absorbs what the re-run reads twice. A cursor too old for the 30-day window mean
 may be gone, so the run lists everything again.
 
 Full listings are sliced (`dlt_sources.slices`): `created[gte]`/`created[lt]` windows
-listed concurrently, from STRIPE_EPOCH to the server's clock at the run's start (+1 s, as
+listed concurrently, from 1970 to the server's clock at the run's start (+1 s, as
 the upper bound is exclusive). Objects created later are events after the cursor, read by
 the next run. A listing cut short by a checkpoint keeps its windows in `state["slices"]`
 and the cursor taken before it in `state["slices_cursor"]`; the cursor becomes the real
@@ -59,9 +59,10 @@ NEWEST_EVENTS = 10
 CLOCK_MARGIN = timedelta(minutes=5)
 # Stripe expands at most four levels, and on a list `data.` is the first of them.
 MAX_EXPAND_DEPTH = 4
-# No Stripe object is older than Stripe (founded 2010): a full listing starts here, not at
-# 1970, so its first split does not spend workers on forty empty years.
-STRIPE_EPOCH = 1_262_304_000  # 2010-01-01T00:00:00Z
+# Where a full listing starts: 1970. A later floor (Stripe's founding, 2010) would save a
+# few empty windows on the first split, but objects can carry older times (Stripe's own
+# fixtures are stamped 2009) and a floor too late loses them silently.
+LISTING_FLOOR = 0
 # Where a sliced full listing keeps the event cursor taken before it, until it finishes.
 SLICES_CURSOR = "slices_cursor"
 # A list page of 100 expanded objects takes 300-600 ms on api.stripe.com: the workers that
@@ -336,11 +337,11 @@ class CreatedWindows:
 
 
 def listing_span(server_now: datetime | None) -> tuple[int, int]:
-    """[STRIPE_EPOCH, the run's start by Stripe's clock + 1 s): what the full listing
+    """[1970, the run's start by Stripe's clock + 1 s): what the full listing
     reads; objects created later reach the next run as events after the cursor. Without
     the server's clock, this machine's."""
     now = server_now or datetime.now(UTC)
-    return STRIPE_EPOCH, int(now.timestamp()) + 1
+    return LISTING_FLOOR, int(now.timestamp()) + 1
 
 
 def full_listing(

@@ -19,8 +19,8 @@ from dlt_sources.stripe.helpers import (
     CLOCK_MARGIN,
     ENDPOINTS,
     EVENT_RETENTION,
+    LISTING_FLOOR,
     NEWEST_EVENTS,
-    STRIPE_EPOCH,
     WINDOW_MARGIN,
     Cursor,
     Endpoint,
@@ -410,7 +410,7 @@ def test_a_full_listing_is_sliced_by_created_windows_each_object_once():
     listed = [r["id"] for page in pages for r in page if not r.get("deleted")]
     assert sorted(listed) == sorted(r["id"] for r in everything)
     windows = [p["created"] for path, p in client.requests if path == "/v1/customers"]
-    assert all(STRIPE_EPOCH <= w["gte"] < w["lt"] <= T + 1 for w in windows)
+    assert all(LISTING_FLOOR <= w["gte"] < w["lt"] <= T + 1 for w in windows)
     assert len({(w["gte"], w["lt"]) for w in windows}) > 1, "never split"
     assert state == {"cursor": {"created": T - 5, "seen": ["evt_9"]}}
 
