@@ -11,7 +11,6 @@ hold as `raw_data`), without building the SDK's model objects (~35 ms a page).
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,15 +22,15 @@ import httpx
 from billing_clients.chargebee import CATALOG_SETTINGS, CATALOGS, CLASSIFIER, ChargebeeHttp
 from billing_clients.retries import RetryPolicy, http_date, with_retries
 from dlt_sources import slices
+from dlt_sources.common import workers_for
 
 # A cursor taken from the server's `Date` header is moved back this far, so neither a
 # write in the same second nor a little skew between Chargebee's hosts is lost.
 CLOCK_MARGIN_SECONDS = 60
 
 
-# Requests in flight a paced source keeps per request a second allowed: a round trip to
-# Chargebee takes about 200-600 ms, so at this many seconds a worker each the pace, not
-# the latency, sets the speed.
+# A round trip to Chargebee takes about 200-600 ms: with the rate times this many requests
+# in flight the pace, not the latency, sets the speed (dlt_sources.common.workers_for).
 LATENCY_SECONDS = 0.6
 UNPACED_WORKERS = 4  # no pacing (the local sandbox): enough to keep the client busy
 MAX_WORKERS = 50  # Chargebee's concurrent GETs on its smallest plan
@@ -46,11 +45,9 @@ class Bucket(Protocol):
 
 
 def default_workers(bucket: Bucket) -> int:
-    """Requests in flight that keep `bucket`'s pace with Chargebee's latency: the rate
-    times LATENCY_SECONDS, plus one (1..MAX_WORKERS); UNPACED_WORKERS without pacing."""
-    if not bucket.rate:
-        return UNPACED_WORKERS
-    return min(MAX_WORKERS, math.ceil(bucket.rate * LATENCY_SECONDS) + 1)
+    """Requests in flight that keep `bucket`'s pace through Chargebee's latency, within
+    its concurrency limit."""
+    return workers_for(bucket.rate, LATENCY_SECONDS, UNPACED_WORKERS, most=MAX_WORKERS)
 
 
 # --------------------------------------------------------------------------- endpoints
