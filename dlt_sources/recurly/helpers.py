@@ -11,15 +11,22 @@ headers (user agent, basic auth, the client's API version), answered through the
 (`Resource.cast_error`); only the body is parsed with orjson instead of cast. Later pages
 are the answer's `next`, requested verbatim as the SDK's pager does (it carries every
 filter).
+
+Full listings (a first sync, or one a checkpoint left unfinished) go through the sliced
+engine (`dlt_sources.slices`): `created_at` windows listed concurrently, each worker thread
+on its own SDK client (`PerThread`). Incremental runs list `updated_at` from the cursor, one
+page after another, as before. Which one a run does, and the cursor it keeps, is
+`resource_listing`'s to decide, from the resource's dlt state.
 """
 
 from __future__ import annotations
 
 import threading
 from base64 import b64encode
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from urllib.parse import quote, urlencode
 
@@ -30,22 +37,19 @@ import recurly
 from recurly import errors
 from recurly.resource import Resource
 
+from billing_clients.pacing import TokenBucket
 from billing_clients.recurly import CLASSIFIER, reset_on_network_error
-from billing_clients.retries import (
-    RateLimiter,
-    RetryPolicy,
-    http_date,
-    with_retries,
-)
+from billing_clients.retries import RetryPolicy, http_date, with_retries
 from billing_clients.sdk import recurly_client
 from dlt_sources.common import Progress, to_arrow
+from dlt_sources.slices import Page, Window, sliced_listing
 
 MAX_PAGE_SIZE = 200  # the API's largest `limit`
-# Recurly rate-limits a sandbox site at 400 requests/min (all methods) and a production
-# site at 1,000 GET/min, over a sliding 5-minute window. 5/s = 300/min stays under both and
-# leaves room for the cancel page's writes, which share the key.
-DEFAULT_REQUESTS_PER_SECOND = 5.0
-DEFAULT_MAX_WORKERS = 5  # one in-flight request per resource
+# Requests in flight at once across the source. A production site's 1,000 GET/min less the
+# write headroom is about 15 requests/s (billing_clients.pacing); at 300-400 ms a request
+# that takes 15 x 0.4 = 6 in flight, and 8 leaves room for the slow tail of the latency.
+# More only queue on the pace.
+DEFAULT_MAX_WORKERS = 8
 # Re-read the last minute before the cursor every run: a write stamped just before a
 # listing passed its time but committed after it would otherwise never be listed.
 DEFAULT_LAG_SECONDS = 60.0
@@ -80,17 +84,23 @@ _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 @dataclass
 class Settings:
-    """What every resource of one source run shares: credentials, paging, pacing."""
+    """What every resource of one source run shares: credentials, paging, pacing.
+
+    `workers` threads list each full listing (and read redemptions); `slots` caps the
+    requests in flight across all of them, `limiter` paces them all."""
 
     api_key: str = field(repr=False)
     base_url: str | None = None
     region: str | None = None
     page_size: int = MAX_PAGE_SIZE
-    limiter: RateLimiter = field(default_factory=lambda: RateLimiter(None))
+    limiter: TokenBucket = field(default_factory=lambda: TokenBucket(None))
+    workers: int = DEFAULT_MAX_WORKERS
     slots: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(DEFAULT_MAX_WORKERS)
     )
     retry_policy: RetryPolicy | None = None
+    lag_seconds: float = 0.0
+    checkpoint_seconds: float | None = None
 
 
 # --------------------------------------------------------------------------- pages
@@ -111,17 +121,19 @@ class RecurlyLister:
         }
 
     def get(self, path: str) -> dict:
-        """One GET, paced by the shared limiter and worker slots; no retry here."""
-        self.settings.limiter.wait()
+        """One GET within a worker slot, paced by the shared bucket; no retry here. The
+        slot is taken first, so the token's time is when the request goes out (a request
+        paced first and then kept waiting for a slot would go out late, in a bunch)."""
         with self.settings.slots:
+            self.settings.limiter.wait()
             return self._request(path)
 
     def date(self, path: str) -> str | None:
         """The `Date` header of one paced GET (with retries): the API's clock."""
 
         def call() -> recurly.Response:
-            self.settings.limiter.wait()
             with self.settings.slots:
+                self.settings.limiter.wait()
                 return self._response(path)
 
         return with_retries(call, CLASSIFIER, "recurly clock", self.settings.retry_policy).date
@@ -138,13 +150,15 @@ class RecurlyLister:
             raise Resource.cast_error(response) if response.body else _bodiless_error(response)
         return response
 
+    def fetch(self, url: str, what: str) -> dict:
+        """One page: a paced GET, retried on rate limits and transient failures."""
+        return with_retries(partial(self.get, url), CLASSIFIER, what, self.settings.retry_policy)
+
     def pages(self, path: str, params: dict[str, str | int], what: str) -> Iterator[list[dict]]:
         """Every page's records, following `next` verbatim until `has_more` is false."""
         url: str | None = f"{path}?{urlencode(params)}"
         while url:
-            page = with_retries(
-                partial(self.get, url), CLASSIFIER, what, self.settings.retry_policy
-            )
+            page = self.fetch(url, what)
             yield page["data"]
             url = page["next"] if page["has_more"] else None
 
@@ -160,9 +174,77 @@ def _bodiless_error(response: recurly.Response) -> recurly.ApiError:
     )
 
 
+class PerThread:
+    """One lister per thread, made on the thread's first request and reused for all its
+    later ones: each lister's SDK client keeps one persistent connection and is not safe
+    to share, so concurrent workers each keep their own connection open."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._local = threading.local()
+
+    def lister(self) -> RecurlyLister:
+        lister = getattr(self._local, "lister", None)
+        if lister is None:
+            lister = self._local.lister = RecurlyLister(self.settings)
+        return lister
+
+
+class CreatedAtWindows:
+    """The sliced engine's `WindowLister` for one endpoint: `sort=created_at&order=asc`
+    from `begin_time` to `end_time`. `created_at` never changes, so a record written while
+    the listing runs stays in its window (its new version is the next incremental run's).
+    Recurly's two bounds are inclusive: the window's exclusive `hi` is asked for as the
+    end, and records stamped at `hi` (the next window's) are dropped here; asking for
+    `hi - 1` instead would lose a record stamped between the two seconds if the API keeps
+    sub-second times. A window continues with its `next` path, requested verbatim (it
+    carries every filter)."""
+
+    descending = False
+
+    def __init__(self, settings: Settings, name: str, path: str, threads: PerThread | None = None):
+        self.name, self.path, self.settings = f"recurly {name}", path, settings
+        self.threads = threads or PerThread(settings)
+
+    def page(self, window: Window) -> Page:
+        """One request on the calling thread's own client."""
+        url = window.cursor or self.first_url(window)
+        body = self.threads.lister().fetch(url, f"{self.name} page")
+        inside = [r for r in body["data"] if window.lo <= self.stamp(r) < window.hi]
+        return Page(inside, body["next"] if body["has_more"] else None)
+
+    def first_url(self, window: Window) -> str:
+        params = {
+            "limit": self.settings.page_size,
+            "sort": "created_at",
+            "order": "asc",
+            "begin_time": format_time(datetime.fromtimestamp(window.lo, UTC)),
+            "end_time": format_time(datetime.fromtimestamp(window.hi, UTC)),
+        }
+        return f"{self.path}?{urlencode(params)}"
+
+    @staticmethod
+    def stamp(record: dict) -> int:
+        """`created_at` in whole epoch seconds (floored)."""
+        return int(parse_time(record["created_at"]).timestamp())
+
+
 def server_time(settings: Settings) -> datetime | None:
     """Recurly's clock now, from the `Date` of a one-record account listing."""
     return http_date(RecurlyLister(settings).date("/accounts?limit=1"))
+
+
+def api_clock(settings: Settings) -> datetime:
+    """Recurly's clock, required: a full listing's cursor is the API's time before it
+    began, and the local clock may not be the one Recurly stamps records with."""
+    now = server_time(settings)
+    if now is None:
+        raise RuntimeError(
+            "Recurly answered without a Date header: a full listing needs the API's clock "
+            "to know where the next incremental run starts. Check the base URL points at "
+            "Recurly (or the sandbox), not at a proxy that strips headers."
+        )
+    return now
 
 
 def format_time(value: datetime) -> str:
@@ -171,20 +253,117 @@ def format_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime(_TIME_FORMAT)
 
 
-def updated_since(
-    settings: Settings, name: str, path: str, begin: datetime | None
+def parse_time(value: str) -> datetime:
+    """An API timestamp (ISO 8601, `Z` for UTC) as an aware datetime."""
+    return datetime.fromisoformat(value).astimezone(UTC)
+
+
+# --------------------------------------------------------------------------- runs and cursors
+
+
+# Where a resource's dlt state keeps its cursor while a full listing is unfinished: the
+# API's time before the listing began, stored as the real cursor when the listing is done.
+PENDING_CURSOR = "slices_cursor"
+UPDATED_AT = "updated_at"  # a resource's cursor: the newest `updated_at` it has listed
+ACCOUNTS_UPDATED_AT = "accounts_updated_at"  # coupon_redemptions': its accounts' newest
+
+
+def stored_cursor(state: MutableMapping, key: str) -> datetime | None:
+    """The resource's cursor; None before its first full listing completed (or while
+    one is unfinished). Sources before the sliced listings kept it in dlt's incremental
+    state: that value is read once, so an upgrade does not start over with a full sync."""
+    if state.get("slices"):
+        return None
+    value = state.get(key)
+    if value is None and key == UPDATED_AT:
+        value = state.get("incremental", {}).get(UPDATED_AT, {}).get("last_value")
+    if value is None:
+        return None
+    return value.astimezone(UTC) if isinstance(value, datetime) else parse_time(str(value))
+
+
+def _advance(state: MutableMapping, key: str, records: list[dict]) -> None:
+    """Move the cursor to the newest `updated_at` among `records`, never back."""
+    stamps = [parse_time(r["updated_at"]) for r in records if r.get("updated_at")]
+    current = stored_cursor(state, key)
+    newest = max([*stamps, *([current] if current else [])], default=None)
+    if newest is not None:
+        state[key] = newest.isoformat()
+
+
+def resource_listing(
+    settings: Settings, name: str, path: str, state: MutableMapping
 ) -> Iterator[pa.Table]:
-    """Records of one endpoint in `updated_at` order from `begin` (inclusive; None = all),
-    one Arrow table per page. Ascending `updated_at` is what makes a run loss-free: a
-    record written while the run pages moves behind the records already listed, so this
-    run lists it again later, or the next run does (its `updated_at` >= the cursor)."""
-    params = _listing_params(settings, begin)
-    progress = Progress(f"recurly {name}")
-    for records in RecurlyLister(settings).pages(path, params, f"recurly {name} page"):
-        progress.page(len(records))
+    """One resource's run, one Arrow table per non-empty page: an incremental listing
+    from the cursor in `state` (its dlt resource state), or, with no cursor yet or a full
+    listing unfinished, the sliced full listing (see `full_listing`)."""
+    cursor = stored_cursor(state, UPDATED_AT)
+    if cursor is not None:
+        begin = cursor - timedelta(seconds=settings.lag_seconds)
+        yield from updated_since(settings, name, path, begin, state)
+        return
+    windows = CreatedAtWindows(settings, name, path)
+    for records in full_listing(settings, windows, state, UPDATED_AT):
         if records:
             yield page_table(records)
+
+
+def full_listing(
+    settings: Settings,
+    windows: CreatedAtWindows,
+    state: MutableMapping,
+    cursor_key: str,
+    began: datetime | None = None,
+) -> Iterator[list[dict]]:
+    """Every record of `windows`' endpoint created before the listing began, through the
+    sliced engine (concurrent windows, progress in `state["slices"]`, resumed from there
+    after a checkpoint). The cursor is the API's clock before the first page (`began`, or
+    read now), kept aside until the listing is complete and then stored as
+    `state[cursor_key]`: anything created or changed while the listing ran, whether or
+    not the listing saw it, has `updated_at` at or after it, so the next incremental run
+    reads it."""
+    span = (0, 0)  # ignored by the engine when it resumes state["slices"]
+    if not state.get("slices"):
+        began = began or api_clock(settings)
+        state[PENDING_CURSOR] = began.isoformat()
+        span = (0, int(began.timestamp()) + 1)
+    yield from sliced_listing(
+        windows,
+        state,
+        span,
+        workers=settings.workers,
+        checkpoint_seconds=settings.checkpoint_seconds,
+    )
+    if not state.get("slices"):
+        state[cursor_key] = state.pop(PENDING_CURSOR)
+
+
+def updated_since(
+    settings: Settings,
+    name: str,
+    path: str,
+    begin: datetime | None,
+    state: MutableMapping | None = None,
+) -> Iterator[pa.Table]:
+    """Records of one endpoint in `updated_at` order from `begin` (inclusive; None = all),
+    one Arrow table per page; `state`'s cursor follows the pages. Ascending `updated_at`
+    is what makes a run loss-free: a record written while the run pages moves behind the
+    records already listed, so this run lists it again later, or the next run does (its
+    `updated_at` >= the cursor)."""
+    progress = Progress(f"recurly {name}")
+    for records in _updated_pages(settings, RecurlyLister(settings), path, begin, name):
+        progress.page(len(records))
+        if records:
+            if state is not None:
+                _advance(state, UPDATED_AT, records)
+            yield page_table(records)
     progress.done()
+
+
+def _updated_pages(
+    settings: Settings, lister: RecurlyLister, path: str, begin: datetime | None, name: str
+) -> Iterator[list[dict]]:
+    return lister.pages(path, _listing_params(settings, begin), f"recurly {name} page")
 
 
 def _listing_params(settings: Settings, begin: datetime | None) -> dict[str, str | int]:
@@ -199,28 +378,62 @@ def _listing_params(settings: Settings, begin: datetime | None) -> dict[str, str
     return params
 
 
-def account_redemptions(
-    settings: Settings, accounts_since: datetime | None
-) -> Iterator[tuple[pa.Table | None, datetime]]:
-    """Coupon redemptions of both levels, per account: Recurly lists them only under an
-    account (`/accounts/{id}/coupon_redemptions`; a subscription shows only its own
-    subscription-level ones). The accounts are those updated since `accounts_since`, in
-    `updated_at` order; per page of accounts, one table of their redemptions (None when
-    they have none) and the last account's `updated_at`, the caller's next cursor."""
-    lister = RecurlyLister(settings)
+# --------------------------------------------------------------------------- redemptions
+
+
+def account_redemptions(settings: Settings, state: MutableMapping) -> Iterator[pa.Table]:
+    """Coupon redemptions of both levels, one table per page of accounts that has any.
+
+    Recurly lists them only per account (`/accounts/{id}/coupon_redemptions`: there is
+    no site-wide list, an account carries none, a subscription only its own
+    subscription-level ones, an invoice only those that discounted it). So: the accounts
+    updated since the cursor in `state` (all of them, by the sliced listing, on the first
+    sync), and each one's redemptions, `settings.workers` accounts at a time, each thread
+    on its own client. A site that has no coupon at all can have no redemption: then
+    not one account is read, and the cursor moves to the API's clock before the check."""
+    threads = PerThread(settings)
     progress = Progress("recurly coupon_redemptions")
-    params = _listing_params(settings, accounts_since)
-    for accounts in lister.pages("/accounts", params, "recurly accounts page (redemptions)"):
-        records: list[dict] = []
-        for account in accounts:
-            path = f"/accounts/{quote(account['id'], safe='')}/coupon_redemptions"
-            for page in lister.pages(path, _listing_params(settings, None), "recurly redemptions"):
-                records += page
-        progress.page(len(records))
-        if accounts:
-            last = datetime.strptime(accounts[-1]["updated_at"], _TIME_FORMAT).replace(tzinfo=UTC)
-            yield (page_table(records) if records else None), last
+    with ThreadPoolExecutor(settings.workers, thread_name_prefix="recurly-redemptions") as pool:
+        for accounts in _redemption_accounts(settings, threads, state):
+            found = pool.map(partial(_redemptions_of, threads), (a["id"] for a in accounts))
+            records = [record for redemptions in found for record in redemptions]
+            progress.page(len(records))
+            if records:
+                yield page_table(records)
     progress.done()
+
+
+def _redemption_accounts(
+    settings: Settings, threads: PerThread, state: MutableMapping
+) -> Iterator[list[dict]]:
+    """Pages of the accounts whose redemptions this run reads (see account_redemptions)."""
+    resuming = bool(state.get("slices"))
+    began = None if resuming else api_clock(settings)
+    if began is not None and not _site_has_coupons(threads.lister()):
+        state[ACCOUNTS_UPDATED_AT] = began.isoformat()
+        return
+    cursor = stored_cursor(state, ACCOUNTS_UPDATED_AT)
+    if cursor is None:
+        windows = CreatedAtWindows(settings, "accounts (redemptions)", "/accounts", threads)
+        yield from full_listing(settings, windows, state, ACCOUNTS_UPDATED_AT, began)
+        return
+    begin = cursor - timedelta(seconds=settings.lag_seconds)
+    for accounts in _updated_pages(settings, threads.lister(), "/accounts", begin, "accounts"):
+        yield accounts
+        _advance(state, ACCOUNTS_UPDATED_AT, accounts)
+
+
+def _site_has_coupons(lister: RecurlyLister) -> bool:
+    """Whether the site has any coupon, of any state (the list has no state filter)."""
+    return bool(lister.fetch("/coupons?limit=1", "recurly coupons (any)")["data"])
+
+
+def _redemptions_of(threads: PerThread, account_id: str) -> list[dict]:
+    """Every redemption of one account, both levels, on the calling thread's client."""
+    path = f"/accounts/{quote(account_id, safe='')}/coupon_redemptions"
+    params = {"limit": MAX_PAGE_SIZE}
+    pages = threads.lister().pages(path, params, "recurly redemptions")
+    return [record for page in pages for record in page]
 
 
 def page_table(records: list[dict]) -> pa.Table:

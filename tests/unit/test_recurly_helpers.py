@@ -1,6 +1,8 @@
 """The Recurly source's helpers, in milliseconds and without a network: paging by `next`,
 the listing's parameters, errors as the SDK's classes, retries and the connection reset,
-redemptions per account, and pages as Arrow tables whose types do not depend on the page.
+full listings by created_at windows (one client per thread, the cursor kept aside until a
+listing is done), incremental cursors, redemptions per account (none on a site without
+coupons), and pages as Arrow tables whose types do not depend on the page.
 
 The source reads raw pages on the SDK client's own http.client connection (see
 dlt_sources/recurly/helpers.py), so the stand-in is that connection: it answers from a
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
@@ -23,6 +26,7 @@ from billing_clients.retries import RetryPolicy
 from billing_clients.sdk import recurly_client
 from dlt_sources.recurly import helpers
 from dlt_sources.recurly.helpers import Settings, format_time, page_table
+from dlt_sources.slices import Window
 
 DATE = "Sat, 05 Dec 2026 12:00:00 GMT"
 
@@ -197,10 +201,112 @@ def test_the_server_time_is_the_date_of_a_one_account_listing(connect):
     assert connection.urls == ["/accounts?limit=1"]
 
 
+# --------------------------------------------------------------------------- windows
+
+NOW = "2026-12-05T12:00:00+00:00"  # DATE, as a cursor is stored
+T = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp())
+
+
+def created(ident: str, at: int, **fields) -> dict:
+    stamp = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"id": ident, "created_at": stamp, "updated_at": stamp, **fields}
+
+
+def test_a_window_is_asked_by_created_at_and_what_lies_at_its_end_is_dropped(connect):
+    later = "/subscriptions?cursor=c&limit=3&sort=created_at"
+    connection = connect(
+        {
+            "/subscriptions": [
+                ok([created("s1", T), created("s2", T + 9), created("s3", T + 10)], later),
+                ok([created("s4", T + 10)]),
+            ]
+        }
+    )
+    windows = helpers.CreatedAtWindows(settings(page_size=3), "subscriptions", "/subscriptions")
+    first = windows.page(Window(T, T + 10))
+    assert [r["id"] for r in first.records] == ["s1", "s2"]  # s3 is at hi: the next window's
+    assert first.cursor == later
+    assert connection.urls == [
+        "/subscriptions?limit=3&sort=created_at&order=asc"
+        "&begin_time=2026-01-01T00%3A00%3A00Z&end_time=2026-01-01T00%3A00%3A10Z"
+    ]
+    rest = windows.page(Window(T + 9, T + 10, later, frozenset({"s2"})))
+    assert (rest.records, rest.cursor) == ([], None)
+    assert connection.urls[1] == later  # verbatim: it carries every filter
+
+
+def test_a_stamp_is_created_at_floored_to_the_second():
+    assert helpers.CreatedAtWindows.stamp({"created_at": "2026-01-01T00:00:00.900Z"}) == T
+
+
+def test_each_thread_lists_on_its_own_client_and_keeps_it():
+    threads = helpers.PerThread(settings())
+    mine = threads.lister()
+    with ThreadPoolExecutor(1) as pool:
+        theirs, again = pool.submit(threads.lister).result(), pool.submit(threads.lister).result()
+    assert threads.lister() is mine and again is theirs
+    assert theirs.client is not mine.client
+
+
+# --------------------------------------------------------------------------- runs and cursors
+
+
+def test_a_first_sync_lists_by_windows_and_keeps_the_api_s_clock_from_before_it(connect):
+    connection = connect({"/accounts": [ok([])], "/plans": [ok([created("p1", T)])]})
+    state: dict = {}
+    tables = list(helpers.resource_listing(settings(workers=1), "plans", "/plans", state))
+    assert [t.column("id").to_pylist() for t in tables] == [["p1"]]
+    assert state == {"updated_at": NOW}  # no windows pending, nothing kept aside
+    assert connection.urls == [
+        "/accounts?limit=1",  # the clock, before the listing
+        "/plans?limit=200&sort=created_at&order=asc"
+        "&begin_time=1970-01-01T00%3A00%3A00Z&end_time=2026-12-05T12%3A00%3A01Z",
+    ]
+
+
+def test_a_checkpointed_full_listing_keeps_its_cursor_aside_until_it_is_done(connect):
+    later = "/plans?cursor=p1"
+    connection = connect(
+        {
+            "/accounts": [ok([])],  # one clock reading: the resumed run reads none
+            "/plans": [ok([created("p1", T)], later), ok([created("p2", T + 5)])],
+        }
+    )
+    state: dict = {}
+    stopped = settings(workers=1, checkpoint_seconds=0)
+    first = list(helpers.resource_listing(stopped, "plans", "/plans", state))
+    assert state["slices"] and state["slices_cursor"] == NOW and "updated_at" not in state
+    assert helpers.stored_cursor(state, "updated_at") is None
+
+    second = list(helpers.resource_listing(settings(workers=1), "plans", "/plans", state))
+    assert [t.column("id").to_pylist() for t in first + second] == [["p1"], ["p2"]]
+    assert state == {"updated_at": NOW}
+    assert connection.urls[-1] == later
+
+
+def test_an_incremental_run_starts_the_lag_before_its_cursor_and_moves_it(connect):
+    newer = {"id": "p1", "updated_at": "2026-12-02T00:00:00Z"}
+    connection = connect({"/plans": [ok([newer])]})
+    state = {"updated_at": "2026-12-01T00:00:00+00:00"}
+    list(helpers.resource_listing(settings(lag_seconds=60), "plans", "/plans", state))
+    assert connection.urls == [
+        "/plans?limit=200&sort=updated_at&order=asc&begin_time=2026-11-30T23%3A59%3A00Z"
+    ]
+    assert state == {"updated_at": "2026-12-02T00:00:00+00:00"}
+
+
+def test_the_cursor_dlt_s_incremental_kept_before_is_read_once_on_upgrade():
+    legacy = {"incremental": {"updated_at": {"last_value": datetime(2026, 12, 1, tzinfo=UTC)}}}
+    assert helpers.stored_cursor(legacy, "updated_at") == datetime(2026, 12, 1, tzinfo=UTC)
+    assert helpers.stored_cursor({**legacy, "updated_at": NOW}, "updated_at") == datetime(
+        2026, 12, 5, 12, tzinfo=UTC
+    )
+
+
 # --------------------------------------------------------------------------- redemptions
 
 
-def test_redemptions_are_read_per_account_with_the_last_account_s_updated_at(connect):
+def test_redemptions_are_read_per_account_updated_since_the_cursor(connect):
     accounts = [
         {"id": "a1", "updated_at": "2026-12-01T00:00:00Z"},
         {"id": "a/2", "updated_at": "2026-12-02T00:00:00Z"},
@@ -208,27 +314,44 @@ def test_redemptions_are_read_per_account_with_the_last_account_s_updated_at(con
     redemption = {"id": "r1", "subscription_id": None, "coupon": {"code": "SAVE"}}
     connection = connect(
         {
-            "/accounts": [ok(accounts)],
+            "/accounts": [ok([]), ok(accounts)],  # the clock, then the accounts
+            "/coupons": [ok([{"id": "c1"}])],
             "/accounts/a1/coupon_redemptions": [ok([redemption])],
             "/accounts/a%2F2/coupon_redemptions": [ok([])],  # ids are quoted
         }
     )
-    ((table, last),) = list(helpers.account_redemptions(settings(), None))
+    state = {"accounts_updated_at": "2026-11-30T00:00:00+00:00"}
+    (table,) = list(helpers.account_redemptions(settings(workers=1), state))
     assert table.column("coupon__code").to_pylist() == ["SAVE"]
-    assert last == datetime(2026, 12, 2, tzinfo=UTC)
-    assert len(connection.urls) == 3
+    assert state == {"accounts_updated_at": "2026-12-02T00:00:00+00:00"}
+    assert connection.urls[2] == (
+        "/accounts?limit=200&sort=updated_at&order=asc&begin_time=2026-11-30T00%3A00%3A00Z"
+    )
+    assert len(connection.urls) == 5
 
 
-def test_accounts_without_redemptions_still_move_the_cursor(connect):
-    connect(
+def test_a_first_sync_reads_the_redemptions_of_every_account(connect):
+    connection = connect(
         {
-            "/accounts": [ok([{"id": "a1", "updated_at": "2026-12-01T00:00:00Z"}])],
-            "/accounts/a1/coupon_redemptions": [ok([])],
+            "/accounts": [ok([]), ok([created("a1", T), created("a2", T + 1)])],
+            "/coupons": [ok([{"id": "c1"}])],
+            "/accounts/a1/coupon_redemptions": [ok([{"id": "r1", "coupon": {"code": "X"}}])],
+            "/accounts/a2/coupon_redemptions": [ok([])],
         }
     )
-    assert list(helpers.account_redemptions(settings(), None)) == [
-        (None, datetime(2026, 12, 1, tzinfo=UTC))
-    ]
+    state: dict = {}
+    (table,) = list(helpers.account_redemptions(settings(workers=1), state))
+    assert table.column("id").to_pylist() == ["r1"]
+    assert state == {"accounts_updated_at": NOW}
+    assert "sort=created_at" in connection.urls[2]
+
+
+def test_a_site_without_coupons_reads_no_account(connect):
+    connection = connect({"/accounts": [ok([])], "/coupons": [ok([])]})
+    state: dict = {}
+    assert list(helpers.account_redemptions(settings(), state)) == []
+    assert state == {"accounts_updated_at": NOW}
+    assert connection.urls == ["/accounts?limit=1", "/coupons?limit=1"]
 
 
 # --------------------------------------------------------------------------- Arrow
