@@ -1,25 +1,30 @@
-"""dbt's marts beside two baselines of ONE DuckDB statement each, on the project's own data.
+"""dbt's marts at scale beside two baselines of ONE DuckDB statement each: a scaling curve.
 
-Data: a scenario of the project's generator (`retention sandbox generate`, seed 7), served
-by the sandbox and loaded by `retention extract`: the raw tables a deployment lands. That
-is slow (1,000 customers in 10-15 s on two busy cores) and untimed; `--keep DIR` keeps the
-warehouse for later runs on the same DIR. Then `dbt seed`, `parse`, a run of the staging
-views and `compile` (untimed), and:
+Data: a base warehouse of the project's generator (`retention sandbox generate`, seed 7,
+`--customers`, default 10,000: about 11,900 subscriptions and 2,400 exit sessions) served
+by the sandbox and loaded by `retention extract` (untimed; `--keep DIR` keeps it). Each
+point of the curve (`--sizes`, in subscriptions) is k copies of the base's raw tables made
+in DuckDB SQL (replicate.py: ids prefixed per copy, times kept), so shapes stay the
+generator's at any size; the 1-copy point is the base itself, where dbt's fixed cost shows,
+and the reference of the copies check (the marts of k copies = k x those of one).
+Per point: `dbt seed`, `parse`, a run of the staging views and `compile` (untimed), then
 - the limit: fct_exit_episodes and fct_repurchase_cohorts as one statement of dbt's own
-  compiled SQL (one_statement.py; one_statement.sql in the work dir);
+  compiled SQL (one_statement.py; one_statement.sql in the point's dir);
 - the hand-written baseline: the same two marts from the staging views, the intermediate
   and mart rules written by hand for speed (sql/hand_marts.sql);
 - `dbt run --select +fct_exit_episodes +fct_repurchase_cohorts`, alternating with both (the
   machine's other load hits all alike); the ratios of dbt to each are the headline;
-- `dbt run` of every model, `dbt build` (seed, models, data and unit tests), and dbt's
-  fixed cost: the same selected `dbt run` on a 1,000-customer scenario;
-- each baseline's rows against the dbt marts: counts, and EXCEPT ALL both ways.
+- with `--build`, `dbt run` of every model and `dbt build` (seed, models, tests);
+- each baseline's rows against the dbt marts, and the copies check (EXCEPT ALL both ways).
 dbt runs as the venv's CLI (as dagster-dbt runs it): wall time includes process start and
 partial parsing; dbt's own elapsed time (run_results.json) is beside it. cpu is user+sys
-and peak the peak RSS of each child process (each baseline runs in one).
+and peak the peak RSS of each child process (each baseline runs in one). DuckDB runs with
+its defaults (memory_limit 80% of RAM, spilling to `<file>.tmp` beside the warehouse).
+Each point's figures stay in DIR/copies_<k>/result.json; the curve printed at the end is
+every point in DIR, so sizes can be run one invocation at a time.
 
-Run: .venv/bin/python bench/bench_marts.py [--customers N] [--repeat N] [--no-build]
-     [--no-fixed-cost] [--keep DIR]
+Run: .venv/bin/python bench/bench_marts.py [--customers N] [--sizes 1,100000,1000000]
+     [--repeat N] [--build] [--keep DIR] [--keep-points]
 """
 
 from __future__ import annotations
@@ -33,8 +38,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from marts_report import BASELINES, report
+from marts_report import BASELINES, curve, report
 from one_statement import one_statement
+from replicate import copies_check, replicate
 from sandbox_process import drop_files, extract, generate, served
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,8 +52,7 @@ MARTS = ("fct_exit_episodes", "fct_repurchase_cohorts")
 SELECTED = tuple(f"+{mart}" for mart in MARTS)
 COUNTED = [f"raw_{s}.{t}" for s in PORTS for t in ("subscriptions", "customers", "invoices")]
 COUNTED += ["raw_exit_sessions.exit_sessions"]
-COUNTED += [f"marts.{t}" for t in ("fct_exit_sessions", *MARTS, "dim_subscriptions")]
-COUNTED += ["marts.dim_subscriber_profiles", "marts.rpt_retention_summary"]
+COUNTED += [f"marts.{mart}" for mart in MARTS]
 
 
 def run_child(argv: list[str], env: dict[str, str], log: Path) -> dict:
@@ -99,12 +104,22 @@ def child_one(con, sql: str) -> dict:
     con.execute("create schema if not exists bench")
     started = time.perf_counter()
     con.execute(Path(sql).read_text())
-    return {"seconds": time.perf_counter() - started}
+    took = time.perf_counter() - started
+    settings = ("memory_limit", "threads", "temp_directory")
+    values = con.sql(f"select {', '.join(f'current_setting({s!r})' for s in settings)}")
+    return {"seconds": took, "settings": dict(zip(settings, values.fetchall()[0], strict=True))}
 
 
-def child_check(con) -> dict:
-    """Rows per table, and per baseline and mart [dbt rows, baseline rows, dbt EXCEPT ALL
-    baseline, baseline EXCEPT ALL dbt]."""
+def child_subscriptions(con) -> dict:
+    systems = ("raw_stripe", "raw_recurly", "raw_chargebee")
+    counts = [con.sql(f"select count(*) from {s}.subscriptions").fetchall()[0][0] for s in systems]
+    return {"subscriptions": sum(counts)}
+
+
+def child_check(con, reference: str, copies: str) -> dict:
+    """Rows per table; per baseline and mart [dbt rows, baseline rows, dbt EXCEPT ALL
+    baseline, baseline EXCEPT ALL dbt]; and the marts of these copies against those of
+    one (`reference`, the 1-copy point's warehouse: replicate.copies_check)."""
 
     def count(query: str) -> int:
         return con.sql(f"select count(*) from ({query})").fetchall()[0][0]
@@ -121,16 +136,26 @@ def child_check(con) -> dict:
             own = f"select {columns} from bench.{table} where mart = '{mart}'"
             queries = (built, own, f"{built} except all {own}", f"{own} except all {built}")
             agreement[table][mart] = [count(query) for query in queries]
-    return {"rows": rows, "agreement": agreement}
+    if int(copies) == 1:  # the reference itself: the check runs, and must find the same
+        copied = copies_check(con, "marts", MARTS, 1)
+    else:
+        con.execute(f"attach '{reference}' as one_copy (read_only)")
+        copied = copies_check(con, "one_copy.marts", MARTS, int(copies))
+    return {"rows": rows, "agreement": agreement, "copies": copied}
 
 
 def child_main(task: str, database: str, *rest: str) -> None:
+    if task == "replicate":
+        base, copies = rest
+        print(json.dumps(replicate(Path(base), Path(database), int(copies))))
+        return
     import duckdb
 
+    tasks = {"one": child_one, "check": child_check, "subscriptions": child_subscriptions}
     with duckdb.connect(database) as con:
         con.execute("set enable_progress_bar = false")
         con.execute("set preserve_insertion_order = false")  # as dbt's profile sets it
-        print(json.dumps({"one": child_one, "check": child_check}[task](con, *rest)))
+        print(json.dumps(tasks[task](con, *rest)))
 
 
 def child(task: str, database: Path, log_dir: Path, *rest: object) -> dict:
@@ -143,67 +168,106 @@ def child(task: str, database: Path, log_dir: Path, *rest: object) -> dict:
     return result | {"result": json.loads(log.read_text().splitlines()[-1])}
 
 
-def prepared_dbt(folder: Path, customers: int, project: Path) -> Dbt:
-    """dbt, seeded and parsed (untimed), on the warehouse in `folder`: extracted now, or
-    kept there by an earlier run."""
+def base_warehouse(folder: Path, customers: int) -> Path:
+    """The base: a scenario of the project's generator served by the sandbox and loaded by
+    `retention extract` into `folder` (untimed), or the one an earlier run left there."""
     folder.mkdir(parents=True, exist_ok=True)
     database = folder / "warehouse.duckdb"
     if database.exists():
-        print(f"reusing {database} (extracted by an earlier run)")
-    else:
-        started, scenario = time.perf_counter(), folder / "scenario.json"
-        generate(scenario, customers, seed=7)
-        drop_files(scenario, folder / "drop")
-        with served(scenario, PORTS):
-            extract(database, folder / "drop", PORTS)
-        took = time.perf_counter() - started
-        print(f"generated, served and extracted {customers:,} customers in {took:.0f} s")
+        print(f"base: reusing {database} (extracted by an earlier run)", flush=True)
+        return database
+    started, scenario = time.perf_counter(), folder / "scenario.json"
+    generate(scenario, customers, seed=7)
+    drop_files(scenario, folder / "drop")
+    with served(scenario, PORTS):
+        extract(database, folder / "drop", PORTS)
+    took = time.perf_counter() - started
+    print(f"base: generated, served and extracted {customers:,} customers in {took:.0f} s")
+    return database
+
+
+def prepared(database: Path, folder: Path, project: Path) -> Dbt:
+    """dbt on `database`, seeded and parsed, the staging views run (the hand-written SQL
+    reads them), the marts compiled and inlined as one statement (all untimed)."""
     dbt = Dbt(database, folder, project)
     dbt("seed")
     dbt("parse")
+    dbt("run", "--select", "path:models/staging")
+    dbt("compile", "--select", *SELECTED)  # after the run: its manifest has the SQL
+    (folder / "one_statement.sql").write_text(
+        one_statement(folder / "target" / "manifest.json", MARTS)
+    )
     return dbt
+
+
+def measure(dbt: Dbt, folder: Path, repeat: int, build: bool) -> dict:
+    """The baselines and `dbt run` of the two marts, interleaved (the machine's other load
+    hits them alike), then `dbt run` of every model and `dbt build` if asked."""
+    statements = {"one_statement": folder / "one_statement.sql", "hand_marts": HAND_SQL}
+    baselines: dict[str, list[dict]] = {table: [] for table in statements}
+    selected = []
+    for round_ in range(1, repeat + 1):
+        for table, sql in statements.items():
+            run = child("one", dbt.database, folder, sql)
+            baselines[table].append(run | run["result"])
+            print(f"  round {round_}: {table} {run['result']['seconds']:.2f} s", flush=True)
+        selected.append(dbt("run", "--select", *SELECTED))
+        print(f"  round {round_}: dbt run --select {selected[-1]['wall']:.2f} s", flush=True)
+    everything = [dbt("run")] if build else []
+    built = dbt("build", check=False) if build else None
+    return {"baselines": baselines, "selected": selected, "everything": everything, "build": built}
+
+
+def point(base: Path, base_subscriptions: int, size: int, work: Path, args) -> dict:
+    """One point of the curve: `size` subscriptions as k copies of the base (k = 1: the
+    base itself, the point where dbt's fixed cost shows), measured and checked."""
+    copies = max(1, round(size / base_subscriptions))
+    folder = work / f"copies_{copies}"
+    folder.mkdir(parents=True, exist_ok=True)
+    database = folder / "warehouse.duckdb"
+    print(f"\n== {copies} copies of the base (~{copies * base_subscriptions:,} subscriptions)")
+    made = child("replicate", database, folder, base, copies)
+    print(f"  replicated in {made['wall']:.1f} s, peak {made['peak']:,.0f} MiB", flush=True)
+    dbt = prepared(database, folder, args.project_dir.resolve())
+    load = os.getloadavg()[0]
+    runs = measure(dbt, folder, args.repeat, args.build) | {"load": [load, os.getloadavg()[0]]}
+    reference = work / "copies_1" / "warehouse.duckdb"
+    check = child("check", database, folder, reference, copies)["result"]
+    size_on_disk = database.stat().st_size
+    result = {"copies": copies, "replicate": made, "check": check, "bytes": size_on_disk} | runs
+    (folder / "result.json").write_text(json.dumps(result))
+    if copies > 1 and not args.keep_points:  # the 1-copy point is the others' reference
+        database.unlink()
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--customers", type=int, default=20_000)
-    parser.add_argument("--repeat", type=int, default=2, help="timed runs of each (best counts)")
-    parser.add_argument("--no-build", action="store_true", help="skip `dbt build` with tests")
-    parser.add_argument("--no-fixed-cost", action="store_true", help="skip the 1,000-customer run")
+    parser.add_argument("--customers", type=int, default=10_000, help="the base's customers")
+    parser.add_argument(
+        "--sizes", default="1,100000,1000000", help="subscriptions per point (1: the base)"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="timed runs of each (best counts)")
+    parser.add_argument("--build", action="store_true", help="also dbt run and dbt build")
+    parser.add_argument("--keep", type=Path, help="work dir kept (base and results reused)")
+    parser.add_argument("--keep-points", action="store_true", help="keep each point's file")
     parser.add_argument("--project-dir", type=Path, default=DBT_PROJECT, help=argparse.SUPPRESS)
-    parser.add_argument("--keep", type=Path, help="keep (and reuse) the warehouse in this dir")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child_main(*args.child)
 
     with tempfile.TemporaryDirectory(prefix="bench_marts_") as scratch:
-        tmp, project = (args.keep or Path(scratch)).resolve(), args.project_dir.resolve()
-        print(f"bench_marts: a scenario of {args.customers:,} customers (sandbox.generate)")
-        dbt = prepared_dbt(tmp, args.customers, project)
-        dbt("run", "--select", "path:models/staging")  # the views the hand-written SQL reads
-        dbt("compile", "--select", *SELECTED)  # after the run: its manifest has the SQL
-        statements = {"one_statement": tmp / "one_statement.sql", "hand_marts": HAND_SQL}
-        statements["one_statement"].write_text(
-            one_statement(tmp / "target" / "manifest.json", MARTS)
-        )
-
-        baselines: dict[str, list[dict]] = {table: [] for table in statements}
-        selected = []  # interleaved: the machine's other load hits them alike
-        for _ in range(args.repeat):
-            for table, sql in statements.items():
-                run = child("one", dbt.database, tmp, sql)
-                baselines[table].append(run | run["result"])
-            selected.append(dbt("run", "--select", *SELECTED))
-        everything = [dbt("run") for _ in range(args.repeat)]
-        build = None if args.no_build else dbt("build", check=False)
-        check = child("check", dbt.database, tmp)["result"]
-        fixed = None
-        if not args.no_fixed_cost:
-            small = prepared_dbt(tmp / "fixed_cost", 1000, project)
-            fixed = [small("run", "--select", *SELECTED) for _ in range(args.repeat)]
-        runs = {"selected": selected, "everything": everything, "build": build, "fixed": fixed}
-        report(check, baselines, runs | {"select": " ".join(SELECTED)})
+        work = (args.keep or Path(scratch)).resolve()
+        base = base_warehouse(work / "base", args.customers)
+        base_subscriptions = child("subscriptions", base, work)["result"]["subscriptions"]
+        print(f"base: {base_subscriptions:,} subscriptions")
+        sizes = [int(s) for s in args.sizes.split(",")]
+        if 1 not in sizes and not (work / "copies_1" / "warehouse.duckdb").exists():
+            sizes.insert(0, 1)  # the reference of the copies check
+        for size in sorted(sizes):
+            report(point(base, base_subscriptions, size, work, args))
+        curve([json.loads(p.read_text()) for p in work.glob("copies_*/result.json")])
 
 
 if __name__ == "__main__":

@@ -34,22 +34,30 @@ def agreement(check: dict) -> None:
         print(f"    => {'the same rows' if same else 'NOT the same rows: its ratio is not fair'}")
 
 
-def ratios(baselines: dict[str, list[dict]], selected: list, everything: list, fixed) -> None:
+def copies(check: dict, copies: int) -> None:
+    """The marts of k copies against k times those of one (replicate.copies_check)."""
+    print(
+        f"\n{copies} copies against {copies} x the marts of one (rows here / expected, EXCEPT ALL each way)"
+    )
+    for mart, (here, expected, h_e, e_h) in check["copies"].items():
+        verdict = "same" if here == expected and h_e == e_h == 0 else "DIFFERENT"
+        print(f"    {mart:<24} {here:>10,} / {expected:<10,} {h_e:>7,} {e_h:>7,}  {verdict}")
+
+
+def ratios(baselines: dict[str, list[dict]], selected: list, everything: list) -> None:
     """dbt's figures over each baseline's: one column per baseline."""
     rows = {
-        "dbt run of the same two marts, wall": ("wall", selected, None),
-        "dbt run of the same two marts, dbt elapsed": ("elapsed", selected, None),
-        "dbt run of every model, wall": ("wall", everything, None),
-        "the same two marts, cpu (processes)": ("cpu", selected, None),
+        "dbt run of the same two marts, wall": ("wall", selected),
+        "dbt run of the same two marts, dbt elapsed": ("elapsed", selected),
+        "the same two marts, cpu (processes)": ("cpu", selected),
     }
-    if fixed:
-        rows["the same two marts, wall less the fixed cost"] = ("wall", selected, fixed)
-        rows["the same two marts, cpu less the fixed cost"] = ("cpu", selected, fixed)
+    if everything:
+        rows["dbt run of every model, wall"] = ("wall", everything)
     names = [BASELINES[table].split(" (")[0] for table in baselines]
     title = "ratio dbt / baseline (goal: within 1.5x)"
     print(f"\n{title:<46}{''.join(f'{n:>16}' for n in names)}")
-    for label, (key, runs, less) in rows.items():
-        dbt = best(runs, key) - (best(less, key) if less else 0)
+    for label, (key, runs) in rows.items():
+        dbt = best(runs, key)
         cells = []
         for runs_of_baseline in baselines.values():
             own = best(runs_of_baseline, "seconds" if key != "cpu" else "cpu")
@@ -57,27 +65,27 @@ def ratios(baselines: dict[str, list[dict]], selected: list, everything: list, f
         print(f"  {label:<44}{''.join(cells)}")
 
 
-def report(check: dict, baselines: dict[str, list[dict]], dbt: dict) -> None:
-    """Everything bench_marts measured, in the order a reader checks it: rows, agreement,
-    seconds, ratios, the slowest models. `dbt`: the runs `selected` (with the `select`
-    arguments), `everything`, `build` and `fixed` (None when skipped)."""
-    selected, everything, build, fixed = (
-        dbt[k] for k in ("selected", "everything", "build", "fixed")
-    )
+def report(point: dict) -> None:
+    """One point of the curve, in the order a reader checks it: rows, agreement with each
+    baseline and with k x one copy, seconds, ratios, the slowest models."""
+    check, baselines, selected = point["check"], point["baselines"], point["selected"]
+    everything, build = point["everything"], point["build"]
     print("\nrows")
     for table, n in check["rows"].items():
         print(f"  {table:<36} {n:>12,}")
     agreement(check)
+    copies(check, point["copies"])
 
+    settings = next(iter(baselines.values()))[0]["settings"]
     print(f"\nseconds, best of {len(selected)} [every run]; cpu = user+sys of that process")
+    print(f"  (DuckDB: {', '.join(f'{k} {v}' for k, v in settings.items())}; dbt's the same)")
     for table, runs in baselines.items():
         print(line(BASELINES[table], runs, "seconds", peak=False))
         print(line("  its process (start, connect, statement)", runs))
     timed = {
-        f"dbt run --select {dbt['select']}": selected,
+        "dbt run --select +fct_exit_episodes +fct_repurchase_cohorts": selected,
         "dbt run (every model)": everything,
         "dbt build (seed, every model, data tests and unit tests)": build and [build],
-        "dbt's fixed cost: the same dbt run --select, 1,000 customers": fixed,
     }
     for title, runs in timed.items():
         if runs:
@@ -85,10 +93,59 @@ def report(check: dict, baselines: dict[str, list[dict]], dbt: dict) -> None:
             print(line("  dbt's own elapsed (run_results.json)", runs, "elapsed", peak=False))
     for node in build["failed"] if build else []:
         print(f"    FAILED: {node}")
-    ratios(baselines, selected, everything, fixed)
+    ratios(baselines, selected, everything)
 
     nodes = sorted(min(selected, key=lambda r: r["wall"])["nodes"], key=lambda n: -n[1])
     summed = sum(took for _, took in nodes)
     print(f"\nslowest models of the best selected run ({len(nodes)} models, {summed:.2f} s summed)")
-    for name, took in nodes[:10]:
+    for name, took in nodes[:8]:
         print(f"  {name:<52} {took:6.2f}")
+
+
+def same(check: dict) -> bool:
+    """Every baseline and the copies check agree with the dbt marts."""
+    tallies = [*check["copies"].values()]
+    tallies += [t for marts in check["agreement"].values() for t in marts.values()]
+    return all(n1 == n2 and a == b == 0 for n1, n2, a, b in tallies)
+
+
+def curve(points: list[dict]) -> None:
+    """The scaling curve: one line per point, smallest first."""
+    print("\nscaling curve (best runs; peak = the process's peak RSS; ratio = dbt wall / baseline)")
+    head = (
+        "subs",
+        "sessions",
+        "invoices",
+        "hand s",
+        "one s",
+        "dbt s",
+        "dbt elapsed",
+        "dbt peak",
+        "hand peak",
+        "/hand",
+        "/one",
+        "rows",
+    )
+    print("  " + "".join(f"{h:>12}" for h in head))
+    for p in sorted(points, key=lambda p: p["copies"]):
+        rows = p["check"]["rows"]
+        subs = sum(rows[f"raw_{s}.subscriptions"] for s in ("stripe", "recurly", "chargebee"))
+        invoices = sum(rows[f"raw_{s}.invoices"] for s in ("stripe", "recurly", "chargebee"))
+        hand = min(p["baselines"]["hand_marts"], key=lambda r: r["seconds"])
+        one = min(p["baselines"]["one_statement"], key=lambda r: r["seconds"])
+        dbt = min(p["selected"], key=lambda r: r["wall"])
+        cells = [
+            f"{subs:,}",
+            f"{rows['raw_exit_sessions.exit_sessions']:,}",
+            f"{invoices:,}",
+            f"{hand['seconds']:.2f}",
+            f"{one['seconds']:.2f}",
+            f"{dbt['wall']:.2f}",
+            f"{dbt['elapsed']:.2f}",
+            f"{dbt['peak']:,.0f} MiB",
+            f"{hand['peak']:,.0f} MiB",
+            f"{dbt['wall'] / hand['seconds']:.2f}x",
+            f"{dbt['wall'] / one['seconds']:.2f}x",
+            "same" if same(p["check"]) else "DIFFERENT",
+        ]
+        print("  " + "".join(f"{c:>12}" for c in cells))
