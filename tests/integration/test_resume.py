@@ -1,8 +1,9 @@
 """A full sync killed after a checkpoint resumes where its last committed round ended:
 `retention extract` (a subprocess, `kill -9` once a round has loaded) run again lists only
 the windows the warehouse's dlt state still holds, and the warehouse ends equal to a clean
-run's (one round, no checkpoint). Stripe against the sandbox, with a small page size, some
-latency and a checkpoint every 0.5 s, so the full sync takes several rounds."""
+run's (one round, no checkpoint); the Dagster load assets run the rounds as one step.
+Stripe against the sandbox, with a small page size, some latency and a checkpoint every
+0.5 s, so the full sync takes several rounds."""
 
 from __future__ import annotations
 
@@ -10,35 +11,65 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import orjson
 import pytest
+from dagster import materialize
 
 from dlt_sources.slices import Window
 from orchestration.checkpoints import unfinished_listings
 from orchestration.extract import pipeline, run_extract
+from orchestration.loads import billing_assets
+from orchestration.resources import build_resources
+from orchestration.settings import DUCKDB_PATH_ENV
+from sandbox.app import Sandbox, start_sandbox
 from sandbox.generate import GenerateOptions, write_scenario
 from sandbox.network import Latency
+from sandbox.scenario import validate_scenario
 
 pytestmark = pytest.mark.integration
 AS_OF = datetime(2026, 6, 30, tzinfo=UTC)
 RETENTION = Path(sys.executable).with_name("retention")
 CONTINUES = "full listing of stripe "
+CHECKPOINT = "SOURCES__CHECKPOINT_SECONDS"
 
 
-@pytest.fixture
-def stripe(tmp_path, serve_scenario):
-    """A served Stripe sandbox of 120 customers (about 500 invoices), 20 ms a request."""
-    path = tmp_path / "scenario.json"
+@pytest.fixture(scope="module")
+def stripe(tmp_path_factory) -> Iterator[Sandbox]:
+    """A served Stripe sandbox of 120 customers (about 500 invoices), 20 ms a request;
+    its clock frozen, nothing written: every test reads the same account."""
+    path = tmp_path_factory.mktemp("scenario") / "scenario.json"
     write_scenario(GenerateOptions(120, 4, AS_OF), path)
-    return serve_scenario(
-        orjson.loads(path.read_bytes()),
+    sandbox = start_sandbox(
+        validate_scenario(orjson.loads(path.read_bytes())),
+        frozen=True,
         systems=("stripe",),
         latency={"stripe": Latency(mean_ms=20)},
     )
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture(scope="module")
+def clean(stripe, tmp_path_factory) -> dict[str, list[tuple]]:
+    """The tables of a clean full sync of `stripe`: one round, no checkpoint."""
+    where = tmp_path_factory.mktemp("clean")
+    with pytest.MonkeyPatch.context() as env:
+        point_at(env, stripe)
+        env.delenv(CHECKPOINT, raising=False)
+        [summary] = run_extract(("stripe",), where / "clean.duckdb", pipelines_dir=where / "dlt")
+    assert (summary.error, summary.rounds) == (None, 1)
+    assert summary.rows["invoices"] > 100
+    return tables(where / "clean.duckdb")
+
+
+def point_at(env: pytest.MonkeyPatch, stripe: Sandbox) -> None:
+    env.setenv("SOURCES__STRIPE__BASE_URL", stripe.urls["stripe"])
+    env.setenv("SOURCES__STRIPE__PAGE_SIZE", "10")
 
 
 def extract(database: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -109,23 +140,12 @@ def tables(database: Path) -> dict[str, list[tuple]]:
 
 
 def test_a_killed_full_sync_resumes_without_listing_a_finished_window_again(
-    stripe, tmp_path, monkeypatch
+    stripe, clean, tmp_path, monkeypatch
 ):
-    where = {"SOURCES__STRIPE__BASE_URL": stripe.urls["stripe"], "SOURCES__STRIPE__PAGE_SIZE": "10"}
-    for name, value in where.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("SOURCES__CHECKPOINT_SECONDS", raising=False)
-    clean = tmp_path / "clean.duckdb"
-    [summary] = run_extract(("stripe",), clean, pipelines_dir=tmp_path / "dlt_clean")
-    assert (summary.error, summary.rounds) == (None, 1)
-    assert summary.rows["invoices"] > 100
+    point_at(monkeypatch, stripe)
+    monkeypatch.setenv(CHECKPOINT, "0.5")
     dlt_dir = tmp_path / "dlt"
-    env = {
-        **os.environ,
-        "DLT_DATA_DIR": str(dlt_dir),
-        "RUNTIME__DLTHUB_TELEMETRY": "false",
-        "SOURCES__CHECKPOINT_SECONDS": "0.5",
-    }
+    env = {**os.environ, "DLT_DATA_DIR": str(dlt_dir), "RUNTIME__DLTHUB_TELEMETRY": "false"}
     database = tmp_path / "resumed.duckdb"
 
     killed = extract(database, env)
@@ -153,10 +173,30 @@ def test_a_killed_full_sync_resumes_without_listing_a_finished_window_again(
     ]
     assert outside == [], f"listed again outside the pending windows {pending}"
     assert pending_windows(database, dlt_dir) == {}
-    assert tables(database) == tables(clean)
+    assert tables(database) == clean
 
-    monkeypatch.setenv("SOURCES__CHECKPOINT_SECONDS", "0.5")
     log.clear()
     [incremental] = run_extract(("stripe",), database, pipelines_dir=dlt_dir / "pipelines")
     assert (incremental.error, incremental.rounds) == (None, 1)
     assert log and windowed_requests(log) == []  # the events since the cursor only
+
+
+def test_dagster_loads_a_checkpointed_full_sync_as_one_materialization_per_table(
+    stripe, clean, tmp_path, monkeypatch
+):
+    point_at(monkeypatch, stripe)
+    monkeypatch.setenv(CHECKPOINT, "0.5")
+    database = tmp_path / "dagster.duckdb"
+    monkeypatch.setenv(DUCKDB_PATH_ENV, str(database))
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))
+
+    result = materialize([billing_assets("stripe")], resources=build_resources())
+
+    assert result.success
+    events = result.get_asset_materialization_events()
+    keys = [e.asset_key.to_user_string() for e in events]
+    assert sorted(keys) == sorted(set(keys)) and "dlt_stripe_invoices" in keys
+    metadata = {e.asset_key.to_user_string(): e.materialization.metadata for e in events}
+    assert metadata["dlt_stripe_invoices"]["dlt_rounds"].value > 1
+    assert metadata["dlt_stripe_invoices"]["rows_loaded"].value == len(clean["invoices"]) - 1
+    assert tables(database) == clean
