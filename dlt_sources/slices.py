@@ -143,11 +143,11 @@ class _Listing:
         self.waiting.extend(windows)
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="slices")
         try:
-            started_once = False
+            first_round = True  # always started, so a checkpoint of 0 still progresses
             while self.waiting or self.running:
-                if not started_once or not self._stopping():
+                if first_round or not self._stopping():
                     self._start(pool)
-                    started_once = True
+                    first_round = False
                 if not self.running:
                     break  # checkpoint: what waits stays in the state
                 done, _ = wait(self.running, return_when=FIRST_COMPLETED)
@@ -172,38 +172,37 @@ class _Listing:
         records to hand over (an error in the request is raised here)."""
         window = self.running.pop(future)
         page = future.result()
-        follow = self._follow(window, page)
+        inside = [r for r in page.records if window.lo <= self.lister.stamp(r) < window.hi]
+        follow = self._follow(window, inside, page.cursor)
         if follow is None:
             self.finished += 1
         else:
             self.waiting.extend(follow)
         self._save()
-        records = [r for r in page.records if self._keeps(window, r)]
+        records = [r for r in inside if r["id"] not in window.skip]
         self.progress.page(len(records))
         return records
 
-    def _keeps(self, window: Window, record: dict) -> bool:
-        return (
-            window.lo <= self.lister.stamp(record) < window.hi and record["id"] not in window.skip
-        )
-
-    def _follow(self, window: Window, page: Page) -> list[Window] | None:
-        """What is left of `window` after `page`: None when it is done, else the window
-        continued from the page's cursor, or split in pieces when dense and workers idle."""
-        if page.cursor is None:
+    def _follow(
+        self, window: Window, records: list[dict], cursor: str | None
+    ) -> list[Window] | None:
+        """What is left of `window` after a page of `records` (those inside it): None when
+        it is done, else the window continued from the page's `cursor`, or split in pieces
+        when dense and workers idle."""
+        if cursor is None:
             return None
-        if not page.records:
-            return [replace(window, cursor=page.cursor)]
-        stamps = [self.lister.stamp(r) for r in page.records]
+        if not records:
+            return [replace(window, cursor=cursor)]
+        stamps = [self.lister.stamp(r) for r in records]
         last = stamps[-1]
         edge = window.hi - 1 if self.lister.descending else window.lo
-        skip = _tail(window, page.records, stamps, last == edge)
+        skip = _tail(window, records, stamps, last == edge)
         if self.lister.descending:
             rest, covered = (window.lo, last), window.hi - last
-            continued = Window(window.lo, last + 1, page.cursor, skip)
+            continued = Window(window.lo, last + 1, cursor, skip)
         else:
             rest, covered = (last + 1, window.hi), last - window.lo + 1
-            continued = Window(last, window.hi, page.cursor, skip)
+            continued = Window(last, window.hi, cursor, skip)
         pieces = self._pieces(rest, covered)
         if pieces < 2:
             return [continued]

@@ -21,7 +21,11 @@ from dlt_sources.slices import Page, Window, sliced_listing
 @dataclass
 class FakeLister:
     """A list API over records in memory: a window's records in (stamp, id) order, or its
-    reverse; the cursor is the last id handed out, as Stripe's `starting_after`."""
+    reverse; the cursor is the last id handed out, as Stripe's `starting_after`.
+
+    `inclusive`: the upper bound is inclusive (an API that over-fetches the second `hi`).
+    `bounds_in_cursor`: the cursor carries the bounds of the window's first request and a
+    continued request uses those, not the window's (Recurly's `next` path)."""
 
     records: list[dict]
     page_size: int
@@ -30,6 +34,8 @@ class FakeLister:
     requests: int = 0
     windows: set[tuple[int, int]] = field(default_factory=set)
     fail_at: int | None = None
+    inclusive: bool = False
+    bounds_in_cursor: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def stamp(self, record: dict) -> int:
@@ -41,17 +47,25 @@ class FakeLister:
             self.windows.add((window.lo, window.hi))
             if self.fail_at is not None and self.requests >= self.fail_at:
                 raise ConnectionError("the fake API is down")
+        lo, hi, after = window.lo, window.hi, window.cursor
+        if after is not None and self.bounds_in_cursor:
+            lo, hi, after = after.split(":", 2)
+            lo, hi = int(lo), int(hi)
+        top = hi + 1 if self.inclusive else hi
         rows = sorted(
-            (r for r in self.records if window.lo <= r["created"] < window.hi),
+            (r for r in self.records if lo <= r["created"] < top),
             key=lambda r: (r["created"], r["id"]),
             reverse=self.descending,
         )
-        if window.cursor is not None:
+        if after is not None:
             ids = [r["id"] for r in rows]
-            rows = rows[ids.index(window.cursor) + 1 :]
+            rows = rows[ids.index(after) + 1 :]
         page = rows[: self.page_size]
-        more = len(rows) > self.page_size
-        return Page(page, page[-1]["id"] if more else None)
+        if len(rows) <= self.page_size:
+            return Page(page, None)
+        return Page(
+            page, f"{lo}:{hi}:{page[-1]['id']}" if self.bounds_in_cursor else page[-1]["id"]
+        )
 
 
 def make_records(rng: random.Random, count: int, seconds: int, start: int = 1_000) -> list[dict]:
@@ -96,7 +110,13 @@ def test_every_record_exactly_once(seed: int) -> None:
     count = rng.choice([0, 1, 5, 150, 600])
     seconds = rng.choice([1, 3, 20, 500, 100_000])
     records = make_records(rng, count, seconds)
-    lister = FakeLister(records, page_size=rng.randint(1, 100), descending=rng.random() < 0.5)
+    lister = FakeLister(
+        records,
+        page_size=rng.randint(1, 100),
+        descending=rng.random() < 0.5,
+        inclusive=rng.random() < 0.3,
+        bounds_in_cursor=rng.random() < 0.3,
+    )
     lo = 1_000 - rng.choice([0, 50_000])
     loaded = sync_until_done(
         lister,
