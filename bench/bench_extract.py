@@ -9,9 +9,9 @@ Parts (`--only`, repeatable; default all four):
   changed, as a share of the full time.
 - `sequential`: the same network, with the sources as they were before #14 (`--baseline`
   commit: one request at a time per resource), paced at the limit. At 100,000 customers
-  that takes hours, so it runs at `--sequential-customers` and the time is projected
-  linearly to `--customers`, labelled "projected"; the current sources run at the same
-  small scale beside it, measured.
+  that takes hours, so it runs at the `--sequential-customers` sizes and the time is
+  projected to `--customers` on the line through them (least squares), labelled
+  "projected"; the current sources run at the same small sizes beside it, measured.
 - `throughput`: the sandbox answers at once, no limits, pacing off: records/s of a full
   and an incremental load beside fetching the same pages with the same lister (no Arrow,
   no dlt), the ratio, and Stripe's objects/s.
@@ -24,7 +24,7 @@ Requests are counted from the sandbox's request log. Progress goes to stderr; ea
 line, then the summary table, to stdout.
 
 Run: .venv/bin/python bench/bench_extract.py [--only latency] [--customers 100000]
-     [--systems stripe,recurly] [--sequential-customers 5000] [--rss-customers 100000,1000000]
+     [--systems stripe,recurly] [--sequential-customers 2000,5000] [--rss-customers 100000,1000000]
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from billing_clients.systems import BILLING_SYSTEMS
 from billing_clients.targets import SANDBOX_API_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
-PORTS = {"stripe": 12311, "recurly": 12312, "chargebee": 12313}
+FIRST_PORT = 12311  # Stripe's; Recurly and Chargebee on the next two
 # The commit before #14's sources: sequential paging within each resource.
 BASELINE = "08e31a0"
 # A live-mode key (Stripe's mode is its key's prefix); the sandbox accepts only its one key.
@@ -98,12 +98,14 @@ def pacing_settings(chargebee_plan: str) -> dict[str, str]:
 class Bench:
     """One scenario served, and the child processes that load from it."""
 
-    def __init__(self, work: Path, key: str, env: dict[str, str], code: Path = ROOT):
-        self.work, self.key, self.env, self.code = work, key, env, code
+    def __init__(
+        self, work: Path, key: str, env: dict[str, str], ports: dict[str, int], code: Path = ROOT
+    ):
+        self.work, self.key, self.env, self.ports, self.code = work, key, env, ports, code
         self.subscriptions: dict[str, int] = {}  # per system, counted by `change`
 
     def url(self, system: str) -> str:
-        return f"http://127.0.0.1:{PORTS[system]}"
+        return f"http://127.0.0.1:{self.ports[system]}"
 
     def child(self, spec: dict) -> dict:
         """Run one load, fetch or change in a fresh process with `self.code` first on the
@@ -213,37 +215,38 @@ def in_parallel(systems: list[str], work) -> list[Run]:
 def latency_part(args, work: Path, report: Report) -> None:
     scenario = scenario_at(work, args.customers, report)
     options = network_options(args.latency_ms, args.jitter_ms, args.chargebee_plan)
-    with served(scenario, PORTS, options=options) as pid:
+    with served(scenario, args.ports, options=options) as pid:
         progress(f"latency: sandbox up ({sandbox_rss(pid):,.0f} MiB)")
-        bench = Bench(work / "latency", LIVE_KEY, pacing_settings(args.chargebee_plan))
+        bench = Bench(work / "latency", LIVE_KEY, pacing_settings(args.chargebee_plan), args.ports)
         report.latency = in_parallel(args.systems, lambda s: sync_pair(bench, s, scenario, None))
     report.subscriptions[args.customers] = bench.subscriptions
 
 
 def sequential_part(args, work: Path, report: Report) -> None:
-    scenario = scenario_at(work, args.sequential_customers, report)
     tree = baseline_tree(args.baseline, work)
     options = network_options(args.latency_ms, args.jitter_ms, args.chargebee_plan)
-    with served(scenario, PORTS, options=options):
-        settings = pacing_settings(args.chargebee_plan)
-        before = Bench(work / "sequential-before", LIVE_KEY, settings, code=tree)
-        after = Bench(work / "sequential-after", LIVE_KEY, settings)
+    settings = pacing_settings(args.chargebee_plan)
+    for customers in args.sequential_customers:
+        scenario = scenario_at(work, customers, report)
+        with served(scenario, args.ports, options=options):
+            before = Bench(work / f"before-{customers}", LIVE_KEY, settings, args.ports, code=tree)
+            after = Bench(work / f"after-{customers}", LIVE_KEY, settings, args.ports)
 
-        def both(system: str) -> list[Run]:
-            paced = {"requests_per_second": per_second(system, args.chargebee_plan)}
-            return [
-                before.run(system, "before", "load", paced),
-                after.run(system, "after", "load", None),
-            ]
+            def both(system: str, before=before, after=after) -> list[Run]:
+                paced = {"requests_per_second": per_second(system, args.chargebee_plan)}
+                return [
+                    before.run(system, "before", "load", paced),
+                    after.run(system, "after", "load", None),
+                ]
 
-        report.sequential = in_parallel(args.systems, both)
+            report.sequential[customers] = in_parallel(args.systems, both)
 
 
 def throughput_part(args, work: Path, report: Report) -> None:
     scenario = scenario_at(work, args.customers, report)
-    with served(scenario, PORTS) as pid:
+    with served(scenario, args.ports) as pid:
         progress(f"throughput: sandbox up ({sandbox_rss(pid):,.0f} MiB)")
-        bench = Bench(work / "throughput", SANDBOX_API_KEY, {})
+        bench = Bench(work / "throughput", SANDBOX_API_KEY, {}, args.ports)
         unpaced = {"requests_per_second": None}
         for system in args.systems:  # one at a time: each has the machine to itself
             report.throughput.append(bench.run(system, "fetch", "fetch", unpaced))
@@ -259,9 +262,9 @@ def rss_part(args, work: Path, report: Report) -> None:
         if customers in report.rss:
             continue
         scenario = scenario_at(work, customers, report)
-        with served(scenario, PORTS, timeout=3600) as pid:
+        with served(scenario, args.ports, timeout=3600) as pid:
             progress(f"rss: {customers:,} customers served ({sandbox_rss(pid):,.0f} MiB)")
-            bench = Bench(work / f"rss-{customers}", SANDBOX_API_KEY, {})
+            bench = Bench(work / f"rss-{customers}", SANDBOX_API_KEY, {}, args.ports)
             report.rss[customers] = [
                 bench.run(system, "full", "load", {"requests_per_second": None})
                 for system in args.systems
@@ -287,16 +290,15 @@ def child_main(spec: dict) -> dict:
     import importlib
     import logging
 
-    logging.basicConfig(
-        level=logging.INFO, format=f"  {spec['system']} %(asctime)s %(message)s", stream=sys.stderr
-    )
+    logging.basicConfig(format=f"  {spec['system']} %(asctime)s %(message)s", stream=sys.stderr)
+    logging.getLogger("retention").setLevel(logging.INFO)  # the sources' progress, not the SDKs'
     if spec["mode"] == "change":
         return change_subscriptions(spec)
     for module in ("dlt", "dlt.destinations", "duckdb", f"dlt_sources.{spec['system']}"):
         importlib.import_module(module)
     started, cpu = time.perf_counter(), cpu_seconds()
     if spec["mode"] == "fetch":
-        records, rounds = FETCH[spec["system"]](spec["url"], spec["key"]), 1
+        records, rounds = fetch(spec), 1
     else:
         records, rounds = load(spec)
     return {
@@ -345,39 +347,38 @@ def load(spec: dict) -> tuple[int, int]:
     return sum(counts), len(counts)
 
 
-def fetch_stripe(url: str, key: str) -> int:
-    from billing_clients.retries import RateLimiter
-    from billing_clients.sdk import stripe_client
-    from dlt_sources.stripe.helpers import StripeApi
-
-    api = StripeApi(stripe_client(key, url), RateLimiter(None))
-    total = 0
-    for name in ["customers", "subscriptions", "prices", "products", "coupons", "invoices"]:
-        params = {"status": "all"} if name == "subscriptions" else {}
-        total += sum(len(page) for page in api.pages(f"/v1/{name}", params))
-    return total
+# The functions the sources turn a page into an Arrow table with: replaced by the page
+# itself when only fetching.
+ARROW_MAKERS = ("to_arrow", "page_table")
 
 
-def fetch_recurly(url: str, key: str) -> int:
-    from dlt_sources.recurly.helpers import RecurlyLister, Settings
+def fetch(spec: dict) -> int:
+    """The records the source fetches, without dlt and without Arrow: the source's own
+    generators (the same requests, workers, pacing and SDK page fetchers) iterated
+    directly, which skips dlt's extract, normalize and load, with the functions that turn
+    a page into an Arrow table (`ARROW_MAKERS`) giving back the page instead."""
+    import importlib
+    import pkgutil
 
-    lister = RecurlyLister(Settings(api_key=key, base_url=url))
-    params = {"limit": 200, "sort": "updated_at", "order": "asc"}
-    paths = ["/accounts", "/subscriptions", "/plans", "/coupons", "/invoices"]
-    return sum(len(page) for path in paths for page in lister.pages(path, params, path))
+    import pyarrow as pa
 
-
-def fetch_chargebee(url: str, key: str) -> int:
-    from billing_clients.retries import RateLimiter
-    from billing_clients.sdk import chargebee_client
-    from dlt_sources.chargebee.helpers import ENDPOINTS, ChargebeeLister
-
-    lister = ChargebeeLister(chargebee_client(key, base_url=url), RateLimiter(None))
-    names = [name for name in ENDPOINTS if lister.serves(name)]  # the site's catalog only
-    return sum(len(page.records) for name in names for page in lister.pages(name, None))
-
-
-FETCH = {"stripe": fetch_stripe, "recurly": fetch_recurly, "chargebee": fetch_chargebee}
+    system = spec["system"]
+    package = importlib.import_module(f"dlt_sources.{system}")
+    names = [info.name for info in pkgutil.iter_modules(package.__path__, f"{package.__name__}.")]
+    for module in [package, *map(importlib.import_module, names)]:
+        for name in ARROW_MAKERS:
+            if hasattr(module, name):
+                setattr(module, name, lambda records, *_, **__: list(records))
+    factory = getattr(package, f"{system}_source")
+    records = 0
+    for item in factory(api_key=spec["key"], base_url=spec["url"], **spec["options"]):
+        if isinstance(item, pa.Table):
+            raise SystemExit(
+                f"dlt_sources.{system} made an Arrow table while only fetching: add the "
+                "function it makes one with to ARROW_MAKERS"
+            )
+        records += 1
+    return records
 
 
 def change_subscriptions(spec: dict) -> dict:
@@ -433,7 +434,11 @@ def main() -> None:
     parser.add_argument("--only", action="append", choices=PARTS, help="run only these parts")
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--systems", default=",".join(BILLING_SYSTEMS))
-    parser.add_argument("--sequential-customers", type=int, default=5_000)
+    parser.add_argument(
+        "--sequential-customers",
+        default="2000,5000",
+        help="sizes the sequential part measures; the projection is the line through them",
+    )
     parser.add_argument("--rss-customers", default="100000,1000000")
     parser.add_argument("--latency-ms", type=float, default=300)
     parser.add_argument("--jitter-ms", type=float, default=100)
@@ -443,19 +448,23 @@ def main() -> None:
         help="the live site's plan whose limit the sandbox enforces and the source paces at",
     )
     parser.add_argument("--baseline", default=BASELINE, help="the commit of the 'before' sources")
+    parser.add_argument(
+        "--port", type=int, default=FIRST_PORT, help="Stripe's port; the next two for the others"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child_main(json.loads(args.child))))
         return
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    args.ports = {system: args.port + i for i, system in enumerate(BILLING_SYSTEMS)}
     if unknown := set(args.systems) - set(BILLING_SYSTEMS):
         parser.error(f"--systems: unknown {', '.join(sorted(unknown))}; use {BILLING_SYSTEMS}")
     args.rss_customers = [int(n) for n in args.rss_customers.split(",") if n]
+    args.sequential_customers = [int(n) for n in args.sequential_customers.split(",") if n]
     report = Report(
         args.systems,
         args.customers,
-        args.sequential_customers,
         {s: per_second(s, args.chargebee_plan) for s in args.systems},
         commit(),
         f"{args.latency_ms:g} ± {args.jitter_ms:g} ms, live limits "

@@ -5,6 +5,7 @@ side. Stdlib only: the bench's child processes import it under the baseline's tr
 from __future__ import annotations
 
 import re
+import statistics
 import sys
 import time
 from collections import Counter
@@ -80,13 +81,12 @@ class Run:
 class Report:
     systems: list[str]
     customers: int
-    small: int  # the sequential part's scale
     limits: dict[str, float]  # published requests/s per system
     commit: str
     network: str
     generated: dict[int, float] = field(default_factory=dict)
     latency: list[Run] = field(default_factory=list)
-    sequential: list[Run] = field(default_factory=list)
+    sequential: dict[int, list[Run]] = field(default_factory=dict)  # per size
     throughput: list[Run] = field(default_factory=list)
     rss: dict[int, list[Run]] = field(default_factory=dict)
     subscriptions: dict[int, dict[str, int]] = field(default_factory=dict)  # per scale
@@ -166,45 +166,49 @@ class Report:
     def print_sequential(self) -> None:
         if not self.sequential:
             return
-        runs, scale = self.sequential, self.customers / self.small
         print(f"{self.network}, sequential paging (before #14) beside the current sources")
+        for customers, runs in sorted(self.sequential.items()):
+            for label in ("before", "after"):
+                self.row(
+                    f"{label}, full sync at {customers:,}, s (measured)",
+                    runs,
+                    label,
+                    lambda r: f"{r.seconds:,.1f}",
+                )
+                self.row(
+                    "  requests (429s)",
+                    runs,
+                    label,
+                    lambda r: f"{r.traffic.ok:,} ({r.traffic.limited:,})",
+                )
+        every = [run for runs in self.sequential.values() for run in runs]
         self.row(
-            f"before, full sync at {self.small:,}, s (measured)",
-            runs,
+            f"before at {self.customers:,}, min (PROJECTED)",
+            every,
             "before",
-            lambda r: f"{r.seconds:,.1f}",
-        )
-        self.row(
-            "  requests (429s)",
-            runs,
-            "before",
-            lambda r: f"{r.traffic.ok:,} ({r.traffic.limited:,})",
-        )
-        self.row(
-            f"after, full sync at {self.small:,}, s (measured)",
-            runs,
-            "after",
-            lambda r: f"{r.seconds:,.1f}",
-        )
-        self.row(
-            "  requests (429s)",
-            runs,
-            "after",
-            lambda r: f"{r.traffic.ok:,} ({r.traffic.limited:,})",
-        )
-        self.row(
-            f"before at {self.customers:,}, s (PROJECTED x{scale:g})",
-            runs,
-            "before",
-            lambda r: f"{r.seconds * scale:,.0f}",
+            lambda r: f"{self.projected(r.system) / 60:,.0f}",
         )
         if self.latency:
             self.row(
-                f"after at {self.customers:,}, s (measured above)",
+                f"after at {self.customers:,}, min (measured above)",
                 self.latency,
                 "full",
-                lambda r: f"{r.seconds:,.0f}",
+                lambda r: f"{r.seconds / 60:,.1f}",
             )
+
+    def projected(self, system: str) -> float:
+        """The sequential sync's seconds at `customers` on the line through the measured
+        sizes (least squares; through the origin from one size)."""
+        points = [
+            (customers, run.seconds)
+            for customers, runs in self.sequential.items()
+            if (run := self.find(runs, system, "before"))
+        ]
+        if len(points) == 1:
+            ((n, seconds),) = points
+            return seconds * self.customers / n
+        slope, intercept = statistics.linear_regression(*zip(*points, strict=True))
+        return intercept + slope * self.customers
 
     def print_throughput(self) -> None:
         if not self.throughput:
@@ -251,23 +255,29 @@ class Report:
             )
 
     def print_first_sync(self) -> None:
-        """Time per subscription from the latency part, projected to the README's sizes."""
+        """The latency part's full syncs per subscription, at the README's sizes: at the
+        measured pace (linear in subscriptions, start-up included) and at the ceiling
+        (the requests a subscription took, at the published limit)."""
         subs = self.subscriptions.get(self.customers)
         if not self.latency or not subs:
             return
-        print(
-            f"first sync at the published limit, by subscriptions (PROJECTED from {self.customers:,} customers)"
-        )
-        for n in SUBSCRIPTIONS:
-            self.row(
-                f"{n:,} subscriptions, min",
-                self.latency,
-                "full",
-                lambda r, n=n: f"{r.seconds * n / subs[r.system] / 60:,.1f}",
-            )
+        print(f"first sync by subscriptions, PROJECTED from {self.customers:,} customers")
         self.row(
             "  measured: subscriptions, min",
             self.latency,
             "full",
             lambda r: f"{subs[r.system]:,} {r.seconds / 60:,.1f}",
         )
+        for n in SUBSCRIPTIONS:
+            self.row(
+                f"{n:,} subscriptions: measured pace, min",
+                self.latency,
+                "full",
+                lambda r, n=n: f"{r.seconds * n / subs[r.system] / 60:,.1f}",
+            )
+            self.row(
+                "  at the ceiling (requests / limit), min",
+                self.latency,
+                "full",
+                lambda r, n=n: f"{self.ceiling(r) * n / subs[r.system] / 60:,.1f}",
+            )
