@@ -30,7 +30,9 @@ given `checkpoint_seconds` loads what it listed by then and the next run continu
 
 Limits: Stripe allows 100 read requests/s in live mode and 25/s in test mode. Every request
 of the key in the process waits on one token bucket (`billing_clients.pacing`), by default
-at the key's mode's limit less the headroom kept for the cancel page's writes.
+at the key's mode's limit less the headroom kept for the cancel page's writes, and on its
+operation's bucket (Stripe allows 25 requests/s on each named operation, e.g. `GET
+/v1/invoices`): one resource alone cannot use the whole live limit, four at once can.
 """
 
 from __future__ import annotations
@@ -131,9 +133,10 @@ def stripe_source(
         base_url: another API address (the sandbox); None = api.stripe.com.
         page_size: objects per list page, 1..100 (Stripe's maximum).
         max_workers: requests in flight at once per resource: the windows of a full
-            listing, the refetches by id of an incremental run. None = the pace times
-            Stripe's latency (0.5 s) plus one: 12 in test mode, 46 in live mode at the
-            default headroom; 4 unpaced.
+            listing, the refetches by id of an incremental run. None = the pace of one
+            operation (Stripe allows 25/s on each, beside the key's global limit) times
+            Stripe's latency (0.5 s) plus one: 13 in live mode, 12 in test mode; 4
+            unpaced.
         requests_per_second: the pace of every request with this key in the process
             (`billing_clients.pacing.shared_bucket`): "auto" = the setting
             `SOURCES__STRIPE__REQUESTS_PER_SECOND`, else the key's mode's published limit

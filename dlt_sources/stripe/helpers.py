@@ -29,6 +29,7 @@ one only when the last window is listed, so nothing changed meanwhile is lost.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from urllib.parse import quote
 import orjson
 import stripe
 
-from billing_clients.pacing import TokenBucket
+from billing_clients.pacing import Limit, TokenBucket
 from billing_clients.retries import RetryPolicy, http_date, with_retries
 from billing_clients.stripe import CLASSIFIER
 from dlt_sources.common import workers_for
@@ -70,6 +71,27 @@ SLICES_CURSOR = "slices_cursor"
 LATENCY_SECONDS = 0.5
 # Without pacing (the local sandbox, no latency) more threads only contend for the cores.
 UNPACED_WORKERS = 4
+# Stripe limits each named operation (`GET /v1/invoices`, `GET /v1/invoices/{id}`) to 25
+# requests/s beside the account's global limit (docs.stripe.com/rate-limits: "API endpoints
+# have a default limit of 25 requests per second"), in live and test mode alike. No
+# headroom: the write-backs' writes are other operations, with budgets of their own.
+ENDPOINT_LIMIT = Limit(25, 1.0)
+
+
+def endpoint_of(path: str) -> str:
+    """The named operation a GET path belongs to, as Stripe counts its limit: the object's
+    id replaced, so `/v1/invoices/in_1/lines` and `/v1/invoices/in_2/lines` are one."""
+    parts = path.split("/")  # "", "v1", resource, id, ...
+    return "/".join([*parts[:3], "{id}", *parts[4:]]) if len(parts) > 3 else path
+
+
+def endpoint_pace(key_rate: float) -> tuple[float | None, float]:
+    """(rate, burst) of one operation's bucket: Stripe's limit per operation, never faster
+    than the key's own pace; no pacing when the key has none (the local sandbox)."""
+    if not key_rate:
+        return None, 1.0
+    rate, burst = ENDPOINT_LIMIT.pace(0.0)
+    return min(rate, key_rate), burst
 
 
 @dataclass(frozen=True)
@@ -211,14 +233,29 @@ class StripeApi:
             raise ValueError(f"max_workers must be 1 or more (or None), not {max_workers}")
         self.client, self.limiter, self.policy = client, limiter, policy
         self.page_size, self.checkpoint_seconds = page_size, checkpoint_seconds
+        self.endpoint_pace = endpoint_pace(limiter.rate)
+        self._endpoints: dict[str, TokenBucket] = {}
+        self._endpoints_lock = threading.Lock()
         self.max_workers = max_workers or workers_for(
-            limiter.rate, LATENCY_SECONDS, UNPACED_WORKERS
+            self.endpoint_pace[0], LATENCY_SECONDS, UNPACED_WORKERS
         )
+
+    def endpoint_bucket(self, path: str) -> TokenBucket:
+        """The bucket of the operation `path` belongs to (one per operation)."""
+        name = endpoint_of(path)
+        with self._endpoints_lock:
+            bucket = self._endpoints.get(name)
+            if bucket is None:
+                bucket = self._endpoints[name] = TokenBucket(*self.endpoint_pace, name=name)
+            return bucket
 
     def get(self, path: str, **params: Any) -> tuple[dict, dict[str, str]]:
         """One GET: the parsed JSON body and the response headers (lower-cased names)."""
 
+        endpoint = self.endpoint_bucket(path)
+
         def call() -> stripe.StripeResponse:
+            endpoint.wait()  # first: a token of the key's bucket is not held while waiting
             self.limiter.wait()
             return self.client.raw_request("get", path, **params)
 

@@ -434,3 +434,16 @@ def test_a_checkpointed_listing_keeps_its_first_cursor_until_it_ends():
     assert sorted(loaded) == sorted(r["id"] for r in everything)
     # The cursor taken before the listing: evt_2 came during it, and the next run reads it.
     assert state == {"cursor": {"created": T - 50, "seen": ["evt_1"]}}
+
+
+def test_each_named_operation_has_its_own_bucket_at_stripe_s_25_a_second():
+    paced = api(FakeStripe({}), policy=None)
+    assert paced.endpoint_bucket("/v1/invoices").rate == 0  # the key is not paced: none
+    live = StripeApi(FakeStripe({}), RateLimiter(88.2))
+    lines = live.endpoint_bucket("/v1/invoices/in_1/lines")
+    assert lines is live.endpoint_bucket("/v1/invoices/in_2/lines")
+    assert lines is not live.endpoint_bucket("/v1/invoices")
+    assert live.endpoint_bucket("/v1/invoices").rate == 24  # 25 less the burst's token
+    assert live.max_workers == 13  # 24/s through 0.5 s of latency, plus one
+    slow = StripeApi(FakeStripe({}), RateLimiter(5))
+    assert slow.endpoint_bucket("/v1/invoices").rate == 5  # never faster than the key
