@@ -21,8 +21,9 @@ still to reach, with `skip` = the ids of the edge second already handed over. Th
 drops what a page returns outside its window or in `skip` (an API may over-fetch).
 Records need a string `id`.
 
-**Memory stays flat.** Requests are started by the generator itself, between the pages it
-hands over: a consumer that is slow stops new requests, so at most `workers` pages wait.
+**Memory stays flat.** Requests are started by the generator itself, before each page it
+hands over (so they run while the consumer takes the page): a consumer that is slow stops
+new requests, so at most `workers` pages wait.
 
 **Checkpoints.** `state["slices"]` always holds the windows not finished (as JSON), updated
 before each page is handed over. When `checkpoint_seconds` have passed no new request is
@@ -153,6 +154,8 @@ class _Listing:
                 done, _ = wait(self.running, return_when=FIRST_COMPLETED)
                 for future in done:
                     records = self._settle(future)
+                    if not self._stopping():
+                        self._start(pool)  # the next requests run while dlt takes the page
                     if records:
                         yield records
         finally:
