@@ -81,14 +81,23 @@ tiered as (
                     + t.flat_amount_local
             else 0
         end) as amount_local
-    from raw_items as i
+    -- a subscription's own tiers of the price, else the price's: keys only in the join (an
+    -- `or` there pairs each item with every subscription's own tiers of its price)
+    from (
+        select i.*, own.price_id is not null as has_own
+        from raw_items as i
+        left join (
+            select distinct billing_system, subscription_id, price_id
+            from tiers where subscription_id is not null
+        ) as own
+            on own.billing_system = i.billing_system
+            and own.subscription_id = i.subscription_id and own.price_id = i.price_id
+    ) as i
     join tiers as t
         on t.billing_system = i.billing_system and t.price_id = i.price_id
         and t.currency = i.currency
-        and (t.subscription_id = i.subscription_id or t.subscription_id is null and not exists (
-            select 1 from tiers as own
-            where own.billing_system = i.billing_system
-                and own.subscription_id = i.subscription_id and own.price_id = i.price_id))
+        and t.subscription_id is not distinct from
+            case when i.has_own then i.subscription_id end
     where i.pricing_model in ('tiered', 'volume', 'stairstep')
     group by all
 ),
