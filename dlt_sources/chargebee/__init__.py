@@ -11,9 +11,10 @@ lists (subscription_items, addons, coupons, tiers, line_items, ...) kept as JSON
 A first run lists customers, subscriptions and invoices whole by windows of their
 creation time (`created_at`, the invoice `date`), several windows at once
 (`dlt_sources.slices`): the pace of the site's key, not the round trip, sets the speed.
-Its progress is in the resource's dlt state, so a run stopped at a checkpoint
-(`checkpoint_seconds`) or killed resumes without listing finished windows again; the
-incremental cursor is taken before the listing starts and stored when it ends. The other
+Its progress is in the resource's dlt state: a run stopped at a checkpoint
+(`checkpoint_seconds`) loads what it listed and the next run lists only the windows left,
+and a killed run's successor resumes from the last committed checkpoint. The incremental
+cursor is taken before the listing starts and stored when it ends. The other
 resources, small, are listed whole in one sequence.
 
 Incremental and loss-free: later runs list `updated_at[after]` the resource's cursor minus
