@@ -24,6 +24,8 @@ from billing_clients.chargebee import CLASSIFIER, ChargebeeHttp
 from billing_clients.pacing import RateLimiter
 from billing_clients.retries import RetryPolicy
 from billing_clients.sdk import chargebee_client
+from dlt_sources.chargebee import BATCH_RECORDS
+from dlt_sources.chargebee import tables as arrow_tables
 from dlt_sources.chargebee.helpers import (
     CLOCK_MARGIN_SECONDS,
     ENDPOINTS,
@@ -430,3 +432,18 @@ def test_with_neither_the_previous_cursor_stays():
     listing = seen(Page([{"id": "old"}], server_time=None))
     assert next_cursor(ENDPOINTS["customers"], 1_234, listing) == 1_234
     assert next_cursor(ENDPOINTS["customers"], None, Seen()) is None
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def test_pages_reach_dlt_in_tables_of_at_least_the_batch_size_each_row_with_its_page():
+    pages = [[{"id": f"r{p}-{i}"} for i in range(400)] for p in range(5)] + [[{"id": "r0-0"}]]
+    tables = list(arrow_tables(iter(pages)))
+    assert BATCH_RECORDS == 1_000
+    assert [t.num_rows for t in tables] == [1_200, 801]  # >= BATCH_RECORDS, then the rest
+    rows = [row for t in tables for row in t.to_pylist()]
+    assert [r["_page_seq"] for r in rows[:401]] == [1] * 400 + [2]
+    twice = [r["_page_seq"] for r in rows if r["id"] == "r0-0"]
+    assert twice == [1, 6]  # listed again later: the merge keeps the later copy
+    assert list(arrow_tables(iter([[], []]))) == []
