@@ -40,7 +40,7 @@ from pathlib import Path
 
 from marts_report import BASELINES, curve, report
 from one_statement import one_statement
-from replicate import copies_check, replicate
+from replicate import copies_check, named_columns, replicate
 from sandbox_process import drop_files, extract, generate, served
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,8 +146,9 @@ def child_check(con, reference: str, copies: str) -> dict:
 
 def child_main(task: str, database: str, *rest: str) -> None:
     if task == "replicate":
-        base, copies = rest
-        print(json.dumps(replicate(Path(base), Path(database), int(copies))))
+        base, copies, *compiled = rest
+        keep = named_columns(Path(compiled[0])) if compiled else None
+        print(json.dumps(replicate(Path(base), Path(database), int(copies), keep)))
         return
     import duckdb
 
@@ -226,7 +227,8 @@ def point(base: Path, base_subscriptions: int, size: int, work: Path, args) -> d
     folder.mkdir(parents=True, exist_ok=True)
     database = folder / "warehouse.duckdb"
     print(f"\n== {copies} copies of the base (~{copies * base_subscriptions:,} subscriptions)")
-    made = child("replicate", database, folder, base, copies)
+    lean = [work / "copies_1" / "target" / "compiled"] if args.lean and copies > 1 else []
+    made = child("replicate", database, folder, base, copies, *lean)
     print(f"  replicated in {made['wall']:.1f} s, peak {made['peak']:,.0f} MiB", flush=True)
     dbt = prepared(database, folder, args.project_dir.resolve())
     load = os.getloadavg()[0]
@@ -234,7 +236,8 @@ def point(base: Path, base_subscriptions: int, size: int, work: Path, args) -> d
     reference = work / "copies_1" / "warehouse.duckdb"
     check = child("check", database, folder, reference, copies)["result"]
     size_on_disk = database.stat().st_size
-    result = {"copies": copies, "replicate": made, "check": check, "bytes": size_on_disk} | runs
+    result = {"copies": copies, "replicate": made, "check": check, "bytes": size_on_disk}
+    result |= runs | {"lean": bool(lean)}
     (folder / "result.json").write_text(json.dumps(result))
     if copies > 1 and not args.keep_points:  # the 1-copy point is the others' reference
         database.unlink()
@@ -251,6 +254,9 @@ def main() -> None:
     parser.add_argument("--build", action="store_true", help="also dbt run and dbt build")
     parser.add_argument("--keep", type=Path, help="work dir kept (base and results reused)")
     parser.add_argument("--keep-points", action="store_true", help="keep each point's file")
+    parser.add_argument(
+        "--lean", action="store_true", help="copies without the raw columns no model names"
+    )
     parser.add_argument("--project-dir", type=Path, default=DBT_PROJECT, help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
