@@ -116,7 +116,7 @@ def child_subscriptions(con) -> dict:
     return {"subscriptions": sum(counts)}
 
 
-def child_check(con, reference: str, copies: str) -> dict:
+def child_check(con, reference: str, copies: str, *baselines: str) -> dict:
     """Rows per table; per baseline and mart [dbt rows, baseline rows, dbt EXCEPT ALL
     baseline, baseline EXCEPT ALL dbt]; and the marts of these copies against those of
     one (`reference`, the 1-copy point's warehouse: replicate.copies_check)."""
@@ -128,8 +128,8 @@ def child_check(con, reference: str, copies: str) -> dict:
     rows["distinct billing ids in sessions"] = count(
         "select distinct billing_system, billing_id from raw_exit_sessions.exit_sessions"
     )
-    agreement: dict[str, dict[str, list[int]]] = {table: {} for table in BASELINES}
-    for table in BASELINES:
+    agreement: dict[str, dict[str, list[int]]] = {table: {} for table in baselines}
+    for table in baselines:
         for mart in MARTS:
             columns = ", ".join(f'"{c}"' for c in con.table(f"marts.{mart}").columns)
             built = f"select {columns} from marts.{mart}"
@@ -201,10 +201,11 @@ def prepared(database: Path, folder: Path, project: Path) -> Dbt:
     return dbt
 
 
-def measure(dbt: Dbt, folder: Path, repeat: int, build: bool) -> dict:
+def measure(dbt: Dbt, folder: Path, repeat: int, build: bool, baselines: list[str]) -> dict:
     """The baselines and `dbt run` of the two marts, interleaved (the machine's other load
     hits them alike), then `dbt run` of every model and `dbt build` if asked."""
     statements = {"one_statement": folder / "one_statement.sql", "hand_marts": HAND_SQL}
+    statements = {table: sql for table, sql in statements.items() if table in baselines}
     baselines: dict[str, list[dict]] = {table: [] for table in statements}
     selected = []
     for round_ in range(1, repeat + 1):
@@ -232,9 +233,11 @@ def point(base: Path, base_subscriptions: int, size: int, work: Path, args) -> d
     print(f"  replicated in {made['wall']:.1f} s, peak {made['peak']:,.0f} MiB", flush=True)
     dbt = prepared(database, folder, args.project_dir.resolve())
     load = os.getloadavg()[0]
-    runs = measure(dbt, folder, args.repeat, args.build) | {"load": [load, os.getloadavg()[0]]}
+    runs = measure(dbt, folder, args.repeat, args.build, args.baselines) | {
+        "load": [load, os.getloadavg()[0]]
+    }
     reference = work / "copies_1" / "warehouse.duckdb"
-    check = child("check", database, folder, reference, copies)["result"]
+    check = child("check", database, folder, reference, copies, *args.baselines)["result"]
     size_on_disk = database.stat().st_size
     result = {"copies": copies, "replicate": made, "check": check, "bytes": size_on_disk}
     result |= runs | {"lean": bool(lean)}
@@ -254,6 +257,12 @@ def main() -> None:
     parser.add_argument("--build", action="store_true", help="also dbt run and dbt build")
     parser.add_argument("--keep", type=Path, help="work dir kept (base and results reused)")
     parser.add_argument("--keep-points", action="store_true", help="keep each point's file")
+    parser.add_argument(
+        "--baselines",
+        type=lambda text: text.split(","),
+        default=list(BASELINES),
+        help=f"of {','.join(BASELINES)} (default: both)",
+    )
     parser.add_argument(
         "--lean", action="store_true", help="copies without the raw columns no model names"
     )

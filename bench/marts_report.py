@@ -125,14 +125,20 @@ def curve(points: list[dict]) -> None:
         "/hand",
         "/one",
         "rows",
+        "max load",
     )
     print("  " + "".join(f"{h:>12}" for h in head))
     for p in sorted(points, key=lambda p: p["copies"]):
         rows = p["check"]["rows"]
         subs = sum(rows[f"raw_{s}.subscriptions"] for s in ("stripe", "recurly", "chargebee"))
         invoices = sum(rows[f"raw_{s}.invoices"] for s in ("stripe", "recurly", "chargebee"))
-        hand = min(p["baselines"]["hand_marts"], key=lambda r: r["seconds"])
-        one = min(p["baselines"]["one_statement"], key=lambda r: r["seconds"])
+        hand, one = (
+            min(
+                p["baselines"].get(table) or [{"seconds": float("nan"), "peak": float("nan")}],
+                key=lambda r: r["seconds"],
+            )
+            for table in ("hand_marts", "one_statement")
+        )
         dbt = min(p["selected"], key=lambda r: r["wall"])
         cells = [
             f"{subs:,}",
@@ -147,5 +153,6 @@ def curve(points: list[dict]) -> None:
             f"{dbt['wall'] / hand['seconds']:.2f}x",
             f"{dbt['wall'] / one['seconds']:.2f}x",
             "same" if same(p["check"]) else "DIFFERENT",
+            f"{max(p['load']):.1f}" if "load" in p else "-",
         ]
         print("  " + "".join(f"{c:>12}" for c in cells))
