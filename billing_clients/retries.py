@@ -3,8 +3,6 @@
 - `with_retries`: 429 honouring the API's Retry-After / X-RateLimit-Reset, 5xx and dropped
   connections with exponential backoff, on tenacity; each system says which of its SDK's
   errors are which through a `Classifier` (billing_clients.<system>).
-- `RateLimiter`: kept here for the callers not yet on `billing_clients.pacing`, where
-  pacing lives (`shared_bucket`).
 - `http_date`: the API's own clock, from a response's `Date` header.
 """
 
@@ -20,9 +18,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import tenacity
-
-# Re-exported until every caller imports it from billing_clients.pacing.
-from billing_clients.pacing import RateLimiter  # noqa: F401
 
 log = logging.getLogger("retention.extract")
 T = TypeVar("T")

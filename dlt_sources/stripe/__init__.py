@@ -43,7 +43,7 @@ import dlt
 import pyarrow as pa
 from dlt.extract.resource import DltResource
 
-from billing_clients.pacing import shared_bucket
+from billing_clients.pacing import TokenBucket, shared_bucket
 from billing_clients.retries import RetryPolicy, http_date
 from billing_clients.sdk import stripe_client
 from dlt_sources.common import Progress, sync_row, to_arrow
@@ -148,9 +148,13 @@ def stripe_source(
             the run loads what it has, keeping the windows still to list in the state
             for the next run (`SOURCES__CHECKPOINT_SECONDS`); None = list to the end.
     """
+
+    def pacing(operation: str) -> TokenBucket:
+        return shared_bucket("stripe", api_key, requests_per_second, endpoint=operation)
+
     api = StripeApi(
         stripe_client(api_key, base_url),
-        shared_bucket("stripe", api_key, requests_per_second),
+        pacing,
         page_size=page_size,
         max_workers=max_workers,
         policy=retry_policy,

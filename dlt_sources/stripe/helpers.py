@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,7 +40,7 @@ from urllib.parse import quote
 import orjson
 import stripe
 
-from billing_clients.pacing import Limit, TokenBucket
+from billing_clients.pacing import TokenBucket
 from billing_clients.retries import RetryPolicy, http_date, with_retries
 from billing_clients.stripe import CLASSIFIER
 from dlt_sources.common import workers_for
@@ -71,27 +71,19 @@ SLICES_CURSOR = "slices_cursor"
 LATENCY_SECONDS = 0.5
 # Without pacing (the local sandbox, no latency) more threads only contend for the cores.
 UNPACED_WORKERS = 4
-# Stripe limits each named operation (`GET /v1/invoices`, `GET /v1/invoices/{id}`) to 25
-# requests/s beside the account's global limit (docs.stripe.com/rate-limits: "API endpoints
-# have a default limit of 25 requests per second"), in live and test mode alike. No
-# headroom: the write-backs' writes are other operations, with budgets of their own.
-ENDPOINT_LIMIT = Limit(25, 1.0)
+# A bucket per named operation: `billing_clients.pacing.shared_bucket(..., endpoint=...)`
+# for the source, which paces each operation at Stripe's 25 requests/s under the key's
+# bucket in live mode (docs.stripe.com/rate-limits), and returns the key's bucket elsewhere.
+Pacing = Callable[[str], TokenBucket]
 
 
-def endpoint_of(path: str) -> str:
+def operation_of(path: str) -> str:
     """The named operation a GET path belongs to, as Stripe counts its limit: the object's
-    id replaced, so `/v1/invoices/in_1/lines` and `/v1/invoices/in_2/lines` are one."""
+    id replaced, so `/v1/invoices/in_1/lines` and `/v1/invoices/in_2/lines` are one,
+    `GET /v1/invoices/{id}/lines`."""
     parts = path.split("/")  # "", "v1", resource, id, ...
-    return "/".join([*parts[:3], "{id}", *parts[4:]]) if len(parts) > 3 else path
-
-
-def endpoint_pace(key_rate: float) -> tuple[float | None, float]:
-    """(rate, burst) of one operation's bucket: Stripe's limit per operation, never faster
-    than the key's own pace; no pacing when the key has none (the local sandbox)."""
-    if not key_rate:
-        return None, 1.0
-    rate, burst = ENDPOINT_LIMIT.pace(0.0)
-    return min(rate, key_rate), burst
+    named = "/".join([*parts[:3], "{id}", *parts[4:]]) if len(parts) > 3 else path
+    return f"GET {named}"
 
 
 @dataclass(frozen=True)
@@ -212,16 +204,16 @@ class Start:
 
 class StripeApi:
     """GET requests through one SDK client, shared by the source's threads (the SDK keeps a
-    session per thread). Every request waits for the key's shared token bucket and goes
-    through `with_retries`. `max_workers` requests at once per resource (a full listing's
-    windows, an incremental run's refetches); None = enough to keep the bucket's pace
-    through Stripe's latency. `checkpoint_seconds`: a full listing stops starting requests
+    session per thread). Every request waits for its operation's bucket (`pacing`, asked
+    once per operation) and goes through `with_retries`. `max_workers` requests at once
+    per resource (a full listing's windows, an incremental run's refetches); None = enough
+    to keep one operation's pace through Stripe's latency. `checkpoint_seconds`: a full listing stops starting requests
     after that long and leaves the rest to the next run (None: to the end)."""
 
     def __init__(
         self,
         client: stripe.StripeClient,
-        limiter: TokenBucket,
+        pacing: Pacing,
         page_size: int = 100,
         max_workers: int | None = None,
         policy: RetryPolicy | None = None,
@@ -231,32 +223,32 @@ class StripeApi:
             raise ValueError(f"page_size must be 1..100 (Stripe's limit), not {page_size}")
         if max_workers is not None and max_workers < 1:
             raise ValueError(f"max_workers must be 1 or more (or None), not {max_workers}")
-        self.client, self.limiter, self.policy = client, limiter, policy
+        self.client, self.pacing, self.policy = client, pacing, policy
         self.page_size, self.checkpoint_seconds = page_size, checkpoint_seconds
-        self.endpoint_pace = endpoint_pace(limiter.rate)
-        self._endpoints: dict[str, TokenBucket] = {}
-        self._endpoints_lock = threading.Lock()
+        self._buckets: dict[str, TokenBucket] = {}
+        self._buckets_lock = threading.Lock()
+        # Every run reads /v1/events first; each list operation has the same pace.
         self.max_workers = max_workers or workers_for(
-            self.endpoint_pace[0], LATENCY_SECONDS, UNPACED_WORKERS
+            self.bucket("/v1/events").rate, LATENCY_SECONDS, UNPACED_WORKERS
         )
 
-    def endpoint_bucket(self, path: str) -> TokenBucket:
-        """The bucket of the operation `path` belongs to (one per operation)."""
-        name = endpoint_of(path)
-        with self._endpoints_lock:
-            bucket = self._endpoints.get(name)
+    def bucket(self, path: str) -> TokenBucket:
+        """The bucket of the operation `path` belongs to, asked of `pacing` once (it reads
+        the settings) and kept."""
+        operation = operation_of(path)
+        with self._buckets_lock:
+            bucket = self._buckets.get(operation)
             if bucket is None:
-                bucket = self._endpoints[name] = TokenBucket(*self.endpoint_pace, name=name)
+                bucket = self._buckets[operation] = self.pacing(operation)
             return bucket
 
     def get(self, path: str, **params: Any) -> tuple[dict, dict[str, str]]:
         """One GET: the parsed JSON body and the response headers (lower-cased names)."""
 
-        endpoint = self.endpoint_bucket(path)
+        bucket = self.bucket(path)
 
         def call() -> stripe.StripeResponse:
-            endpoint.wait()  # first: a token of the key's bucket is not held while waiting
-            self.limiter.wait()
+            bucket.wait()  # an operation's bucket takes from the key's too
             return self.client.raw_request("get", path, **params)
 
         response = with_retries(call, CLASSIFIER, f"stripe GET {path}", self.policy)

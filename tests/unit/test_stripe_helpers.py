@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import stripe
 
-from billing_clients.retries import RateLimiter, RetryPolicy
+from billing_clients.pacing import TokenBucket, shared_bucket
+from billing_clients.retries import RetryPolicy
 from dlt_sources.stripe.helpers import (
     CLOCK_MARGIN,
     ENDPOINTS,
@@ -96,7 +97,7 @@ def paged(objects: list[dict]) -> Route:
 
 def api(client: FakeStripe, **options) -> StripeApi:
     options.setdefault("policy", RetryPolicy(sleep=lambda s: None))
-    return StripeApi(client, RateLimiter(None), **options)
+    return StripeApi(client, lambda operation: TokenBucket(None), **options)
 
 
 # --------------------------------------------------------------------------- paging
@@ -436,14 +437,27 @@ def test_a_checkpointed_listing_keeps_its_first_cursor_until_it_ends():
     assert state == {"cursor": {"created": T - 50, "seen": ["evt_1"]}}
 
 
-def test_each_named_operation_has_its_own_bucket_at_stripe_s_25_a_second():
-    paced = api(FakeStripe({}), policy=None)
-    assert paced.endpoint_bucket("/v1/invoices").rate == 0  # the key is not paced: none
-    live = StripeApi(FakeStripe({}), RateLimiter(88.2))
-    lines = live.endpoint_bucket("/v1/invoices/in_1/lines")
-    assert lines is live.endpoint_bucket("/v1/invoices/in_2/lines")
-    assert lines is not live.endpoint_bucket("/v1/invoices")
-    assert live.endpoint_bucket("/v1/invoices").rate == 24  # 25 less the burst's token
+def pacing_of(key: str, per_second: float | str | None = "auto"):
+    """What the source gives StripeApi: pacing's bucket for each operation, no settings."""
+    return lambda operation: shared_bucket(
+        "stripe", key, per_second, endpoint=operation, settings={}
+    )
+
+
+def test_each_named_operation_waits_on_pacing_s_bucket_at_stripe_s_25_a_second():
+    asked: list[str] = []
+    unpaced = StripeApi(FakeStripe({}), lambda op: asked.append(op) or TokenBucket(None))
+    assert unpaced.bucket("/v1/invoices/in_1/lines").rate == 0  # the key is not paced: none
+    unpaced.bucket("/v1/invoices/in_2/lines")
+    assert asked == ["GET /v1/events", "GET /v1/invoices/{id}/lines"]  # once per operation
+    assert unpaced.max_workers == 4
+    live = StripeApi(FakeStripe({}), pacing_of("sk_live_ops"))
+    lines = live.bucket("/v1/invoices/in_1/lines")
+    assert lines is live.bucket("/v1/invoices/in_2/lines")
+    assert lines is not live.bucket("/v1/invoices")
+    assert live.bucket("/v1/invoices").rate == 24  # 25 less the burst's token
+    assert live.bucket("/v1/invoices").parent is shared_bucket("stripe", "sk_live_ops", settings={})
     assert live.max_workers == 13  # 24/s through 0.5 s of latency, plus one
-    slow = StripeApi(FakeStripe({}), RateLimiter(5))
-    assert slow.endpoint_bucket("/v1/invoices").rate == 5  # never faster than the key
+    test = StripeApi(FakeStripe({}), pacing_of("sk_test_ops"))
+    assert test.bucket("/v1/invoices") is shared_bucket("stripe", "sk_test_ops", settings={})
+    assert test.max_workers == 12  # the key's 21.5/s binds before the operation's 24/s
