@@ -11,7 +11,7 @@ timestamps.
 
 First sync, per resource: a full listing by `created_at` in windows listed concurrently
 (`dlt_sources.slices`: `sort=created_at&order=asc`, `begin_time`/`end_time`, dense windows
-split), every worker thread on its own SDK client. It may stop at a checkpoint
+split), each request on an SDK client of its own (a pool). It may stop at a checkpoint
 (`checkpoint_seconds`): the pending windows stay in the resource's dlt state
 (`slices`), the load commits them, and the next run continues them. The cursor the next
 incremental run starts from is Recurly's clock before the listing began, kept aside
@@ -149,10 +149,11 @@ def recurly_source(
             `sources.recurly.region`): `us` (v3.recurly.com, the default) or `eu`
             (v3.eu.recurly.com). The write-backs read the same setting.
         page_size: records per page, 1-200 (200 = fewest requests against the limit).
-        max_workers: API requests in flight at once across the resources, and the
-            threads (each with its own client and connection) that list each full
-            listing's windows and read redemptions. Default 8: enough to keep a
-            production site's limit busy at 300-400 ms a request.
+        max_workers: API requests in flight at once across the resources (each on an
+            SDK client of its own, kept with its connection for later requests), and
+            the threads that list each full listing's windows and read redemptions.
+            Default 8: enough to keep a production site's limit busy at 300-400 ms a
+            request.
         requests_per_second: the pace of every request with this key in the process
             (all resources, their workers and the write-backs: one shared bucket,
             `billing_clients.pacing.shared_bucket`). "auto" = the site's published

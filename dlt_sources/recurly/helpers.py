@@ -13,14 +13,15 @@ are the answer's `next`, requested verbatim as the SDK's pager does (it carries 
 filter).
 
 Full listings (a first sync, or one a checkpoint left unfinished) go through the sliced
-engine (`dlt_sources.slices`): `created_at` windows listed concurrently, each worker thread
-on its own SDK client (`PerThread`). Incremental runs list `updated_at` from the cursor, one
+engine (`dlt_sources.slices`): `created_at` windows listed concurrently, each request on
+an SDK client borrowed from the source's pool (`ClientPool`). Incremental runs list `updated_at` from the cursor, one
 page after another, as before. Which one a run does, and the cursor it keeps, is
 `resource_listing`'s to decide, from the resource's dlt state.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from base64 import b64encode
 from collections.abc import Iterator, MutableMapping
@@ -87,7 +88,8 @@ class Settings:
     """What every resource of one source run shares: credentials, paging, pacing.
 
     `workers` threads list each full listing (and read redemptions); `slots` caps the
-    requests in flight across all of them, `limiter` paces them all."""
+    requests in flight across all of them, `limiter` paces them all, and `clients` lends
+    each request an SDK client (see ClientPool)."""
 
     api_key: str = field(repr=False)
     base_url: str | None = None
@@ -101,24 +103,48 @@ class Settings:
     retry_policy: RetryPolicy | None = None
     lag_seconds: float = 0.0
     checkpoint_seconds: float | None = None
+    clients: ClientPool = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.clients = ClientPool(self.api_key, self.base_url, self.region)
 
 
 # --------------------------------------------------------------------------- pages
 
 
+class ClientPool:
+    """The SDK clients of one source run, lent out one request at a time. A Recurly
+    client keeps one persistent connection and is not safe to share between threads, so
+    a request borrows an idle client (or makes one when none is idle) and gives it back:
+    each client serves one request at a time and keeps its connection open for the next,
+    and no more clients exist than requests were ever in flight at once (a client costs
+    ~30 ms of CPU to make, for its TLS context)."""
+
+    def __init__(self, api_key: str, base_url: str | None, region: str | None):
+        self._make = partial(recurly_client, api_key, base_url, region=region)
+        self._idle: list[recurly.Client] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[recurly.Client]:
+        with self._lock:
+            client = self._idle.pop() if self._idle else None
+        client = client or self._make()
+        try:
+            yield client
+        finally:
+            with self._lock:
+                self._idle.append(client)
+
+
 class RecurlyLister:
-    """Lists one endpoint. Each lister has its own client: the SDK keeps one persistent
-    connection per client, which is not safe to share between threads."""
+    """Lists endpoints, from any number of threads: each request borrows a client of the
+    source's pool (`Settings.clients`) within its worker slot."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.client = recurly_client(settings.api_key, settings.base_url, region=settings.region)
         basic = b64encode(f"{settings.api_key}:".encode("ascii")).decode("ascii")
-        self._headers = {
-            "User-Agent": recurly.USER_AGENT,
-            "Authorization": f"Basic {basic}",
-            "Accept": f"application/vnd.recurly.{self.client.api_version()}",
-        }
+        self._headers = {"User-Agent": recurly.USER_AGENT, "Authorization": f"Basic {basic}"}
 
     def get(self, path: str) -> dict:
         """One GET within a worker slot, paced by the shared bucket; no retry here. The
@@ -142,9 +168,10 @@ class RecurlyLister:
         return orjson.loads(self._response(path).body)
 
     def _response(self, path: str) -> recurly.Response:
-        connection = self.client._BaseClient__conn
-        with reset_on_network_error(self.client):
-            connection.request("GET", path, headers=self._headers)
+        with self.settings.clients.lease() as client, reset_on_network_error(client):
+            connection = client._BaseClient__conn
+            accept = f"application/vnd.recurly.{client.api_version()}"  # the SDK's version
+            connection.request("GET", path, headers={**self._headers, "Accept": accept})
             response = recurly.Response(connection.getresponse(), recurly.Request("GET", path))
         if response.status >= 400:
             raise Resource.cast_error(response) if response.body else _bodiless_error(response)
@@ -174,22 +201,6 @@ def _bodiless_error(response: recurly.Response) -> recurly.ApiError:
     )
 
 
-class PerThread:
-    """One lister per thread, made on the thread's first request and reused for all its
-    later ones: each lister's SDK client keeps one persistent connection and is not safe
-    to share, so concurrent workers each keep their own connection open."""
-
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self._local = threading.local()
-
-    def lister(self) -> RecurlyLister:
-        lister = getattr(self._local, "lister", None)
-        if lister is None:
-            lister = self._local.lister = RecurlyLister(self.settings)
-        return lister
-
-
 class CreatedAtWindows:
     """The sliced engine's `WindowLister` for one endpoint: `sort=created_at&order=asc`
     from `begin_time` to `end_time`. `created_at` never changes, so a record written while
@@ -202,14 +213,14 @@ class CreatedAtWindows:
 
     descending = False
 
-    def __init__(self, settings: Settings, name: str, path: str, threads: PerThread | None = None):
+    def __init__(self, settings: Settings, name: str, path: str):
         self.name, self.path, self.settings = f"recurly {name}", path, settings
-        self.threads = threads or PerThread(settings)
+        self.lister = RecurlyLister(settings)
 
     def page(self, window: Window) -> Page:
-        """One request on the calling thread's own client."""
+        """One request (and its retries), on a client borrowed from the source's pool."""
         url = window.cursor or self.first_url(window)
-        body = self.threads.lister().fetch(url, f"{self.name} page")
+        body = self.lister.fetch(url, f"{self.name} page")
         inside = [r for r in body["data"] if window.lo <= self.stamp(r) < window.hi]
         return Page(inside, body["next"] if body["has_more"] else None)
 
@@ -388,14 +399,14 @@ def account_redemptions(settings: Settings, state: MutableMapping) -> Iterator[p
     no site-wide list, an account carries none, a subscription only its own
     subscription-level ones, an invoice only those that discounted it). So: the accounts
     updated since the cursor in `state` (all of them, by the sliced listing, on the first
-    sync), and each one's redemptions, `settings.workers` accounts at a time, each thread
-    on its own client. A site that has no coupon at all can have no redemption: then
+    sync), and each one's redemptions, `settings.workers` accounts at a time under the
+    shared pace. A site that has no coupon at all can have no redemption: then
     not one account is read, and the cursor moves to the API's clock before the check."""
-    threads = PerThread(settings)
+    lister = RecurlyLister(settings)
     progress = Progress("recurly coupon_redemptions")
     with ThreadPoolExecutor(settings.workers, thread_name_prefix="recurly-redemptions") as pool:
-        for accounts in _redemption_accounts(settings, threads, state):
-            found = pool.map(partial(_redemptions_of, threads), (a["id"] for a in accounts))
+        for accounts in _redemption_accounts(settings, lister, state):
+            found = pool.map(partial(_redemptions_of, lister), (a["id"] for a in accounts))
             records = [record for redemptions in found for record in redemptions]
             progress.page(len(records))
             if records:
@@ -404,21 +415,21 @@ def account_redemptions(settings: Settings, state: MutableMapping) -> Iterator[p
 
 
 def _redemption_accounts(
-    settings: Settings, threads: PerThread, state: MutableMapping
+    settings: Settings, lister: RecurlyLister, state: MutableMapping
 ) -> Iterator[list[dict]]:
     """Pages of the accounts whose redemptions this run reads (see account_redemptions)."""
     resuming = bool(state.get("slices"))
     began = None if resuming else api_clock(settings)
-    if began is not None and not _site_has_coupons(threads.lister()):
+    if began is not None and not _site_has_coupons(lister):
         state[ACCOUNTS_UPDATED_AT] = began.isoformat()
         return
     cursor = stored_cursor(state, ACCOUNTS_UPDATED_AT)
     if cursor is None:
-        windows = CreatedAtWindows(settings, "accounts (redemptions)", "/accounts", threads)
+        windows = CreatedAtWindows(settings, "accounts (redemptions)", "/accounts")
         yield from full_listing(settings, windows, state, ACCOUNTS_UPDATED_AT, began)
         return
     begin = cursor - timedelta(seconds=settings.lag_seconds)
-    for accounts in _updated_pages(settings, threads.lister(), "/accounts", begin, "accounts"):
+    for accounts in _updated_pages(settings, lister, "/accounts", begin, "accounts"):
         yield accounts
         _advance(state, ACCOUNTS_UPDATED_AT, accounts)
 
@@ -428,11 +439,11 @@ def _site_has_coupons(lister: RecurlyLister) -> bool:
     return bool(lister.fetch("/coupons?limit=1", "recurly coupons (any)")["data"])
 
 
-def _redemptions_of(threads: PerThread, account_id: str) -> list[dict]:
-    """Every redemption of one account, both levels, on the calling thread's client."""
+def _redemptions_of(lister: RecurlyLister, account_id: str) -> list[dict]:
+    """Every redemption of one account, both levels."""
     path = f"/accounts/{quote(account_id, safe='')}/coupon_redemptions"
     params = {"limit": MAX_PAGE_SIZE}
-    pages = threads.lister().pages(path, params, "recurly redemptions")
+    pages = lister.pages(path, params, "recurly redemptions")
     return [record for page in pages for record in page]
 
 

@@ -441,9 +441,10 @@ def test_a_429_waits_for_the_reset_and_a_timeout_gets_a_fresh_connection(serve_s
 
     # The lister closes it after a failure, so its next attempt opens a fresh one.
     emulator.faults = FaultConfig(script=deque(["slow"]), slow_seconds=0.5)
-    lister = RecurlyLister(settings)
-    lister.client._BaseClient__conn.timeout = 0.2
-    pages = list(lister.pages("/plans", {"limit": 200}, "plans"))
+    with settings.clients.lease() as client:  # the client the next request borrows
+        client._BaseClient__conn.timeout = 0.2
+        client._BaseClient__conn.close()  # the timeout applies from the next connection
+    pages = list(RecurlyLister(settings).pages("/plans", {"limit": 200}, "plans"))
     assert [len(page) for page in pages] == [len(HAND_WRITTEN["plans"])]
     assert len(waits) == 3  # one backoff, after the timeout
 
@@ -542,10 +543,13 @@ def test_the_api_key_stays_out_of_the_warehouse_and_the_logs(
 
 
 def test_the_region_setting_points_the_listers_at_the_eu_host():
-    """`sources.recurly.region` (SOURCES__RECURLY__REGION) reaches every lister's client;
-    a base URL (the sandbox) wins over it."""
-    eu = RecurlyLister(Settings(api_key="k", region="eu"))
-    assert eu.client._BaseClient__conn.host == "v3.eu.recurly.com"
-    assert RecurlyLister(Settings(api_key="k")).client._BaseClient__conn.host == "v3.recurly.com"
-    local = RecurlyLister(Settings(api_key="k", base_url="http://127.0.0.1:9", region="eu"))
-    assert local.client._BaseClient__conn.host == "127.0.0.1"
+    """`sources.recurly.region` (SOURCES__RECURLY__REGION) reaches every client the
+    listers borrow; a base URL (the sandbox) wins over it."""
+
+    def host(settings: Settings) -> str:
+        with settings.clients.lease() as client:
+            return client._BaseClient__conn.host
+
+    assert host(Settings(api_key="k", region="eu")) == "v3.eu.recurly.com"
+    assert host(Settings(api_key="k")) == "v3.recurly.com"
+    assert host(Settings(api_key="k", base_url="http://127.0.0.1:9", region="eu")) == "127.0.0.1"

@@ -1,7 +1,7 @@
 """The Recurly source's helpers, in milliseconds and without a network: paging by `next`,
 the listing's parameters, errors as the SDK's classes, retries and the connection reset,
-full listings by created_at windows (one client per thread, the cursor kept aside until a
-listing is done), incremental cursors, redemptions per account (none on a site without
+full listings by created_at windows (a client lent per request, the cursor kept aside until
+a listing is done), incremental cursors, redemptions per account (none on a site without
 coupons), and pages as Arrow tables whose types do not depend on the page.
 
 The source reads raw pages on the SDK client's own http.client connection (see
@@ -239,13 +239,20 @@ def test_a_stamp_is_created_at_floored_to_the_second():
     assert helpers.CreatedAtWindows.stamp({"created_at": "2026-01-01T00:00:00.900Z"}) == T
 
 
-def test_each_thread_lists_on_its_own_client_and_keeps_it():
-    threads = helpers.PerThread(settings())
-    mine = threads.lister()
-    with ThreadPoolExecutor(1) as pool:
-        theirs, again = pool.submit(threads.lister).result(), pool.submit(threads.lister).result()
-    assert threads.lister() is mine and again is theirs
-    assert theirs.client is not mine.client
+def test_a_client_serves_one_request_at_a_time_and_is_kept_for_the_next():
+    pool = helpers.ClientPool("key", "http://recurly.test", None)
+    with pool.lease() as first, pool.lease() as second:  # two requests in flight
+        assert first is not second
+    with pool.lease() as again:
+        assert again in (first, second)  # reused, with its connection
+    with ThreadPoolExecutor(2) as threads:
+        leased = list(threads.map(lambda _: _lease_briefly(pool), range(4)))
+    assert set(map(id, leased)) <= {id(first), id(second)}  # none made beyond the peak
+
+
+def _lease_briefly(pool: helpers.ClientPool) -> object:
+    with pool.lease() as client:
+        return client
 
 
 # --------------------------------------------------------------------------- runs and cursors
