@@ -52,6 +52,12 @@ STATE_KEY = "slices"
 # A piece of a split must promise at least this many pages, or the split's extra requests
 # (one per piece, one for the tie second) cost more than the parallelism gains.
 MIN_PAGES_PER_PIECE = 2
+# How long a full listing runs before the run loads what it has and keeps the rest in
+# state["slices"]: what a killed run loses at most (the next run resumes from the last
+# load), against one more load (normalize, DuckDB merge, state commit) per interval. The
+# sources' `checkpoint_seconds` default; dlt reads `SOURCES__CHECKPOINT_SECONDS`, or
+# `SOURCES__<SYSTEM>__CHECKPOINT_SECONDS` for one system, before it.
+DEFAULT_CHECKPOINT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
