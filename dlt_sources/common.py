@@ -121,9 +121,15 @@ def workers_for(rate: float | None, latency_seconds: float, unpaced: int, most: 
 
 
 def sync_row(server_time: datetime | None) -> dict:
-    """The `syncs` table's row for one run: the API's own clock (its `Date` header) at
+    """The `syncs` table's row for one sync: the API's own clock (its `Date` header) at
     the start, which is the validation time T downstream; the local clock if the API
-    sent none, flagged so."""
+    sent none, flagged so.
+
+    A full sync checkpointed in rounds (`dlt_sources.slices`) writes this row in its
+    first round only (each source's `continues_listing`): its windows hold the objects as
+    they were from then on, and what changed after the first round's start reaches the
+    warehouse with the next incremental run, so a later round's clock would claim data
+    fresher than it is."""
     return {
         "synced_at": server_time or datetime.now(UTC),
         "clock": "api" if server_time else "local",

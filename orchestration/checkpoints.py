@@ -7,6 +7,10 @@ state together, so a run killed later resumes from the last commit without listi
 finished window again. The runner (`retention extract`, the Dagster load assets) repeats
 extract/normalize/load in rounds until no resource holds pending windows; an incremental
 run has none and takes exactly one round.
+
+Only the round that starts a full listing writes the source's `syncs` row (the validation
+time T): each later round, a resumed run's first included, is built with
+`continues_listing=True` (`round_source`), so T is the clock at the listing's start.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
+
+from dlt.extract.source import DltSource
 
 from dlt_sources.slices import STATE_KEY
 
@@ -41,6 +47,22 @@ def unfinished_listings(
             if pending:
                 found[f"{source} {resource}"] = pending
     return found
+
+
+def round_source(
+    make_source: Callable[..., DltSource],
+    state: Mapping[str, Any],
+    resources: set[str] | None = None,
+) -> DltSource:
+    """The source for the next round, given the pipeline's `state` before it: told that it
+    continues a full listing (`continues_listing=True`, so it writes no `syncs` row) when
+    the state already holds an unfinished one (`unfinished_listings`), else built as it
+    is. A source that never lists in windows (exit sessions) never has one, so it is
+    never asked. The state must be the warehouse's (read after `sync_destination`): a
+    run killed after a round resumes a listing begun by another process."""
+    if unfinished_listings(state, resources):
+        return make_source(continues_listing=True)
+    return make_source()
 
 
 def run_rounds(

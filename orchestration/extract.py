@@ -39,7 +39,7 @@ from dlt.extract.source import DltSource
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from billing_clients.targets import Settings, Target, TargetError, resolve_target, unreachable
-from orchestration.checkpoints import run_rounds, unfinished_listings
+from orchestration.checkpoints import round_source, run_rounds, unfinished_listings
 from orchestration.settings import (
     BILLING_SYSTEMS,
     DEFAULT_DATABASE,
@@ -55,11 +55,14 @@ SOURCES = {
 log = logging.getLogger("retention.extract")
 
 
-def billing_source(target: Target):
-    """The dlt source of one billing system, configured for `target`."""
+def billing_source(target: Target, continues_listing: bool = False):
+    """The dlt source of one billing system, configured for `target`; `continues_listing`:
+    this run continues a full listing an earlier one left (`checkpoints.round_source`)."""
     module, name = SOURCES[target.system]
     factory = getattr(importlib.import_module(module), name)
     options = {"api_key": target.api_key, "base_url": target.base_url}
+    if continues_listing:
+        options["continues_listing"] = True
     if target.site:
         options["site"] = target.site
     if target.is_sandbox:  # the local sandbox has no rate limit to respect
@@ -133,7 +136,7 @@ class LoadSummary:
 
 
 def _run_one(
-    name: str, make_source: Callable[[], DltSource], database, pipelines_dir, load_lock
+    name: str, make_source: Callable[..., DltSource], database, pipelines_dir, load_lock
 ) -> LoadSummary:
     """Load `name` in rounds until no full listing is unfinished (orchestration.checkpoints):
     each round commits its rows and the listing's progress, so a run killed later resumes
@@ -152,7 +155,7 @@ def _run_one(
         if p.has_pending_data:  # left by a stopped run (killed, a full disk): loaded now
             log.info("%s: finishing the load a stopped run left", name)
         counts = run_rounds(
-            lambda: _round(p, make_source(), load_lock),
+            lambda: _round(p, round_source(make_source, p.state), load_lock),
             lambda: unfinished_listings(p.state),
             log,
         )

@@ -34,7 +34,7 @@ from dlt.extract.source import DltSource
 from dlt.pipeline.pipeline import Pipeline
 
 from billing_clients.targets import TargetError
-from orchestration.checkpoints import run_rounds, unfinished_listings
+from orchestration.checkpoints import round_source, run_rounds, unfinished_listings
 from orchestration.extract import (
     SOURCES,
     PipelinesBusy,
@@ -140,7 +140,7 @@ def warehouse_pipeline(name: str, warehouse: Warehouse):
 def checkpointed_run(
     context: AssetExecutionContext,
     dlt: DagsterDltResource,
-    make_source: Callable[[], DltSource],
+    make_source: Callable[..., DltSource],
     dlt_pipeline: Pipeline,
     resources: set[str],
 ) -> list[MaterializeResult]:
@@ -148,14 +148,19 @@ def checkpointed_run(
     selection) is unfinished (orchestration.checkpoints): each round commits its rows and
     the listing's progress, so a retried or re-launched run resumes where the last round
     ended. (dagster-dlt's `run` wipes the local dlt state first and restores it from the
-    warehouse, where each round's load committed it.)
+    warehouse, where each round's load committed it; the first round's source is chosen
+    from that state too, `round_source`.)
 
     Each `dlt.run` gives one MaterializeResult per asset, and a step that reports an asset
     twice fails: the rounds' results are merged into one per asset (`merge_rounds`)."""
+    dlt_pipeline.sync_destination()  # the warehouse's state: a listing to resume included
+
+    def run_round() -> list[MaterializeResult]:
+        source = round_source(make_source, dlt_pipeline.state, resources)
+        return list(dlt.run(context=context, dlt_source=source, dlt_pipeline=dlt_pipeline))
+
     rounds = run_rounds(
-        lambda: list(dlt.run(context=context, dlt_source=make_source(), dlt_pipeline=dlt_pipeline)),
-        lambda: unfinished_listings(dlt_pipeline.state, resources),
-        context.log,
+        run_round, lambda: unfinished_listings(dlt_pipeline.state, resources), context.log
     )
     return merge_rounds(rounds)
 

@@ -48,7 +48,7 @@ from dlt_sources.chargebee.helpers import (
     next_cursor,
 )
 from dlt_sources.common import Progress, sync_row, to_arrow
-from dlt_sources.slices import STATE_KEY, sliced_listing
+from dlt_sources.slices import DEFAULT_CHECKPOINT_SECONDS, STATE_KEY, sliced_listing
 
 log = logging.getLogger("retention.extract.chargebee")
 
@@ -201,9 +201,12 @@ def invoices(
 
 
 @dlt.resource(name="syncs", write_disposition="append")
-def syncs(lister: ChargebeeLister) -> Iterator[dict]:
-    """One row per run: Chargebee's clock at its start (the `Date` of a one-customer
-    listing), the validation time T of the marts."""
+def syncs(lister: ChargebeeLister, continues_listing: bool = False) -> Iterator[dict]:
+    """One row per sync: Chargebee's clock at its start (the `Date` of a one-customer
+    listing), the validation time T of the marts; none in a round that continues a full
+    listing (`dlt_sources.common.sync_row`)."""
+    if continues_listing:
+        return
     yield sync_row(lister.server_time())
 
 
@@ -217,7 +220,8 @@ def chargebee_source(
     requests_per_second: float | str | None = "auto",
     retry_policy: RetryPolicy | None = None,
     product_catalog: str = "auto",
-    checkpoint_seconds: float | None = None,
+    checkpoint_seconds: float | None = DEFAULT_CHECKPOINT_SECONDS,
+    continues_listing: bool = False,
 ) -> list[DltResource]:
     """Chargebee customers, subscriptions, catalog (items and item prices, or plans and
     add-ons), coupons, invoices.
@@ -243,7 +247,13 @@ def chargebee_source(
             (`SOURCES__CHARGEBEE__PRODUCT_CATALOG`; default: ask `GET /configurations`).
         checkpoint_seconds: a first run's full listing stops starting requests after this
             long, and the run loads what it has, keeping the windows still to list in the
-            state for the next run (`SOURCES__CHECKPOINT_SECONDS`); None = list to the end.
+            state for the next run (`SOURCES__CHECKPOINT_SECONDS`, or
+            `SOURCES__CHARGEBEE__CHECKPOINT_SECONDS`; default 60 s:
+            `dlt_sources.slices.DEFAULT_CHECKPOINT_SECONDS`). None = list to the end in
+            one run.
+        continues_listing: this run continues a full listing an earlier run left
+            unfinished (the runner says so, `orchestration.checkpoints`): it writes no
+            `syncs` row, so T stays the clock at the listing's start.
     """
     if not base_url and not site:
         raise ValueError("chargebee: give `site` (SOURCES__CHARGEBEE__SITE) or a `base_url`")
@@ -267,5 +277,5 @@ def chargebee_source(
         addons(lister),
         coupons(lister),
         invoices(lister, checkpoint_seconds),
-        syncs(lister),
+        syncs(lister, continues_listing),
     ]

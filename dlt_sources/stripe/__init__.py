@@ -47,6 +47,7 @@ from billing_clients.pacing import TokenBucket, shared_bucket
 from billing_clients.retries import RetryPolicy, http_date
 from billing_clients.sdk import stripe_client
 from dlt_sources.common import Progress, sync_row, to_arrow
+from dlt_sources.slices import DEFAULT_CHECKPOINT_SECONDS
 from dlt_sources.stripe.helpers import StripeApi, event_row, sync
 
 _MERGED = {"primary_key": "id", "write_disposition": "merge", "parallelized": True}
@@ -110,8 +111,11 @@ def events(api: StripeApi) -> Iterator[pa.Table]:
 
 
 @dlt.resource(name="syncs", write_disposition="append")
-def syncs(api: StripeApi) -> Iterator[dict]:
-    """One row per run: Stripe's clock at its start, the validation time T of the marts."""
+def syncs(api: StripeApi, continues_listing: bool = False) -> Iterator[dict]:
+    """One row per sync: Stripe's clock at its start, the validation time T of the marts;
+    none in a round that continues a full listing (`dlt_sources.common.sync_row`)."""
+    if continues_listing:
+        return
     _, headers = api.get("/v1/events", limit=1)
     yield sync_row(http_date(headers.get("date")))
 
@@ -124,7 +128,8 @@ def stripe_source(
     max_workers: int | None = None,
     requests_per_second: float | str | None = "auto",
     retry_policy: RetryPolicy | None = None,
-    checkpoint_seconds: float | None = None,
+    checkpoint_seconds: float | None = DEFAULT_CHECKPOINT_SECONDS,
+    continues_listing: bool = False,
 ) -> list[DltResource]:
     """Stripe billing objects and events.
 
@@ -146,7 +151,13 @@ def stripe_source(
             (the SDK itself retries 5xx and connections 3 times first).
         checkpoint_seconds: a full listing stops starting requests after this long, and
             the run loads what it has, keeping the windows still to list in the state
-            for the next run (`SOURCES__CHECKPOINT_SECONDS`); None = list to the end.
+            for the next run (`SOURCES__CHECKPOINT_SECONDS`, or
+            `SOURCES__STRIPE__CHECKPOINT_SECONDS`; default 60 s:
+            `dlt_sources.slices.DEFAULT_CHECKPOINT_SECONDS`). None = list to the end in
+            one run.
+        continues_listing: this run continues a full listing an earlier run left
+            unfinished (the runner says so, `orchestration.checkpoints`): it writes no
+            `syncs` row, so T stays the clock at the listing's start.
     """
 
     def pacing(operation: str) -> TokenBucket:
@@ -168,5 +179,5 @@ def stripe_source(
         coupons(api),
         invoices(api),
         events(api),
-        syncs(api),
+        syncs(api, continues_listing),
     ]

@@ -11,8 +11,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -139,8 +139,23 @@ def tables(database: Path) -> dict[str, list[tuple]]:
         return found
 
 
+def synced_at(database: Path) -> list[datetime]:
+    """The `syncs` rows' validation times, oldest first."""
+    with duckdb.connect(str(database), read_only=True) as db:
+        rows = db.execute("select synced_at from raw_stripe.syncs order by synced_at").fetchall()
+    return [row[0].astimezone(UTC) for row in rows]
+
+
+@pytest.fixture
+def clock_moves(stripe) -> Iterator[Callable[[timedelta], None]]:
+    """Move the module's frozen sandbox clock; put back after the test."""
+    start = stripe.clock.now()
+    yield stripe.clock.advance
+    stripe.clock.set(start)
+
+
 def test_a_killed_full_sync_resumes_without_listing_a_finished_window_again(
-    stripe, clean, tmp_path, monkeypatch
+    stripe, clean, tmp_path, monkeypatch, clock_moves
 ):
     point_at(monkeypatch, stripe)
     monkeypatch.setenv(CHECKPOINT, "0.5")
@@ -160,6 +175,9 @@ def test_a_killed_full_sync_resumes_without_listing_a_finished_window_again(
 
     pending = pending_windows(database, dlt_dir)
     assert pending, "the killed run left no listing unfinished"
+    started = synced_at(database)
+    assert started == [AS_OF]  # the first round's row: the Stripe clock at the listing's start
+    clock_moves(timedelta(hours=1))
     log = stripe.emulator("stripe").request_log
     log.clear()
     finish(extract(database, env))
@@ -174,11 +192,15 @@ def test_a_killed_full_sync_resumes_without_listing_a_finished_window_again(
     assert outside == [], f"listed again outside the pending windows {pending}"
     assert pending_windows(database, dlt_dir) == {}
     assert tables(database) == clean
+    # T of the sync in rounds stays its first round's clock, an hour before the resumed
+    # run's: what changed after it reaches the warehouse with the next incremental run.
+    assert synced_at(database) == started
 
     log.clear()
     [incremental] = run_extract(("stripe",), database, pipelines_dir=dlt_dir / "pipelines")
     assert (incremental.error, incremental.rounds) == (None, 1)
     assert log and windowed_requests(log) == []  # the events since the cursor only
+    assert synced_at(database) == [AS_OF, AS_OF + timedelta(hours=1)]
 
 
 def test_dagster_loads_a_checkpointed_full_sync_as_one_materialization_per_table(
@@ -200,3 +222,4 @@ def test_dagster_loads_a_checkpointed_full_sync_as_one_materialization_per_table
     assert metadata["dlt_stripe_invoices"]["dlt_rounds"].value > 1
     assert metadata["dlt_stripe_invoices"]["rows_loaded"].value == len(clean["invoices"]) - 1
     assert tables(database) == clean
+    assert synced_at(database) == [AS_OF]  # one row for the sync, not one per round

@@ -24,10 +24,11 @@ WINDOWS = [{"lo": 0, "hi": 10}, {"lo": 10, "hi": 20}, {"lo": 20, "hi": 30}]
 
 
 @dlt.source(name="fake")
-def fake_source(stuck: bool = False):
+def fake_source(stuck: bool = False, continues_listing: bool = False):
     """`items`: a first run lists WINDOWS one per round (two rounds leave windows
     pending); later runs list what is new since (none here). `stuck`: a round that
-    lists nothing and leaves its windows as they were."""
+    lists nothing and leaves its windows as they were. `syncs`: a row per sync, none in
+    a round that continues a listing (as the billing sources' `syncs`)."""
 
     @dlt.resource(name="items", primary_key="id", write_disposition="merge")
     def items():
@@ -50,7 +51,12 @@ def fake_source(stuck: bool = False):
     def others():
         yield {"id": 1}
 
-    return items, others
+    @dlt.resource(name="syncs", write_disposition="append")
+    def syncs():
+        if not continues_listing:
+            yield {"first_round_of": "sync"}
+
+    return items, others, syncs
 
 
 @pytest.fixture
@@ -66,6 +72,11 @@ def run_cli(where, **options):
         where["pipelines_dir"],
         contextlib.nullcontext(),
     )
+
+
+def syncs_rows(database) -> int:
+    with duckdb.connect(str(database), read_only=True) as db:
+        return db.execute("select count(*) from raw_fake.syncs").fetchone()[0]
 
 
 def ids(database) -> list[int]:
@@ -113,25 +124,30 @@ def test_extract_runs_rounds_until_the_listing_is_done_then_incremental_takes_on
 
     assert first.error is None
     assert first.rounds == len(WINDOWS)
-    assert first.rows == {"items": 30, "others": 3}  # rows summed over the rounds
+    assert first.rows == {"items": 30, "others": 3, "syncs": 1}  # summed over the rounds
     assert ids(where["database"]) == list(range(30))
+    assert syncs_rows(where["database"]) == 1  # the first round's: T of the whole listing
     state = pipeline("fake", where["database"], where["pipelines_dir"]).state
     assert unfinished_listings(state) == {}
 
     again = run_cli(where)
 
-    assert (again.error, again.rounds, again.rows) == (None, 1, {"others": 1})
+    assert (again.error, again.rounds, again.rows) == (None, 1, {"others": 1, "syncs": 1})
     assert ids(where["database"]) == list(range(30))
+    assert syncs_rows(where["database"]) == 2
 
 
 def test_a_resumed_run_lists_only_the_windows_left(where):
     p = pipeline("fake", where["database"], where["pipelines_dir"])
     p.run(fake_source())  # one round, then the run stopped: two windows pending
+    p.drop()  # the resumed run reads the state from the warehouse (a new machine)
 
     resumed = run_cli(where)
 
     assert (resumed.error, resumed.rounds, resumed.rows["items"]) == (None, 2, 20)
+    assert "syncs" not in resumed.rows  # it continues the stopped run's listing
     assert ids(where["database"]) == list(range(30))
+    assert syncs_rows(where["database"]) == 1
 
 
 def test_extract_fails_a_listing_that_makes_no_progress(where):
@@ -149,7 +165,7 @@ def dagster_assets(where):
     )
     def _assets(context: AssetExecutionContext, dlt: DagsterDltResource):
         p = pipeline("fake", where["database"], where["pipelines_dir"])
-        yield from checkpointed_run(context, dlt, fake_source, p, {"items", "others"})
+        yield from checkpointed_run(context, dlt, fake_source, p, {"items", "others", "syncs"})
 
     return _assets
 
@@ -160,10 +176,11 @@ def test_dagster_reports_each_asset_once_with_the_rows_of_every_round(where):
     assert result.success
     events = result.get_asset_materialization_events()
     by_key = {e.asset_key.to_user_string(): e.materialization.metadata for e in events}
-    assert sorted(by_key) == ["dlt_fake_items", "dlt_fake_others"]
+    assert sorted(by_key) == ["dlt_fake_items", "dlt_fake_others", "dlt_fake_syncs"]
     assert by_key["dlt_fake_items"]["rows_loaded"].value == 30
     assert by_key["dlt_fake_items"]["dlt_rounds"].value == 3
     assert ids(where["database"]) == list(range(30))
+    assert syncs_rows(where["database"]) == 1
 
     again = materialize([dagster_assets(where)], resources={"dlt": DagsterDltResource()})
 
