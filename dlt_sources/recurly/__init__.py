@@ -50,6 +50,7 @@ from billing_clients.retries import RetryPolicy
 from dlt_sources.common import sync_row
 from dlt_sources.recurly import helpers
 from dlt_sources.recurly.helpers import Settings
+from dlt_sources.slices import DEFAULT_CHECKPOINT_SECONDS
 
 
 def _recurly_resource(name: str) -> Callable:
@@ -121,8 +122,11 @@ def coupon_redemptions(settings: Settings) -> Iterator[pa.Table]:
 
 
 @dlt.resource(name="syncs", write_disposition="append")
-def syncs(settings: Settings) -> Iterator[dict]:
-    """One row per run: Recurly's clock at its start, the validation time T of the marts."""
+def syncs(settings: Settings, continues_listing: bool = False) -> Iterator[dict]:
+    """One row per sync: Recurly's clock at its start, the validation time T of the marts;
+    none in a round that continues a full listing (`dlt_sources.common.sync_row`)."""
+    if continues_listing:
+        return
     yield sync_row(helpers.server_time(settings))
 
 
@@ -135,8 +139,9 @@ def recurly_source(
     max_workers: int = helpers.DEFAULT_MAX_WORKERS,
     requests_per_second: float | str | None = "auto",
     lag_seconds: float = helpers.DEFAULT_LAG_SECONDS,
-    checkpoint_seconds: float | None = None,
+    checkpoint_seconds: float | None = DEFAULT_CHECKPOINT_SECONDS,
     retry_policy: RetryPolicy | None = None,
+    continues_listing: bool = False,
 ) -> list[DltResource]:
     """Recurly customers, subscriptions, plans, coupons, invoices and coupon redemptions:
     a sliced full listing on the first sync, incremental after.
@@ -164,9 +169,14 @@ def recurly_source(
         lag_seconds: how far before the cursor each incremental run starts. Default 60.
         checkpoint_seconds: a full listing stops starting windows after this long and
             the run ends, its progress in the resources' state; the next run goes on
-            from there (`retention extract` runs again until it is done). None = list
+            from there (`retention extract` runs again until it is done;
+            `SOURCES__CHECKPOINT_SECONDS`, or `SOURCES__RECURLY__CHECKPOINT_SECONDS`;
+            default 60 s: `dlt_sources.slices.DEFAULT_CHECKPOINT_SECONDS`). None = list
             to the end in one run.
         retry_policy: attempts and backoff for 429, 5xx and dropped connections.
+        continues_listing: this run continues a full listing an earlier run left
+            unfinished (the runner says so, `orchestration.checkpoints`): it writes no
+            `syncs` row, so T stays the clock at the listing's start.
     """
     if not 1 <= page_size <= helpers.MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be 1 to {helpers.MAX_PAGE_SIZE}, not {page_size}")
@@ -187,5 +197,5 @@ def recurly_source(
     return [
         *(resource(settings) for resource in (customers, subscriptions, plans, coupons, invoices)),
         coupon_redemptions(settings),
-        syncs(settings),
+        syncs(settings, continues_listing),
     ]
