@@ -4,6 +4,8 @@
   (25x the row-dict path here). Nested objects become `parent__child` columns, as dlt
   names them; lists (subscription items, discounts, invoice lines) stay one JSON text
   column each, so every resource is one table and one Dagster asset.
+- `batched`: pages regrouped into lists of >= 1,000 records, one Arrow table each (dlt's
+  extract pays per table).
 - `Progress`: records, pages and rate per resource in the log, at most every few seconds.
 
 Retries, pacing and the API's clock are the billing-client layer's (billing_clients),
@@ -16,7 +18,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,17 +33,21 @@ log = logging.getLogger("retention.extract")
 
 
 def flatten(record: dict, prefix: str = "", out: dict | None = None) -> dict:
-    """Nested dicts to `a__b` keys; lists to JSON text; scalars as they are."""
+    """Nested dicts to `a__b` keys; lists to JSON text; scalars as they are.
+
+    The hot loop of a full load (every field of every record): an invoice holds a dozen
+    lists, most of them empty, so `[]` skips orjson's call, and a key without prefix is
+    not copied (~1.6x faster on Stripe invoices than the plain form)."""
     out = {} if out is None else out
     for key, value in record.items():
-        name = f"{prefix}{key}"
+        name = prefix + key if prefix else key
         if isinstance(value, dict):
             if value:
-                flatten(value, f"{name}__", out)
+                flatten(value, name + "__", out)
             else:
                 out[name] = None
         elif isinstance(value, list):
-            out[name] = orjson.dumps(value).decode()
+            out[name] = orjson.dumps(value).decode() if value else "[]"
         else:
             out[name] = value
     return out
@@ -55,7 +61,10 @@ def to_arrow(
     dlt fills a column a page lacks as `string`), the primary key `key` not null. Columns
     null on every row are dropped: their type is unknown until a value arrives, and dlt
     adds the column then."""
-    rows = [flatten(r) | (extra or {}) for r in records]
+    rows = [flatten(r) for r in records]
+    if extra:
+        for row in rows:
+            row.update(extra)
     frame = pl.DataFrame(rows, infer_schema_length=None, strict=False)
     table = frame.select(c for c in frame.columns if frame[c].dtype != pl.Null).to_arrow()
     fields = [
@@ -63,6 +72,26 @@ def to_arrow(
         for f in table.schema
     ]
     return table.cast(pa.schema(fields))
+
+
+# Records per Arrow table handed to dlt: dlt's extract pays its schema work per table
+# (~25 ms here: normalizing names, computing and merging the table schema), so tables of
+# one page (100 records) cost the first full sync ~1.5x on the extract.
+BATCH_RECORDS = 1_000
+
+
+def batched(pages: Iterable[list[dict]], least: int = BATCH_RECORDS) -> Iterator[list[dict]]:
+    """The pages' records regrouped in lists of at least `least` (the last may be smaller),
+    each made into one Arrow table by the source (`to_arrow`). The source's state moves
+    as the pages come; dlt commits it only when the generator is done, with every batch."""
+    batch: list[dict] = []
+    for page in pages:
+        batch += page
+        if len(batch) >= least:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 # --------------------------------------------------------------------------- progress

@@ -47,7 +47,7 @@ from dlt_sources.chargebee.helpers import (
     default_workers,
     next_cursor,
 )
-from dlt_sources.common import Progress, sync_row, to_arrow
+from dlt_sources.common import Progress, batched, sync_row, to_arrow
 from dlt_sources.slices import DEFAULT_CHECKPOINT_SECONDS, STATE_KEY, sliced_listing
 
 log = logging.getLogger("retention.extract.chargebee")
@@ -61,10 +61,6 @@ COLUMNS = {
 
 # Where a full listing keeps the cursor it will store once its windows are all listed.
 PENDING_CURSOR = "slices_cursor"
-# Records per Arrow table handed to dlt: dlt's schema work per table (~25 ms here) is
-# paid per table, so pages of 100 are gathered into tables of at least this many (the
-# first full sync's extract took ~1.5x as long table-per-page).
-BATCH_RECORDS = 1_000
 
 
 def changed_records(
@@ -84,16 +80,14 @@ def changed_records(
 
 
 def tables(pages: Iterable[list[dict]]) -> Iterator[pa.Table]:
-    """The pages' records in Arrow tables of at least BATCH_RECORDS (the last one may be
-    smaller), each record stamped with its page's number (`_page_seq`), so a record
-    listed twice in one run is merged as its later copy."""
-    batch: list[dict] = []
-    for seq, records in enumerate(pages, start=1):
-        batch += [record | {"_page_seq": seq} for record in records]
-        if len(batch) >= BATCH_RECORDS:
-            yield to_arrow(batch)
-            batch = []
-    if batch:
+    """The pages' records in Arrow tables of at least `common.BATCH_RECORDS` (`batched`),
+    each record stamped with its page's number (`_page_seq`), so a record listed twice in
+    one run is merged as its later copy."""
+    stamped = (
+        [record | {"_page_seq": seq} for record in records]
+        for seq, records in enumerate(pages, start=1)
+    )
+    for batch in batched(stamped):
         yield to_arrow(batch)
 
 

@@ -24,7 +24,6 @@ from billing_clients.chargebee import CLASSIFIER, ChargebeeHttp
 from billing_clients.pacing import RateLimiter
 from billing_clients.retries import RetryPolicy
 from billing_clients.sdk import chargebee_client
-from dlt_sources.chargebee import BATCH_RECORDS
 from dlt_sources.chargebee import tables as arrow_tables
 from dlt_sources.chargebee.helpers import (
     CLOCK_MARGIN_SECONDS,
@@ -38,6 +37,7 @@ from dlt_sources.chargebee.helpers import (
     list_params,
     next_cursor,
 )
+from dlt_sources.common import BATCH_RECORDS, batched
 from dlt_sources.slices import Window
 
 KEY = "test_cb_key"
@@ -447,3 +447,10 @@ def test_pages_reach_dlt_in_tables_of_at_least_the_batch_size_each_row_with_its_
     twice = [r["_page_seq"] for r in rows if r["id"] == "r0-0"]
     assert twice == [1, 6]  # listed again later: the merge keeps the later copy
     assert list(arrow_tables(iter([[], []]))) == []
+
+
+def test_batched_regroups_pages_in_order_without_losing_a_record():
+    pages = [[1, 2], [], [3], [4, 5, 6], [7]]
+    assert list(batched(iter(pages), least=3)) == [[1, 2, 3], [4, 5, 6], [7]]
+    assert list(batched(iter([[1, 2, 3]]), least=3)) == [[1, 2, 3]]  # no empty batch after
+    assert list(batched(iter([]))) == []
