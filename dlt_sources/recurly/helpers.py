@@ -42,7 +42,7 @@ from billing_clients.pacing import TokenBucket
 from billing_clients.recurly import CLASSIFIER, reset_on_network_error
 from billing_clients.retries import RetryPolicy, http_date, with_retries
 from billing_clients.sdk import recurly_client
-from dlt_sources.common import Progress, to_arrow
+from dlt_sources.common import Progress, batched, to_arrow
 from dlt_sources.slices import Page, Window, sliced_listing
 
 MAX_PAGE_SIZE = 200  # the API's largest `limit`
@@ -305,7 +305,8 @@ def _advance(state: MutableMapping, key: str, records: list[dict]) -> None:
 def resource_listing(
     settings: Settings, name: str, path: str, state: MutableMapping
 ) -> Iterator[pa.Table]:
-    """One resource's run, one Arrow table per non-empty page: an incremental listing
+    """One resource's run, one Arrow table per 1,000 records or more (`common.batched`:
+    dlt's extract pays per table): an incremental listing
     from the cursor in `state` (its dlt resource state), or, with no cursor yet or a full
     listing unfinished, the sliced full listing (see `full_listing`)."""
     cursor = stored_cursor(state, UPDATED_AT)
@@ -314,9 +315,8 @@ def resource_listing(
         yield from updated_since(settings, name, path, begin, state)
         return
     windows = CreatedAtWindows(settings, name, path)
-    for records in full_listing(settings, windows, state, UPDATED_AT):
-        if records:
-            yield page_table(records)
+    for records in batched(full_listing(settings, windows, state, UPDATED_AT)):
+        yield page_table(records)
 
 
 def full_listing(
@@ -357,17 +357,22 @@ def updated_since(
     state: MutableMapping | None = None,
 ) -> Iterator[pa.Table]:
     """Records of one endpoint in `updated_at` order from `begin` (inclusive; None = all),
-    one Arrow table per page; `state`'s cursor follows the pages. Ascending `updated_at`
+    in Arrow tables of 1,000 records or more; `state`'s cursor follows the pages (dlt
+    commits it with the load, after the last table). Ascending `updated_at`
     is what makes a run loss-free: a record written while the run pages moves behind the
     records already listed, so this run lists it again later, or the next run does (its
     `updated_at` >= the cursor)."""
     progress = Progress(f"recurly {name}")
-    for records in _updated_pages(settings, RecurlyLister(settings), path, begin, name):
-        progress.page(len(records))
-        if records:
-            if state is not None:
+
+    def pages() -> Iterator[list[dict]]:
+        for records in _updated_pages(settings, RecurlyLister(settings), path, begin, name):
+            progress.page(len(records))
+            if records and state is not None:
                 _advance(state, UPDATED_AT, records)
-            yield page_table(records)
+            yield records
+
+    for batch in batched(pages()):
+        yield page_table(batch)
     progress.done()
 
 
