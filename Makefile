@@ -91,7 +91,7 @@ daemon: $(STAMP) manifest deploy-home
 bench: $(STAMP) manifest
 	$(PY) bench/bench_generate.py
 	$(PY) bench/bench_sandbox_listing.py
-	$(PY) bench/bench_extract.py
+	$(PY) bench/bench_extract.py --only throughput --only rss --customers 20000 --rss-customers 5000
 	$(PY) bench/bench_exit_sessions.py
 	$(PY) bench/bench_marts.py
 	$(PY) bench/bench_writebacks.py
