@@ -158,7 +158,7 @@ def test_a_killed_full_sync_resumes_without_listing_a_finished_window_again(
     stripe, clean, tmp_path, monkeypatch, clock_moves
 ):
     point_at(monkeypatch, stripe)
-    monkeypatch.setenv(CHECKPOINT, "0.5")
+    monkeypatch.setenv(CHECKPOINT, "0")  # each round ends after its first requests: never one round
     dlt_dir = tmp_path / "dlt"
     env = {**os.environ, "DLT_DATA_DIR": str(dlt_dir), "RUNTIME__DLTHUB_TELEMETRY": "false"}
     database = tmp_path / "resumed.duckdb"
@@ -207,7 +207,7 @@ def test_dagster_loads_a_checkpointed_full_sync_as_one_materialization_per_table
     stripe, clean, tmp_path, monkeypatch
 ):
     point_at(monkeypatch, stripe)
-    monkeypatch.setenv(CHECKPOINT, "0.5")
+    monkeypatch.setenv(CHECKPOINT, "0")  # each round ends after its first requests: never one round
     database = tmp_path / "dagster.duckdb"
     monkeypatch.setenv(DUCKDB_PATH_ENV, str(database))
     monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))
