@@ -49,6 +49,11 @@ from dlt_sources.common import Progress
 log = logging.getLogger("retention.extract")
 
 STATE_KEY = "slices"
+# Where a resource's state keeps the incremental cursor taken before a full listing began,
+# until the listing's last window is done: then the source stores it as its real cursor,
+# so whatever was created or changed while the listing ran is read by the next
+# incremental run (one rule for every source).
+PENDING_CURSOR_KEY = "slices_cursor"
 # A piece of a split must promise at least this many pages, or the split's extra requests
 # (one per piece, one for the tie second) cost more than the parallelism gains.
 MIN_PAGES_PER_PIECE = 2

@@ -48,7 +48,12 @@ from dlt_sources.chargebee.helpers import (
     next_cursor,
 )
 from dlt_sources.common import Progress, batched, sync_row, to_arrow
-from dlt_sources.slices import DEFAULT_CHECKPOINT_SECONDS, STATE_KEY, sliced_listing
+from dlt_sources.slices import (
+    DEFAULT_CHECKPOINT_SECONDS,
+    PENDING_CURSOR_KEY,
+    STATE_KEY,
+    sliced_listing,
+)
 
 log = logging.getLogger("retention.extract.chargebee")
 
@@ -57,10 +62,6 @@ COLUMNS = {
     # in orders the copies, so the merge keeps the later one.
     "_page_seq": {"data_type": "bigint", "dedup_sort": "desc"},
 }
-
-
-# Where a full listing keeps the cursor it will store once its windows are all listed.
-PENDING_CURSOR = "slices_cursor"
 
 
 def changed_records(
@@ -117,7 +118,7 @@ def full_listing(
     span: tuple[int, int] | None = None
     if not state.get(STATE_KEY):
         span, now = lister.span(name)
-        state[PENDING_CURSOR] = None if now is None else now - CLOCK_MARGIN_SECONDS
+        state[PENDING_CURSOR_KEY] = None if now is None else now - CLOCK_MARGIN_SECONDS
         log.info("chargebee %s: full listing of created %s", name, span or "nothing")
     yield from sliced_listing(
         lister.windows(name),
@@ -127,7 +128,7 @@ def full_listing(
         checkpoint_seconds=checkpoint_seconds,
     )
     if not state.get(STATE_KEY):
-        state["cursor"] = state.pop(PENDING_CURSOR, None)
+        state["cursor"] = state.pop(PENDING_CURSOR_KEY, None)
 
 
 # parallelized: the resources page concurrently in dlt's extract threads; the lister caps

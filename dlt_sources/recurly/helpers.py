@@ -43,7 +43,7 @@ from billing_clients.recurly import CLASSIFIER, reset_on_network_error
 from billing_clients.retries import RetryPolicy, http_date, with_retries
 from billing_clients.sdk import recurly_client
 from dlt_sources.common import Progress, batched, to_arrow
-from dlt_sources.slices import Page, Window, sliced_listing
+from dlt_sources.slices import PENDING_CURSOR_KEY, STATE_KEY, Page, Window, sliced_listing
 
 MAX_PAGE_SIZE = 200  # the API's largest `limit`
 # Requests in flight at once across the source. A production site's 1,000 GET/min less the
@@ -272,9 +272,6 @@ def parse_time(value: str) -> datetime:
 # --------------------------------------------------------------------------- runs and cursors
 
 
-# Where a resource's dlt state keeps its cursor while a full listing is unfinished: the
-# API's time before the listing began, stored as the real cursor when the listing is done.
-PENDING_CURSOR = "slices_cursor"
 UPDATED_AT = "updated_at"  # a resource's cursor: the newest `updated_at` it has listed
 ACCOUNTS_UPDATED_AT = "accounts_updated_at"  # coupon_redemptions': its accounts' newest
 
@@ -283,7 +280,7 @@ def stored_cursor(state: MutableMapping, key: str) -> datetime | None:
     """The resource's cursor; None before its first full listing completed (or while
     one is unfinished). Sources before the sliced listings kept it in dlt's incremental
     state: that value is read once, so an upgrade does not start over with a full sync."""
-    if state.get("slices"):
+    if state.get(STATE_KEY):
         return None
     value = state.get(key)
     if value is None and key == UPDATED_AT:
@@ -334,9 +331,9 @@ def full_listing(
     not the listing saw it, has `updated_at` at or after it, so the next incremental run
     reads it."""
     span = (0, 0)  # ignored by the engine when it resumes state["slices"]
-    if not state.get("slices"):
+    if not state.get(STATE_KEY):
         began = began or api_clock(settings)
-        state[PENDING_CURSOR] = began.isoformat()
+        state[PENDING_CURSOR_KEY] = began.isoformat()
         span = (0, int(began.timestamp()) + 1)
     yield from sliced_listing(
         windows,
@@ -345,8 +342,8 @@ def full_listing(
         workers=settings.workers,
         checkpoint_seconds=settings.checkpoint_seconds,
     )
-    if not state.get("slices"):
-        state[cursor_key] = state.pop(PENDING_CURSOR)
+    if not state.get(STATE_KEY):
+        state[cursor_key] = state.pop(PENDING_CURSOR_KEY)
 
 
 def updated_since(
@@ -423,7 +420,7 @@ def _redemption_accounts(
     settings: Settings, lister: RecurlyLister, state: MutableMapping
 ) -> Iterator[list[dict]]:
     """Pages of the accounts whose redemptions this run reads (see account_redemptions)."""
-    resuming = bool(state.get("slices"))
+    resuming = bool(state.get(STATE_KEY))
     began = None if resuming else api_clock(settings)
     if began is not None and not _site_has_coupons(lister):
         state[ACCOUNTS_UPDATED_AT] = began.isoformat()

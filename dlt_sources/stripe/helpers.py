@@ -44,7 +44,7 @@ from billing_clients.pacing import TokenBucket
 from billing_clients.retries import RetryPolicy, http_date, with_retries
 from billing_clients.stripe import CLASSIFIER
 from dlt_sources.common import workers_for
-from dlt_sources.slices import STATE_KEY, Page, Window, sliced_listing
+from dlt_sources.slices import PENDING_CURSOR_KEY, STATE_KEY, Page, Window, sliced_listing
 
 log = logging.getLogger("retention.extract.stripe")
 
@@ -64,8 +64,6 @@ MAX_EXPAND_DEPTH = 4
 # few empty windows on the first split, but objects can carry older times (Stripe's own
 # fixtures are stamped 2009) and a floor too late loses them silently.
 LISTING_FLOOR = 0
-# Where a sliced full listing keeps the event cursor taken before it, until it finishes.
-SLICES_CURSOR = "slices_cursor"
 # A list page of 100 expanded objects takes 300-600 ms on api.stripe.com: the workers that
 # keep the pace are the rate times this (dlt_sources.common.workers_for).
 LATENCY_SECONDS = 0.5
@@ -390,7 +388,7 @@ def full_listing(
     if state.get(STATE_KEY):
         return
     yield from deleted_still_kept(api, endpoint)
-    _store_cursor(state, Cursor.from_state(state.pop(SLICES_CURSOR, None)))
+    _store_cursor(state, Cursor.from_state(state.pop(PENDING_CURSOR_KEY, None)))
 
 
 def _store_cursor(state: dict, cursor: Cursor | None) -> None:
@@ -489,7 +487,7 @@ def sync(api: StripeApi, name: str, state: dict) -> Iterator[list[dict]]:
     if reason is not None:
         level = logging.INFO if previous is None else logging.WARNING
         log.log(level, "stripe %s: full listing (%s)", name, reason)
-        state[SLICES_CURSOR] = start.cursor and start.cursor.to_state()
+        state[PENDING_CURSOR_KEY] = start.cursor and start.cursor.to_state()
         yield from full_listing(api, name, state, listing_span(start.server_now))
         return
     if name == EVENTS:
