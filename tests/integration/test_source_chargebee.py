@@ -339,7 +339,10 @@ def test_429_storms_5xx_and_dropped_connections_change_nothing(
     faults = FaultConfig(rate_429=0.3, rate_500=0.1, rate_503=0.05, rate_drop=0.1, seed=11)
     sandbox = serve_scenario(doc, systems=(CB,), faults={CB: faults})
     pipeline = make_pipeline(tmp_path)
-    load(pipeline, sandbox, max_workers=4)
+    # 45% of requests fault, drawn in whatever order the concurrent windows ask: with 10
+    # attempts one request in 400 would give up; 30 make it one in 60 million.
+    patient = RetryPolicy(max_attempts=30, base_delay=0.001, max_delay=0.01)
+    load(pipeline, sandbox, max_workers=4, retry_policy=patient)
     kinds = {r["fault"] for r in sandbox.emulator(CB).request_log}
     assert {"429", "500", "503", "drop"} <= kinds
     assert snapshot(pipeline) == clean[0]
