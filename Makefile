@@ -33,7 +33,7 @@ $(STAMP): requirements.lock pyproject.toml | $(UV)
 
 ## Re-pin every dependency after editing pyproject.toml.
 lock: | $(UV)
-	$(UV) pip compile --quiet pyproject.toml --group dev --python-version 3.11 -o requirements.lock
+	$(UV) pip compile --quiet pyproject.toml --group dev --all-extras --python-version 3.11 -o requirements.lock
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

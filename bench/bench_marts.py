@@ -19,7 +19,8 @@ Per point: `dbt seed`, `parse`, a run of the staging views and `compile` (untime
 dbt runs as the venv's CLI (as dagster-dbt runs it): wall time includes process start and
 partial parsing; dbt's own elapsed time (run_results.json) is beside it. cpu is user+sys
 and peak the peak RSS of each child process (each baseline runs in one). DuckDB runs with
-its defaults (memory_limit 80% of RAM, spilling to `<file>.tmp` beside the warehouse).
+its defaults (memory_limit 80% of RAM, spilling to `<file>.tmp` beside the warehouse), or
+with `RETENTION_DUCKDB_MEMORY_LIMIT`, which the baselines read as dbt's profile does.
 Each point's figures stay in DIR/copies_<k>/result.json; the curve printed at the end is
 every point in DIR, so sizes can be run one invocation at a time.
 
@@ -156,6 +157,8 @@ def child_main(task: str, database: str, *rest: str) -> None:
     with duckdb.connect(database) as con:
         con.execute("set enable_progress_bar = false")
         con.execute("set preserve_insertion_order = false")  # as dbt's profile sets it
+        if limit := os.environ.get("RETENTION_DUCKDB_MEMORY_LIMIT"):  # as the profile reads it
+            con.execute(f"set memory_limit = '{limit}'")
         print(json.dumps(tasks[task](con, *rest)))
 
 
