@@ -40,7 +40,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 test: $(STAMP) lint manifest
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=30
 
 ## dbt_project/target/manifest.json, which the Dagster definitions load (@dbt_assets).
 manifest: $(STAMP)
