@@ -1,5 +1,48 @@
 {#- Every dialect difference the models need, behind adapter.dispatch, so the same
-    models run on DuckDB (default) and Postgres. -#}
+    models run on DuckDB (default), Postgres and Spark. -#}
+
+{#- Column types. DuckDB and Postgres keep the names the models always used (`varchar`,
+    `timestamp with time zone`), so their tables and contracts are unchanged; Spark rejects
+    both (`varchar` needs a length there) and has `string` and `timestamp` (an instant,
+    shown in the session's time zone, which is UTC). -#}
+{% macro type_text() -%}
+    {{ return(adapter.dispatch('type_text', 'retention')()) }}
+{%- endmacro %}
+{% macro default__type_text() -%}
+    varchar
+{%- endmacro %}
+{% macro spark__type_text() -%}
+    string
+{%- endmacro %}
+
+{% macro type_timestamptz() -%}
+    {{ return(adapter.dispatch('type_timestamptz', 'retention')()) }}
+{%- endmacro %}
+{% macro default__type_timestamptz() -%}
+    timestamp with time zone
+{%- endmacro %}
+{% macro spark__type_timestamptz() -%}
+    timestamp
+{%- endmacro %}
+
+{#- A binary floating-point number (only for epoch seconds; money is type_decimal). -#}
+{% macro type_float() -%}
+    {{ return(adapter.dispatch('type_float', 'retention')()) }}
+{%- endmacro %}
+{% macro default__type_float() -%}
+    double precision
+{%- endmacro %}
+{% macro duckdb__type_float() -%}
+    double
+{%- endmacro %}
+{% macro spark__type_float() -%}
+    double
+{%- endmacro %}
+
+{#- The one home of money's precision: amounts are decimal(38, 10) on every engine. -#}
+{% macro type_decimal(precision=38, scale=10) -%}
+    decimal({{ precision }}, {{ scale }})
+{%- endmacro %}
 
 {#- A timestamptz as a UTC wall-clock timestamp: calendar math (months, offsets) must not
     depend on the session's time zone. -#}
