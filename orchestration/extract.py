@@ -2,9 +2,9 @@
 
 Each billing system has its own dlt pipeline and dataset (`raw_stripe`, `raw_recurly`,
 `raw_chargebee`, `raw_exit_sessions`) in the warehouse RETENTION_WAREHOUSE names (a
-DuckDB file, the default, or Postgres). Systems extract and normalise in parallel; loads
-into one DuckDB file take turns, since DuckDB allows one writer at a time (Postgres
-loads run in parallel).
+DuckDB file, the default, Postgres, or Spark: Delta tables under RETENTION_SPARK_LAKE).
+Systems extract and normalise in parallel; loads into one DuckDB file take turns, since
+DuckDB allows one writer at a time (Postgres and lake loads run in parallel).
 
 Where each source points is billing_clients.targets' to say: the real service where a
 system is live (`RETENTION_ENVIRONMENT`, its key required), else the local sandbox at its
@@ -44,8 +44,10 @@ from orchestration.settings import (
     BILLING_SYSTEMS,
     DEFAULT_DATABASE,
     postgres_credentials,
+    spark_lake,
     warehouse_kind,
 )
+from orchestration.spark import LAKE_TABLE_FORMAT, lands_in_lake, vacuum
 
 SOURCES = {
     "stripe": ("dlt_sources.stripe", "stripe_source"),
@@ -73,9 +75,15 @@ def billing_source(target: Target, continues_listing: bool = False):
 def destination(database: str | Path | None, kind: str | None = None):
     """The warehouse (`kind`, else RETENTION_WAREHOUSE): the DuckDB file `database` by
     default; Postgres with its credentials as dlt reads them (DESTINATION__POSTGRES__
-    CREDENTIALS, or .dlt/secrets.toml), resolved when the load starts."""
-    if (kind or warehouse_kind()) == "postgres":
+    CREDENTIALS, or .dlt/secrets.toml), resolved when the load starts; for Spark, dlt's
+    filesystem destination at the lake (RETENTION_SPARK_LAKE; an object store's
+    credentials as dlt reads them), its tables Delta (`_round`): dlt has no Spark
+    destination, and Delta is the table format whose merges dlt keeps merges."""
+    kind = kind or warehouse_kind()
+    if kind == "postgres":
         return dlt.destinations.postgres()
+    if kind == "spark":
+        return dlt.destinations.filesystem(bucket_url=spark_lake())
     return dlt.destinations.duckdb(str(Path(database or DEFAULT_DATABASE).resolve()))
 
 
@@ -94,9 +102,12 @@ def working_dir(
     in between, exiting 0. A new folder starts from the warehouse's own copy of the state.
     """
     root = Path(pipelines_dir or get_dlt_pipelines_dir())
-    if (kind or warehouse_kind()) == "postgres":
+    kind = kind or warehouse_kind()
+    if kind == "postgres":
         pg = postgres_credentials()
         name, where = "postgres", f"{pg.host}:{pg.port}/{pg.database}"
+    elif kind == "spark":
+        name, where = "lake", spark_lake()
     else:
         path = Path(database or DEFAULT_DATABASE).resolve()
         name, where = path.stem, str(path)
@@ -170,11 +181,15 @@ def _run_one(
 
 
 def _round(p, source: DltSource, load_lock) -> dict[str, int]:
-    """One extract/normalize/load of `source`: the rows normalised per table."""
-    p.extract(source)
+    """One extract/normalize/load of `source`: the rows normalised per table. Into the
+    lake, every table is Delta, and vacuumed after the load (`spark.vacuum`)."""
+    in_lake = lands_in_lake(p)
+    p.extract(source, table_format=LAKE_TABLE_FORMAT if in_lake else None)
     normalized = p.normalize()
     with load_lock:
         p.load(raise_on_failed_jobs=True)
+    if in_lake:
+        vacuum(p)
     return {
         table: count
         for table, count in normalized.row_counts.items()
@@ -296,7 +311,7 @@ def run_extract(
         jobs.append(
             ("exit_sessions", partial(exit_sessions_source, folder=str(exit_sessions_folder)))
         )
-    load_lock = contextlib.nullcontext() if warehouse_kind() == "postgres" else threading.Lock()
+    load_lock = threading.Lock() if warehouse_kind() == "duckdb" else contextlib.nullcontext()
     try:
         with (
             exclusive([name for name, _ in jobs], working_dir(database, pipelines_dir)),

@@ -2,10 +2,12 @@
 
 One environment variable per place, shared with the tools that already read it, so the
 CLI, dbt, dlt and Dagster cannot disagree about which warehouse they work on:
-`RETENTION_WAREHOUSE` (duckdb or postgres) is also dbt's target (profiles.yml),
+`RETENTION_WAREHOUSE` (duckdb, postgres or spark) is also dbt's target (profiles.yml),
 `RETENTION_DUCKDB_PATH` is also what dbt's profiles.yml reads, the Postgres credentials
-are dlt's own (`DESTINATION__POSTGRES__CREDENTIALS`), which dbt's profile reads too, and
-`SOURCES__EXIT_SESSIONS__FOLDER` is what the dlt exit-sessions source reads.
+are dlt's own (`DESTINATION__POSTGRES__CREDENTIALS`), which dbt's profile reads too,
+`RETENTION_SPARK_LAKE` is where dlt lands the raw Delta tables and where dbt's
+register_raw_tables() finds them, and `SOURCES__EXIT_SESSIONS__FOLDER` is what the dlt
+exit-sessions source reads.
 """
 
 from __future__ import annotations
@@ -30,11 +32,15 @@ DBT_PROJECT_DIR = PROJECT_DIR / "dbt_project"
 INSTANCE_TEMPLATE = Path(__file__).resolve().parent / "dagster.yaml"
 
 WAREHOUSE_ENV = "RETENTION_WAREHOUSE"
-WAREHOUSES = ("duckdb", "postgres")  # the first is the default
+WAREHOUSES = ("duckdb", "postgres", "spark")  # the first is the default
 DUCKDB_PATH_ENV = "RETENTION_DUCKDB_PATH"
 # dlt's name for its Postgres destination's credentials (a connection string, or the
 # [destination.postgres] credentials of .dlt/secrets.toml); dbt's profile reads the same.
 POSTGRES_CREDENTIALS_ENV = "DESTINATION__POSTGRES__CREDENTIALS"
+# Spark: the raw tables' root, a local folder or an object-store URL dlt's filesystem
+# destination takes (s3://, gs://, az://, with credentials in dlt's
+# DESTINATION__FILESYSTEM__CREDENTIALS__*); dbt's macros/spark_raw.sql reads it too.
+SPARK_LAKE_ENV = "RETENTION_SPARK_LAKE"
 DROP_FOLDER_ENV = "SOURCES__EXIT_SESSIONS__FOLDER"
 SYNC_CRON_ENV = "RETENTION_SYNC_CRON"
 WRITEBACKS_CRON_ENV = "RETENTION_WRITEBACKS_CRON"
@@ -45,6 +51,8 @@ BILLING_SYSTEMS_ENV = "RETENTION_BILLING_SYSTEMS"
 
 # dbt's profile defaults to ../warehouse.duckdb from dbt_project/: the same file.
 DEFAULT_DATABASE = PROJECT_DIR / "warehouse.duckdb"
+# dbt's macros/spark_raw.sql defaults to ../lake from dbt_project/: the same folder.
+DEFAULT_SPARK_LAKE = PROJECT_DIR / "lake"
 DEFAULT_DROP_FOLDER = PROJECT_DIR / "drop"
 DEFAULT_DAGSTER_HOME = PROJECT_DIR / ".dagster_home"
 DEFAULT_SYNC_CRON = "0 * * * *"  # hourly, on the hour (UTC)
@@ -58,15 +66,26 @@ DUCKDB_POOL = "duckdb"
 
 
 def warehouse_kind(env: Mapping[str, str] = os.environ) -> str:
-    """Which warehouse every step reads and writes: `duckdb` (the default) or `postgres`.
-    Anything else is refused, naming the variable: a typo must not quietly load a DuckDB
-    file while dbt builds Postgres."""
+    """Which warehouse every step reads and writes: `duckdb` (the default), `postgres` or
+    `spark`. Anything else is refused, naming the variable: a typo must not quietly load
+    a DuckDB file while dbt builds Postgres."""
     value = (env.get(WAREHOUSE_ENV) or WAREHOUSES[0]).strip().lower()
     if value not in WAREHOUSES:
         raise ValueError(
-            f"{WAREHOUSE_ENV}={value!r} is not a warehouse; choose {' or '.join(WAREHOUSES)}"
+            f"{WAREHOUSE_ENV}={value!r} is not a warehouse; choose "
+            f"{', '.join(WAREHOUSES[:-1])} or {WAREHOUSES[-1]}"
         )
     return value
+
+
+def spark_lake(env: Mapping[str, str] = os.environ) -> str:
+    """Where the Spark warehouse's raw tables land: RETENTION_SPARK_LAKE as given when it
+    is a URL (`s3://...`), else that folder (or the project's `lake/`) as an absolute path,
+    so dlt and dbt, started from different folders, name the same one."""
+    value = (env.get(SPARK_LAKE_ENV) or "").strip()
+    if "://" in value:
+        return value.rstrip("/")
+    return str(Path(value or DEFAULT_SPARK_LAKE).resolve())
 
 
 def postgres_credentials() -> PostgresCredentials:
