@@ -1,0 +1,48 @@
+"""The Spark warehouse's landing (#15): dlt writes each raw table as Delta under the lake
+and vacuums it, so the folder, read as plain parquet (as Spark reads it once
+registered), holds each row once, and a column a later load adds is there."""
+
+from __future__ import annotations
+
+import contextlib
+
+import dlt
+import duckdb
+import pytest
+from deltalake import DeltaTable
+
+from orchestration.extract import _round, pipeline
+
+pytestmark = [pytest.mark.integration, pytest.mark.spark]
+
+
+@dlt.resource(name="things", primary_key="id", write_disposition="merge")
+def things(rows: list[dict]):
+    yield rows
+
+
+def load(p, rows: list[dict]) -> None:
+    _round(p, things(rows), contextlib.nullcontext())
+
+
+def read_folder(folder) -> list[tuple]:
+    """The rows of every parquet file in the folder, as a parquet reader sees them."""
+    return duckdb.sql(
+        f"select id, value, late from read_parquet('{folder}/*.parquet', union_by_name = true)"
+        " order by id"
+    ).fetchall()
+
+
+def test_a_merged_update_is_one_row_and_a_later_column_arrives(tmp_path, monkeypatch):
+    lake = tmp_path / "lake"
+    monkeypatch.setenv("RETENTION_WAREHOUSE", "spark")
+    monkeypatch.setenv("RETENTION_SPARK_LAKE", str(lake))
+    p = pipeline("probe", None, tmp_path / "dlt")
+
+    load(p, [{"id": 1, "value": "first"}, {"id": 2, "value": "kept"}])
+    load(p, [{"id": 1, "value": "updated", "late": "new column"}])
+
+    folder = lake / "raw_probe" / "things"
+    assert read_folder(folder) == [(1, "updated", "new column"), (2, "kept", None)]
+    live = {uri.rsplit("/", 1)[1] for uri in DeltaTable(str(folder)).file_uris()}
+    assert {f.name for f in folder.glob("*.parquet")} == live
