@@ -44,6 +44,7 @@ from orchestration.settings import (
     DUCKDB_PATH_ENV,
     env_or_default,
     postgres_credentials,
+    spark_lake,
     warehouse_kind,
 )
 
@@ -110,8 +111,10 @@ class Warehouse(DuckDBResource):
 
     @contextmanager
     def get_connection(self) -> Iterator[Any]:
-        """A DuckDB connection, or a `PostgresConnection`: the same `execute` either way."""
-        if self.kind == "duckdb":
+        """A DuckDB connection (DuckDB, and Spark, whose operational state stays in the
+        DuckDB file beside the lake), or a `PostgresConnection`: the same `execute` either
+        way."""
+        if self.kind in ("duckdb", "spark"):
             with super().get_connection() as con:
                 yield con
             return
@@ -127,6 +130,8 @@ class Warehouse(DuckDBResource):
         """Where the warehouse is, for logs: the Postgres password masked."""
         if self.kind == "duckdb":
             return f"DuckDB {Path(self.database).resolve()}"
+        if self.kind == "spark":
+            return f"Spark lake {spark_lake()} (state: DuckDB {Path(self.database).resolve()})"
         return f"Postgres {postgres_credentials()}"
 
     def dbt_args(self) -> list[str]:
