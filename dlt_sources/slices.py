@@ -25,6 +25,10 @@ Records need a string `id`.
 hands over (so they run while the consumer takes the page): a consumer that is slow stops
 new requests, so at most `workers` pages wait.
 
+**One progress line.** The listing counts nothing itself: the source counts the records it
+hands on (`common.Progress`), and a listing given that `progress` adds its windows (done,
+in flight, waiting) to the same line, so a resource logs one line, not one per layer.
+
 **Checkpoints.** `state["slices"]` always holds the windows not finished (as JSON), updated
 before each page is handed over. When `checkpoint_seconds` have passed no new request is
 started; the ones in flight finish and hand over their pages, and the generator returns,
@@ -121,12 +125,14 @@ def sliced_listing(
     *,
     workers: int,
     checkpoint_seconds: float | None = None,
+    progress: Progress | None = None,
 ) -> Iterator[list[dict]]:
     """Every record with stamp in [span[0], span[1]) exactly once, as pages, listed by up to
     `workers` concurrent requests; windows dense with records are split adaptively.
     Progress lives in `state["slices"]`; a run that finds it there resumes from it and
     ignores `span`. After `checkpoint_seconds` the generator returns early, leaving the
-    pending windows in `state["slices"]`; a finished listing removes the key."""
+    pending windows in `state["slices"]`; a finished listing removes the key. The
+    resource's `progress` line, if given, tells the windows too."""
     if workers < 1:
         raise ValueError(f"{lister.name}: workers must be 1 or more, not {workers}")
     saved = state.get(STATE_KEY)
@@ -135,7 +141,10 @@ def sliced_listing(
         log.info("%s: resuming a full listing, %d windows pending", lister.name, len(windows))
     else:
         windows = [Window(*span)] if span[0] < span[1] else []
-    yield from _Listing(lister, state, workers, checkpoint_seconds).run(windows)
+    listing = _Listing(lister, state, workers, checkpoint_seconds)
+    if progress is not None:
+        progress.detail = listing.windows
+    yield from listing.run(windows)
 
 
 class _Listing:
@@ -149,7 +158,6 @@ class _Listing:
         self.waiting: deque[Window] = deque()
         self.running: dict[Future[Page], Window] = {}
         self.finished = 0
-        self.progress = Progress(lister.name, detail=self._windows)
 
     def run(self, windows: list[Window]) -> Iterator[list[dict]]:
         self.waiting.extend(windows)
@@ -193,9 +201,7 @@ class _Listing:
         else:
             self.waiting.extend(follow)
         self._save()
-        records = [r for r in inside if r["id"] not in window.skip]
-        self.progress.page(len(records))
-        return records
+        return [r for r in inside if r["id"] not in window.skip]
 
     def _follow(
         self, window: Window, records: list[dict], cursor: str | None
@@ -242,9 +248,9 @@ class _Listing:
             log.info("%s: checkpoint, %d windows pending", self.lister.name, pending)
         else:
             self.state.pop(STATE_KEY, None)
-            self.progress.done()
 
-    def _windows(self) -> str:
+    def windows(self) -> str:
+        """The windows' count, for the resource's progress line."""
         return (
             f"windows {self.finished:,} done, {len(self.running):,} in flight, "
             f"{len(self.waiting):,} waiting"

@@ -64,7 +64,7 @@ def _tables(
     progress = Progress(f"stripe {name}")
 
     def pages() -> Iterator[list[dict]]:
-        for page in sync(api, name, state):
+        for page in sync(api, name, state, progress):
             progress.page(len(page))
             yield page if shape is None else [shape(record) for record in page]
 

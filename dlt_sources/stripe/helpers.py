@@ -1,9 +1,12 @@
 """Stripe API access for the dlt source: raw JSON pages through the official SDK, retries,
 pacing, and the event log that makes later runs incremental.
 
-Why raw pages: `StripeClient.raw_request` keeps the SDK's auth, API version, network
-retries and error classes but skips its object model (~5x slower here); the SDK already
-parses the body once into `response.data`, so that dict is used as it is.
+Why raw pages: the SDK's raw request path (`StripeClient.raw_request`'s own requestor)
+keeps its auth, API version, network retries and error classes but skips its object model
+(~5x slower here). `raw_request` itself would still parse each body with `json` into
+`OrderedDict`s, 4.5x slower than orjson into plain dicts (45 against 10 ms per 1,000
+invoices): a 2xx body is parsed once with orjson, any other is handed back to the SDK,
+which raises its error class for it.
 
 Why events: Stripe objects carry no `updated` timestamp, so the only record of what
 changed is the event log, which Stripe keeps for 30 days. Each resource keeps its own
@@ -28,9 +31,10 @@ one only when the last window is listed, so nothing changed meanwhile is lost.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,7 +47,7 @@ import stripe
 from billing_clients.pacing import TokenBucket
 from billing_clients.retries import RetryPolicy, http_date, with_retries
 from billing_clients.stripe import CLASSIFIER
-from dlt_sources.common import workers_for
+from dlt_sources.common import Progress, workers_for
 from dlt_sources.slices import PENDING_CURSOR_KEY, STATE_KEY, Page, Window, sliced_listing
 
 log = logging.getLogger("retention.extract.stripe")
@@ -245,13 +249,25 @@ class StripeApi:
 
         bucket = self.bucket(path)
 
-        def call() -> stripe.StripeResponse:
+        def call() -> tuple[dict, Mapping[str, str]]:
             bucket.wait()  # an operation's bucket takes from the key's too
-            return self.client.raw_request("get", path, **params)
+            return self._request(path, params)
 
-        response = with_retries(call, CLASSIFIER, f"stripe GET {path}", self.policy)
-        headers = {str(k).lower(): v for k, v in dict(response.headers).items()}
-        return response.data, headers
+        body, headers = with_retries(call, CLASSIFIER, f"stripe GET {path}", self.policy)
+        return body, {str(k).lower(): v for k, v in dict(headers).items()}
+
+    def _request(self, path: str, params: dict[str, Any]) -> tuple[dict, Mapping[str, str]]:
+        """One GET through the SDK's requestor, as `StripeClient.raw_request` sends it; a
+        2xx body parsed with orjson (see the module's docstring), anything else (an error
+        status, a body orjson refuses) left to the SDK, which raises its error for it."""
+        requestor = self.client._requestor  # raw_request's own; it has no public handle
+        body, code, headers = requestor.request_raw(
+            "get", path, params, {}, base_address="api", api_mode="V1", usage=["raw_request"]
+        )
+        if 200 <= code < 300:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                return orjson.loads(body), headers
+        return requestor._interpret_response(body, code, headers, "V1").data, headers
 
     def pages(self, path: str, params: dict[str, Any]) -> Iterator[list[dict]]:
         """Every page of a list, newest first, following `starting_after`. A record
@@ -372,11 +388,16 @@ def listing_span(server_now: datetime | None) -> tuple[int, int]:
 
 
 def full_listing(
-    api: StripeApi, name: str, state: dict, span: tuple[int, int]
+    api: StripeApi,
+    name: str,
+    state: dict,
+    span: tuple[int, int],
+    progress: Progress | None = None,
 ) -> Iterator[list[dict]]:
     """Every object of the endpoint, sliced; when the last window is listed, the deletions
     Stripe still keeps, then the cursor taken before the listing becomes the resource's.
-    A checkpoint before that leaves both in `state` for the next run."""
+    A checkpoint before that leaves both in `state` for the next run. `progress`: the
+    resource's line, which the listing adds its windows to."""
     endpoint = ENDPOINTS[name]
     yield from sliced_listing(
         CreatedWindows(api, name),
@@ -384,6 +405,7 @@ def full_listing(
         span,
         workers=api.max_workers,
         checkpoint_seconds=api.checkpoint_seconds,
+        progress=progress,
     )
     if state.get(STATE_KEY):
         return
@@ -468,8 +490,11 @@ def _is_deletion(event: dict, endpoint: Endpoint) -> bool:
     )
 
 
-def sync(api: StripeApi, name: str, state: dict) -> Iterator[list[dict]]:
-    """Pages of one resource's records for this run, then the new cursor into `state`.
+def sync(
+    api: StripeApi, name: str, state: dict, progress: Progress | None = None
+) -> Iterator[list[dict]]:
+    """Pages of one resource's records for this run, then the new cursor into `state`;
+    a full listing adds its windows to the resource's `progress` line.
 
     The cursor is read before anything is listed and stored only after the last page was
     handed over; dlt commits resource state with the load, so a run that dies midway
@@ -479,7 +504,7 @@ def sync(api: StripeApi, name: str, state: dict) -> Iterator[list[dict]]:
     """
     endpoint = ENDPOINTS[name]
     if state.get(STATE_KEY):
-        yield from full_listing(api, name, state, (0, 0))
+        yield from full_listing(api, name, state, (0, 0), progress)
         return
     previous = Cursor.from_state(state.get("cursor"))
     start = api.start()
@@ -488,7 +513,7 @@ def sync(api: StripeApi, name: str, state: dict) -> Iterator[list[dict]]:
         level = logging.INFO if previous is None else logging.WARNING
         log.log(level, "stripe %s: full listing (%s)", name, reason)
         state[PENDING_CURSOR_KEY] = start.cursor and start.cursor.to_state()
-        yield from full_listing(api, name, state, listing_span(start.server_now))
+        yield from full_listing(api, name, state, listing_span(start.server_now), progress)
         return
     if name == EVENTS:
         yield from events_since(api, previous, endpoint.event_filter)

@@ -5,6 +5,7 @@ bounded by the workers; errors raised."""
 from __future__ import annotations
 
 import copy
+import logging
 import random
 import threading
 import time
@@ -15,6 +16,7 @@ from itertools import pairwise
 import pytest
 
 from dlt_sources import slices
+from dlt_sources.common import Progress
 from dlt_sources.slices import Page, Window, sliced_listing
 
 
@@ -213,3 +215,20 @@ def test_cut_covers_the_range_without_gaps() -> None:
     pieces = slices._cut((10, 33), 4)
     assert pieces[0].lo == 10 and pieces[-1].hi == 33
     assert all(a.hi == b.lo for a, b in pairwise(pieces))
+
+
+def test_the_listing_tells_its_windows_on_the_resources_progress_line_and_logs_none_of_its_own(
+    caplog,
+):
+    records = make_records(random.Random(3), 300, 50)
+    lister = FakeLister(records, page_size=10, descending=True)
+    progress = Progress("fake")
+    with caplog.at_level(logging.INFO, logger="retention.extract"):
+        for page in sliced_listing(lister, {}, (1_000, 1_050), workers=3, progress=progress):
+            progress.page(len(page))
+        progress.done()
+    lines = [r.getMessage() for r in caplog.records if "records/s" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("fake: extracted 300 records")
+    assert lines[0].endswith(", 0 in flight, 0 waiting")
+    assert "windows 0 done" not in lines[0]

@@ -1,8 +1,9 @@
 """The Stripe source's helpers, in milliseconds and without a network: paging by
 `starting_after`, the event cursor, the fall back to a full listing when the cursor has
 aged out of Stripe's 30-day event window, refetching what events changed, retries.
-Answers are the SDK's own `StripeResponse` (JSON body and headers) and its error classes;
-only `raw_request`, the one client method the source calls, is a stand-in."""
+Answers are JSON bodies and headers, errors the SDK's own classes; only the SDK
+requestor's `request_raw`, the one network call the source makes, is a stand-in (its
+`_interpret_response` is the SDK's)."""
 
 from __future__ import annotations
 
@@ -56,21 +57,28 @@ Route = Callable[[dict], dict | BaseException]
 
 
 class FakeStripe:
-    """`StripeClient.raw_request`: answers GETs from `routes` (path → a function of the
-    parameters giving a body, or an SDK error to raise) and records every request."""
+    """A `StripeClient` as the source uses it: its requestor (`_requestor`, itself here),
+    whose `request_raw` answers GETs from `routes` (path → a function of the parameters
+    giving a body, or an SDK error to raise; `(status, body)` for a status other than 200)
+    and records every request. `_interpret_response` is the SDK's own."""
 
     def __init__(self, routes: dict[str, Route], date: str | None = NOW_HEADER):
         self.routes, self.date = routes, date
         self.requests: list[tuple[str, dict]] = []
+        self._requestor = self
+        self._interpret_response = stripe.StripeClient("sk_test_x")._requestor._interpret_response
 
-    def raw_request(self, method: str, path: str, **params: Any) -> stripe.StripeResponse:
-        assert method == "get"
+    def request_raw(
+        self, method: str, path: str, params: dict, options: dict, **how: Any
+    ) -> tuple[bytes, int, dict[str, str]]:
+        assert method == "get" and how["api_mode"] == "V1"
         self.requests.append((path, params))
         body = self.routes[path](params)
         if isinstance(body, BaseException):
             raise body
+        status, body = body if isinstance(body, tuple) else (200, body)
         headers = {"Date": self.date} if self.date else {}
-        return stripe.StripeResponse(json.dumps(body), 200, headers)
+        return json.dumps(body).encode(), status, headers
 
     def paths(self) -> list[str]:
         return [path for path, _ in self.requests]
@@ -141,6 +149,21 @@ def test_get_returns_the_body_and_lower_cased_headers():
     client = FakeStripe({"/v1/events": lambda p: listing([])})
     body, headers = api(client).get("/v1/events", limit=1)
     assert body["data"] == [] and headers == {"date": NOW_HEADER}
+
+
+def test_an_error_status_raises_the_sdks_error_class_for_it():
+    missing = {"error": {"type": "invalid_request_error", "message": "No such customer: 'x'"}}
+    client = FakeStripe({"/v1/customers/x": lambda p: (404, missing)})
+    with pytest.raises(stripe.InvalidRequestError, match="No such customer") as raised:
+        api(client).get("/v1/customers/x")
+    assert raised.value.http_status == 404
+
+
+def test_a_2xx_body_that_is_not_json_raises_the_sdks_api_error_naming_it():
+    client = FakeStripe({})
+    client.request_raw = lambda *a, **k: (b"<html>proxy</html>", 200, {})
+    with pytest.raises(stripe.APIError, match="Invalid response body from API: <html>proxy"):
+        api(client).get("/v1/customers")
 
 
 # --------------------------------------------------------------------------- retries
