@@ -47,7 +47,15 @@
 {#- A timestamptz as a UTC wall-clock timestamp: calendar math (months, offsets) must not
     depend on the session's time zone. -#}
 {% macro utc(ts) -%}
+    {{ return(adapter.dispatch('utc', 'retention')(ts)) }}
+{%- endmacro %}
+{% macro default__utc(ts) -%}
     ({{ ts }} at time zone 'UTC')
+{%- endmacro %}
+{#- Spark shows a timestamp in the session's zone (UTC by our profile); shifting it by
+    that zone's offset gives the UTC wall clock whatever the session says. -#}
+{% macro spark__utc(ts) -%}
+    to_utc_timestamp({{ ts }}, current_timezone())
 {%- endmacro %}
 
 {#- ts + n days (n may be an expression), a day being exactly 24 hours (validation.md:
@@ -62,6 +70,10 @@
 {% macro duckdb__add_days(ts, days) -%}
     ({{ ts }} + to_hours(cast(({{ days }}) * 24 as bigint)))
 {%- endmacro %}
+{#- On the epoch's microseconds: Spark adds an interval on the session zone's wall clock. -#}
+{% macro spark__add_days(ts, days) -%}
+    timestamp_micros(unix_micros({{ ts }}) + cast(({{ days }}) * 24 as bigint) * 3600000000)
+{%- endmacro %}
 
 {#- Epoch seconds to timestamptz. -#}
 {% macro from_epoch(col) -%}
@@ -73,6 +85,9 @@
 {% macro duckdb__from_epoch(col) -%}
     to_timestamp(cast({{ col }} as double))
 {%- endmacro %}
+{% macro spark__from_epoch(col) -%}
+    timestamp_seconds(cast({{ col }} as double))
+{%- endmacro %}
 
 {#- One text value out of JSON text at a path given as a list of keys / array indexes. -#}
 {% macro json_text(col, path) -%}
@@ -82,10 +97,20 @@
     (cast({{ col }} as jsonb) #>> '{ {{- path | join(",") -}} }')
 {%- endmacro %}
 {% macro duckdb__json_text(col, path) -%}
-    json_extract_string({{ col }}, '$
+    json_extract_string({{ col }}, '{{ retention.json_path(path) }}')
+{%- endmacro %}
+{#- get_json_object gives a string as its text and an object or array as JSON text, as
+    DuckDB's json_extract_string does. -#}
+{% macro spark__json_text(col, path) -%}
+    get_json_object({{ col }}, '{{ retention.json_path(path) }}')
+{%- endmacro %}
+
+{#- A key path as a JSONPath (`$.price.id`, `$[0].amount`), which DuckDB and Spark read. -#}
+{% macro json_path(path) -%}
+    $
     {%- for key in path -%}
         {%- if key is number or (key is string and key.isdigit()) -%}[{{ key }}]{%- else -%}.{{ key }}{%- endif -%}
-    {%- endfor -%}')
+    {%- endfor -%}
 {%- endmacro %}
 
 {#- Whole calendar months from the month of `start` to the month of `stop` (UTC). -#}
@@ -111,6 +136,9 @@
 {% macro duckdb__offsets_upto(n) -%}
     (select cast(generate_series as integer) as month_offset from generate_series(0, {{ n }}))
 {%- endmacro %}
+{% macro spark__offsets_upto(n) -%}
+    (select cast(g as integer) as month_offset from (select explode(sequence(0, {{ n }})) as g))
+{%- endmacro %}
 
 {#- A JSON-text array column as rows, for a FROM clause: `from t cross join
     {{ json_elements('t.items', 'e') }}` gives `e.value` (the element, as JSON; read it
@@ -125,4 +153,11 @@
 {%- endmacro %}
 {% macro duckdb__json_elements(col, alias) -%}
     lateral (select value, cast(key as integer) + 1 as idx from json_each({{ col }})) as {{ alias }}(value, idx)
+{%- endmacro %}
+{#- Each element as JSON text (from_json to array<string> keeps an object or array
+    element as its JSON text); posexplode's position is 0-based. -#}
+{% macro spark__json_elements(col, alias) -%}
+    lateral (
+        select col as value, pos + 1 as idx from posexplode(from_json({{ col }}, 'array<string>'))
+    ) as {{ alias }}
 {%- endmacro %}

@@ -15,9 +15,11 @@
     {{ return(adapter.get_columns_in_relation(found) | map(attribute='name') | map('lower') | list) }}
 {%- endmacro %}
 
-{#- `name` if the raw table has that column, else a typed null. -#}
-{% macro col(columns, name, type='varchar') -%}
-    {%- if not execute or name | lower in columns -%}{{ name }}{%- else -%}cast(null as {{ type }}){%- endif -%}
+{#- `name` if the raw table has that column, else a typed null (text unless `type` says). -#}
+{% macro col(columns, name, type=none) -%}
+    {%- if not execute or name | lower in columns -%}{{ name }}
+    {%- else -%}cast(null as {{ type or retention.type_text() }})
+    {%- endif -%}
 {%- endmacro %}
 
 {#- Minor units to major-unit decimals, per billing system as each vendor documents its
@@ -38,12 +40,12 @@
     {%- endif -%}
     case
         when upper({{ currency }}) in ('{{ zero_decimal[system] | join("', '") }}')
-            then cast({{ amount }} as decimal(38, 10))
+            then cast({{ amount }} as {{ retention.type_decimal() }})
         {%- if three_decimal[system] %}
         when upper({{ currency }}) in ('{{ three_decimal[system] | join("', '") }}')
-            then cast({{ amount }} as decimal(38, 10)) / 1000
+            then cast({{ amount }} as {{ retention.type_decimal() }}) / 1000
         {%- endif %}
-        else cast({{ amount }} as decimal(38, 10)) / 100
+        else cast({{ amount }} as {{ retention.type_decimal() }}) / 100
     end
 {%- endmacro %}
 
@@ -62,6 +64,6 @@
     empty relation with the columns it names directly (the others go through col()). -#}
 {% macro raw_or_empty(relation, columns) -%}
     {%- if relation_exists(relation) or not execute -%}{{ relation }}
-    {%- else -%}(select {% for name in columns %}cast(null as varchar) as {{ name }}{{ ", " if not loop.last }}{% endfor %} where 1 = 0) as {{ relation.identifier }}
+    {%- else -%}(select {% for name in columns %}cast(null as {{ retention.type_text() }}) as {{ name }}{{ ", " if not loop.last }}{% endfor %} where 1 = 0) as {{ relation.identifier }}
     {%- endif -%}
 {%- endmacro %}

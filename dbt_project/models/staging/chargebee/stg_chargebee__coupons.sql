@@ -2,9 +2,9 @@
 {% set c = columns_of(src, required=false) %}
 select
     'chargebee' as billing_system,
-    cast(id as varchar) as coupon_id,
-    cast({{ col(c, 'name') }} as varchar) as name,
-    cast({{ col(c, 'discount_percentage', 'double precision') }} as decimal(38, 10)) as percent_off,
+    cast(id as {{ type_text() }}) as coupon_id,
+    cast({{ col(c, 'name') }} as {{ type_text() }}) as name,
+    cast({{ col(c, 'discount_percentage', type_float()) }} as {{ type_decimal() }}) as percent_off,
     {{ minor_to_major(col(c, 'discount_amount', 'bigint'), col(c, 'currency_code'), 'chargebee') }} as amount_off_local,
     upper({{ col(c, 'currency_code') }}) as currency,
     case duration_type when 'one_time' then 'once' when 'limited_period' then 'repeating' else 'forever' end

@@ -6,9 +6,9 @@
 {% set c = columns_of(src, required=false) %}
 select
     'chargebee' as billing_system,
-    cast(id as varchar) as invoice_id,
-    cast(customer_id as varchar) as customer_id,
-    cast({{ col(c, 'subscription_id') }} as varchar) as subscription_id,
+    cast(id as {{ type_text() }}) as invoice_id,
+    cast(customer_id as {{ type_text() }}) as customer_id,
+    cast({{ col(c, 'subscription_id') }} as {{ type_text() }}) as subscription_id,
     upper(currency_code) as currency,
     {{ minor_to_major('total', 'currency_code', 'chargebee') }} as total_local,
     case status

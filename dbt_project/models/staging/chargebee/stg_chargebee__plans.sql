@@ -5,6 +5,6 @@ select
     product_id,
     currency,
     unit_amount_local,
-    "interval",
+    {{ adapter.quote('interval') }},
     interval_count
 from {{ ref('stg_chargebee__prices') }}

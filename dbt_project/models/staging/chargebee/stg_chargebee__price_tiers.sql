@@ -10,14 +10,14 @@
 {% set subs = source('chargebee', 'subscriptions') %}
 {% set overrides = 'item_tiers' in columns_of(subs) %}
 with listed as (
-    select p.billing_system, cast(null as varchar) as subscription_id, p.price_id, p.currency,
+    select p.billing_system, cast(null as {{ type_text() }}) as subscription_id, p.price_id, p.currency,
         p.pricing_model, t.value as tier
     from {{ ref('stg_chargebee__prices') }} as p
     cross join {{ json_elements('p.tiers', 't') }}
     where p.pricing_model in ('tiered', 'volume', 'stairstep')
     {% if overrides %}
     union all
-    select p.billing_system, cast(s.id as varchar), p.price_id, p.currency, p.pricing_model, t.value
+    select p.billing_system, cast(s.id as {{ type_text() }}), p.price_id, p.currency, p.pricing_model, t.value
     from {{ subs }} as s
     cross join {{ json_elements('s.item_tiers', 't') }}
     inner join {{ ref('stg_chargebee__prices') }} as p
@@ -37,7 +37,7 @@ tiers as (
         cast({{ json_text('tier', ['starting_unit']) }} as bigint) as starting_unit,
         cast({{ json_text('tier', ['ending_unit']) }} as bigint) as ending_unit,
         cast({{ json_text('tier', ['price']) }} as bigint) as price,
-        cast({{ json_text('tier', ['pricing_type']) }} as varchar) as pricing_type,
+        cast({{ json_text('tier', ['pricing_type']) }} as {{ type_text() }}) as pricing_type,
         cast({{ json_text('tier', ['package_size']) }} as bigint) as package_size
     from listed
 ),
@@ -61,10 +61,10 @@ select
     cast(case
         when pricing_model = 'stairstep' or pricing_type = 'flat_fee' then 0
         else price_local
-    end as decimal(38, 10)) as unit_amount_local,
+    end as {{ type_decimal() }}) as unit_amount_local,
     cast(case
         when pricing_model = 'stairstep' or pricing_type = 'flat_fee' then price_local
         else 0
-    end as decimal(38, 10)) as flat_amount_local,
+    end as {{ type_decimal() }}) as flat_amount_local,
     cast(case when pricing_type = 'package' then package_size end as integer) as package_size
 from amounts

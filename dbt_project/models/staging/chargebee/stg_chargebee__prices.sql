@@ -16,19 +16,19 @@
     {% set metered = relation_exists(items) and 'metered' in columns_of(items) %}
     {% set sql %}
     select
-        cast(id as varchar) as price_id,
-        cast(item_id as varchar) as product_id,
-        cast(coalesce({{ col(c, 'external_name') }}, name) as varchar) as price_name,
-        cast(coalesce({{ col(c, 'item_type') }}, 'plan') as varchar) as price_type,
-        cast(currency_code as varchar) as currency_code,
-        cast(pricing_model as varchar) as pricing_model,
+        cast(id as {{ type_text() }}) as price_id,
+        cast(item_id as {{ type_text() }}) as product_id,
+        cast(coalesce({{ col(c, 'external_name') }}, name) as {{ type_text() }}) as price_name,
+        cast(coalesce({{ col(c, 'item_type') }}, 'plan') as {{ type_text() }}) as price_type,
+        cast(currency_code as {{ type_text() }}) as currency_code,
+        cast(pricing_model as {{ type_text() }}) as pricing_model,
         {{ col(c, 'price', 'bigint') }} as price,
-        cast({{ col(c, 'period_unit') }} as varchar) as period_unit,
+        cast({{ col(c, 'period_unit') }} as {{ type_text() }}) as period_unit,
         cast({{ col(c, 'period', 'bigint') }} as integer) as period,
         {% if metered -%}
         coalesce((select i.metered from {{ items }} as i where i.id = p.item_id limit 1), false)
         {%- else %}false{% endif %} as metered,
-        cast({{ col(c, 'tiers') }} as varchar) as tiers,
+        cast({{ col(c, 'tiers') }} as {{ type_text() }}) as tiers,
         coalesce({{ col(c, 'deleted', 'boolean') }}, false) or {{ col(c, 'status') }} = 'deleted' as deleted
     from {{ item_prices }} as p
     {% endset %}
@@ -42,18 +42,18 @@
             "case when " ~ col(c, 'charge_type') ~ " = 'non_recurring' then 'charge' else 'addon' end" %}
         {% set sql %}
         select
-            cast(id as varchar) as price_id,
-            cast(id as varchar) as product_id,
-            cast(coalesce({{ col(c, 'invoice_name') }}, name) as varchar) as price_name,
-            cast({{ price_type }} as varchar) as price_type,
-            cast(currency_code as varchar) as currency_code,
-            cast(coalesce(pricing_model, {{ col(c, 'charge_model') }}) as varchar) as pricing_model,
+            cast(id as {{ type_text() }}) as price_id,
+            cast(id as {{ type_text() }}) as product_id,
+            cast(coalesce({{ col(c, 'invoice_name') }}, name) as {{ type_text() }}) as price_name,
+            cast({{ price_type }} as {{ type_text() }}) as price_type,
+            cast(currency_code as {{ type_text() }}) as currency_code,
+            cast(coalesce(pricing_model, {{ col(c, 'charge_model') }}) as {{ type_text() }}) as pricing_model,
             {{ col(c, 'price', 'bigint') }} as price,
             -- a non-recurring add-on's period_unit is not_applicable: it has none
-            cast(nullif({{ col(c, 'period_unit') }}, 'not_applicable') as varchar) as period_unit,
+            cast(nullif({{ col(c, 'period_unit') }}, 'not_applicable') as {{ type_text() }}) as period_unit,
             cast({{ col(c, 'period', 'bigint') }} as integer) as period,
             false as metered,
-            cast({{ col(c, 'tiers') }} as varchar) as tiers,
+            cast({{ col(c, 'tiers') }} as {{ type_text() }}) as tiers,
             cast(coalesce({{ col(c, 'status') }}, 'active') = 'deleted' as boolean) as deleted
         from {{ src }}
         {% endset %}
@@ -67,11 +67,11 @@ with prices as (
     {% if not loop.last %}union all{% endif %}
     {% else %}
     select
-        cast(null as varchar) as price_id, cast(null as varchar) as product_id,
-        cast(null as varchar) as price_name, cast(null as varchar) as price_type,
-        cast(null as varchar) as currency_code, cast(null as varchar) as pricing_model,
-        cast(null as bigint) as price, cast(null as varchar) as period_unit,
-        cast(null as integer) as period, false as metered, cast(null as varchar) as tiers,
+        cast(null as {{ type_text() }}) as price_id, cast(null as {{ type_text() }}) as product_id,
+        cast(null as {{ type_text() }}) as price_name, cast(null as {{ type_text() }}) as price_type,
+        cast(null as {{ type_text() }}) as currency_code, cast(null as {{ type_text() }}) as pricing_model,
+        cast(null as bigint) as price, cast(null as {{ type_text() }}) as period_unit,
+        cast(null as integer) as period, false as metered, cast(null as {{ type_text() }}) as tiers,
         cast(null as boolean) as deleted
     where 1 = 0
     {% endfor %}
@@ -100,10 +100,10 @@ select
             then {{ minor_to_major('price', 'currency_code', 'chargebee') }}
         when is_package
             then {{ minor_to_major(json_text('tiers', [0, 'price']), 'currency_code', 'chargebee') }}
-    end as decimal(38, 10)) as unit_amount_local,
+    end as {{ type_decimal() }}) as unit_amount_local,
     cast(case when is_package then {{ json_text('tiers', [0, 'package_size']) }} end as integer)
         as package_size,
-    period_unit as "interval",
+    period_unit as {{ adapter.quote('interval') }},
     period as interval_count,
     case when metered then 'metered' else 'licensed' end as usage_type,
     tiers

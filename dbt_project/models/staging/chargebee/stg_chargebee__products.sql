@@ -5,8 +5,8 @@
 {% set c = columns_of(items) %}
 select
     'chargebee' as billing_system,
-    cast(id as varchar) as product_id,
-    cast(coalesce({{ col(c, 'external_name') }}, name) as varchar) as product_name
+    cast(id as {{ type_text() }}) as product_id,
+    cast(coalesce({{ col(c, 'external_name') }}, name) as {{ type_text() }}) as product_name
 from {{ items }}
 where not coalesce({{ col(c, 'deleted', 'boolean') }}, false)
 {% else %}

@@ -11,12 +11,12 @@
 {% set c = columns_of(src) %}
 with subscriptions as (
     select
-        cast(id as varchar) as subscription_id,
-        cast(currency_code as varchar) as currency_code,
-        cast({{ col(c, 'billing_period_unit') }} as varchar) as billing_period_unit,
+        cast(id as {{ type_text() }}) as subscription_id,
+        cast(currency_code as {{ type_text() }}) as currency_code,
+        cast({{ col(c, 'billing_period_unit') }} as {{ type_text() }}) as billing_period_unit,
         cast({{ col(c, 'billing_period', 'bigint') }} as integer) as billing_period,
         {{ col(c, 'subscription_items') }} as subscription_items,
-        cast({{ col(c, 'plan_id') }} as varchar) as plan_id,
+        cast({{ col(c, 'plan_id') }} as {{ type_text() }}) as plan_id,
         {{ col(c, 'plan_quantity', 'bigint') }} as plan_quantity,
         {{ col(c, 'plan_unit_price', 'bigint') }} as plan_unit_price,
         {{ col(c, 'addons') }} as addons,
@@ -28,8 +28,8 @@ listed as (
     -- Product Catalog 2.0
     select
         s.subscription_id, s.currency_code, s.billing_period_unit, s.billing_period,
-        cast({{ json_text('e.value', ['item_type']) }} as varchar) as item_type,
-        cast({{ json_text('e.value', ['item_price_id']) }} as varchar) as price_id,
+        cast({{ json_text('e.value', ['item_type']) }} as {{ type_text() }}) as item_type,
+        cast({{ json_text('e.value', ['item_price_id']) }} as {{ type_text() }}) as price_id,
         cast({{ json_text('e.value', ['quantity']) }} as bigint) as quantity,
         cast({{ json_text('e.value', ['unit_price']) }} as bigint) as unit_price
     from subscriptions as s
@@ -47,7 +47,7 @@ listed as (
     select
         s.subscription_id, s.currency_code, s.billing_period_unit, s.billing_period,
         '{{ item_type }}',
-        cast({{ json_text('e.value', ['id']) }} as varchar),
+        cast({{ json_text('e.value', ['id']) }} as {{ type_text() }}),
         cast({{ json_text('e.value', ['quantity']) }} as bigint),
         cast({{ json_text('e.value', ['unit_price']) }} as bigint)
     from subscriptions as s
@@ -65,7 +65,7 @@ priced as (
         coalesce(p.pricing_model, 'per_unit') as pricing_model,
         p.unit_amount_local as price_amount_local,
         p.package_size,
-        p."interval" as price_interval,
+        p.{{ adapter.quote('interval') }} as price_interval,
         p.interval_count as price_interval_count
     from listed as l
     left join {{ ref('stg_chargebee__prices') }} as p
@@ -86,9 +86,9 @@ select
     case when usage_type = 'licensed' then cast(coalesce(quantity, 1) as integer) end as quantity,
     cast(case when pricing_model in ('per_unit', 'flat_fee', 'package') then coalesce(
         {{ minor_to_major('unit_price', 'currency_code', 'chargebee') }}, price_amount_local
-    ) end as decimal(38, 10)) as unit_amount_local,
+    ) end as {{ type_decimal() }}) as unit_amount_local,
     upper(currency_code) as currency,
-    coalesce(price_interval, billing_period_unit) as "interval",
+    coalesce(price_interval, billing_period_unit) as {{ adapter.quote('interval') }},
     coalesce(price_interval_count, billing_period) as interval_count,
-    cast(null as varchar) as package_rounding
+    cast(null as {{ type_text() }}) as package_rounding
 from priced

@@ -38,8 +38,8 @@ with raw as (
 
 select
     'chargebee' as billing_system,
-    cast(id as varchar) as subscription_id,
-    cast(customer_id as varchar) as customer_id,
+    cast(id as {{ type_text() }}) as subscription_id,
+    cast(customer_id as {{ type_text() }}) as customer_id,
     case status
         when 'in_trial' then 'trialing'
         when 'cancelled' then 'canceled'
@@ -50,7 +50,7 @@ select
         else 'active'
     end as status,
     upper(currency_code) as currency,
-    cast(billing_period_unit as varchar) as "interval",
+    cast(billing_period_unit as {{ type_text() }}) as {{ adapter.quote('interval') }},
     cast(billing_period as integer) as interval_count,
     {{ from_epoch('created_at') }} as created_at,
     {{ from_epoch('coalesce(started_at, start_date)') }} as activated_at,
@@ -66,6 +66,6 @@ select
     ) }} as ended_at,
     {{ from_epoch('pause_date') }} as paused_at,
     {{ from_epoch('resume_date') }} as resumes_at,
-    cast(coalesce({{ json_text('coupons', [0, 'coupon_id']) }}, coupon) as varchar) as coupon_id,
+    cast(coalesce({{ json_text('coupons', [0, 'coupon_id']) }}, coupon) as {{ type_text() }}) as coupon_id,
     coalesce(deleted, false) as is_deleted
 from raw

@@ -6,11 +6,11 @@
 {% set c = columns_of(src, required=false) %}
 select
     'recurly' as billing_system,
-    cast(id as varchar) as redemption_id,
-    cast(account__code as varchar) as customer_id,
-    cast(coupon__code as varchar) as coupon_id,
-    cast({{ col(c, 'subscription_id') }} as varchar) as subscription_id,
-    cast(state as varchar) as state,
-    cast(created_at as timestamp with time zone) as created_at,
-    cast({{ col(c, 'removed_at', 'timestamp with time zone') }} as timestamp with time zone) as removed_at
+    cast(id as {{ type_text() }}) as redemption_id,
+    cast(account__code as {{ type_text() }}) as customer_id,
+    cast(coupon__code as {{ type_text() }}) as coupon_id,
+    cast({{ col(c, 'subscription_id') }} as {{ type_text() }}) as subscription_id,
+    cast(state as {{ type_text() }}) as state,
+    cast(created_at as {{ type_timestamptz() }}) as created_at,
+    cast({{ col(c, 'removed_at', type_timestamptz()) }} as {{ type_timestamptz() }}) as removed_at
 from {{ raw_or_empty(src, ['id', 'account__code', 'coupon__code', 'state', 'created_at']) }}

@@ -2,11 +2,11 @@
 {% set c = columns_of(src, required=false) %}
 select
     'recurly' as billing_system,
-    cast(code as varchar) as coupon_id,
-    cast({{ col(c, 'name') }} as varchar) as name,
-    cast(case when {{ col(c, 'discount__type') }} = 'percent' then {{ col(c, 'discount__percent', 'double precision') }} end
-        as decimal(38, 10)) as percent_off,
-    cast({{ json_text(col(c, 'discount__currencies'), [0, 'amount']) }} as decimal(38, 10)) as amount_off_local,
+    cast(code as {{ type_text() }}) as coupon_id,
+    cast({{ col(c, 'name') }} as {{ type_text() }}) as name,
+    cast(case when {{ col(c, 'discount__type') }} = 'percent' then {{ col(c, 'discount__percent', type_float()) }} end
+        as {{ type_decimal() }}) as percent_off,
+    cast({{ json_text(col(c, 'discount__currencies'), [0, 'amount']) }} as {{ type_decimal() }}) as amount_off_local,
     upper({{ json_text(col(c, 'discount__currencies'), [0, 'currency']) }}) as currency,
     case duration when 'single_use' then 'once' when 'temporal' then 'repeating' else 'forever' end
         as duration,

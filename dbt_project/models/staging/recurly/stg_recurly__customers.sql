@@ -5,11 +5,11 @@
 {% set c = columns_of(src) %}
 select
     'recurly' as billing_system,
-    cast(code as varchar) as customer_id,
-    cast(id as varchar) as customer_alt_id,
-    cast({{ col(c, 'email') }} as varchar) as email,
+    cast(code as {{ type_text() }}) as customer_id,
+    cast(id as {{ type_text() }}) as customer_alt_id,
+    cast({{ col(c, 'email') }} as {{ type_text() }}) as email,
     cast(nullif(trim(concat(coalesce({{ col(c, 'first_name') }}, ''), ' ', coalesce({{ col(c, 'last_name') }}, ''))), '')
-        as varchar) as name,
-    cast(created_at as timestamp with time zone) as created_at,
+        as {{ type_text() }}) as name,
+    cast(created_at as {{ type_timestamptz() }}) as created_at,
     coalesce({{ col(c, 'state') }} = 'inactive', false) as is_deleted
 from {{ src }}

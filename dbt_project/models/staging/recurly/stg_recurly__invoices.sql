@@ -22,14 +22,14 @@ with invoices as (
 
 select
     'recurly' as billing_system,
-    cast(number as varchar) as invoice_id,
-    cast(account__code as varchar) as customer_id,
-    cast({{ json_text(col(c, 'subscription_ids'), [0]) }} as varchar) as subscription_id,
+    cast(number as {{ type_text() }}) as invoice_id,
+    cast(account__code as {{ type_text() }}) as customer_id,
+    cast({{ json_text(col(c, 'subscription_ids'), [0]) }} as {{ type_text() }}) as subscription_id,
     upper(currency) as currency,
-    cast(total as decimal(38, 10)) as total_local,
+    cast(total as {{ type_decimal() }}) as total_local,
     neutral_status as status,
     case when {{ col(c, 'type') }} = 'credit' then 'credit' else 'charge' end as invoice_type,
-    cast(created_at as timestamp with time zone) as created_at,
-    cast(case when neutral_status = 'paid' then {{ col(c, 'closed_at', 'timestamp with time zone') }} end
-        as timestamp with time zone) as paid_at
+    cast(created_at as {{ type_timestamptz() }}) as created_at,
+    cast(case when neutral_status = 'paid' then {{ col(c, 'closed_at', type_timestamptz()) }} end
+        as {{ type_timestamptz() }}) as paid_at
 from invoices

@@ -27,7 +27,7 @@ tiers as (
         cast(coalesce(
             {{ json_text('t.value', ['unit_amount_decimal']) }},
             {{ json_text('t.value', ['unit_amount']) }}
-        ) as decimal(38, 10)) as amount
+        ) as {{ type_decimal() }}) as amount
     from add_ons
     cross join {{ json_elements('add_ons.tiers', 't') }}
     where add_ons.tier_type in ('tiered', 'volume', 'stairstep')
@@ -35,15 +35,15 @@ tiers as (
 
 select
     'recurly' as billing_system,
-    cast(price_id as varchar) as price_id,
+    cast(price_id as {{ type_text() }}) as price_id,
     upper(currency) as currency,
     cast(tier_index as integer) as tier_index,
     case when ending_quantity < 999999999 then ending_quantity end as up_to,
-    case when tier_type = 'stairstep' then cast(0 as decimal(38, 10)) else amount end
+    case when tier_type = 'stairstep' then cast(0 as {{ type_decimal() }}) else amount end
         as unit_amount_local,
-    case when tier_type = 'stairstep' then amount else cast(0 as decimal(38, 10)) end
+    case when tier_type = 'stairstep' then amount else cast(0 as {{ type_decimal() }}) end
         as flat_amount_local,
     -- A price's tiers apply to every subscription; no tier bills by the package.
-    cast(null as varchar) as subscription_id,
+    cast(null as {{ type_text() }}) as subscription_id,
     cast(null as bigint) as package_size
 from tiers

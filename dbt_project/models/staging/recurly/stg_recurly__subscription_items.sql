@@ -31,7 +31,7 @@ plan_items as (
         'licensed' as usage_type,
         'per_unit' as pricing_model,
         cast(quantity as integer) as quantity,
-        cast(unit_amount as decimal(38, 10)) as unit_amount_local,
+        cast(unit_amount as {{ type_decimal() }}) as unit_amount_local,
         plan__code,
         currency
     from subscriptions
@@ -66,7 +66,7 @@ add_on_items as (
         case when add_on_type = 'usage' then 'metered' else 'licensed' end as usage_type,
         case when tier_type = 'flat' then 'per_unit' else tier_type end as pricing_model,
         case when add_on_type = 'usage' then null else quantity end as quantity,
-        case when tier_type = 'flat' then cast(unit_amount as decimal(38, 10)) end
+        case when tier_type = 'flat' then cast(unit_amount as {{ type_decimal() }}) end
             as unit_amount_local,
         plan__code,
         currency
@@ -82,19 +82,19 @@ items as (
 
 select
     'recurly' as billing_system,
-    cast(items.subscription_id as varchar) as subscription_id,
-    cast(items.item_id as varchar) as item_id,
+    cast(items.subscription_id as {{ type_text() }}) as subscription_id,
+    cast(items.item_id as {{ type_text() }}) as item_id,
     items.item_type,
-    cast(items.price_id as varchar) as price_id,
-    cast(items.product_id as varchar) as product_id,
+    cast(items.price_id as {{ type_text() }}) as price_id,
+    cast(items.product_id as {{ type_text() }}) as product_id,
     items.usage_type,
     items.pricing_model,
     cast(null as integer) as package_size,
     items.quantity,
     items.unit_amount_local,
     upper(items.currency) as currency,
-    plans."interval",
+    plans.{{ adapter.quote('interval') }},
     plans.interval_count,
-    cast(null as varchar) as package_rounding
+    cast(null as {{ type_text() }}) as package_rounding
 from items
 left join {{ ref('stg_recurly__plans') }} as plans on plans.plan_id = items.plan__code

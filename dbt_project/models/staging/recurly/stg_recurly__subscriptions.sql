@@ -23,14 +23,14 @@ with raw as (
         quantity,
         created_at,
         activated_at,
-        {{ col(c, 'canceled_at', 'timestamp with time zone') }} as canceled_at,
-        {{ col(c, 'expires_at', 'timestamp with time zone') }} as expires_at,
-        {{ col(c, 'trial_started_at', 'timestamp with time zone') }} as trial_started_at,
-        {{ col(c, 'trial_ends_at', 'timestamp with time zone') }} as trial_ends_at,
-        {{ col(c, 'current_period_started_at', 'timestamp with time zone') }} as current_period_started_at,
-        {{ col(c, 'current_period_ends_at', 'timestamp with time zone') }} as current_period_ends_at,
-        {{ col(c, 'paused_at', 'timestamp with time zone') }} as paused_at,
-        {{ col(c, 'resume_at', 'timestamp with time zone') }} as resume_at,
+        {{ col(c, 'canceled_at', type_timestamptz()) }} as canceled_at,
+        {{ col(c, 'expires_at', type_timestamptz()) }} as expires_at,
+        {{ col(c, 'trial_started_at', type_timestamptz()) }} as trial_started_at,
+        {{ col(c, 'trial_ends_at', type_timestamptz()) }} as trial_ends_at,
+        {{ col(c, 'current_period_started_at', type_timestamptz()) }} as current_period_started_at,
+        {{ col(c, 'current_period_ends_at', type_timestamptz()) }} as current_period_ends_at,
+        {{ col(c, 'paused_at', type_timestamptz()) }} as paused_at,
+        {{ col(c, 'resume_at', type_timestamptz()) }} as resume_at,
         {{ col(c, 'coupon_redemptions') }} as coupon_redemptions
     from {{ src }}
 ),
@@ -40,7 +40,7 @@ own_redemptions as (
         raw.id as subscription_id,
         {{ json_text('r.value', ['id']) }} as redemption_id,
         {{ json_text('r.value', ['coupon', 'code']) }} as coupon_id,
-        cast({{ json_text('r.value', ['created_at']) }} as timestamp with time zone) as created_at
+        cast({{ json_text('r.value', ['created_at']) }} as {{ type_timestamptz() }}) as created_at
     from raw
     cross join {{ json_elements('raw.coupon_redemptions', 'r') }}
 ),
@@ -87,8 +87,8 @@ first_coupons as (
 
 select
     'recurly' as billing_system,
-    cast(id as varchar) as subscription_id,
-    cast(account__code as varchar) as customer_id,
+    cast(id as {{ type_text() }}) as subscription_id,
+    cast(account__code as {{ type_text() }}) as customer_id,
     case
         when state in ('expired', 'failed') then 'canceled'
         when state = 'future' then 'future'
@@ -97,23 +97,23 @@ select
         when trial_ends_at is not null and trial_ends_at >= current_period_ends_at then 'trialing'
         else 'active'
     end as status,
-    cast(plan__code as varchar) as plan_id,
+    cast(plan__code as {{ type_text() }}) as plan_id,
     cast(quantity as integer) as quantity,
     upper(currency) as currency,
-    cast(unit_amount as decimal(38, 10)) as unit_amount_local,
-    cast(null as varchar) as "interval",
+    cast(unit_amount as {{ type_decimal() }}) as unit_amount_local,
+    cast(null as {{ type_text() }}) as {{ adapter.quote('interval') }},
     cast(null as integer) as interval_count,
-    cast(created_at as timestamp with time zone) as created_at,
-    cast(activated_at as timestamp with time zone) as activated_at,
-    cast(trial_started_at as timestamp with time zone) as trial_start,
-    cast(trial_ends_at as timestamp with time zone) as trial_end,
-    cast(current_period_started_at as timestamp with time zone) as current_period_start,
-    cast(current_period_ends_at as timestamp with time zone) as current_period_end,
-    cast(canceled_at as timestamp with time zone) as canceled_at,
-    cast(expires_at as timestamp with time zone) as ended_at,
-    cast(paused_at as timestamp with time zone) as paused_at,
-    cast(resume_at as timestamp with time zone) as resumes_at,
-    cast(first_coupons.coupon_id as varchar) as coupon_id,
+    cast(created_at as {{ type_timestamptz() }}) as created_at,
+    cast(activated_at as {{ type_timestamptz() }}) as activated_at,
+    cast(trial_started_at as {{ type_timestamptz() }}) as trial_start,
+    cast(trial_ends_at as {{ type_timestamptz() }}) as trial_end,
+    cast(current_period_started_at as {{ type_timestamptz() }}) as current_period_start,
+    cast(current_period_ends_at as {{ type_timestamptz() }}) as current_period_end,
+    cast(canceled_at as {{ type_timestamptz() }}) as canceled_at,
+    cast(expires_at as {{ type_timestamptz() }}) as ended_at,
+    cast(paused_at as {{ type_timestamptz() }}) as paused_at,
+    cast(resume_at as {{ type_timestamptz() }}) as resumes_at,
+    cast(first_coupons.coupon_id as {{ type_text() }}) as coupon_id,
     false as is_deleted
 from raw
 left join first_coupons

@@ -8,28 +8,28 @@
 {% set c = columns_of(src) %}
 with listed as (
     select
-        cast(id as varchar) as customer_id,
-        cast({{ col(c, 'email') }} as varchar) as email,
-        cast({{ col(c, 'name') }} as varchar) as name,
+        cast(id as {{ type_text() }}) as customer_id,
+        cast({{ col(c, 'email') }} as {{ type_text() }}) as email,
+        cast({{ col(c, 'name') }} as {{ type_text() }}) as name,
         {{ from_epoch(col(c, 'created', 'bigint')) }} as created_at,
         coalesce(cast({{ col(c, 'deleted', 'boolean') }} as boolean), false) as is_deleted
     from {{ src }}
 ),
 
 named as (
-    select cast(customer as varchar) as customer_id from {{ source('stripe', 'subscriptions') }}
+    select cast(customer as {{ type_text() }}) as customer_id from {{ source('stripe', 'subscriptions') }}
     {% if relation_exists(source('stripe', 'invoices')) %}
     union
-    select cast(customer as varchar) from {{ source('stripe', 'invoices') }}
+    select cast(customer as {{ type_text() }}) from {{ source('stripe', 'invoices') }}
     {% endif %}
 ),
 
 unlisted as (
     select
         named.customer_id,
-        cast(null as varchar) as email,
-        cast(null as varchar) as name,
-        cast(null as timestamp with time zone) as created_at,
+        cast(null as {{ type_text() }}) as email,
+        cast(null as {{ type_text() }}) as name,
+        cast(null as {{ type_timestamptz() }}) as created_at,
         true as is_deleted
     from named
     where named.customer_id is not null
@@ -39,7 +39,7 @@ unlisted as (
 select
     'stripe' as billing_system,
     customer_id,
-    cast(null as varchar) as customer_alt_id,
+    cast(null as {{ type_text() }}) as customer_alt_id,
     email,
     name,
     created_at,

@@ -8,15 +8,15 @@
 {% set src = source('stripe', 'invoices') %}
 {% set c = columns_of(src, required=false) %}
 with synced as (
-    select max(cast(synced_at as timestamp with time zone)) as synced_at
+    select max(cast(synced_at as {{ type_timestamptz() }})) as synced_at
     from {{ source('stripe', 'syncs') }}
 )
 
 select
     'stripe' as billing_system,
-    cast(id as varchar) as invoice_id,
-    cast(customer as varchar) as customer_id,
-    cast({{ col(c, 'parent__subscription_details__subscription') }} as varchar) as subscription_id,
+    cast(id as {{ type_text() }}) as invoice_id,
+    cast(customer as {{ type_text() }}) as customer_id,
+    cast({{ col(c, 'parent__subscription_details__subscription') }} as {{ type_text() }}) as subscription_id,
     upper(currency) as currency,
     {{ minor_to_major('total', 'currency', 'stripe') }} as total_local,
     case

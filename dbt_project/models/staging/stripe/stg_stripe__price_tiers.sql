@@ -19,19 +19,19 @@ with tiers as (
 
 select
     'stripe' as billing_system,
-    cast(price_id as varchar) as price_id,
+    cast(price_id as {{ type_text() }}) as price_id,
     upper(currency) as currency,
     cast(tier_index as integer) as tier_index,
     cast({{ json_text('tier', ['up_to']) }} as bigint) as up_to,
     cast({{ minor_to_major(
         'coalesce(' ~ json_text('tier', ['unit_amount_decimal']) ~ ', ' ~ json_text('tier', ['unit_amount']) ~ ')',
         'currency', 'stripe'
-    ) }} as decimal(38, 10)) as unit_amount_local,
+    ) }} as {{ type_decimal() }}) as unit_amount_local,
     cast({{ minor_to_major(
         'coalesce(' ~ json_text('tier', ['flat_amount_decimal']) ~ ', ' ~ json_text('tier', ['flat_amount']) ~ ')',
         'currency', 'stripe'
-    ) }} as decimal(38, 10)) as flat_amount_local,
+    ) }} as {{ type_decimal() }}) as flat_amount_local,
     -- A price's tiers apply to every subscription; no tier bills by the package.
-    cast(null as varchar) as subscription_id,
+    cast(null as {{ type_text() }}) as subscription_id,
     cast(null as bigint) as package_size
 from tiers

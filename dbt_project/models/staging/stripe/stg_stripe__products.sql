@@ -1,5 +1,5 @@
 select
     'stripe' as billing_system,
-    cast(id as varchar) as product_id,
-    cast(name as varchar) as product_name
+    cast(id as {{ type_text() }}) as product_id,
+    cast(name as {{ type_text() }}) as product_name
 from {{ source('stripe', 'products') }}

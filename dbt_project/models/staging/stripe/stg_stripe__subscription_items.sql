@@ -25,7 +25,7 @@
 with items as (
     select
         s.id as subscription_id,
-        lower(cast({{ col(c, 'currency') }} as varchar)) as subscription_currency,
+        lower(cast({{ col(c, 'currency') }} as {{ type_text() }})) as subscription_currency,
         item.value as item
     from {{ src }} as s
     cross join {{ json_elements(col(c, 'items__data'), 'item') }}
@@ -69,8 +69,8 @@ in_currency as (
             else case fields.subscription_currency
                 {% for code in option_codes %}
                 when '{{ code }}' then coalesce(
-                    cast(p.currency_options__{{ code }}__unit_amount_decimal as varchar),
-                    cast({{ col(pc, 'currency_options__' ~ code ~ '__unit_amount', 'bigint') }} as varchar)
+                    cast(p.currency_options__{{ code }}__unit_amount_decimal as {{ type_text() }}),
+                    cast({{ col(pc, 'currency_options__' ~ code ~ '__unit_amount', 'bigint') }} as {{ type_text() }})
                 )
                 {% endfor %}
             end
@@ -94,15 +94,15 @@ modelled as (
 
 select
     'stripe' as billing_system,
-    cast(subscription_id as varchar) as subscription_id,
-    cast(item_id as varchar) as item_id,
+    cast(subscription_id as {{ type_text() }}) as subscription_id,
+    cast(item_id as {{ type_text() }}) as item_id,
     'plan' as item_type,
-    cast(price_id as varchar) as price_id,
-    cast(product_id as varchar) as product_id,
-    cast(usage_type as varchar) as usage_type,
+    cast(price_id as {{ type_text() }}) as price_id,
+    cast(product_id as {{ type_text() }}) as product_id,
+    cast(usage_type as {{ type_text() }}) as usage_type,
     pricing_model,
     case when pricing_model = 'package' then divide_by end as package_size,
-    cast(case when pricing_model = 'package' then coalesce(package_round, 'up') end as varchar)
+    cast(case when pricing_model = 'package' then coalesce(package_round, 'up') end as {{ type_text() }})
         as package_rounding,
     case when usage_type = 'metered' then null else quantity end as quantity,
     cast(
@@ -110,8 +110,8 @@ select
             when pricing_model in ('per_unit', 'package')
                 then {{ minor_to_major('unit_amount_in_currency', 'currency', 'stripe') }}
         end
-    as decimal(38, 10)) as unit_amount_local,
+    as {{ type_decimal() }}) as unit_amount_local,
     upper(currency) as currency,
-    cast(price_interval as varchar) as "interval",
+    cast(price_interval as {{ type_text() }}) as {{ adapter.quote('interval') }},
     interval_count
 from modelled

@@ -85,15 +85,15 @@ coupons as (
 
 customer_coupons as (
     select
-        cast(id as varchar) as customer_id,
-        cast({{ col(cc, 'discount__source__coupon') }} as varchar) as coupon_id
+        cast(id as {{ type_text() }}) as customer_id,
+        cast({{ col(cc, 'discount__source__coupon') }} as {{ type_text() }}) as coupon_id
     from {{ customers }}
 )
 
 select
     'stripe' as billing_system,
-    cast(raw.id as varchar) as subscription_id,
-    cast(raw.customer as varchar) as customer_id,
+    cast(raw.id as {{ type_text() }}) as subscription_id,
+    cast(raw.customer as {{ type_text() }}) as customer_id,
     case
         when raw.status in ('canceled', 'incomplete_expired') or raw.ended_at is not null then 'canceled'
         when raw.cancel_at is not null or raw.cancel_at_period_end then 'non_renewing'
@@ -103,7 +103,7 @@ select
         when raw.status = 'incomplete' then 'past_due'
         else 'active'
     end as status,
-    upper(cast(raw.currency as varchar)) as currency,
+    upper(cast(raw.currency as {{ type_text() }})) as currency,
     {{ from_epoch('raw.created') }} as created_at,
     {{ from_epoch('raw.start_date') }} as activated_at,
     {{ from_epoch('raw.trial_start') }} as trial_start,
@@ -114,11 +114,11 @@ select
     {{ from_epoch(
         'coalesce(raw.ended_at, raw.cancel_at, case when raw.cancel_at_period_end then periods.current_period_end end)'
     ) }} as ended_at,
-    cast(null as timestamp with time zone) as paused_at,
+    cast(null as {{ type_timestamptz() }}) as paused_at,
     {{ from_epoch('raw.pause_resumes_at') }} as resumes_at,
-    cast(coalesce(coupons.coupon_id, customer_coupons.coupon_id) as varchar) as coupon_id,
+    cast(coalesce(coupons.coupon_id, customer_coupons.coupon_id) as {{ type_text() }}) as coupon_id,
     false as is_deleted
 from raw
 left join periods on periods.id = raw.id
 left join coupons on coupons.id = raw.id and coupons.rank_in_subscription = 1
-left join customer_coupons on customer_coupons.customer_id = cast(raw.customer as varchar)
+left join customer_coupons on customer_coupons.customer_id = cast(raw.customer as {{ type_text() }})
