@@ -47,7 +47,7 @@ from orchestration.settings import (
     spark_lake,
     warehouse_kind,
 )
-from orchestration.spark import LAKE_TABLE_FORMAT, lands_in_lake, vacuum
+from orchestration.spark import LAKE_TABLE_FORMAT, deduplicate, lands_in_lake, vacuum
 
 SOURCES = {
     "stripe": ("dlt_sources.stripe", "stripe_source"),
@@ -182,10 +182,13 @@ def _run_one(
 
 def _round(p, source: DltSource, load_lock) -> dict[str, int]:
     """One extract/normalize/load of `source`: the rows normalised per table. Into the
-    lake, every table is Delta, and vacuumed after the load (`spark.vacuum`)."""
+    lake, every table is Delta, one row per key before the load (`spark.deduplicate`), and
+    vacuumed after it (`spark.vacuum`)."""
     in_lake = lands_in_lake(p)
     p.extract(source, table_format=LAKE_TABLE_FORMAT if in_lake else None)
     normalized = p.normalize()
+    if in_lake:
+        deduplicate(p)
     with load_lock:
         p.load(raise_on_failed_jobs=True)
     if in_lake:

@@ -21,8 +21,19 @@ def things(rows: list[dict]):
     yield rows
 
 
-def load(p, rows: list[dict]) -> None:
-    _round(p, things(rows), contextlib.nullcontext())
+@dlt.resource(
+    name="sessions",
+    primary_key="id",
+    write_disposition="merge",
+    columns={"seq": {"data_type": "bigint", "dedup_sort": "desc"}},
+)
+def sessions(files: list[list[dict]]):
+    """Rows in batches, as the exit-sessions source yields one batch per drop file."""
+    yield from files
+
+
+def load(p, resource) -> None:
+    _round(p, resource, contextlib.nullcontext())
 
 
 def read_folder(folder) -> list[tuple]:
@@ -39,10 +50,35 @@ def test_a_merged_update_is_one_row_and_a_later_column_arrives(tmp_path, monkeyp
     monkeypatch.setenv("RETENTION_SPARK_LAKE", str(lake))
     p = pipeline("probe", None, tmp_path / "dlt")
 
-    load(p, [{"id": 1, "value": "first"}, {"id": 2, "value": "kept"}])
-    load(p, [{"id": 1, "value": "updated", "late": "new column"}])
+    load(p, things([{"id": 1, "value": "first"}, {"id": 2, "value": "kept"}]))
+    load(p, things([{"id": 1, "value": "updated", "late": "new column"}]))
 
     folder = lake / "raw_probe" / "things"
     assert read_folder(folder) == [(1, "updated", "new column"), (2, "kept", None)]
     live = {uri.rsplit("/", 1)[1] for uri in DeltaTable(str(folder)).file_uris()}
     assert {f.name for f in folder.glob("*.parquet")} == live
+
+
+def test_a_key_twice_in_one_load_is_one_row_the_latest_by_dedup_sort(tmp_path, monkeypatch):
+    """dlt's Delta upsert would insert both rows of a new key, and refuse the merge of a
+    key the table holds; delete-insert (DuckDB, Postgres) keeps the dedup_sort winner."""
+    lake = tmp_path / "lake"
+    monkeypatch.setenv("RETENTION_WAREHOUSE", "spark")
+    monkeypatch.setenv("RETENTION_SPARK_LAKE", str(lake))
+    p = pipeline("probe", None, tmp_path / "dlt")
+
+    load(p, sessions([[{"id": 1, "seq": 1, "state": "landed"}]]))
+    load(
+        p,
+        sessions(
+            [
+                [{"id": 1, "seq": 3, "state": "saved"}, {"id": 2, "seq": 4, "state": "landed"}],
+                [{"id": 1, "seq": 2, "state": "clicked"}, {"id": 2, "seq": 5, "state": "lost"}],
+            ]
+        ),
+    )
+
+    got = duckdb.sql(
+        f"select id, seq, state from '{lake}/raw_probe/sessions/*.parquet' order by id"
+    ).fetchall()
+    assert got == [(1, 3, "saved"), (2, 5, "lost")]
