@@ -44,7 +44,10 @@ PATHS = {
     "/coupons": "coupons",
     "/invoices": "invoices",
 }
-FAST_RETRIES = RetryPolicy(max_attempts=12, base_delay=0.001, max_delay=0.01)
+# The fault tests fault 40% of requests, drawn in whatever order the concurrent windows
+# and redemption readers ask: with 12 attempts one request in 60,000 would give up (a few
+# hundred requests a run: a flaky test); 30 make it one in 10^12.
+FAST_RETRIES = RetryPolicy(max_attempts=30, base_delay=0.001, max_delay=0.01)
 LAG = timedelta(seconds=60)
 
 
