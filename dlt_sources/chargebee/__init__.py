@@ -111,19 +111,21 @@ def full_listing(
     lister: ChargebeeLister, name: str, state: dict, checkpoint_seconds: float | None
 ) -> Iterator[list[dict]]:
     """Every record of `name` by windows of its creation time, resumed from the state's
-    pending windows if a run left some. Before a new listing the server's clock is read:
+    pending windows if a run left some. A new listing opens with one request
+    (`ChargebeeLister.opening`), its first page, which also reads the server's clock:
     less CLOCK_MARGIN_SECONDS it is the cursor the resource keeps when the listing ends,
     so the next incremental run lists everything created or changed meanwhile (a record
     changed during the listing may move to a window already listed)."""
-    span: tuple[int, int] | None = None
+    opening = None
     if not state.get(STATE_KEY):
-        span, now = lister.span(name)
+        opening = lister.opening(name)
+        now = opening.now
         state[PENDING_CURSOR_KEY] = None if now is None else now - CLOCK_MARGIN_SECONDS
-        log.info("chargebee %s: full listing of created %s", name, span or "nothing")
+        log.info("chargebee %s: full listing of created %s", name, opening.span or "nothing")
     yield from sliced_listing(
-        lister.windows(name),
+        lister.windows(name, opening),
         state,
-        span or (0, 0),
+        (opening and opening.span) or (0, 0),
         workers=lister.workers,
         checkpoint_seconds=checkpoint_seconds,
     )

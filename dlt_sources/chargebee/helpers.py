@@ -132,6 +132,17 @@ class Page:
     server_time: int | None
 
 
+@dataclass(frozen=True)
+class Opening:
+    """The first answer of a full listing (`ChargebeeLister.opening`): the seconds it
+    covers, [oldest creation, server's clock + 1) (None: no records), the server's
+    clock (None if it sent no `Date`), and the first page of that span, oldest first."""
+
+    span: tuple[int, int] | None
+    now: int | None
+    page: slices.Page | None
+
+
 @dataclass
 class Seen:
     """What a listing has seen so far: the server time of its first answer and the newest
@@ -246,28 +257,42 @@ class ChargebeeLister:
             if not offset:
                 return
 
-    def span(self, name: str) -> tuple[tuple[int, int] | None, int | None]:
-        """What a sliced full listing of `name` covers, and the server's time now: the
-        seconds from its oldest record's creation to its newest one's (inclusive), by one
-        one-record page in each order (None when it has no records). The span's start
-        matters: the listing's split estimates density from it. Records created after
-        the newest one are left to the next incremental run, whose cursor is taken here."""
+    def opening(self, name: str) -> Opening:
+        """The first page of a full listing of `name` and what the listing covers, in one
+        request: its records from the oldest creation on (no time filter), answered with
+        the server's clock. The span runs from the oldest record's creation to the
+        server's `Date` (inclusive): a record created later has an `updated_at` after the
+        cursor taken from that clock, so the next incremental run lists it. The span's
+        start matters: the listing's split estimates density from it, and this page is
+        the listing's first, so the split starts one round trip after the run does. Only
+        an answer without a `Date` costs a second request, for the newest record."""
         endpoint = ENDPOINTS[name]
         field = endpoint.created
-        ends = []
-        started = None
-        for order in ("asc", "desc"):
-            params: dict[str, Any] = {"limit": 1, "sort_by": {order: field}}
-            if endpoint.include_deleted:
-                params["include_deleted"] = True
-            body, headers = self.get(f"chargebee {name} span", f"/{name}", params)
-            started = started if started is not None else server_time(headers)
-            ends += [entry[endpoint.entry][field] for entry in body["list"]]
-        return ((ends[0], ends[-1] + 1) if ends else None), started
+        params: dict[str, Any] = {"limit": self.page_size, "sort_by": {"asc": field}}
+        if endpoint.include_deleted:
+            params["include_deleted"] = True
+        body, headers = self.get(f"chargebee {name}", f"/{name}", params)
+        records = [entry[endpoint.entry] for entry in body["list"]]
+        now = server_time(headers)
+        if not records:
+            return Opening(None, now, None)
+        end = now if now is not None else self._newest(name)
+        span = (records[0][field], max(end, records[-1][field]) + 1)
+        return Opening(span, now, slices.Page(records, body.get("next_offset")))
 
-    def windows(self, name: str) -> CreatedWindows:
-        """The window lister of `name`'s sliced full listing."""
-        return CreatedWindows(self, name)
+    def _newest(self, name: str) -> int:
+        """The newest record's creation time (one one-record page, newest first)."""
+        endpoint = ENDPOINTS[name]
+        params: dict[str, Any] = {"limit": 1, "sort_by": {"desc": endpoint.created}}
+        if endpoint.include_deleted:
+            params["include_deleted"] = True
+        body, _ = self.get(f"chargebee {name} newest", f"/{name}", params)
+        return body["list"][0][endpoint.entry][endpoint.created]
+
+    def windows(self, name: str, opening: Opening | None = None) -> CreatedWindows:
+        """The window lister of `name`'s sliced full listing; with the listing's
+        `opening`, its first window's first page is that page, not a request."""
+        return CreatedWindows(self, name, opening)
 
     def server_time(self) -> datetime | None:
         """Chargebee's clock now: the `Date` of a one-customer listing (limit=1)."""
@@ -278,19 +303,28 @@ class ChargebeeLister:
 
 class CreatedWindows:
     """One endpoint listed by windows of its creation time ([lo, hi), oldest first, the
-    cursor Chargebee's `next_offset`): `dlt_sources.slices`' WindowLister."""
+    cursor Chargebee's `next_offset`): `dlt_sources.slices`' WindowLister. The first
+    window of a new listing is answered once from its `opening` (the same records: the
+    engine drops any past the window's end, and the page's `next_offset` continues under
+    the window's filters, as a split window's does)."""
 
     descending = False
 
-    def __init__(self, lister: ChargebeeLister, name: str):
+    def __init__(self, lister: ChargebeeLister, name: str, opening: Opening | None = None):
         endpoint = ENDPOINTS[name]
         if endpoint.created is None:
             raise ValueError(f"chargebee {name} has no creation field to slice on")
         self.lister, self.endpoint, self.path = lister, endpoint, f"/{name}"
         self.name = f"chargebee {name}"
         self.field: str = endpoint.created
+        self._opened: dict[slices.Window, slices.Page] = {}
+        if opening is not None and opening.span is not None and opening.page is not None:
+            self._opened[slices.Window(*opening.span)] = opening.page
 
     def page(self, window: slices.Window) -> slices.Page:
+        opened = self._opened.pop(window, None)  # atomic: the workers are threads
+        if opened is not None:
+            return opened
         params = window_params(self.endpoint, self.lister.page_size, window)
         body, _ = self.lister.get(self.name, self.path, params)
         records = [entry[self.endpoint.entry] for entry in body["list"]]

@@ -24,6 +24,7 @@ from billing_clients.chargebee import CLASSIFIER, ChargebeeHttp
 from billing_clients.pacing import RateLimiter
 from billing_clients.retries import RetryPolicy
 from billing_clients.sdk import chargebee_client
+from dlt_sources import slices
 from dlt_sources.chargebee import tables as arrow_tables
 from dlt_sources.chargebee.helpers import (
     CLOCK_MARGIN_SECONDS,
@@ -272,26 +273,38 @@ def test_only_customers_subscriptions_and_invoices_are_sliced():
         lister(Api()).windows("coupons")
 
 
-def test_the_span_runs_from_the_oldest_to_the_newest_creation_by_the_server_s_clock():
+def test_a_listing_opens_with_one_request_its_first_page_up_to_the_server_s_clock():
+    first = {"list": [{"invoice": {"id": "i1", "date": 1_000}}], "next_offset": '["1000","i1"]'}
+    api = Api(ok(first), ok({"list": [{"invoice": {"id": "i2", "date": 1_500}}]}))
+    chargebee = lister(api, page_size=50)
+    opening = chargebee.opening("invoices")
+    assert opening.span == (1_000, NOON_EPOCH + 1)
+    assert opening.now == NOON_EPOCH
+    assert api.queries == [{"limit": "50", "sort_by[asc]": "date", "include_deleted": "true"}]
+
+    windows = chargebee.windows("invoices", opening)
+    window = Window(*opening.span)
+    assert windows.page(window) == slices.Page([{"id": "i1", "date": 1_000}], '["1000","i1"]')
+    assert len(api.requests) == 1  # the opening's page, not a request
+    windows.page(window)  # asked again (a retry, another run): a request
+    assert api.queries[1]["date[after]"] == "999"
+
+
+def test_without_the_server_s_clock_the_span_ends_at_the_newest_record():
     api = Api(
-        ok({"list": [{"invoice": {"id": "i1", "date": 1_000}}]}),
-        ok(
-            {"list": [{"invoice": {"id": "i9", "date": 9_000}}]},
-            date="Sat, 05 Dec 2026 12:00:05 GMT",
-        ),
+        ok({"list": [{"invoice": {"id": "i1", "date": 1_000}}]}, date=None),
+        ok({"list": [{"invoice": {"id": "i9", "date": 9_000}}]}),
     )
-    span, now = lister(api).span("invoices")
-    assert span == (1_000, 9_001)
-    assert now == NOON_EPOCH  # the first answer's clock
-    assert api.queries == [
-        {"limit": "1", "sort_by[asc]": "date", "include_deleted": "true"},
-        {"limit": "1", "sort_by[desc]": "date", "include_deleted": "true"},
-    ]
+    opening = lister(api).opening("invoices")
+    assert (opening.span, opening.now) == ((1_000, 9_001), None)
+    assert api.queries[1] == {"limit": "1", "sort_by[desc]": "date", "include_deleted": "true"}
 
 
 def test_an_empty_resource_has_no_span():
-    span, now = lister(Api(customers([]), customers([]))).span("customers")
-    assert (span, now) == (None, NOON_EPOCH)
+    api = Api(customers([]))
+    opening = lister(api).opening("customers")
+    assert (opening.span, opening.now, opening.page) == (None, NOON_EPOCH, None)
+    assert len(api.requests) == 1
 
 
 def test_workers_follow_the_pace_within_chargebee_s_concurrency_limit():
