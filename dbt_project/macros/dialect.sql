@@ -105,6 +105,46 @@
     get_json_object({{ col }}, '{{ retention.json_path(path) }}')
 {%- endmacro %}
 
+{#- Several text values out of one JSON text, as a list read with json_texts_at(list, i)
+    (i: the path's 1-based position). DuckDB parses the text once for all the paths, where
+    json_text per path parses it again each time (the costliest part of reading the
+    items). Postgres reads a jsonb value, parsed already; Spark parses per path. -#}
+{% macro json_texts(col, paths) -%}
+    {{ return(adapter.dispatch('json_texts', 'retention')(col, paths)) }}
+{%- endmacro %}
+{% macro default__json_texts(col, paths) -%}
+    array[
+    {%- for path in paths %}
+        {{ retention.json_text(col, path) }}{{ "," if not loop.last }}
+    {%- endfor %}
+    ]
+{%- endmacro %}
+{% macro duckdb__json_texts(col, paths) -%}
+    json_extract_string({{ col }}, [
+    {%- for path in paths %}
+        '{{ retention.json_path(path) }}'{{ "," if not loop.last }}
+    {%- endfor %}
+    ])
+{%- endmacro %}
+{% macro spark__json_texts(col, paths) -%}
+    array(
+    {%- for path in paths %}
+        {{ retention.json_text(col, path) }}{{ "," if not loop.last }}
+    {%- endfor %}
+    )
+{%- endmacro %}
+
+{% macro json_texts_at(list, i) -%}
+    {{ return(adapter.dispatch('json_texts_at', 'retention')(list, i)) }}
+{%- endmacro %}
+{% macro default__json_texts_at(list, i) -%}
+    {{ list }}[{{ i }}]
+{%- endmacro %}
+{#- Spark's [] is 0-based; element_at is 1-based. -#}
+{% macro spark__json_texts_at(list, i) -%}
+    element_at({{ list }}, {{ i }})
+{%- endmacro %}
+
 {#- A key path as a JSONPath (`$.price.id`, `$[0].amount`), which DuckDB and Spark read. -#}
 {% macro json_path(path) -%}
     $

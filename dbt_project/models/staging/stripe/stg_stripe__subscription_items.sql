@@ -22,39 +22,61 @@
 {% for name in pc if name.startswith('currency_options__') and name.endswith('__unit_amount_decimal') %}
     {% do option_codes.append(name[18:-21]) %}
 {% endfor %}
+{#- The item's fields, read from its JSON in one pass (json_texts). -#}
+{% set item_paths = {
+    'item_id': ['id'],
+    'price_id': ['price', 'id'],
+    'expanded_product_id': ['price', 'product', 'id'],
+    'product': ['price', 'product'],
+    'usage_type': ['price', 'recurring', 'usage_type'],
+    'billing_scheme': ['price', 'billing_scheme'],
+    'tiers_mode': ['price', 'tiers_mode'],
+    'divide_by': ['price', 'transform_quantity', 'divide_by'],
+    'package_round': ['price', 'transform_quantity', 'round'],
+    'quantity': ['quantity'],
+    'unit_amount_decimal': ['price', 'unit_amount_decimal'],
+    'unit_amount': ['price', 'unit_amount'],
+    'price_currency': ['price', 'currency'],
+    'price_interval': ['price', 'recurring', 'interval'],
+    'interval_count': ['price', 'recurring', 'interval_count'],
+} %}
 with items as (
     select
         s.id as subscription_id,
         lower(cast({{ col(c, 'currency') }} as {{ type_text() }})) as subscription_currency,
-        item.value as item
+        {{ json_texts('item.value', item_paths.values() | list) }} as texts
     from {{ src }} as s
     cross join {{ json_elements(col(c, 'items__data'), 'item') }}
+),
+
+texts as (
+    select
+        subscription_id,
+        subscription_currency,
+        {%- for name in item_paths %}
+        {{ json_texts_at('texts', loop.index) }} as {{ name }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from items
 ),
 
 fields as (
     select
         subscription_id,
-        {{ json_text('item', ['id']) }} as item_id,
-        {{ json_text('item', ['price', 'id']) }} as price_id,
-        coalesce(
-            {{ json_text('item', ['price', 'product', 'id']) }},
-            {{ json_text('item', ['price', 'product']) }}
-        ) as product_id,
-        coalesce({{ json_text('item', ['price', 'recurring', 'usage_type']) }}, 'licensed') as usage_type,
-        {{ json_text('item', ['price', 'billing_scheme']) }} as billing_scheme,
-        {{ json_text('item', ['price', 'tiers_mode']) }} as tiers_mode,
-        cast({{ json_text('item', ['price', 'transform_quantity', 'divide_by']) }} as integer) as divide_by,
-        {{ json_text('item', ['price', 'transform_quantity', 'round']) }} as package_round,
-        cast({{ json_text('item', ['quantity']) }} as integer) as quantity,
-        coalesce(
-            {{ json_text('item', ['price', 'unit_amount_decimal']) }},
-            {{ json_text('item', ['price', 'unit_amount']) }}
-        ) as unit_amount,
-        lower({{ json_text('item', ['price', 'currency']) }}) as price_currency,
+        item_id,
+        price_id,
+        coalesce(expanded_product_id, product) as product_id,
+        coalesce(usage_type, 'licensed') as usage_type,
+        billing_scheme,
+        tiers_mode,
+        cast(divide_by as integer) as divide_by,
+        package_round,
+        cast(quantity as integer) as quantity,
+        coalesce(unit_amount_decimal, unit_amount) as unit_amount,
+        lower(price_currency) as price_currency,
         subscription_currency,
-        {{ json_text('item', ['price', 'recurring', 'interval']) }} as price_interval,
-        cast({{ json_text('item', ['price', 'recurring', 'interval_count']) }} as integer) as interval_count
-    from items
+        price_interval,
+        cast(interval_count as integer) as interval_count
+    from texts
 ),
 
 in_currency as (
