@@ -25,6 +25,7 @@ from billing_clients.pacing import RateLimiter
 from billing_clients.retries import RetryPolicy
 from billing_clients.sdk import chargebee_client
 from dlt_sources import slices
+from dlt_sources.chargebee import full_listing
 from dlt_sources.chargebee import tables as arrow_tables
 from dlt_sources.chargebee.helpers import (
     CLOCK_MARGIN_SECONDS,
@@ -288,6 +289,29 @@ def test_a_listing_opens_with_one_request_its_first_page_up_to_the_server_s_cloc
     assert len(api.requests) == 1  # the opening's page, not a request
     windows.page(window)  # asked again (a retry, another run): a request
     assert api.queries[1]["date[after]"] == "999"
+
+
+def test_a_full_listing_s_first_request_is_its_first_page():
+    # One page: one request in all (no probes); two pages: the opening's cursor goes on
+    # under the window's filters. The cursor the listing keeps is the opening's clock.
+    one = {"customer": {"id": "c1", "created_at": 10}}
+    for replies, expected in (
+        ([ok({"list": [one]})], 1),
+        ([ok({"list": [one], "next_offset": "o1"}), ok({"list": []})], 2),
+    ):
+        api, state = Api(*replies), {}
+        pages = list(full_listing(lister(api, max_workers=1), "customers", state, None))
+        assert pages == [[one["customer"]]]
+        assert len(api.requests) == expected
+        assert state == {"cursor": NOON_EPOCH - CLOCK_MARGIN_SECONDS}
+    assert api.queries[1] == {
+        "limit": "100",
+        "sort_by[asc]": "created_at",
+        "created_at[after]": "9",
+        "created_at[before]": str(NOON_EPOCH + 1),
+        "include_deleted": "true",
+        "offset": "o1",
+    }
 
 
 def test_without_the_server_s_clock_the_span_ends_at_the_newest_record():
