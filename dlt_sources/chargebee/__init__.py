@@ -122,13 +122,18 @@ def full_listing(
         now = opening.now
         state[PENDING_CURSOR_KEY] = None if now is None else now - CLOCK_MARGIN_SECONDS
         log.info("chargebee %s: full listing of created %s", name, opening.span or "nothing")
-    yield from sliced_listing(
+    progress = Progress(f"chargebee {name}")  # one line: the records, and the windows
+    for records in sliced_listing(
         lister.windows(name, opening),
         state,
         (opening and opening.span) or (0, 0),
         workers=lister.workers,
         checkpoint_seconds=checkpoint_seconds,
-    )
+        progress=progress,
+    ):
+        progress.page(len(records))
+        yield records
+    progress.done()
     if not state.get(STATE_KEY):
         state["cursor"] = state.pop(PENDING_CURSOR_KEY, None)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -312,6 +313,15 @@ def test_a_full_listing_s_first_request_is_its_first_page():
         "include_deleted": "true",
         "offset": "o1",
     }
+
+
+def test_a_full_listing_logs_one_progress_line_with_its_windows(caplog):
+    caplog.set_level(logging.INFO, logger="retention.extract")
+    api = Api(ok({"list": [{"customer": {"id": "c1", "created_at": 10}}]}))
+    list(full_listing(lister(api), "customers", {}, None))
+    (line,) = [r.getMessage() for r in caplog.records if "extracted" in r.getMessage()]
+    assert line.startswith("chargebee customers: extracted 1 records, 1 pages, ")
+    assert line.endswith("windows 1 done, 0 in flight, 0 waiting")
 
 
 def test_without_the_server_s_clock_the_span_ends_at_the_newest_record():
