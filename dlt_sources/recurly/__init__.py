@@ -136,7 +136,7 @@ def recurly_source(
     base_url: str | None = None,
     region: str | None = None,
     page_size: int = helpers.MAX_PAGE_SIZE,
-    max_workers: int = helpers.DEFAULT_MAX_WORKERS,
+    max_workers: int | None = None,
     requests_per_second: float | str | None = "auto",
     lag_seconds: float = helpers.DEFAULT_LAG_SECONDS,
     checkpoint_seconds: float | None = DEFAULT_CHECKPOINT_SECONDS,
@@ -157,8 +157,9 @@ def recurly_source(
         max_workers: API requests in flight at once across the resources (each on an
             SDK client of its own, kept with its connection for later requests), and
             the threads that list each full listing's windows and read redemptions.
-            Default 8: enough to keep a production site's limit busy at 300-400 ms a
-            request.
+            None (the default) = the pace times a 1 s round trip plus one
+            (`helpers.default_workers`): 16 at a production site's limit, 7 at a
+            sandbox site's, 8 unpaced.
         requests_per_second: the pace of every request with this key in the process
             (all resources, their workers and the write-backs: one shared bucket,
             `billing_clients.pacing.shared_bucket`). "auto" = the site's published
@@ -180,16 +181,18 @@ def recurly_source(
     """
     if not 1 <= page_size <= helpers.MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be 1 to {helpers.MAX_PAGE_SIZE}, not {page_size}")
-    if max_workers < 1:
+    if max_workers is not None and max_workers < 1:
         raise ValueError(f"max_workers must be 1 or more, not {max_workers}")
+    limiter = shared_bucket("recurly", api_key, requests_per_second)
+    workers = max_workers or helpers.default_workers(limiter)
     settings = Settings(
         api_key=api_key,
         base_url=base_url,
         region=region,
         page_size=page_size,
-        limiter=shared_bucket("recurly", api_key, requests_per_second),
-        workers=max_workers,
-        slots=threading.BoundedSemaphore(max_workers),
+        limiter=limiter,
+        workers=workers,
+        slots=threading.BoundedSemaphore(workers),
         retry_policy=retry_policy,
         lag_seconds=lag_seconds,
         checkpoint_seconds=checkpoint_seconds,

@@ -24,8 +24,8 @@ from __future__ import annotations
 import contextlib
 import threading
 from base64 import b64encode
-from collections.abc import Iterator, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, MutableMapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -42,15 +42,20 @@ from billing_clients.pacing import TokenBucket
 from billing_clients.recurly import CLASSIFIER, reset_on_network_error
 from billing_clients.retries import RetryPolicy, http_date, with_retries
 from billing_clients.sdk import recurly_client
-from dlt_sources.common import Progress, batched, to_arrow
+from dlt_sources.common import Progress, batched, to_arrow, workers_for
 from dlt_sources.slices import PENDING_CURSOR_KEY, STATE_KEY, Page, Window, sliced_listing
 
 MAX_PAGE_SIZE = 200  # the API's largest `limit`
-# Requests in flight at once across the source. A production site's 1,000 GET/min less the
-# write headroom is about 15 requests/s (billing_clients.pacing); at 300-400 ms a request
-# that takes 15 x 0.4 = 6 in flight, and 8 leaves room for the slow tail of the latency.
-# More only queue on the pace.
-DEFAULT_MAX_WORKERS = 8
+# Requests in flight at once across the source, by default the pace times this round trip
+# (`dlt_sources.common.workers_for`): a production site's ~14.7 requests/s (1,000 GET/min
+# less the write headroom) through 1 s takes 16. A page takes 300-400 ms on an idle
+# network, but a slow API, or a client on a busy machine, stretches it: 8 in flight (the
+# session-6 default) kept the pace only while the mean stayed under 8 / 14.7 = 0.54 s,
+# and fell to 0.69 of the limit at 100,000 customers beside the other sources. More than
+# the pace needs only queue on the bucket.
+LATENCY_SECONDS = 1.0
+# Without pacing (the local sandbox): more threads only contend for the cores.
+UNPACED_WORKERS = 8
 # Re-read the last minute before the cursor every run: a write stamped just before a
 # listing passed its time but committed after it would otherwise never be listed.
 DEFAULT_LAG_SECONDS = 60.0
@@ -96,17 +101,47 @@ class Settings:
     region: str | None = None
     page_size: int = MAX_PAGE_SIZE
     limiter: TokenBucket = field(default_factory=lambda: TokenBucket(None))
-    workers: int = DEFAULT_MAX_WORKERS
+    workers: int = UNPACED_WORKERS
     slots: threading.BoundedSemaphore = field(
-        default_factory=lambda: threading.BoundedSemaphore(DEFAULT_MAX_WORKERS)
+        default_factory=lambda: threading.BoundedSemaphore(UNPACED_WORKERS)
     )
     retry_policy: RetryPolicy | None = None
     lag_seconds: float = 0.0
     checkpoint_seconds: float | None = None
     clients: ClientPool = field(init=False, repr=False)
+    clock: RunClock = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.clients = ClientPool(self.api_key, self.base_url, self.region)
+        self.clock = RunClock(partial(_read_clock, self))
+
+
+class RunClock:
+    """Recurly's clock at a run's start, read once per source run and shared by whoever
+    asks: the `syncs` row (T) and every full listing's cursor. The first caller reads it
+    (one request); the others, asking at the same moment from their own threads, wait
+    for that answer instead of sending a request each (seven a run before). A listing
+    that starts later than the reading gets a cursor a little earlier than its own
+    start, which only re-reads more on the next incremental run: never less. A failed
+    reading is not kept, so the next caller tries again."""
+
+    def __init__(self, read: Callable[[], datetime | None]):
+        self._read = read
+        self._lock = threading.Lock()
+        self._value: tuple[datetime | None] | None = None
+
+    def now(self) -> datetime | None:
+        """The run's clock (None: Recurly's answer had no usable `Date` header)."""
+        with self._lock:
+            if self._value is None:
+                self._value = (self._read(),)
+            return self._value[0]
+
+
+def default_workers(limiter: TokenBucket) -> int:
+    """Requests in flight that keep `limiter`'s pace through Recurly's latency (see
+    LATENCY_SECONDS); UNPACED_WORKERS without a pace."""
+    return workers_for(limiter.rate, LATENCY_SECONDS, UNPACED_WORKERS)
 
 
 # --------------------------------------------------------------------------- pages
@@ -240,9 +275,14 @@ class CreatedAtWindows:
         return int(parse_time(record["created_at"]).timestamp())
 
 
-def server_time(settings: Settings) -> datetime | None:
+def _read_clock(settings: Settings) -> datetime | None:
     """Recurly's clock now, from the `Date` of a one-record account listing."""
     return http_date(RecurlyLister(settings).date("/accounts?limit=1"))
+
+
+def server_time(settings: Settings) -> datetime | None:
+    """Recurly's clock at the run's start (`Settings.clock`: one request per run)."""
+    return settings.clock.now()
 
 
 def api_clock(settings: Settings) -> datetime:
@@ -322,6 +362,7 @@ def full_listing(
     state: MutableMapping,
     cursor_key: str,
     began: datetime | None = None,
+    workers: int | None = None,
 ) -> Iterator[list[dict]]:
     """Every record of `windows`' endpoint created before the listing began, through the
     sliced engine (concurrent windows, progress in `state["slices"]`, resumed from there
@@ -329,7 +370,7 @@ def full_listing(
     read now), kept aside until the listing is complete and then stored as
     `state[cursor_key]`: anything created or changed while the listing ran, whether or
     not the listing saw it, has `updated_at` at or after it, so the next incremental run
-    reads it."""
+    reads it. `workers`: requests in flight for this listing (None: `settings.workers`)."""
     span = (0, 0)  # ignored by the engine when it resumes state["slices"]
     if not state.get(STATE_KEY):
         began = began or api_clock(settings)
@@ -339,7 +380,7 @@ def full_listing(
         windows,
         state,
         span,
-        workers=settings.workers,
+        workers=workers or settings.workers,
         checkpoint_seconds=settings.checkpoint_seconds,
     )
     if not state.get(STATE_KEY):
@@ -394,26 +435,60 @@ def _listing_params(settings: Settings, begin: datetime | None) -> dict[str, str
 # --------------------------------------------------------------------------- redemptions
 
 
+# Accounts listed ahead of the redemption readers: one page of accounts (200 requests of
+# redemptions, ~14 s at a production site's pace) in flight. More would only be read
+# past a checkpoint: every account page a run has handed over is read before it ends.
+ACCOUNT_PAGES_AHEAD = 1
+
+
 def account_redemptions(settings: Settings, state: MutableMapping) -> Iterator[pa.Table]:
-    """Coupon redemptions of both levels, one table per page of accounts that has any.
+    """Coupon redemptions of both levels, in tables of 1,000 records or more.
 
     Recurly lists them only per account (`/accounts/{id}/coupon_redemptions`: there is
     no site-wide list, an account carries none, a subscription only its own
     subscription-level ones, an invoice only those that discounted it). So: the accounts
     updated since the cursor in `state` (all of them, by the sliced listing, on the first
-    sync), and each one's redemptions, `settings.workers` accounts at a time under the
-    shared pace. A site that has no coupon at all can have no redemption: then
-    not one account is read, and the cursor moves to the API's clock before the check."""
+    sync), and each one's redemptions, read by `settings.workers` threads under the
+    shared pace, fed without a pause between pages of accounts (`_as_completed`). A
+    site that has no coupon at all can have no redemption: then not one account is read,
+    and the cursor moves to the API's clock before the check."""
     lister = RecurlyLister(settings)
     progress = Progress("recurly coupon_redemptions")
-    with ThreadPoolExecutor(settings.workers, thread_name_prefix="recurly-redemptions") as pool:
-        for accounts in _redemption_accounts(settings, lister, state):
-            found = pool.map(partial(_redemptions_of, lister), (a["id"] for a in accounts))
-            records = [record for redemptions in found for record in redemptions]
-            progress.page(len(records))
-            if records:
-                yield page_table(records)
+    pages = _redemption_accounts(settings, lister, state)
+    ids = (account["id"] for accounts in pages for account in accounts)
+    pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="recurly-redemptions")
+    try:
+        found = _as_completed(pool, partial(_redemptions_of, lister), ids, 2 * settings.workers)
+        for records in batched(_counted(found, progress)):
+            yield page_table(records)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     progress.done()
+
+
+def _as_completed(
+    pool: ThreadPoolExecutor, read: Callable[[str], list[dict]], ids: Iterator[str], ahead: int
+) -> Iterator[list[dict]]:
+    """`read(id)` for every id, at most `ahead` submitted and not yet handed over, each
+    result as soon as it is done. Not `Executor.map`: it submits every id first (the
+    whole account listing at once, checkpoint or not) and hands results over in order (one
+    slow account would hold up the rest). `ahead` twice the threads keeps them busy while
+    the consumer hands a table to dlt. Every id taken is read before this returns."""
+    running: set[Future[list[dict]]] = set()
+    for ident in ids:
+        if len(running) >= ahead:
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            yield from (future.result() for future in done)
+        running.add(pool.submit(read, ident))
+    for future in as_completed(running):
+        yield future.result()
+
+
+def _counted(found: Iterator[list[dict]], progress: Progress) -> Iterator[list[dict]]:
+    """Each account's redemptions, counted in the log as one page each."""
+    for records in found:
+        progress.page(len(records))
+        yield records
 
 
 def _redemption_accounts(
@@ -428,7 +503,9 @@ def _redemption_accounts(
     cursor = stored_cursor(state, ACCOUNTS_UPDATED_AT)
     if cursor is None:
         windows = CreatedAtWindows(settings, "accounts (redemptions)", "/accounts")
-        yield from full_listing(settings, windows, state, ACCOUNTS_UPDATED_AT, began)
+        yield from full_listing(
+            settings, windows, state, ACCOUNTS_UPDATED_AT, began, ACCOUNT_PAGES_AHEAD
+        )
         return
     begin = cursor - timedelta(seconds=settings.lag_seconds)
     for accounts in _updated_pages(settings, lister, "/accounts", begin, "accounts"):

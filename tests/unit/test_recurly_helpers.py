@@ -201,6 +201,25 @@ def test_the_server_time_is_the_date_of_a_one_account_listing(connect):
     assert connection.urls == ["/accounts?limit=1"]
 
 
+def test_a_run_reads_the_clock_once_for_its_syncs_row_and_every_listing(connect):
+    connection = connect({"/accounts": [ok([])], "/plans": [ok([])], "/coupons": [ok([])]})
+    run = settings(workers=1)
+    with ThreadPoolExecutor(4) as threads:  # the resources ask at the same moment
+        times = list(threads.map(lambda _: helpers.server_time(run), range(4)))
+    list(helpers.resource_listing(run, "plans", "/plans", {}))
+    list(helpers.resource_listing(run, "coupons", "/coupons", {}))
+    assert times == [datetime(2026, 12, 5, 12, tzinfo=UTC)] * 4
+    assert connection.urls.count("/accounts?limit=1") == 1
+
+
+def test_a_failed_clock_reading_is_not_kept(connect):
+    connect({"/accounts": [error(401, "unauthorized"), ok([])]})
+    run = settings()
+    with pytest.raises(errors.UnauthorizedError):
+        helpers.server_time(run)
+    assert helpers.server_time(run) == datetime(2026, 12, 5, 12, tzinfo=UTC)
+
+
 # --------------------------------------------------------------------------- windows
 
 NOW = "2026-12-05T12:00:00+00:00"  # DATE, as a cursor is stored
