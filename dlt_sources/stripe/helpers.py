@@ -449,10 +449,13 @@ def events_since(api: StripeApi, previous: Cursor, event_filter: dict) -> Iterat
             yield fresh
 
 
-def changed_objects(events: Iterable[list[dict]], endpoint: Endpoint) -> tuple[list[str], list]:
+def changed_objects(
+    events: Iterable[list[dict]], endpoint: Endpoint
+) -> tuple[dict[str, int | None], list]:
     """What the events say changed, each object once by its newest event (events come
-    newest first): the ids to refetch, and the deleted objects as their deletion event
-    carried them, marked `deleted: true`."""
+    newest first): the ids to refetch, each with its `created` second when the event
+    carried the object itself (None when it carried another, e.g. a customer's discount),
+    and the deleted objects as their deletion event carried them, marked `deleted: true`."""
     newest: dict[str, dict] = {}
     via = dict(endpoint.via)
     for page in events:
@@ -464,7 +467,68 @@ def changed_objects(events: Iterable[list[dict]], endpoint: Endpoint) -> tuple[l
                 newest.setdefault(ident, event)
     deleted = [deleted_row(event) for event in newest.values() if _is_deletion(event, endpoint)]
     gone = {row["id"] for row in deleted}
-    return [ident for ident in newest if ident not in gone], deleted
+    changed = {ident: _created(event, endpoint) for ident, event in newest.items()}
+    return {ident: stamp for ident, stamp in changed.items() if ident not in gone}, deleted
+
+
+def _created(event: dict, endpoint: Endpoint) -> int | None:
+    """The `created` second of the object an event carries, if it is the endpoint's own."""
+    obj = event["data"]["object"]
+    created = obj.get("created") if obj.get("object") == endpoint.object else None
+    return created if isinstance(created, int) else None
+
+
+def refetched(api: StripeApi, name: str, changed: dict[str, int | None]) -> Iterator[list[dict]]:
+    """The changed objects as Stripe has them now: those whose `created` second is known
+    read back from the list endpoint (`listed_by_created`: one page holds up to 100, and
+    changes cluster), the rest (and any the list did not show) one by one by id."""
+    endpoint = ENDPOINTS[name]
+    stamped = {ident: stamp for ident, stamp in changed.items() if stamp is not None}
+    found: set[str] = set()
+    for page in listed_by_created(api, name, stamped):
+        found.update(record["id"] for record in page)
+        yield page
+    rest = [ident for ident in changed if ident not in found]
+    yield from api.retrieve_pages(endpoint.path, rest, endpoint.retrieve_query())
+
+
+def listed_by_created(api: StripeApi, name: str, wanted: dict[str, int]) -> Iterator[list[dict]]:
+    """The objects `wanted` (id -> `created` second) as the list endpoint shows them,
+    with the list's expansions, in `max_workers` groups of neighbouring seconds listed at
+    once (`_walk`). Never more requests than ids, but for ties in one second; those
+    not listed are left out (the caller retrieves them)."""
+    if not wanted:
+        return
+    ordered = sorted(wanted.items(), key=lambda item: item[1], reverse=True)
+    size = -(-len(ordered) // api.max_workers)  # ceiling
+    groups = [dict(ordered[i : i + size]) for i in range(0, len(ordered), size)]
+    lister = CreatedWindows(api, name)
+    with ThreadPoolExecutor(len(groups), thread_name_prefix="stripe-list") as pool:
+        for found in pool.map(lambda group: _walk(lister, group), groups):
+            if found:
+                yield found
+
+
+def _walk(lister: CreatedWindows, wanted: dict[str, int]) -> list[dict]:
+    """The `wanted` objects found by listing [oldest, newest second + 1) newest first,
+    jumping past the seconds where nothing is wanted: after each page, the next request
+    starts at the newest second still wanted below the page (its cursor is kept only when
+    that second is the page's last, which it may not have finished). A wanted object
+    passed over is not listed (deleted since its event, or listed no more)."""
+    pending, found = dict(wanted), []
+    lo = min(pending.values())
+    window = Window(lo, max(pending.values()) + 1)
+    while pending:
+        page = lister.page(window)
+        found += [r for r in page.records if pending.pop(r["id"], None) is not None]
+        if page.cursor is None:
+            break
+        last = lister.stamp(page.records[-1])
+        pending = {ident: stamp for ident, stamp in pending.items() if stamp <= last}
+        top = max(pending.values(), default=None)
+        if top is not None:
+            window = Window(lo, last + 1, page.cursor) if top == last else Window(lo, top + 1)
+    return found
 
 
 def deleted_row(event: dict) -> dict:
@@ -519,16 +583,16 @@ def sync(
         yield from events_since(api, previous, endpoint.event_filter)
     else:
         events = events_since(api, previous, endpoint.event_filter)
-        ids, deleted = changed_objects(events, endpoint)
+        changed, deleted = changed_objects(events, endpoint)
         if deleted:
             yield deleted
         log.info(
             "stripe %s: %d changed since %s, refetching",
             name,
-            len(ids),
+            len(changed),
             datetime.fromtimestamp(previous.created, start.server_now.tzinfo).isoformat(),
         )
-        yield from api.retrieve_pages(endpoint.path, ids, endpoint.retrieve_query())
+        yield from refetched(api, name, changed)
     _store_cursor(state, start.cursor)
 
 

@@ -30,6 +30,7 @@ from dlt_sources.stripe.helpers import (
     changed_objects,
     event_row,
     full_listing_reason,
+    refetched,
     sync,
 )
 
@@ -313,7 +314,7 @@ def test_each_changed_object_once_by_its_newest_event_and_deletions_apart():
     customers = ENDPOINTS["customers"]
     events = [
         [
-            event("evt_5", 5, {"id": "cus_1", "object": "customer"}),
+            event("evt_5", 5, {"id": "cus_1", "object": "customer", "created": 1}),
             event("evt_4", 4, {"id": "di_1", "object": "discount", "customer": "cus_2"}),
             event(
                 "evt_3", 3, {"id": "cus_3", "object": "customer", "email": "x"}, "customer.deleted"
@@ -324,10 +325,44 @@ def test_each_changed_object_once_by_its_newest_event_and_deletions_apart():
             event("evt_1", 1, {"id": "sub_1", "object": "subscription", "customer": "cus_4"}),
         ],
     ]
-    ids, deleted = changed_objects(events, customers)
-    # cus_1 was deleted, then (newer) recreated: refetched; a discount names its customer
-    assert ids == ["cus_1", "cus_2"]
+    changed, deleted = changed_objects(events, customers)
+    # cus_1 was deleted, then (newer) recreated: refetched; a discount names its customer,
+    # whose creation second it does not carry
+    assert changed == {"cus_1": 1, "cus_2": None}
     assert deleted == [{"id": "cus_3", "object": "customer", "email": "x", "deleted": True}]
+
+
+def test_changed_objects_with_a_known_creation_are_read_back_from_the_list_the_rest_by_id():
+    subs = [{"id": f"sub_{n}", "object": "subscription", "created": 1_000 - n} for n in range(500)]
+    # four changes near each other, one far off, one the list no longer shows, one unstamped
+    changed = {f"sub_{n}": 1_000 - n for n in (3, 5, 40, 60, 450)} | {"sub_gone": 990}
+    changed["sub_7"] = None
+    listed = paged(subs)
+    client = FakeStripe(
+        {
+            "/v1/subscriptions": listed,
+            "/v1/subscriptions/sub_gone": not_found,
+            "/v1/subscriptions/sub_7": lambda p: subs[7],
+        }
+    )
+    pages = list(refetched(api(client, page_size=100, max_workers=1), "subscriptions", changed))
+    assert sorted(r["id"] for page in pages for r in page) == sorted(set(changed) - {"sub_gone"})
+    lists = [params for path, params in client.requests if path == "/v1/subscriptions"]
+    # one page from the newest wanted second holds sub_3..sub_60; the next starts at
+    # sub_450's second, skipping the 390 seconds between
+    assert [p["created"] for p in lists] == [{"gte": 550, "lt": 998}, {"gte": 550, "lt": 551}]
+    assert all(p["status"] == "all" and "starting_after" not in p for p in lists)
+    retrieved = {path for path, _ in client.requests if path.count("/") == 3}
+    assert retrieved == {"/v1/subscriptions/sub_gone", "/v1/subscriptions/sub_7"}
+
+
+def test_a_wanted_second_the_page_ended_in_is_continued_by_the_cursor():
+    same = [{"id": f"in_{n}", "object": "invoice", "created": 500} for n in range(5)]
+    client = FakeStripe({"/v1/invoices": paged(same)})
+    pages = list(refetched(api(client, page_size=2, max_workers=1), "invoices", {"in_4": 500}))
+    assert [[r["id"] for r in page] for page in pages] == [["in_4"]]
+    cursors = [p.get("starting_after") for _, p in client.requests]
+    assert cursors == [None, "in_1", "in_3"]
 
 
 def test_an_event_row_keeps_the_object_as_json_and_says_what_it_is_about():
