@@ -54,7 +54,7 @@ _MERGED = {"primary_key": "id", "write_disposition": "merge", "parallelized": Tr
 
 
 def _tables(
-    api: StripeApi, name: str, shape: Callable[[dict], dict] | None = None
+    api: StripeApi, name: str, shape: Callable[[list[dict]], list[dict]] | None = None
 ) -> Iterator[pa.Table]:
     """The resource's records for this run in Arrow tables of 1,000 or more
     (`common.batched`: dlt's extract pays per table)."""
@@ -66,7 +66,7 @@ def _tables(
     def pages() -> Iterator[list[dict]]:
         for page in sync(api, name, state, progress):
             progress.page(len(page))
-            yield page if shape is None else [shape(record) for record in page]
+            yield page if shape is None else shape(page)
 
     for batch in batched(pages()):
         yield to_arrow(batch)
@@ -113,7 +113,7 @@ def invoices(api: StripeApi) -> Iterator[pa.Table]:
 @dlt.resource(name="events", **_MERGED)
 def events(api: StripeApi) -> Iterator[pa.Table]:
     """The events Stripe kept (30 days) on the first run, then those since the cursor."""
-    yield from _tables(api, "events", event_row)
+    yield from _tables(api, "events", lambda page: [event_row(event) for event in page])
 
 
 @dlt.resource(name="syncs", write_disposition="append")

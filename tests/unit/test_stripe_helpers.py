@@ -8,6 +8,7 @@ requestor's `request_raw`, the one network call the source makes, is a stand-in 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -225,17 +226,32 @@ def test_retrieve_pages_come_in_page_size_chunks_in_order_without_the_gone():
     assert [[c["id"] for c in page] for page in pages] == [["cus_0", "cus_1"], ["cus_3"], ["cus_4"]]
 
 
-def test_a_cut_items_list_is_completed_and_a_whole_one_costs_no_request():
-    items = [{"id": f"si_{n}"} for n in range(3)]
-    client = FakeStripe({"/v1/subscription_items": paged(items)})
-    cut = {"id": "sub_1", "items": {"object": "list", "data": items[:1], "has_more": True}}
-    whole = {"id": "sub_2", "items": {"object": "list", "data": items[:1], "has_more": False}}
-    completed = api(client).with_all_items(cut)
-    assert [i["id"] for i in completed["items"]["data"]] == ["si_0", "si_1", "si_2"]
-    assert completed["items"]["has_more"] is False
-    assert client.requests[0][1]["subscription"] == "sub_1"
-    assert api(client).with_all_items(whole) is whole
-    assert len(client.requests) == 1
+def test_cut_items_lists_are_completed_at_once_and_a_whole_one_costs_no_request():
+    items = {sub: [{"id": f"si_{sub}_{n}"} for n in range(3)] for sub in ("sub_1", "sub_3")}
+    started = threading.Barrier(2, timeout=5)  # both cut lists are read at the same time
+
+    def listed(params: dict) -> dict:
+        started.wait()
+        return paged(items[params["subscription"]])(params)
+
+    client = FakeStripe({"/v1/subscription_items": listed})
+
+    def cut(sub: str) -> dict:
+        return {"id": sub, "items": {"object": "list", "data": items[sub][:1], "has_more": True}}
+
+    whole = {"id": "sub_2", "items": {"object": "list", "data": [], "has_more": False}}
+    completed = api(client, max_workers=2).with_all_items([cut("sub_1"), whole, cut("sub_3")])
+    assert [[i["id"] for i in s["items"]["data"]] for s in completed] == [
+        ["si_sub_1_0", "si_sub_1_1", "si_sub_1_2"],
+        [],
+        ["si_sub_3_0", "si_sub_3_1", "si_sub_3_2"],
+    ]
+    assert [s["items"]["has_more"] for s in completed] == [False, False, False]
+    assert completed[1] is whole
+    assert sorted(params["subscription"] for _, params in client.requests) == ["sub_1", "sub_3"]
+    page = [whole]
+    assert api(client).with_all_items(page) is page
+    assert len(client.requests) == 2
 
 
 # --------------------------------------------------------------------------- cursor
