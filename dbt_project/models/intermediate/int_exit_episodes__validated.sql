@@ -76,9 +76,9 @@ select
     validation_status,
     validated_outcome,
     matched_mrr as mrr,
-    cast(case when validated_outcome = 'saved' then matched_mrr else 0 end as decimal(38, 10)) as saved_mrr,
+    cast(case when validated_outcome = 'saved' then matched_mrr else 0 end as {{ type_decimal() }}) as saved_mrr,
     cast(
         case when validated_outcome = 'canceled' and subscription_id is not null then matched_mrr else 0 end
-    as decimal(38, 10)) as lost_mrr,
+    as {{ type_decimal() }}) as lost_mrr,
     validated_at
 from outcomes

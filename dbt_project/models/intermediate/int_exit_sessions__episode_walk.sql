@@ -2,8 +2,10 @@
 -- session_id; an episode starts at its first session and takes every later session that
 -- starts before start + window; the first at or after that opens the next episode.
 -- The rule is sequential (a new episode is measured from the episode's first visit, not
--- the previous visit), so it walks each billing id's visits in order.
-with recursive ordered as (
+-- the previous visit): macros/walk.sql folds each billing id's visit times in order into
+-- its episodes' start times, with no depth limit on any engine. A visit then belongs to
+-- the latest episode started at or before it, whose id is its first session's.
+with ordered as (
     select
         session_id,
         billing_system,
@@ -15,40 +17,39 @@ with recursive ordered as (
     from {{ ref('stg_exit_sessions__sessions') }}
 ),
 
-walk as (
+starts as (
+    {{ episode_starts('ordered', var('save_window_days')) }}
+),
+
+-- Visits at an episode's start time carry it (of equal times, the first by session_id
+-- opens the episode and the others join it).
+marked as (
+    select o.*, s.episode_start as opens_at
+    from ordered as o
+    left join starts as s
+        on s.billing_system = o.billing_system
+        and s.billing_id = o.billing_id
+        and s.episode_start = o.started_at
+),
+
+walked as (
     select
+        session_id,
         billing_system,
         billing_id,
         visit_number,
-        session_id,
-        session_id as episode_id,
-        started_at as episode_start
-    from ordered
-    where visit_number = 1
-
-    union all
-
-    select
-        o.billing_system,
-        o.billing_id,
-        o.visit_number,
-        o.session_id,
-        case
-            when o.started_at >= {{ add_days('w.episode_start', var('save_window_days')) }}
-                then o.session_id
-            else w.episode_id
-        end as episode_id,
-        case
-            when o.started_at >= {{ add_days('w.episode_start', var('save_window_days')) }}
-                then o.started_at
-            else w.episode_start
-        end as episode_start
-    from walk as w
-    inner join ordered as o
-        on o.billing_system = w.billing_system
-        and o.billing_id = w.billing_id
-        and o.visit_number = w.visit_number + 1
+        max(opens_at) over (
+            partition by billing_system, billing_id order by visit_number
+            rows between unbounded preceding and current row
+        ) as episode_start
+    from marked
 )
 
-select session_id, episode_id, visit_number, episode_start
-from walk
+select
+    session_id,
+    first_value(session_id) over (
+        partition by billing_system, billing_id, episode_start order by visit_number
+    ) as episode_id,
+    visit_number,
+    episode_start
+from walked

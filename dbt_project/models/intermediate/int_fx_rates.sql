@@ -3,6 +3,6 @@
 -- table of your own (columns currency, rate) to replace it (the demo loads a scenario's).
 {% set relation = var('fx_rates_relation', none) %}
 select
-    upper(cast(currency as varchar)) as currency,
-    cast(rate as decimal(38, 10)) as rate
+    upper(cast(currency as {{ type_text() }})) as currency,
+    cast(rate as {{ type_decimal() }}) as rate
 from {% if relation %}{{ relation }}{% else %}{{ ref('fx_rates') }}{% endif %}

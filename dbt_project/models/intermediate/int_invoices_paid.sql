@@ -18,7 +18,7 @@ select
     i.subscription_id,
     i.currency,
     i.total_local,
-    cast(i.total_local * fx.rate as decimal(38, 10)) as total,
+    cast({{ money_times('i.total_local', 'fx.rate') }} as {{ type_decimal() }}) as total,
     i.paid_at
 from invoices as i
 left join {{ ref('int_fx_rates') }} as fx on fx.currency = i.currency

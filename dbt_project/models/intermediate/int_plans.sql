@@ -1,7 +1,7 @@
 -- Plans/prices of the three systems with their product's name, one row per (system, plan).
 with plans as (
     {% for system in billing_systems() %}
-    select billing_system, plan_id, product_id, currency, unit_amount_local, "interval", interval_count
+    select billing_system, plan_id, product_id, currency, unit_amount_local, {{ adapter.quote('interval') }}, interval_count
     from {{ ref('stg_' ~ system ~ '__plans') }}
     {% if not loop.last %}union all{% endif %}
     {% endfor %}

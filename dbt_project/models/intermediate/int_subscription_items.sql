@@ -13,7 +13,7 @@ with items as (
     {% for system in systems %}
     select
         billing_system, subscription_id, item_id, item_type, price_id, product_id, usage_type,
-        pricing_model, package_size, quantity, unit_amount_local, currency, "interval",
+        pricing_model, package_size, quantity, unit_amount_local, currency, {{ adapter.quote('interval') }},
         interval_count, package_rounding
     from {{ ref('stg_' ~ system ~ '__subscription_items') }}
     {% if not loop.last %}union all{% endif %}
@@ -84,6 +84,21 @@ item_tiers as (
         )
 ),
 
+-- Units each tier bills: for a graduated tier the units within it, for the volume or
+-- stairstep tier holding the quantity all of them; a package tier counts whole packages.
+{%- set graduated_units = 'least(quantity, coalesce(up_to, quantity)) - above' %}
+{%- set graduated_count %}
+    case
+        when package_size is null then {{ graduated_units }}
+        else ceil(cast({{ graduated_units }} as {{ type_decimal() }}) / package_size)
+    end
+{%- endset %}
+{%- set volume_count %}
+    case
+        when package_size is null then quantity
+        else ceil(cast(quantity as {{ type_decimal() }}) / package_size)
+    end
+{%- endset %}
 tiered_amounts as (
     select
         billing_system,
@@ -92,20 +107,10 @@ tiered_amounts as (
         sum(
             case
                 when pricing_model = 'tiered' and quantity > above
-                    then unit_amount_local * case
-                        when package_size is null
-                            then least(quantity, coalesce(up_to, quantity)) - above
-                        else ceil(cast(least(quantity, coalesce(up_to, quantity)) - above
-                            as decimal(38, 10)) / package_size)
-                    end
-                        + flat_amount_local
+                    then {{ units_amount('unit_amount_local', graduated_count, 'flat_amount_local') }}
                 when pricing_model in ('volume', 'stairstep')
                     and quantity > above and (up_to is null or quantity <= up_to)
-                    then unit_amount_local * case
-                        when package_size is null then quantity
-                        else ceil(cast(quantity as decimal(38, 10)) / package_size)
-                    end
-                        + flat_amount_local
+                    then {{ units_amount('unit_amount_local', volume_count, 'flat_amount_local') }}
                 else 0
             end
         ) as amount_local
@@ -133,7 +138,7 @@ priced as (
                     then p.unit_amount_local
             end
         ) as unit_amount_local,
-        coalesce(i."interval", p."interval") as "interval",
+        coalesce(i.{{ adapter.quote('interval') }}, p.{{ adapter.quote('interval') }}) as {{ adapter.quote('interval') }},
         coalesce(i.interval_count, p.interval_count) as interval_count,
         i.package_size,
         i.package_rounding,
@@ -147,20 +152,23 @@ priced as (
         and ta.item_id = i.item_id
 ),
 
+{%- set packages %}
+    case
+        when package_rounding = 'down' then floor(cast(quantity as {{ type_decimal() }}) / package_size)
+        else ceil(cast(quantity as {{ type_decimal() }}) / package_size)
+    end
+{%- endset %}
 amounts as (
     select
         priced.*,
         cast(
             case pricing_model
-                when 'per_unit' then unit_amount_local * quantity
+                when 'per_unit' then {{ units_amount('unit_amount_local', 'quantity') }}
                 when 'flat_fee' then unit_amount_local
-                when 'package' then unit_amount_local * case
-                    when package_rounding = 'down' then floor(cast(quantity as decimal(38, 10)) / package_size)
-                    else ceil(cast(quantity as decimal(38, 10)) / package_size)
-                end
+                when 'package' then {{ units_amount('unit_amount_local', packages) }}
                 else tiered_amount_local
             end
-        as decimal(38, 10)) as amount_local
+        as {{ type_decimal() }}) as amount_local
     from priced
 )
 
@@ -177,7 +185,7 @@ select
     currency,
     unit_amount_local,
     amount_local,
-    "interval",
+    {{ adapter.quote('interval') }},
     interval_count,
     item_type = 'plan' and 1 = row_number() over (
         partition by billing_system, subscription_id, item_type = 'plan'

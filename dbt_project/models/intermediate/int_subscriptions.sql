@@ -43,7 +43,7 @@ priced as (
         coalesce(s.currency, plan_item.currency) as currency,
         plan_item.unit_amount_local,
         plan_item.quantity,
-        plan_item."interval",
+        plan_item.{{ adapter.quote('interval') }},
         plan_item.interval_count,
         recurring.period_amount_local,
         s.created_at,
@@ -74,28 +74,24 @@ priced as (
         on c.billing_system = s.billing_system and c.customer_id = s.customer_id
 ),
 
+-- MRR = period amount × months numerator × fx rate ÷ (months denominator × interval_count):
+-- multiplied exactly first, divided once (macros/walk.sql), so every engine gives the same
+-- digits. The months factor as a fraction: month 1/1, year 1/12, week 52/12, day 365/12.
+{%- set interval = adapter.quote('interval') %}
+{%- set months_numerator %}case {{ interval }} when 'month' then 1 when 'year' then 1 when 'week' then 52 when 'day' then 365 end{% endset %}
+{%- set months_denominator %}(case {{ interval }} when 'month' then 1 else 12 end * interval_count){% endset %}
+{%- set per_month_amount = money_times('priced.period_amount_local', months_numerator) %}
 with_mrr as (
     select
         billing_system, subscription_id, customer_id, status, plan_id, product_id, product_name,
-        currency, unit_amount_local, quantity, "interval", interval_count,
+        priced.currency, unit_amount_local, quantity, {{ interval }}, interval_count,
         created_at, activated_at, trial_start, trial_end, current_period_start,
         current_period_end, canceled_at, ended_at, paused_at, resumes_at, coupon_id,
         is_deleted, customer_is_deleted,
-        cast(
-            cast(period_amount_local as decimal(38, 10))
-            * case "interval"
-                when 'month' then cast(1 as decimal(38, 10))
-                when 'year' then cast(1 as decimal(38, 10)) / 12
-                when 'week' then cast(52 as decimal(38, 10)) / 12
-                when 'day' then cast(365 as decimal(38, 10)) / 12
-            end
-            / interval_count
-        as decimal(38, 10)) as mrr_local
+        {{ divide_once(per_month_amount, months_denominator) }} as mrr_local,
+        {{ divide_once(money_times(per_month_amount, 'fx.rate'), months_denominator) }} as mrr
     from priced
+    left join {{ ref('int_fx_rates') }} as fx on fx.currency = priced.currency
 )
 
-select
-    with_mrr.*,
-    cast(with_mrr.mrr_local * fx.rate as decimal(38, 10)) as mrr
-from with_mrr
-left join {{ ref('int_fx_rates') }} as fx on fx.currency = with_mrr.currency
+select * from with_mrr

@@ -17,7 +17,7 @@ synced as (
 select
     systems.billing_system,
     {% if var('validation_time') %}
-    cast('{{ var("validation_time") }}' as timestamp with time zone)
+    cast('{{ var("validation_time") }}' as {{ type_timestamptz() }})
     {% else %}
     coalesce(
         synced.synced_at,

@@ -8,7 +8,7 @@ with ledger as (
     {%- else %}
     select
         {%- for name, column in model.columns.items() %}
-        cast(null as {{ column.data_type }}) as {{ name }}{{ "," if not loop.last }}
+        {{ cast('null', column.data_type) }} as {{ name }}{{ "," if not loop.last }}
         {%- endfor %}
     where 1 = 0
     {%- endif %}

@@ -128,15 +128,15 @@ select
     cast(cohort_episodes as integer) as cohort_episodes,
     cast(repurchasing_episodes as integer) as repurchasing_episodes,
     cast(first_repurchase_episodes as integer) as first_repurchase_episodes,
-    cast(repurchase_revenue as decimal(38, 10)) as repurchase_revenue,
-    cast(first_repurchase_revenue as decimal(38, 10)) as first_repurchase_revenue,
+    cast(repurchase_revenue as {{ type_decimal() }}) as repurchase_revenue,
+    cast(first_repurchase_revenue as {{ type_decimal() }}) as first_repurchase_revenue,
     cast(
         sum(repurchase_revenue) over (
             partition by cohort_month, page_outcome, validated_outcome, save_type, offer_type, page_id
             order by month_offset
             rows between unbounded preceding and current row
         )
-    as decimal(38, 10)) as cumulative_repurchase_revenue,
+    as {{ type_decimal() }}) as cumulative_repurchase_revenue,
     next_month <= t_day as is_complete_month,
     cast(least(next_month, t_day) - cell_month as integer) as days_observed
 from dense

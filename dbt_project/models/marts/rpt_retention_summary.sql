@@ -14,14 +14,14 @@ select
     cast(sum(case when validated_outcome = 'canceled' then 1 else 0 end) as integer) as cancels,
     cast(sum(case when validated_outcome = 'unknown' then 1 else 0 end) as integer) as unknowns,
     cast(sum(case when validated_outcome = 'pending' then 1 else 0 end) as integer) as pending,
-    cast(
-        case
-            when sum(case when validated_outcome in ('saved', 'canceled') then 1 else 0 end) = 0 then null
-            else cast(sum(case when validated_outcome = 'saved' then 1 else 0 end) as decimal(38, 10))
-                / sum(case when validated_outcome in ('saved', 'canceled') then 1 else 0 end)
-        end
-    as decimal(38, 10)) as save_rate,
-    cast(sum(saved_mrr) as decimal(38, 10)) as saved_mrr,
-    cast(sum(lost_mrr) as decimal(38, 10)) as lost_mrr
+    case
+        when sum(case when validated_outcome in ('saved', 'canceled') then 1 else 0 end) = 0 then null
+        else {{ divide_once(
+            "sum(case when validated_outcome = 'saved' then 1 else 0 end)",
+            "sum(case when validated_outcome in ('saved', 'canceled') then 1 else 0 end)"
+        ) }}
+    end as save_rate,
+    cast(sum(saved_mrr) as {{ type_decimal() }}) as saved_mrr,
+    cast(sum(lost_mrr) as {{ type_decimal() }}) as lost_mrr
 from {{ ref('int_exit_episodes__validated') }}
 group by 1, 2, 3, 4
