@@ -139,7 +139,11 @@ def full_listing(
 
 
 # parallelized: the resources page concurrently in dlt's extract threads; the lister caps
-# the requests in flight and their pace across all of them.
+# the requests in flight and their pace across all of them. No resource argument has a
+# default: dlt (1.31) wraps such a function for config injection, and a wrapped generator
+# function is then run in the main thread, one resource after another, `parallelized` or
+# not (customers, subscriptions and invoices did so, their listings' pages handed on one
+# resource at a time).
 _MERGED = {
     "primary_key": "id",
     "write_disposition": "merge",
@@ -149,17 +153,13 @@ _MERGED = {
 
 
 @dlt.resource(name="customers", **_MERGED)
-def customers(
-    lister: ChargebeeLister, checkpoint_seconds: float | None = None
-) -> Iterator[pa.Table]:
+def customers(lister: ChargebeeLister, checkpoint_seconds: float | None) -> Iterator[pa.Table]:
     """Customers, deleted ones included (`deleted` true)."""
     yield from changed_records(lister, "customers", checkpoint_seconds)
 
 
 @dlt.resource(name="subscriptions", **_MERGED)
-def subscriptions(
-    lister: ChargebeeLister, checkpoint_seconds: float | None = None
-) -> Iterator[pa.Table]:
+def subscriptions(lister: ChargebeeLister, checkpoint_seconds: float | None) -> Iterator[pa.Table]:
     """Subscriptions with their status as of the listing; items and coupons as JSON."""
     yield from changed_records(lister, "subscriptions", checkpoint_seconds)
 
@@ -195,9 +195,7 @@ def coupons(lister: ChargebeeLister) -> Iterator[pa.Table]:
 
 
 @dlt.resource(name="invoices", **_MERGED)
-def invoices(
-    lister: ChargebeeLister, checkpoint_seconds: float | None = None
-) -> Iterator[pa.Table]:
+def invoices(lister: ChargebeeLister, checkpoint_seconds: float | None) -> Iterator[pa.Table]:
     """Invoices, deleted ones included; line items as JSON."""
     yield from changed_records(lister, "invoices", checkpoint_seconds)
 

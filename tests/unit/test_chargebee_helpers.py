@@ -21,6 +21,7 @@ import httpx
 import pytest
 from chargebee import APIError, InvalidRequestError
 
+import dlt_sources.chargebee as chargebee_package
 from billing_clients.chargebee import CLASSIFIER, ChargebeeHttp
 from billing_clients.pacing import RateLimiter
 from billing_clients.retries import RetryPolicy
@@ -313,6 +314,23 @@ def test_a_full_listing_s_first_request_is_its_first_page():
         "include_deleted": "true",
         "offset": "o1",
     }
+
+
+def test_every_listing_resource_runs_in_dlt_s_worker_threads(monkeypatch):
+    # A resource argument with a default makes dlt run the resource in the main thread,
+    # one resource after another (see `dlt_sources.chargebee._MERGED`).
+    threads: dict[str, str] = {}
+
+    def spy(lister, name, checkpoint_seconds=None):
+        threads[name] = threading.current_thread().name
+        yield from ()
+
+    monkeypatch.setattr(chargebee_package, "changed_records", spy)
+    source = chargebee_package.chargebee_source(KEY, base_url=BASE, product_catalog="v2")
+    names = [n for n in source.resources if n != "syncs"]
+    assert list(source.with_resources(*names)) == []
+    assert sorted(threads) == sorted(names)
+    assert "MainThread" not in threads.values(), threads
 
 
 def test_a_full_listing_logs_one_progress_line_with_its_windows(caplog):
