@@ -372,6 +372,24 @@ def test_a_first_sync_reads_the_redemptions_of_every_account(connect):
     assert "sort=created_at" in connection.urls[2]
 
 
+def test_redemptions_are_read_a_bounded_number_of_accounts_ahead_of_the_listing():
+    """The reader takes accounts from the listing only as reads finish (a checkpoint stops
+    the listing with little left to read), and hands over every account's result once."""
+    taken: list[int] = []
+
+    def ids():
+        for number in range(100):
+            taken.append(number)
+            yield str(number)
+
+    with ThreadPoolExecutor(2) as pool:
+        found = helpers._as_completed(pool, lambda ident: [{"id": ident}], ids(), 4)
+        first = next(found)
+        assert len(taken) <= 5  # Executor.map would have taken all 100 first
+        rest = list(found)
+    assert sorted(int(r["id"]) for records in [first, *rest] for r in records) == list(range(100))
+
+
 def test_a_site_without_coupons_reads_no_account(connect):
     connection = connect({"/accounts": [ok([])], "/coupons": [ok([])]})
     state: dict = {}
