@@ -3,7 +3,8 @@ the events that announce their changes, one table each, merged on `id`.
 
 First run: every object is listed (subscriptions with `status=all`, so canceled ones too).
 Later runs read `/v1/events` from each resource's cursor and refetch only the objects the
-events name, because Stripe objects have no `updated` field to filter a list on. The
+events name (read back from their list in `created` windows around them, or by id),
+because Stripe objects have no `updated` field to filter a list on. The
 cursor follows Stripe's clock when the account is quiet, so only runs more than Stripe's
 30-day event window apart fall back to a full listing (logged with why).
 See `helpers.py` for why this loses nothing.
@@ -144,7 +145,8 @@ def stripe_source(
         base_url: another API address (the sandbox); None = api.stripe.com.
         page_size: objects per list page, 1..100 (Stripe's maximum).
         max_workers: requests in flight at once per resource: the windows of a full
-            listing, the refetches by id of an incremental run. None = the pace of one
+            listing, an incremental run's read-back groups and refetches by id, a page's
+            cut embedded lists being completed. None = the pace of one
             operation (Stripe allows 25/s on each, beside the key's global limit) times
             Stripe's latency (0.5 s) plus one: 13 in live mode, 12 in test mode; 4
             unpaced.
