@@ -295,7 +295,17 @@ def child_main(spec: dict) -> dict:
     logging.getLogger("retention").setLevel(logging.INFO)  # the sources' progress, not the SDKs'
     if spec["mode"] == "change":
         return change_subscriptions(spec)
-    for module in ("dlt", "dlt.destinations", "duckdb", f"dlt_sources.{spec['system']}"):
+    # A load also imports sqlalchemy (dlt parses the DuckDB credentials with its make_url)
+    # and pyarrow.parquet, which fetch-only never imports: imported before the clock, so
+    # neither side is charged a one-off import.
+    for module in (
+        "dlt",
+        "dlt.destinations",
+        "duckdb",
+        "dlt.common.libs.sql_alchemy_compat",
+        "pyarrow.parquet",
+        f"dlt_sources.{spec['system']}",
+    ):
         importlib.import_module(module)
     peaks = PhasePeaks()
     started, cpu = time.perf_counter(), cpu_seconds()
