@@ -376,13 +376,18 @@ def full_listing(
         began = began or api_clock(settings)
         state[PENDING_CURSOR_KEY] = began.isoformat()
         span = (0, int(began.timestamp()) + 1)
-    yield from sliced_listing(
+    progress = Progress(windows.name)  # one line: the records, and the windows
+    for records in sliced_listing(
         windows,
         state,
         span,
         workers=workers or settings.workers,
         checkpoint_seconds=settings.checkpoint_seconds,
-    )
+        progress=progress,
+    ):
+        progress.page(len(records))
+        yield records
+    progress.done()
     if not state.get(STATE_KEY):
         state[cursor_key] = state.pop(PENDING_CURSOR_KEY)
 

@@ -12,6 +12,7 @@ the lister) is the real code."""
 from __future__ import annotations
 
 import http.client
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
@@ -288,6 +289,15 @@ def test_a_first_sync_lists_by_windows_and_keeps_the_api_s_clock_from_before_it(
         "/plans?limit=200&sort=created_at&order=asc"
         "&begin_time=1970-01-01T00%3A00%3A00Z&end_time=2026-12-05T12%3A00%3A01Z",
     ]
+
+
+def test_a_full_listing_logs_one_progress_line_with_its_windows(connect, caplog):
+    caplog.set_level(logging.INFO, logger="retention.extract")
+    connect({"/accounts": [ok([])], "/plans": [ok([created("p1", T)])]})
+    list(helpers.resource_listing(settings(workers=1), "plans", "/plans", {}))
+    (line,) = [r.getMessage() for r in caplog.records if "extracted" in r.getMessage()]
+    assert line.startswith("recurly plans: extracted 1 records, 1 pages, ")
+    assert line.endswith("windows 1 done, 0 in flight, 0 waiting")
 
 
 def test_a_checkpointed_full_listing_keeps_its_cursor_aside_until_it_is_done(connect):
