@@ -21,11 +21,18 @@ partial parsing; dbt's own elapsed time (run_results.json) is beside it. cpu is 
 and peak the peak RSS of each child process (each baseline runs in one). DuckDB runs with
 its defaults (memory_limit 80% of RAM, spilling to `<file>.tmp` beside the warehouse), or
 with `RETENTION_DUCKDB_MEMORY_LIMIT`, which the baselines read as dbt's profile does.
+With `--engine spark`, each point then runs the same two marts on Spark (spark_point.py):
+its raw tables exported to a parquet lake in the point's dir, `dbt seed` (untimed) and
+`dbt run --select ...` on the spark target (`method: session`: Spark's JVM is a child of
+dbt's process, so cpu and peak are those of the process tree, sampled), each invocation with
+its on-run-start registration of the raw tables; then Spark's marts, read from their parquet
+folders with DuckDB, against DuckDB's (EXCEPT ALL both ways, numbers to 6 decimals). The
+curve then also shows both engines side by side and each one's growth from the base.
 Each point's figures stay in DIR/copies_<k>/result.json; the curve printed at the end is
 every point in DIR, so sizes can be run one invocation at a time.
 
 Run: .venv/bin/python bench/bench_marts.py [--customers N] [--sizes 1,100000,1000000]
-     [--repeat N] [--build] [--keep DIR] [--keep-points]
+     [--repeat N] [--build] [--keep DIR] [--keep-points] [--engine spark]
 """
 
 from __future__ import annotations
@@ -33,16 +40,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from marts_report import BASELINES, curve, report
+from marts_report import BASELINES, curve, engines_curve, report, spark_report
 from one_statement import one_statement
 from replicate import copies_check, named_columns, replicate
 from sandbox_process import drop_files, extract, generate, served
+from spark_point import export_lake, marts_check, run_tree, spark_env
 
 ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT = ROOT / "dbt_project"
@@ -71,11 +80,17 @@ def run_child(argv: list[str], env: dict[str, str], log: Path) -> dict:
 
 
 class Dbt:
-    """The venv's dbt CLI on one DuckDB file, state (target/, logs/) in a work dir."""
+    """The venv's dbt CLI on one DuckDB file, state (target/, logs/) in a work dir; on the
+    spark target with `spark` (spark_env: that engine's settings), measured over its
+    process tree."""
 
-    def __init__(self, database: Path, tmp: Path, project: Path) -> None:
+    def __init__(
+        self, database: Path, tmp: Path, project: Path, spark: dict[str, str] | None = None
+    ) -> None:
         self.database, self.tmp, self.project, self.calls = database, tmp, project, 0
         self.env = os.environ | DBT_ENV | {"RETENTION_DUCKDB_PATH": str(database)}
+        self.env |= spark or {}
+        self.target = ["--target", "spark"] if spark else []
 
     def __call__(self, *args: str, check: bool = True) -> dict:
         self.calls += 1
@@ -83,7 +98,11 @@ class Dbt:
         argv = [str(Path(sys.executable).with_name("dbt")), "--no-use-colors", *args]
         argv += ["--project-dir", str(self.project), "--profiles-dir", str(self.project)]
         argv += ["--target-path", str(self.tmp / "target"), "--log-path", str(self.tmp / "logs")]
-        result = run_child(argv, self.env, log)
+        argv += self.target
+        if self.target:
+            result = run_tree(argv, self.env, ROOT, log)
+        else:
+            result = run_child(argv, self.env, log)
         if result["code"] != 0 and check:
             sys.exit(f"dbt {' '.join(args)} failed:\n{log.read_text()[-4000:]}")
         if args[0] not in ("run", "build"):
@@ -153,7 +172,13 @@ def child_main(task: str, database: str, *rest: str) -> None:
         return
     import duckdb
 
-    tasks = {"one": child_one, "check": child_check, "subscriptions": child_subscriptions}
+    tasks = {
+        "one": child_one,
+        "check": child_check,
+        "subscriptions": child_subscriptions,
+        "lake": lambda con, lake: export_lake(con, Path(lake)),
+        "spark_check": lambda con, tables: marts_check(con, Path(tables), MARTS),
+    }
     with duckdb.connect(database) as con:
         con.execute("set enable_progress_bar = false")
         con.execute("set preserve_insertion_order = false")  # as dbt's profile sets it
@@ -223,6 +248,27 @@ def measure(dbt: Dbt, folder: Path, repeat: int, build: bool, baselines: list[st
     return {"baselines": baselines, "selected": selected, "everything": everything, "build": built}
 
 
+def on_spark(database: Path, folder: Path, project: Path, repeat: int) -> dict:
+    """The point's two marts on Spark (spark_point.py): the lake exported, seeds loaded
+    (untimed), `dbt run --select` timed `repeat` times, Spark's marts checked against
+    DuckDB's (the warehouse holds them after the DuckDB runs)."""
+    spark = folder / "spark"
+    shutil.rmtree(spark, ignore_errors=True)  # a fresh metastore and lake each time
+    spark.mkdir()
+    lake = child("lake", database, spark, spark / "lake")
+    print(f"  spark: lake exported in {lake['wall']:.1f} s", flush=True)
+    dbt = Dbt(database, spark, project, spark_env(spark))
+    seeded = dbt("seed")
+    print(f"  spark: dbt seed {seeded['wall']:.1f} s (untimed)", flush=True)
+    selected = []
+    for round_ in range(1, repeat + 1):
+        selected.append(dbt("run", "--select", *SELECTED))
+        print(f"  round {round_}: spark dbt run --select {selected[-1]['wall']:.2f} s", flush=True)
+    tables = spark / "spark-warehouse" / "tables"
+    check = child("spark_check", database, spark, tables)["result"]
+    return {"lake": lake, "seed": seeded, "selected": selected, "check": check}
+
+
 def point(base: Path, base_subscriptions: int, size: int, work: Path, args) -> dict:
     """One point of the curve: `size` subscriptions as k copies of the base (k = 1: the
     base itself, the point where dbt's fixed cost shows), measured and checked."""
@@ -244,9 +290,12 @@ def point(base: Path, base_subscriptions: int, size: int, work: Path, args) -> d
     size_on_disk = database.stat().st_size
     result = {"copies": copies, "replicate": made, "check": check, "bytes": size_on_disk}
     result |= runs | {"lean": bool(lean)}
+    if args.engine == "spark":
+        result["spark"] = on_spark(database, folder, args.project_dir.resolve(), args.repeat)
     (folder / "result.json").write_text(json.dumps(result))
     if copies > 1 and not args.keep_points:  # the 1-copy point is the others' reference
         database.unlink()
+        shutil.rmtree(folder / "spark", ignore_errors=True)
     return result
 
 
@@ -269,6 +318,12 @@ def main() -> None:
     parser.add_argument(
         "--lean", action="store_true", help="copies without the raw columns no model names"
     )
+    parser.add_argument(
+        "--engine",
+        choices=("duckdb", "spark"),
+        default="duckdb",
+        help="spark: also the two marts on Spark (dbt's spark target), beside DuckDB",
+    )
     parser.add_argument("--project-dir", type=Path, default=DBT_PROJECT, help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -284,8 +339,13 @@ def main() -> None:
         if 1 not in sizes and not (work / "copies_1" / "warehouse.duckdb").exists():
             sizes.insert(0, 1)  # the reference of the copies check
         for size in sorted(sizes):
-            report(point(base, base_subscriptions, size, work, args))
-        curve([json.loads(p.read_text()) for p in work.glob("copies_*/result.json")])
+            measured = point(base, base_subscriptions, size, work, args)
+            report(measured)
+            if "spark" in measured:
+                spark_report(measured)
+        points = [json.loads(p.read_text()) for p in work.glob("copies_*/result.json")]
+        curve(points)
+        engines_curve(points)
 
 
 if __name__ == "__main__":

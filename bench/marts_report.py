@@ -156,3 +156,60 @@ def curve(points: list[dict]) -> None:
             f"{max(p['load']):.1f}" if "load" in p else "-",
         ]
         print("  " + "".join(f"{c:>12}" for c in cells))
+
+
+def spark_report(point: dict) -> None:
+    """The point on Spark: its agreement with DuckDB's marts, then its seconds beside
+    DuckDB's for the same `dbt run --select`."""
+    spark = point["spark"]
+    print("\nSpark's marts against DuckDB's (rows DuckDB / Spark, EXCEPT ALL each way, 6 decimals)")
+    for mart, (nd, ns, d_s, s_d) in spark["check"].items():
+        verdict = "same" if nd == ns and d_s == s_d == 0 else "DIFFERENT"
+        print(f"    {mart:<24} {nd:>10,} / {ns:<10,} {d_s:>7,} {s_d:>7,}  {verdict}")
+    print(f"\nseconds, best of {len(spark['selected'])} [every run]; Spark: cpu and peak of the")
+    print("  process tree (dbt and Spark's JVM), sampled every 0.2 s")
+    print(line("lake export (DuckDB to parquet, untimed)", [spark["lake"]]))
+    print(line("spark dbt seed (untimed)", [spark["seed"]]))
+    title = "dbt run --select +fct_exit_episodes +fct_repurchase_cohorts"
+    walls = {
+        "duckdb": ("wall (process start, partial parse, run)", point["selected"]),
+        "spark": ("wall (process start, JVM, registration, run)", spark["selected"]),
+    }
+    for engine, (wall, runs) in walls.items():
+        print(f"  {engine}: {title}\n{line(f'  {wall}', runs)}")
+        print(line("  dbt's own elapsed (run_results.json)", runs, "elapsed", peak=False))
+
+
+def engines_curve(points: list[dict]) -> None:
+    """DuckDB and Spark side by side, per point with Spark figures: the best `dbt run
+    --select` of each, and each one's growth from the smallest such point (the base, where
+    the fixed cost shows)."""
+    points = sorted((p for p in points if "spark" in p), key=lambda p: p["copies"])
+    if not points:
+        return
+    print("\nDuckDB and Spark (best dbt run --select of the two marts; x base = wall / the base's)")
+    head = ("subs", "duck s", "duck peak", "spark s", "spark cpu", "spark peak")
+    head += ("spark/duck", "duck x base", "spark x base", "marts")
+    print("  " + "".join(f"{h:>13}" for h in head))
+    first = {}
+    for p in points:
+        rows = p["check"]["rows"]
+        subs = sum(rows[f"raw_{s}.subscriptions"] for s in ("stripe", "recurly", "chargebee"))
+        duck = min(p["selected"], key=lambda r: r["wall"])
+        spark = min(p["spark"]["selected"], key=lambda r: r["wall"])
+        first = first or {"duck": duck["wall"], "spark": spark["wall"]}
+        tallies = p["spark"]["check"].values()
+        agree = all(nd == ns and d_s == s_d == 0 for nd, ns, d_s, s_d in tallies)
+        cells = [
+            f"{subs:,}",
+            f"{duck['wall']:.2f}",
+            f"{duck['peak']:,.0f} MiB",
+            f"{spark['wall']:.2f}",
+            f"{spark['cpu']:.2f}",
+            f"{spark['peak']:,.0f} MiB",
+            f"{spark['wall'] / duck['wall']:.1f}x",
+            f"{duck['wall'] / first['duck']:.2f}x",
+            f"{spark['wall'] / first['spark']:.2f}x",
+            "same" if agree else "DIFFERENT",
+        ]
+        print("  " + "".join(f"{c:>13}" for c in cells))
