@@ -94,10 +94,16 @@ def report(point: dict) -> None:
     for node in build["failed"] if build else []:
         print(f"    FAILED: {node}")
     ratios(baselines, selected, everything)
+    slowest(selected)
 
+
+def slowest(selected: list[dict], engine: str = "") -> None:
+    """The nodes of the best `dbt run --select` by their own seconds (on Spark the
+    registration hook is one of them)."""
     nodes = sorted(min(selected, key=lambda r: r["wall"])["nodes"], key=lambda n: -n[1])
     summed = sum(took for _, took in nodes)
-    print(f"\nslowest models of the best selected run ({len(nodes)} models, {summed:.2f} s summed)")
+    title = f"slowest models of the best selected {engine}run"
+    print(f"\n{title} ({len(nodes)} models, {summed:.2f} s summed)")
     for name, took in nodes[:8]:
         print(f"  {name:<52} {took:6.2f}")
 
@@ -178,6 +184,7 @@ def spark_report(point: dict) -> None:
     for engine, (wall, runs) in walls.items():
         print(f"  {engine}: {title}\n{line(f'  {wall}', runs)}")
         print(line("  dbt's own elapsed (run_results.json)", runs, "elapsed", peak=False))
+    slowest(spark["selected"], "spark ")
 
 
 def engines_curve(points: list[dict]) -> None:
