@@ -252,6 +252,7 @@ def on_spark(database: Path, folder: Path, project: Path, repeat: int) -> dict:
     """The point's two marts on Spark (spark_point.py): the lake exported, seeds loaded
     (untimed), `dbt run --select` timed `repeat` times, Spark's marts checked against
     DuckDB's (the warehouse holds them after the DuckDB runs)."""
+    load = os.getloadavg()[0]
     spark = folder / "spark"
     shutil.rmtree(spark, ignore_errors=True)  # a fresh metastore and lake each time
     spark.mkdir()
@@ -266,7 +267,8 @@ def on_spark(database: Path, folder: Path, project: Path, repeat: int) -> dict:
         print(f"  round {round_}: spark dbt run --select {selected[-1]['wall']:.2f} s", flush=True)
     tables = spark / "spark-warehouse" / "tables"
     check = child("spark_check", database, spark, tables)["result"]
-    return {"lake": lake, "seed": seeded, "selected": selected, "check": check}
+    loads = [load, os.getloadavg()[0]]
+    return {"lake": lake, "seed": seeded, "selected": selected, "check": check, "load": loads}
 
 
 def point(base: Path, base_subscriptions: int, size: int, work: Path, args) -> dict:

@@ -190,13 +190,14 @@ def spark_report(point: dict) -> None:
 def engines_curve(points: list[dict]) -> None:
     """DuckDB and Spark side by side, per point with Spark figures: the best `dbt run
     --select` of each, and each one's growth from the smallest such point (the base, where
-    the fixed cost shows)."""
+    the fixed cost shows); the load is the higher of the 1-minute loads before and after
+    the Spark part (the DuckDB part's is in the curve above)."""
     points = sorted((p for p in points if "spark" in p), key=lambda p: p["copies"])
     if not points:
         return
     print("\nDuckDB and Spark (best dbt run --select of the two marts; x base = wall / the base's)")
     head = ("subs", "duck s", "duck peak", "spark s", "spark cpu", "spark peak")
-    head += ("spark/duck", "duck x base", "spark x base", "marts")
+    head += ("spark/duck", "duck x base", "spark x base", "marts", "spark load")
     print("  " + "".join(f"{h:>13}" for h in head))
     first = {}
     for p in points:
@@ -218,5 +219,6 @@ def engines_curve(points: list[dict]) -> None:
             f"{duck['wall'] / first['duck']:.2f}x",
             f"{spark['wall'] / first['spark']:.2f}x",
             "same" if agree else "DIFFERENT",
+            f"{max(p['spark']['load']):.1f}" if "load" in p["spark"] else "-",
         ]
         print("  " + "".join(f"{c:>13}" for c in cells))
