@@ -22,6 +22,9 @@ from sandbox.scenario import (
 )
 
 MACROS = Path(__file__).parents[2] / "dbt_project" / "macros" / "staging.sql"
+# The project's own macros it calls as `retention.<name>` (type_decimal: one home for the
+# precision of money), rendered from their file as dbt would.
+DIALECT = MACROS.with_name("dialect.sql")
 # Systems whose API sends minor units (Recurly sends major-unit decimals: no conversion).
 MINOR_UNIT_SYSTEMS = ("stripe", "chargebee")
 # Currencies no list names: the default (÷ 100) must hold for them on both sides.
@@ -31,7 +34,9 @@ ORDINARY = ("USD", "EUR", "GBP", "CHF", "INR")
 def macro_exponents(system: str) -> dict[str, int]:
     """Each currency the macro names for `system`, with its exponent as the macro applies
     it (the divisor of its `when` branch: 1 → 0, 1000 → 3)."""
-    module = jinja2.Environment().from_string(MACROS.read_text()).module
+    env = jinja2.Environment()
+    retention = env.from_string(DIALECT.read_text()).module
+    module = env.from_string(MACROS.read_text(), globals={"retention": retention}).module
     sql = str(module.minor_to_major("amount", "currency", system))
     exponents: dict[str, int] = {}
     for names, divisor in re.findall(
