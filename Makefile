@@ -42,8 +42,22 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: $(STAMP) lint manifest
+test: $(STAMP) lint manifest browser
 	$(VENV)/bin/pytest -q --durations=30
+
+## Debian's chromium and chromium-driver, for the cancel page's browser test (tests/e2e):
+## installed with apt-get when missing and this is root, else the command is printed and
+## the test skips with the same advice. About 17 s here (apt-get update included).
+.PHONY: browser
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium and chromium-driver (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else \
+		echo "browser: /usr/bin/chromium or /usr/bin/chromedriver is missing; the cancel page's browser test will be skipped."; \
+		echo "  install them with: sudo apt-get install -y chromium chromium-driver"; \
+	fi
 
 ## dbt_project/target/manifest.json, which the Dagster definitions load (@dbt_assets).
 manifest: $(STAMP)
