@@ -62,6 +62,12 @@ def _records(db: duckdb.DuckDBPyConnection, query: str) -> list[dict[str, Any]]:
     ]
 
 
+def sessions_in_marts(db: duckdb.DuckDBPyConnection) -> set[str]:
+    """Every exit session the marts know, whatever it asks and the catalog says."""
+    rows = db.execute("select session_id from marts.fct_exit_sessions").fetchall()
+    return {session_id for (session_id,) in rows}
+
+
 def derive_actions(db: duckdb.DuckDBPyConnection, catalog: Catalog) -> list[LedgerRow]:
     """Every action the eligible exit sessions ask for, resolved against the catalog."""
     subscriptions = {
@@ -72,34 +78,48 @@ def derive_actions(db: duckdb.DuckDBPyConnection, catalog: Catalog) -> list[Ledg
         by_customer[(sub["billing_system"], sub["customer_id"])].append(sub)
     rows: list[LedgerRow] = []
     for session in _records(db, _SESSIONS):
-        settings = catalog.systems.get(session["billing_system"])
-        if settings is None or not settings.enabled_for(session["action_at"]):
-            continue
-        if session["action"] == "canceled" and settings.cancel["scope"] == "customer":
-            targets = _in_service(by_customer, session)
-        else:
-            targets = [subscriptions.get((session["billing_system"], session["subscription_id"]))]
-        rows.extend(
-            row
-            for target in targets or [None]
-            if (row := _row(session, target, catalog, settings.mode)) is not None
-        )
+        system = session["billing_system"]
+        matched = subscriptions.get((system, session["subscription_id"]))
+        owned = by_customer.get((system, session["customer_id"]), [])
+        rows.extend(session_actions(session, matched, owned, catalog))
     return rows
 
 
-def _in_service(by_customer: dict, session: dict) -> list[dict]:
+def session_actions(
+    session: dict[str, Any], matched: dict | None, owned: list[dict], catalog: Catalog
+) -> list[LedgerRow]:
+    """The actions one exit session asks for: the one place both the scheduled path and
+    the fast path (writebacks.fastpath) turn a session into ledger rows.
+
+    `session`: its fields (session_id, billing_system, billing_id, action, action_at,
+    offer_id, offer_type) with its episode's (episode_id, customer_id, validated_at);
+    `matched`: the subscription its episode matched (§3), or None; `owned`: that
+    customer's subscriptions (for cancels with `scope: customer`). Nothing when the
+    system's mode is `off` or the action is before its `since`."""
+    settings = catalog.systems.get(session["billing_system"])
+    if settings is None or not settings.enabled_for(session["action_at"]):
+        return []
+    if session["action"] == "canceled" and settings.cancel["scope"] == "customer":
+        targets = _in_service(owned, matched, session["action_at"])
+    else:
+        targets = [matched]
+    return [
+        row
+        for target in targets or [None]
+        if (row := _row(session, target, catalog, settings.mode)) is not None
+    ]
+
+
+def _in_service(owned: list[dict], matched: dict | None, at: datetime) -> list[dict]:
     """The customer's subscriptions in service when the visitor acted (the matched one
     included), so a later subscription is never canceled by an older visit."""
-    at = session["action_at"]
-    owned = by_customer.get((session["billing_system"], session["customer_id"]), [])
     live = [
         s
         for s in owned
         if s["activated_at"] <= at and (s["ended_at"] is None or s["ended_at"] > at)
     ]
-    matched = [s for s in owned if s["subscription_id"] == session["subscription_id"]]
     return sorted(
-        {s["subscription_id"]: s for s in live + matched}.values(),
+        {s["subscription_id"]: s for s in live + [m for m in [matched] if m]}.values(),
         key=lambda s: s["subscription_id"],
     )
 

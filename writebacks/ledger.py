@@ -113,6 +113,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# Every column of the ledger, which the fast path's journal has too (writebacks.journal).
+ALL_COLUMNS = (
+    *_COLUMNS,
+    "reason",
+    "billing_request_id",
+    "derived_at",
+    "last_attempt_at",
+    "applied_at",
+    "updated_at",
+)
+
+
 class Connection(Protocol):
     """A warehouse connection: DuckDB's, or one with the same `execute` (`?` placeholders,
     each statement committed) and `executemany` (orchestration's PostgresConnection)."""
@@ -120,6 +132,24 @@ class Connection(Protocol):
     def execute(self, sql: str, params: Any = None) -> Any: ...
 
     def executemany(self, sql: str, rows: Any) -> Any: ...
+
+
+class ActionLog(Protocol):
+    """Where the runner records an action's attempts and outcome: the ledger, or the
+    fast path's journal (writebacks.journal), with the same meaning."""
+
+    def start_attempt(self, action_id: str, request: dict[str, Any]) -> None: ...
+
+    def finish(
+        self,
+        action_id: str,
+        status: str,
+        *,
+        reason: str | None = None,
+        error: str | None = None,
+        billing_request_id: str | None = None,
+        request: dict[str, Any] | None = None,
+    ) -> None: ...
 
 
 _INSERT = (
@@ -191,6 +221,32 @@ class Ledger:
                 )
             finally:
                 self.db.unregister("new_actions")
+
+    def import_rows(self, records: list[dict[str, Any]]) -> int:
+        """The fast path's journal rows (writebacks.journal), as the journal has them:
+        new ones added; a ledger row still pending (or failed, where the fast path has
+        since applied it) takes the journal's state, parameters included, so a resend
+        carries the request, and the idempotency key, the fast path may have sent."""
+        if not records:
+            return 0
+        names = [c for c in ALL_COLUMNS if c != "action_id"]
+        statement = (
+            f"insert into {TABLE} as a ({', '.join(ALL_COLUMNS)}) "
+            f"values ({', '.join('?' * len(ALL_COLUMNS))}) on conflict (action_id) do update set "
+            + ", ".join(
+                f"{c} = greatest(a.{c}, excluded.{c})" if c == "attempts" else f"{c} = excluded.{c}"
+                for c in names
+                if c != "derived_at"
+            )
+            + " where a.status = 'pending' or (a.status = 'failed' and excluded.status = 'applied')"
+        )
+        values = [
+            [_json(r[c]) if c in ("parameters", "request") else r[c] for c in ALL_COLUMNS]
+            for r in records
+        ]
+        with self._lock:
+            self.db.executemany(statement, values)
+        return len(records)
 
     def reopen(self, row: LedgerRow) -> None:
         """A failed action to try again, with its parameters resolved anew (the catalog

@@ -35,8 +35,9 @@ import duckdb
 
 from billing_clients.retries import RetryPolicy, with_retries
 from writebacks.catalog import Catalog
-from writebacks.derive import derive_actions
-from writebacks.ledger import Ledger, LedgerRow
+from writebacks.derive import derive_actions, sessions_in_marts
+from writebacks.journal import Journal
+from writebacks.ledger import ActionLog, Ledger, LedgerRow
 from writebacks.systems.base import Action, BillingWriter, WriteRequest
 
 log = logging.getLogger("retention.writebacks")
@@ -54,6 +55,7 @@ class RunSummary:
     outcomes: Counter = field(default_factory=Counter)
     ledger: dict[tuple[str, str], int] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    imported: int = 0  # fast-path journal rows taken into the ledger
 
     def count(self, status: str) -> int:
         return sum(n for (_, s), n in self.outcomes.items() if s == status)
@@ -73,14 +75,23 @@ def run_writebacks(
     *,
     retry_failed: bool | list[str] = False,
     policy: RetryPolicy | None = None,
+    journal: Journal | None = None,
 ) -> RunSummary:
     """One write-back run over the warehouse on `db` (see the module docstring).
 
-    Each billing system's actions are worked through in their own thread, in the order
-    the visitors acted: one system's rate limits or outage never hold up the others."""
+    `journal`: the fast path's (writebacks.fastpath), imported into the ledger first,
+    so what the fast path did is never done again. Each billing system's actions are
+    worked through in their own thread, in the order the visitors acted: one system's
+    rate limits or outage never hold up the others."""
     ledger = Ledger(db)
     summary = RunSummary()
-    _sync_ledger(ledger, derive_actions(db, catalog), retry_failed, summary)
+    ahead: set[str] = set()
+    if journal is not None:
+        changed = journal.changed()
+        summary.imported = ledger.import_rows(changed)
+        journal.mark_imported(changed)
+        ahead = journal.session_ids() - sessions_in_marts(db)
+    _sync_ledger(ledger, derive_actions(db, catalog), ahead, catalog, retry_failed, summary)
     pending: dict[str, list[LedgerRow]] = {}
     for row in ledger.rows("status = 'pending'"):
         pending.setdefault(row.billing_system, []).append(row)
@@ -111,9 +122,9 @@ def _work_through(
     outcomes: Counter = Counter()
     for row in rows:
         if row.mode == "dry_run":
-            outcome = _dry_run(ledger, row, writer)
+            outcome = dry_run_action(ledger, row, writer)
         else:
-            outcome = _apply(ledger, row, writer, policy)
+            outcome = apply_action(ledger, row, writer, policy)
         outcomes[(row.billing_system, outcome)] += 1
         progress.done(outcome)
     return outcomes
@@ -145,7 +156,12 @@ class _Progress:
 
 
 def _sync_ledger(
-    ledger: Ledger, derived: list[LedgerRow], retry_failed: bool | list[str], summary: RunSummary
+    ledger: Ledger,
+    derived: list[LedgerRow],
+    ahead: set[str],
+    catalog: Catalog,
+    retry_failed: bool | list[str],
+    summary: RunSummary,
 ) -> None:
     known = ledger.statuses()
     fresh = [row for row in derived if row.action_id not in known]
@@ -153,18 +169,33 @@ def _sync_ledger(
     summary.outcomes.update((r.billing_system, f"new_{r.status}") for r in fresh)
     asked = {row.action_id: row for row in derived}
     for row in ledger.rows("status in ('pending', 'failed')"):
-        if row.action_id not in asked:
+        if row.action_id not in asked and _ahead_of_the_marts(row, ahead, catalog):
+            _follow_mode(ledger, row, catalog.systems[row.billing_system].mode)
+        elif row.action_id not in asked:
             ledger.finish(row.action_id, "skipped", reason=_no_longer_asked(row))
             summary.outcomes[(row.billing_system, "superseded")] += 1
-        elif row.status == "pending" and row.mode != asked[row.action_id].mode:
-            # The catalog's mode now, not the one it was derived in: switching a system
-            # to dry_run stops its writes at once.
-            ledger.set_mode(row.action_id, asked[row.action_id].mode)
+        elif row.status == "pending":
+            _follow_mode(ledger, row, asked[row.action_id].mode)
         elif row.status == "failed" and _retry(row.action_id, retry_failed):
             again = asked[row.action_id]
             if again.status == "pending":  # resolvable now: the fix is in
                 ledger.reopen(again)
                 summary.outcomes[(row.billing_system, "reopened")] += 1
+
+
+def _ahead_of_the_marts(row: LedgerRow, ahead: set[str], catalog: Catalog) -> bool:
+    """An action of a session the fast path acted on and the marts do not have yet,
+    still enabled: it stays as the fast path left it (a pending one is sent) until a
+    sync shows what the session asks."""
+    settings = catalog.systems.get(row.billing_system)
+    return row.session_id in ahead and settings is not None and settings.enabled_for(row.action_at)
+
+
+def _follow_mode(ledger: Ledger, row: LedgerRow, mode: str) -> None:
+    """The catalog's mode now, not the one it was derived in: switching a system to
+    dry_run stops its writes at once."""
+    if row.status == "pending" and row.mode != mode:
+        ledger.set_mode(row.action_id, mode)
 
 
 def _retry(action_id: str, retry_failed: bool | list[str]) -> bool:
@@ -189,7 +220,7 @@ def _action(row: LedgerRow) -> Action:
     )
 
 
-def _dry_run(ledger: Ledger, row: LedgerRow, writer: BillingWriter) -> str:
+def dry_run_action(ledger: ActionLog, row: LedgerRow, writer: BillingWriter) -> str:
     """What would be sent, from the stored parameters alone: no request of any kind."""
     request = writer.request(_action(row), None)
     earlier = (
@@ -206,9 +237,11 @@ def _dry_run(ledger: Ledger, row: LedgerRow, writer: BillingWriter) -> str:
     return "dry_run"
 
 
-def _apply(
-    ledger: Ledger, row: LedgerRow, writer: BillingWriter, policy: RetryPolicy | None
+def apply_action(
+    ledger: ActionLog, row: LedgerRow, writer: BillingWriter, policy: RetryPolicy | None
 ) -> str:
+    """Read, check, send, record (see the module docstring); the outcome. The fast path
+    applies its actions with this too, recording to its journal."""
     action = _action(row)
     what = f"{row.billing_system} {row.action_type} {row.subscription_id} ({row.action_id})"
     attempts = row.attempts
@@ -255,7 +288,7 @@ def _landed_anyway(writer: BillingWriter, action: Action, policy: RetryPolicy | 
     return writer.already_done(action, current)
 
 
-def _already(ledger: Ledger, action_id: str, attempts: int, reason: str) -> str:
+def _already(ledger: ActionLog, action_id: str, attempts: int, reason: str) -> str:
     if attempts > 0:  # our own earlier attempt got through
         ledger.finish(
             action_id,

@@ -1,0 +1,204 @@
+"""The fast path's journal: its ledger rows, in the collector's state database (SQLite).
+
+The fast path applies a cancel or an accepted offer within seconds of the visitor's
+click, while the pipeline may hold the warehouse (DuckDB's one writer) for a load or a
+dbt run: so it records to a table of its own in the state database (design-16.md), one
+row per action with the ledger's columns and statuses, each change committed (WAL,
+synchronous=FULL: fsynced) before the next network call, the attempt counted before the
+request leaves, as the ledger does (writebacks/ledger.py).
+
+The scheduled run imports the rows changed since its last import into the ledger
+before it derives (`Ledger.import_rows`), so it sees the fast path's work as its own:
+an applied action is never sent again, and one left pending after an attempt is read
+back from billing before anything is resent.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from writebacks.ledger import ALL_COLUMNS, LedgerRow
+
+TABLE = "fastpath_journal"
+BUSY_TIMEOUT_MS = 10_000  # other processes (collector, Dagster runs) share the file
+
+_DDL = f"""
+create table if not exists {TABLE} (
+    action_id text primary key,
+    episode_id text,
+    session_id text not null,
+    billing_system text not null,
+    subscription_id text,
+    customer_id text,
+    action_type text not null,
+    offer_id text,
+    action_at text not null,
+    mode text not null,
+    parameters text not null,
+    request text,
+    status text not null,
+    attempts integer not null default 0,
+    reason text,
+    error text,
+    billing_request_id text,
+    derived_at text not null,
+    last_attempt_at text,
+    applied_at text,
+    updated_at text not null,
+    imported_at text
+)
+"""
+TIMES = ("action_at", "derived_at", "last_attempt_at", "applied_at", "updated_at")
+FINAL = ("applied", "skipped", "failed", "dry_run")
+
+
+def connect(state_db: Path) -> sqlite3.Connection:
+    """The state database as every user of it opens it (design-16.md): WAL, each
+    commit fsynced, waiting for other writers instead of failing; autocommit, one
+    statement a transaction."""
+    state_db.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(
+        state_db, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    connection.execute("pragma journal_mode=wal")
+    connection.execute("pragma synchronous=full")
+    connection.execute(f"pragma busy_timeout={BUSY_TIMEOUT_MS}")
+    return connection
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _json(value: dict[str, Any] | None) -> str | None:
+    return json.dumps(value, sort_keys=True) if value is not None else None
+
+
+class Journal:
+    """The journal table on the state database at `state_db` (or an open connection).
+    One connection, shared by the fast path's worker and its callers, one statement at
+    a time."""
+
+    def __init__(self, state_db: Path | sqlite3.Connection):
+        self.db = state_db if isinstance(state_db, sqlite3.Connection) else connect(state_db)
+        self._lock = threading.Lock()
+        self._run(_DDL)
+
+    def _run(self, sql: str, params: list[Any] | tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self.db.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- the fast path's side: the ledger's own writes (writebacks.ledger.ActionLog) ----
+    def record(self, row: LedgerRow) -> LedgerRow:
+        """The action as the journal holds it: `row` added if new, else the stored one
+        (status and attempts as a previous try left them)."""
+        now = _now()
+        self._run(
+            f"insert into {TABLE} (action_id, episode_id, session_id, billing_system, "
+            "subscription_id, customer_id, action_type, offer_id, action_at, mode, parameters, "
+            "status, error, derived_at, updated_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "?, ?, ?, ?) on conflict (action_id) do nothing",
+            [
+                row.action_id,
+                row.episode_id,
+                row.session_id,
+                row.billing_system,
+                row.subscription_id,
+                row.customer_id,
+                row.action_type,
+                row.offer_id,
+                row.action_at.astimezone(UTC).isoformat(),
+                row.mode,
+                _json(row.parameters),
+                row.status,
+                row.error,
+                now,
+                now,
+            ],
+        )
+        stored = self.row(row.action_id)
+        return LedgerRow(**{name: stored[name] for name in LedgerRow.__dataclass_fields__})
+
+    def start_attempt(self, action_id: str, request: dict[str, Any]) -> None:
+        """Counted (and fsynced) before the request leaves."""
+        now = _now()
+        self._run(
+            f"update {TABLE} set attempts = attempts + 1, request = ?, last_attempt_at = ?, "
+            "updated_at = ? where action_id = ?",
+            [_json(request), now, now, action_id],
+        )
+
+    def finish(
+        self,
+        action_id: str,
+        status: str,
+        *,
+        reason: str | None = None,
+        error: str | None = None,
+        billing_request_id: str | None = None,
+        request: dict[str, Any] | None = None,
+    ) -> None:
+        now = _now()
+        self._run(
+            f"update {TABLE} set status = ?, reason = ?, error = ?, "
+            "billing_request_id = coalesce(?, billing_request_id), "
+            "request = coalesce(?, request), "
+            "applied_at = case when ? = 'applied' then ? else applied_at end, "
+            "updated_at = ? where action_id = ?",
+            [
+                status,
+                reason,
+                error,
+                billing_request_id,
+                _json(request),
+                status,
+                now,
+                now,
+                action_id,
+            ],
+        )
+
+    # -- reading -------------------------------------------------------------------------
+    def row(self, action_id: str) -> dict[str, Any]:
+        """One action, every column, times as datetimes and JSON decoded."""
+        return self._rows("action_id = ?", [action_id])[0]
+
+    def _rows(self, where: str, params: list[Any]) -> list[dict[str, Any]]:
+        names = [*ALL_COLUMNS, "imported_at"]
+        query = f"select {', '.join(names)} from {TABLE} where {where} order by action_at"
+        rows = []
+        for values in self._run(query, params):
+            record = dict(zip(names, values, strict=True))
+            for name in TIMES:
+                if record[name] is not None:
+                    record[name] = datetime.fromisoformat(record[name])
+            record["parameters"] = json.loads(record["parameters"])
+            record["request"] = json.loads(record["request"]) if record["request"] else None
+            rows.append(record)
+        return rows
+
+    # -- the scheduled run's side --------------------------------------------------------
+    def changed(self) -> list[dict[str, Any]]:
+        """Rows added or changed since they were last imported into the ledger."""
+        return self._rows("imported_at is null or imported_at <> updated_at", [])
+
+    def session_ids(self) -> set[str]:
+        """Every session the fast path has acted on."""
+        return {session_id for (session_id,) in self._run(f"select session_id from {TABLE}")}
+
+    def mark_imported(self, rows: list[dict[str, Any]]) -> None:
+        """Imported as they were read: a row changed since is imported again next time."""
+        with self._lock:
+            self.db.executemany(
+                f"update {TABLE} set imported_at = updated_at "
+                "where action_id = ? and updated_at = ?",
+                [(r["action_id"], r["updated_at"].isoformat()) for r in rows],
+            )
