@@ -1,6 +1,6 @@
 """The `retention` command: the production commands (`extract`, `writebacks`, from
-orchestration) with the sandbox's and the demo's. Assembled here, outside the production
-packages, so that orchestration never imports the sandbox or the demo."""
+orchestration, and `collector`) with the sandbox's and the demo's. Assembled here, outside
+the production packages, so that orchestration never imports the sandbox or the demo."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from pathlib import Path
 
 import click
 
+from collector.cli import collector_command
 from demo.cli import demo
 from orchestration.cli import extract, load_env_file
 from orchestration.writebacks_cli import writebacks
 from sandbox.cli import sandbox
 
 
-@click.group(commands=[sandbox, extract, writebacks, demo])
+@click.group(commands=[sandbox, extract, writebacks, collector_command(), demo])
 @click.version_option(package_name="retention-data")
 def main() -> None:
     """Retention-data pipeline: billing sandbox, extraction, models, orchestration."""

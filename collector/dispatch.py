@@ -1,0 +1,118 @@
+"""Handing each committed session change to the webhook outbox and, for a completed cancel
+or an accepted offer, to the write-back fast path: at least once, in log order.
+
+A change is marked dispatched only after both took it; after a crash or an error the
+unmarked ones are handed over again, which both accept (the outbox by event id, the fast
+path by the write-back's action id)."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from contextlib import closing
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from collector.log import connect, now, transaction
+from collector.sessions import FAST_PATH_ACTIONS, decode
+
+log = logging.getLogger(__name__)
+
+
+class Outbox(Protocol):
+    def emit_session(self, row: dict[str, Any]) -> None: ...
+
+
+class FastPath(Protocol):
+    def submit(self, session: dict[str, Any], earlier: list[datetime]) -> None: ...
+
+
+def earlier_starts(con: sqlite3.Connection, row: dict[str, Any]) -> list[datetime]:
+    """started_at of the other sessions of this billing id that began before this one: the
+    fast path groups them into episodes with those the marts know (validation.md §2)."""
+    found = con.execute(
+        "select distinct started_at from collector_sessions"
+        " where billing_system = ? and billing_id = ? and session_id != ? and started_at < ?",
+        (row["billing_system"], row["billing_id"], row["session_id"], row["started_at"]),
+    )
+    return sorted(datetime.fromisoformat(text) for (text,) in found)
+
+
+def dispatch_once(
+    con: sqlite3.Connection,
+    outbox: Outbox | None,
+    fast_path: FastPath | None,
+    limit: int = 500,
+) -> int:
+    """Hand the oldest undispatched changes over; the number handed. An error stops the
+    round at that change (it and those after it are retried next round)."""
+    pending = con.execute(
+        "select seq, row from collector_sessions where dispatched_at is null order by seq limit ?",
+        (limit,),
+    ).fetchall()
+    done = []
+    try:
+        for seq, text in pending:
+            row = decode(text)
+            if outbox is not None:
+                outbox.emit_session(row)
+            if fast_path is not None and row["action"] in FAST_PATH_ACTIONS:
+                fast_path.submit(row, earlier_starts(con, row))
+            done.append(seq)
+    finally:
+        if done:
+            with transaction(con):
+                con.executemany(
+                    "update collector_sessions set dispatched_at = ? where seq = ?",
+                    [(now(), seq) for seq in done],
+                )
+    return len(done)
+
+
+class Dispatcher:
+    """A thread dispatching new changes; woken when the log commits, else every
+    `interval` seconds (and after an error, `interval` later)."""
+
+    def __init__(
+        self,
+        state_db: Path,
+        outbox: Outbox | None,
+        fast_path: FastPath | None,
+        interval: float = 1.0,
+    ) -> None:
+        self.state_db = state_db
+        self.outbox = outbox
+        self.fast_path = fast_path
+        self.interval = interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="collector-dispatch", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._wake.set()
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        with closing(connect(self.state_db)) as con:
+            while not self._stop.is_set():
+                self._wake.wait(self.interval)
+                self._wake.clear()
+                try:
+                    while dispatch_once(con, self.outbox, self.fast_path):
+                        pass
+                except Exception as exc:  # an outbox or fast-path failure must not end the thread
+                    log.error(
+                        "dispatch failed, retried in %.0f s: %s", self.interval, type(exc).__name__
+                    )
