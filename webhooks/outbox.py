@@ -1,0 +1,489 @@
+"""The outbox: events stored in the state database before anyone sends them, then POSTed,
+signed, to every endpoint that takes them, at least once.
+
+Why an outbox table rather than sending at once: the collector acknowledges a session
+before any receiver answers, and a Dagster step must not fail because a receiver is down.
+An event is committed (fsync) first, one row per endpoint; delivery reads the table, so
+an event survives a crash, a restart or a receiver down for hours, and any process (the
+collector's `Deliverer` thread, a Dagster run's `deliver_pending`) may deliver it.
+
+- Idempotent: the key is (endpoint, event_id); emitting an event again, delivered,
+  pending or dead, adds nothing.
+- At least once: a row is claimed with a lease (its next attempt moved past the request's
+  longest time) and its attempt counted before the request leaves; a process that dies
+  mid-request leaves the row to be claimed again when the lease ends. A receiver may see
+  an event twice and dedupes by its id (`Retention-Event-Id`, the body's `id`).
+- Retries: exponential backoff with full jitter (tenacity's `wait_random_exponential`,
+  computed per attempt; the schedule itself is kept in the table, not in a sleeping
+  thread, so it survives restarts and is shared by processes), at least the receiver's
+  `Retry-After`. After `max_attempts` attempts, or once the event is `max_age_seconds`
+  old, or when its endpoint left webhooks.yml, the row moves to the dead letters, where
+  Dagster shows it (orchestration/webhooks.py) and `redeliver` puts it back.
+- Signed: `Retention-Signature` = sign(secret, [timestamp, body]) with the timestamp of
+  the attempt, so a receiver can refuse stale requests while retries stay valid; the body
+  is fixed when the event is emitted, so every attempt sends the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tenacity import RetryCallState, wait_random_exponential
+
+from webhooks.config import Delivery, WebhooksConfig
+from webhooks.events import session_event, validation_event
+from webhooks.signing import sign
+
+log = logging.getLogger(__name__)
+
+OUTBOX = "webhook_outbox"
+DEAD_LETTERS = "webhook_dead_letters"
+# A writer of the shared state file waits this long for another's lock (design-16.md).
+BUSY_TIMEOUT_SECONDS = 10
+BATCH = 100
+SCHEMA = f"""
+create table if not exists {OUTBOX} (
+    endpoint text not null,
+    event_id text not null,
+    event_type text not null,
+    body text not null,
+    enqueued_at real not null,
+    attempts integer not null default 0,
+    next_attempt_at real not null,
+    claim text,
+    last_status integer,
+    last_error text,
+    delivered_at real,
+    primary key (endpoint, event_id)
+);
+create index if not exists {OUTBOX}_due on {OUTBOX} (next_attempt_at)
+    where delivered_at is null;
+create table if not exists {DEAD_LETTERS} (
+    endpoint text not null,
+    event_id text not null,
+    event_type text not null,
+    body text not null,
+    enqueued_at real not null,
+    attempts integer not null,
+    last_status integer,
+    last_error text,
+    reason text not null,
+    dead_at real not null,
+    primary key (endpoint, event_id)
+);
+"""
+_ENQUEUE = f"""
+insert or ignore into {OUTBOX} (endpoint, event_id, event_type, body, enqueued_at,
+    next_attempt_at)
+select :endpoint, :event_id, :event_type, :body, :now, :now
+where not exists (
+    select 1 from {DEAD_LETTERS} where endpoint = :endpoint and event_id = :event_id
+)
+"""
+_CLAIM = f"""
+update {OUTBOX} set attempts = attempts + 1, claim = ?, next_attempt_at = ?
+where rowid in (
+    select rowid from {OUTBOX} where delivered_at is null and next_attempt_at <= ?
+    order by next_attempt_at limit ?
+)
+returning endpoint, event_id, body, attempts, claim
+"""
+_TO_DEAD = f"""
+insert or replace into {DEAD_LETTERS}
+select endpoint, event_id, event_type, body, enqueued_at, attempts, last_status,
+       last_error, ?, ?
+from {OUTBOX} where endpoint = ? and event_id = ?
+"""
+_DEAD_COLUMNS = (
+    "endpoint",
+    "event_id",
+    "event_type",
+    "attempts",
+    "last_status",
+    "last_error",
+    "reason",
+    "enqueued_at",
+    "dead_at",
+)
+
+
+@dataclass
+class DeliveryStats:
+    """What one `deliver_pending` did: requests made, and how each ended."""
+
+    attempts: int = 0
+    delivered: int = 0
+    retry_later: int = 0
+    dead: int = 0
+    # Per attempt that got an answer or an error, how long it took (seconds).
+    latencies: list[float] = field(default_factory=list)
+
+    def add(self, other: DeliveryStats) -> None:
+        self.attempts += other.attempts
+        self.delivered += other.delivered
+        self.retry_later += other.retry_later
+        self.dead += other.dead
+        self.latencies += other.latencies
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    endpoint: str
+    event_id: str
+    body: str
+    attempts: int
+    claim: str
+
+
+@dataclass(frozen=True)
+class _Result:
+    status: int | None
+    error: str | None
+    retry_after: float | None
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def backoff(attempts: int, delivery: Delivery, retry_after: float | None = None) -> float:
+    """Seconds before the next attempt after `attempts` failed ones: uniform in
+    [initial, min(max, initial × 2^(attempts−1))] (full jitter, so receivers coming back
+    are not hit by every sender at once), at least the receiver's Retry-After, never more
+    than max_backoff_seconds."""
+    wait = wait_random_exponential(
+        multiplier=delivery.initial_backoff_seconds,
+        min=delivery.initial_backoff_seconds,
+        max=delivery.max_backoff_seconds,
+    )
+    state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]
+    state.attempt_number = attempts
+    return min(max(wait(state), retry_after or 0.0), delivery.max_backoff_seconds)
+
+
+class Outbox:
+    """Events of one webhooks config, in the outbox tables of the state database at
+    `state_db` (created if missing). Thread-safe: every call opens its own connection."""
+
+    def __init__(
+        self,
+        state_db: Path | str,
+        config: WebhooksConfig,
+        *,
+        client: httpx.Client | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.state_db = Path(state_db)
+        self.config = config
+        self._clock = clock
+        self._client = client or httpx.Client(follow_redirects=False)
+        self._own_client = client is None
+        self._wake = threading.Event()
+        self.state_db.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.state_db, timeout=BUSY_TIMEOUT_SECONDS)
+        try:
+            db.execute("pragma journal_mode=WAL")
+            db.executescript(SCHEMA)
+        finally:
+            db.close()
+
+    # ------------------------------------------------------------------ emitting
+
+    def emit(self, event_type: str, payload: Mapping[str, Any], *, event_id: str) -> int:
+        """Store the event for every endpoint that takes it; the number of rows added
+        (0 for an event already stored, or one no endpoint takes)."""
+        return self.emit_many([(event_type, event_id, dict(payload))])
+
+    def emit_session(self, row: Mapping[str, Any]) -> int:
+        """The event of a session row the collector committed (`exit_session.<action>`,
+        `exit_session.started` without one), id from the session id and the type."""
+        event_type, event_id, data = session_event(row)
+        return self.emit(event_type, data, event_id=event_id)
+
+    def emit_validations(self, episodes: Iterable[Mapping[str, Any]]) -> int:
+        """One `validation.<status>` event per validated episode, in one transaction."""
+        return self.emit_many(validation_event(e) for e in episodes)
+
+    def emit_many(self, events: Iterable[tuple[str, str, dict[str, Any]]]) -> int:
+        """Store (type, id, data) events in one transaction (durable on return)."""
+        now = self._clock()
+        added = 0
+        with self._transaction() as db:
+            for event_type, event_id, data in events:
+                endpoints = self.config.subscribers(event_type)
+                if not endpoints:
+                    continue
+                body = _body(event_id, event_type, int(now), data)
+                for endpoint in endpoints:
+                    added += db.execute(
+                        _ENQUEUE,
+                        {
+                            "endpoint": endpoint.name,
+                            "event_id": event_id,
+                            "event_type": event_type,
+                            "body": body,
+                            "now": now,
+                        },
+                    ).rowcount
+        if added:
+            self._wake.set()
+        return added
+
+    # ------------------------------------------------------------------ delivering
+
+    def deliver_pending(self) -> DeliveryStats:
+        """Attempt every event due now, once each (failures are scheduled, not waited
+        for): what a Dagster step or a test calls; the `Deliverer` calls it in a loop."""
+        stats = DeliveryStats()
+        self._expire()
+        while claimed := self._claim():
+            stats.add(self._deliver(claimed))
+        return stats
+
+    def _expire(self) -> None:
+        """Due rows too old, or of an endpoint no longer configured, to the dead letters."""
+        now = self._clock()
+        oldest = now - self.config.delivery.max_age_seconds
+        with self._transaction() as db:
+            rows = db.execute(
+                f"select endpoint, event_id, attempts from {OUTBOX} "
+                "where delivered_at is null and next_attempt_at <= ? "
+                "and (enqueued_at <= ? or endpoint not in (select value from json_each(?)))",
+                (now, oldest, json.dumps(list(self.config.endpoints))),
+            ).fetchall()
+            for endpoint, event_id, attempts in rows:
+                reason = (
+                    f"endpoint {endpoint} is no longer in webhooks.yml"
+                    if endpoint not in self.config.endpoints
+                    else f"older than max_age_seconds ({self.config.delivery.max_age_seconds:g}) "
+                    f"after {attempts} attempt(s)"
+                )
+                _bury(db, endpoint, event_id, reason, now)
+
+    def _claim(self) -> list[_Claimed]:
+        """Due rows of configured endpoints, each with its attempt counted and leased
+        past the request's longest time."""
+        now = self._clock()
+        lease = 4 * self.config.delivery.timeout_seconds + 10
+        with self._transaction() as db:
+            rows = db.execute(_CLAIM, (uuid.uuid4().hex, now + lease, now, BATCH)).fetchall()
+        return [_Claimed(*row) for row in rows]
+
+    def _deliver(self, claimed: list[_Claimed]) -> DeliveryStats:
+        workers = min(self.config.delivery.concurrency, len(claimed))
+        with ThreadPoolExecutor(workers, thread_name_prefix="webhook") as pool:
+            results = list(pool.map(self._post, claimed))
+        stats = DeliveryStats(attempts=len(claimed))
+        with self._transaction() as db:
+            for row, result in zip(claimed, results, strict=True):
+                stats.latencies.append(result.seconds)
+                outcome = self._record(db, row, result)
+                setattr(stats, outcome, getattr(stats, outcome) + 1)
+        if stats.dead:
+            log.warning("webhooks: %s event(s) moved to the dead letters", stats.dead)
+        return stats
+
+    def _post(self, row: _Claimed) -> _Result:
+        """One signed POST; never raises (an error is a failed attempt)."""
+        endpoint = self.config.endpoints[row.endpoint]
+        timestamp = str(int(self._clock()))
+        headers = {
+            "Content-Type": "application/json",
+            "Retention-Event-Id": row.event_id,
+            "Retention-Timestamp": timestamp,
+            "Retention-Signature": sign(endpoint.secret, [timestamp, row.body]),
+        }
+        started = time.perf_counter()
+        try:
+            response = self._client.post(
+                endpoint.url,
+                content=row.body.encode(),
+                headers=headers,
+                timeout=self.config.delivery.timeout_seconds,
+            )
+        except httpx.HTTPError as exc:
+            return _Result(None, _short(f"{type(exc).__name__}: {exc}"), None, _since(started))
+        error = (
+            None if response.is_success else _short(f"HTTP {response.status_code}: {response.text}")
+        )
+        return _Result(response.status_code, error, _retry_after(response), _since(started))
+
+    def _record(self, db: sqlite3.Connection, row: _Claimed, result: _Result) -> str:
+        """Store an attempt's end; the stats field it counts in. A row another process
+        claimed after this claim's lease ended is left to that process."""
+        now = self._clock()
+        key = (row.endpoint, row.event_id, row.claim)
+        if result.ok:
+            db.execute(
+                f"update {OUTBOX} set delivered_at = ?, last_status = ?, last_error = null, "
+                "claim = null where endpoint = ? and event_id = ? and claim = ?",
+                (now, result.status, *key),
+            )
+            return "delivered"
+        held = db.execute(
+            f"update {OUTBOX} set last_status = ?, last_error = ?, claim = null, "
+            "next_attempt_at = ? where endpoint = ? and event_id = ? and claim = ?",
+            (
+                result.status,
+                result.error,
+                now + backoff(row.attempts, self.config.delivery, result.retry_after),
+                *key,
+            ),
+        ).rowcount
+        if held and row.attempts >= self.config.delivery.max_attempts:
+            _bury(
+                db,
+                row.endpoint,
+                row.event_id,
+                f"{row.attempts} attempt(s) failed (max_attempts)",
+                now,
+            )
+            return "dead"
+        return "retry_later"
+
+    # ------------------------------------------------------------------ dead letters
+
+    def dead_letters(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """The dead letters, newest first (no body: it may hold customer data)."""
+        with self._transaction("deferred") as db:
+            rows = db.execute(
+                f"select {', '.join(_DEAD_COLUMNS)} from {DEAD_LETTERS} "
+                "order by dead_at desc limit ?",
+                (limit,),
+            ).fetchall()
+        return [dict(zip(_DEAD_COLUMNS, row, strict=True)) for row in rows]
+
+    def redeliver(self, event_ids: Iterable[str] | None = None) -> int:
+        """Dead letters (all, or these events') back to the outbox, due now with their
+        attempts and age reset; the number moved."""
+        now = self._clock()
+        only = None if event_ids is None else json.dumps(list(event_ids))
+        where = "? is null or event_id in (select value from json_each(?))"
+        with self._transaction() as db:
+            moved = db.execute(
+                f"insert or replace into {OUTBOX} (endpoint, event_id, event_type, body, "
+                "enqueued_at, attempts, next_attempt_at, last_status, last_error) "
+                f"select endpoint, event_id, event_type, body, ?, 0, ?, last_status, "
+                f"last_error from {DEAD_LETTERS} where {where}",
+                (now, now, only, only),
+            ).rowcount
+            db.execute(f"delete from {DEAD_LETTERS} where {where}", (only, only))
+        if moved:
+            self._wake.set()
+        return moved
+
+    def counts(self) -> Counter[tuple[str, str]]:
+        """Rows per (endpoint, state): pending, delivered, dead."""
+        with self._transaction("deferred") as db:
+            rows = db.execute(
+                f"select endpoint, case when delivered_at is null then 'pending' "
+                f"else 'delivered' end, count(*) from {OUTBOX} group by 1, 2 "
+                f"union all select endpoint, 'dead', count(*) from {DEAD_LETTERS} group by 1"
+            ).fetchall()
+        return Counter({(endpoint, state): n for endpoint, state, n in rows})
+
+    # ------------------------------------------------------------------ plumbing
+
+    def wake(self) -> None:
+        """Make a waiting `wait_for_events` return now."""
+        self._wake.set()
+
+    def wait_for_events(self, timeout: float) -> None:
+        """Return when an event is emitted (in this process) or after `timeout`."""
+        self._wake.wait(timeout)
+        self._wake.clear()
+
+    def close(self) -> None:
+        if self._own_client:
+            self._client.close()
+
+    @contextmanager
+    def _transaction(self, lock: str = "immediate") -> Iterator[sqlite3.Connection]:
+        """A transaction on its own connection, committed durably (fsync) on exit; a
+        write takes the lock at once (`immediate`), a read does not (`deferred`)."""
+        db = sqlite3.connect(self.state_db, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        try:
+            db.execute("pragma synchronous=FULL")
+            db.execute(f"begin {lock}")
+            try:
+                yield db
+            except BaseException:
+                db.execute("rollback")
+                raise
+            db.execute("commit")
+        finally:
+            db.close()
+
+
+class Deliverer:
+    """A background thread delivering the outbox as events come (the collector starts
+    it): a pass at once when this process emits, else every `poll_seconds`, which also
+    picks up retries, and events other processes emitted."""
+
+    def __init__(self, outbox: Outbox, *, poll_seconds: float = 0.5) -> None:
+        self.outbox = outbox
+        self.poll_seconds = poll_seconds
+        self.totals = DeliveryStats()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="webhook-deliverer", daemon=True)
+
+    def start(self) -> Deliverer:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30) -> None:
+        """Finish the pass under way, then stop."""
+        self._stop.set()
+        self.outbox.wake()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.totals.add(self.outbox.deliver_pending())
+            except Exception:  # the thread must outlive a locked or unreadable state file
+                log.exception("webhooks: a delivery pass failed; retrying")
+            self.outbox.wait_for_events(self.poll_seconds)
+
+
+def _bury(db: sqlite3.Connection, endpoint: str, event_id: str, reason: str, now: float) -> None:
+    db.execute(_TO_DEAD, (reason, now, endpoint, event_id))
+    db.execute(f"delete from {OUTBOX} where endpoint = ? and event_id = ?", (endpoint, event_id))
+
+
+def _body(event_id: str, event_type: str, created: int, data: dict[str, Any]) -> str:
+    """The request body, compact JSON (no newline: it is one signed part)."""
+    return json.dumps(
+        {"id": event_id, "type": event_type, "created": created, "data": data},
+        separators=(",", ":"),
+        sort_keys=True,
+        default=str,
+    )
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds (the HTTP-date form is rare from receivers: ignored)."""
+    value = response.headers.get("retry-after", "")
+    return float(value) if value.strip().isdigit() else None
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _since(started: float) -> float:
+    return time.perf_counter() - started
