@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -43,10 +44,9 @@ OFFER_TYPES = {offer_id: body["type"] for offer_id, body in OFFERS.items()}
 # --------------------------------------------------------------------------- catalog
 
 
-@pytest.fixture
-def make_catalog(tmp_path):
-    """`make_catalog(mode=..., offers=..., stripe={...})`: a catalog file, loaded; every
-    system in `mode` from SINCE unless its own settings say otherwise."""
+def catalog_maker(folder: Path):
+    """`make(mode=..., offers=..., stripe={...})`: a catalog file in `folder`, loaded;
+    every system in `mode` from SINCE unless its own settings say otherwise."""
 
     def make(mode: str = "live", offers: dict | None = None, **systems: dict) -> Catalog:
         settings = {"mode": mode, **({"since": SINCE} if mode == "live" else {})}
@@ -54,11 +54,16 @@ def make_catalog(tmp_path):
             "billing_systems": {s: {**settings, **systems.get(s, {})} for s in SYSTEMS},
             "offers": OFFERS if offers is None else offers,
         }
-        path = tmp_path / "writebacks.yml"
+        path = folder / "writebacks.yml"
         path.write_text(yaml.safe_dump(document))
         return load_catalog(path)
 
     return make
+
+
+@pytest.fixture
+def make_catalog(tmp_path):
+    return catalog_maker(tmp_path)
 
 
 # --------------------------------------------------------------------------- the marts
@@ -67,12 +72,15 @@ _MARTS = """
 create schema marts;
 create table marts.fct_exit_sessions (
     session_id varchar, episode_id varchar, billing_system varchar, billing_id varchar,
-    action varchar, action_at timestamptz, offer_id varchar, offer_type varchar);
+    action varchar, action_at timestamptz, offer_id varchar, offer_type varchar,
+    started_at timestamptz);
 create table marts.fct_exit_episodes (
-    episode_id varchar, subscription_id varchar, customer_id varchar, validated_at timestamptz);
+    episode_id varchar, subscription_id varchar, customer_id varchar, validated_at timestamptz,
+    billing_system varchar);
 create table marts.dim_subscriptions (
     billing_system varchar, subscription_id varchar, customer_id varchar, currency varchar,
-    activated_at timestamptz, ended_at timestamptz, current_period_end timestamptz);
+    activated_at timestamptz, ended_at timestamptz, current_period_end timestamptz,
+    mrr decimal(38, 10));
 """
 
 
@@ -93,11 +101,12 @@ class Warehouse:
         ended_at: datetime | None = None,
         current_period_end: datetime | None = AT + timedelta(days=10),
         currency: str = "USD",
+        mrr: str | None = "10",
     ) -> None:
         values = [system, subscription_id, customer, currency, activated_at, ended_at]
         self.db.execute(
-            "insert into marts.dim_subscriptions values (?, ?, ?, ?, ?, ?, ?)",
-            [*values, current_period_end],
+            "insert into marts.dim_subscriptions values (?, ?, ?, ?, ?, ?, ?, ?)",
+            [*values, current_period_end, mrr],
         )
 
     def session(
@@ -112,17 +121,22 @@ class Warehouse:
         offer_type: str | None = None,
         action_at: datetime = AT,
         validated_at: datetime | None = None,
+        billing_id: str | None = None,
     ) -> str:
-        """An exit session; returns the action id it asks for on `subscription`."""
+        """An exit session (landed a minute before acting, its billing id the
+        subscription's unless given); returns the action id it asks for on `subscription`."""
         episode = f"ep_{session_id}"
         offer_type = offer_type or OFFER_TYPES.get(offer_id)
         self.db.execute(
-            "insert into marts.fct_exit_sessions values (?, ?, ?, ?, ?, ?, ?, ?)",
-            [session_id, episode, system, subscription, action, action_at, offer_id, offer_type],
+            "insert into marts.fct_exit_sessions values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                *[session_id, episode, system, billing_id or subscription, action, action_at],
+                *[offer_id, offer_type, action_at - timedelta(minutes=1)],
+            ],
         )
         self.db.execute(
-            "insert into marts.fct_exit_episodes values (?, ?, ?, ?)",
-            [episode, subscription, customer, validated_at],
+            "insert into marts.fct_exit_episodes values (?, ?, ?, ?, ?)",
+            [episode, subscription, customer, validated_at, system],
         )
         return action_id(session_id, action, subscription)
 

@@ -1,0 +1,242 @@
+"""The fast path: a completed cancel or an accepted offer applied in billing within
+seconds of the click, not at the next scheduled run.
+
+The collector hands each committed session to `FastPath.submit` (design-16.md), which
+queues it for one worker thread (the HTTP answer never waits for billing). The worker:
+
+1. skips what the catalog does not write back (system `off`, acted before `since`);
+2. finds the episode start S from the billing id's earlier visits, those the latest
+   synced marts know (`fct_exit_sessions`) and those the collector knows (`earlier`),
+   and the subscription the episode matches, from the marts' `dim_subscriptions`
+   (validation.md §2, §3: writebacks.matching, held to dbt's answers by a test);
+   no match (a subscription not synced yet): nothing is written, the scheduled run
+   handles the session once the marts have it;
+3. turns the session into actions with the scheduled path's own function
+   (`derive.session_actions`: same action ids, parameters, modes and `since`);
+4. records each in the journal (writebacks.journal) and applies it with the runner's
+   own steps (`runner.apply_action`: read billing first, idempotency key, retries, the
+   attempt counted before the request leaves), or records what a dry run would send.
+
+The marts are read through `marts()`, a new read connection each time: the serving
+copy of the marts on DuckDB (a new build is seen as soon as it is published), the
+`marts` schema on Postgres; never the warehouse file, whose one writer is the pipeline.
+`run_writebacks` imports the journal before it derives, so the scheduled path sees
+these actions done and never sends them twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from billing_clients.retries import RetryPolicy
+from writebacks.catalog import Catalog
+from writebacks.derive import session_actions
+from writebacks.journal import FINAL, Journal
+from writebacks.matching import SAVE_WINDOW, episode_of, match_subscription
+from writebacks.runner import WriterFactory, apply_action, dry_run_action
+
+log = logging.getLogger("retention.writebacks.fastpath")
+ACTIONS = ("canceled", "offer_accepted")
+# Seconds, not the scheduled run's minutes: what is still failing after this is left
+# pending in the journal for the scheduled run, which reads billing before resending.
+FAST_POLICY = RetryPolicy(max_attempts=4, base_delay=0.25, max_delay=5.0)
+Marts = Callable[[], AbstractContextManager[Any]]
+
+_VISITS = """
+select started_at, session_id from marts.fct_exit_sessions
+where billing_system = ? and billing_id = ?
+"""
+# The billing id's candidates (§3) and, for a cancel of every subscription of the
+# customer, the matched subscription's customer's others.
+_SUBSCRIPTIONS = """
+select subscription_id, customer_id, currency, activated_at, ended_at, current_period_end, mrr
+from marts.dim_subscriptions
+where billing_system = ? and (
+    subscription_id = ? or customer_id = ? or customer_id in (
+        select customer_id from marts.dim_subscriptions
+        where billing_system = ? and subscription_id = ?))
+"""
+_VALIDATED_AT = "select max(validated_at) from marts.fct_exit_episodes where billing_system = ?"
+
+
+def _aware(value: datetime | str | None) -> datetime | None:
+    """A time from the marts or the collector (ISO-8601 text or a datetime), in UTC."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise ValueError(f"{value.isoformat()} has no time zone: exit session times are UTC")
+    return value.astimezone(UTC)
+
+
+def _records(db: Any, query: str, params: list[Any]) -> list[dict[str, Any]]:
+    cursor = db.execute(query, params)
+    names = [d[0] for d in cursor.description]
+    return [
+        {n: _aware(v) if isinstance(v, datetime) else v for n, v in zip(names, row, strict=True)}
+        for row in cursor.fetchall()
+    ]
+
+
+def serving_marts(path: Path) -> Marts:
+    """`marts` for the serving DuckDB copy at `path` (orchestration/serving.py): a
+    read-only connection per call, so each sees the newest published build."""
+    return lambda: duckdb.connect(str(path), read_only=True)
+
+
+class FastPath:
+    """Queue + one worker thread (see the module docstring). One thread, so each billing
+    system's writer (a Recurly client is not thread-safe) is used by one thread."""
+
+    def __init__(
+        self,
+        state_db: Path,
+        catalog: Catalog,
+        marts: Marts,
+        writer_for: WriterFactory,
+        *,
+        window: timedelta = SAVE_WINDOW,
+        policy: RetryPolicy = FAST_POLICY,
+        on_result: Callable[[dict[str, Any]], None] | None = None,
+    ):
+        self.journal = Journal(state_db)
+        self.catalog, self.marts, self.window, self.policy = catalog, marts, window, policy
+        self.on_result = on_result
+        self._writer_for = writer_for
+        self._writers: dict[str, Any] = {}
+        self._queue: queue.Queue[tuple[dict, list[datetime]] | None] = queue.Queue()
+        self._worker = threading.Thread(target=self._work, name="fastpath", daemon=True)
+        self._worker.start()
+
+    # -- the collector's side ------------------------------------------------------------
+    def submit(self, session: dict[str, Any], earlier: list[datetime]) -> None:
+        """Queue a committed session (the full row); returns at once. Sessions that ask
+        for nothing are dropped here; a session submitted again is applied once (its
+        actions' ids are in the journal)."""
+        if session.get("action") in ACTIONS:
+            self._queue.put((session, list(earlier)))
+
+    def drain(self, timeout: float) -> None:
+        """Wait until every submitted session has been handled (tests, benches)."""
+        deadline = time.monotonic() + timeout
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"fast path: {self._queue.unfinished_tasks} session(s) still being "
+                        f"applied after {timeout} s"
+                    )
+                self._queue.all_tasks_done.wait(remaining)
+
+    def close(self) -> None:
+        """Finish what is queued, stop the worker, close the journal."""
+        self._queue.put(None)
+        self._worker.join()
+        self.journal.close()
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                self.apply(*item)
+            except Exception:  # logged; the scheduled run applies the session later
+                log.exception("fast path: session %s not applied", item[0].get("session_id"))
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
+
+    # -- the work ------------------------------------------------------------------------
+    def apply(self, session: dict[str, Any], earlier: list[datetime]) -> list[dict[str, Any]]:
+        """Match, derive, record and apply one session's actions now; the journal rows
+        (none when nothing is written back, or no subscription matched yet)."""
+        action_at = _aware(session["action_at"])
+        settings = self.catalog.systems.get(session["billing_system"])
+        if settings is None or not settings.enabled_for(action_at):
+            return []
+        with self.marts() as db:
+            found = self._match(db, session, action_at, earlier)
+        if found is None:
+            log.info(
+                "fast path: no synced %s subscription for billing id %r yet: the scheduled "
+                "run applies session %s",
+                session["billing_system"],
+                session["billing_id"],
+                session["session_id"],
+            )
+            return []
+        described, matched, owned = found
+        results = []
+        for row in session_actions(described, matched, owned, self.catalog):
+            stored = self.journal.record(row)
+            if stored.status not in FINAL:
+                writer = self._writer(stored.billing_system)
+                if stored.mode == "dry_run":
+                    dry_run_action(self.journal, stored, writer)
+                else:
+                    apply_action(self.journal, stored, writer, self.policy)
+            results.append(self._report(self.journal.row(stored.action_id)))
+        return results
+
+    def _match(
+        self, db: Any, session: dict[str, Any], action_at: datetime, earlier: list[datetime]
+    ) -> tuple[dict, dict, list[dict]] | None:
+        """The session as `session_actions` takes it, its matched subscription and that
+        customer's subscriptions; None when no subscription matches."""
+        system, billing_id = session["billing_system"], session["billing_id"]
+        visits = [
+            (v["started_at"], v["session_id"]) for v in _records(db, _VISITS, [system, billing_id])
+        ]
+        # The collector knows only when its earlier visits started; "" sorts a visit of
+        # the same second first, as it came first.
+        visits += [(_aware(when), "") for when in earlier]
+        episode = episode_of(
+            session["session_id"], _aware(session["started_at"]), visits, self.window
+        )
+        candidates = _records(
+            db, _SUBSCRIPTIONS, [system, billing_id, billing_id, system, billing_id]
+        )
+        matched = match_subscription(candidates, billing_id, episode.started_at)
+        if matched is None:
+            return None
+        validated_at = db.execute(_VALIDATED_AT, [system]).fetchall()[0][0]
+        described = {
+            **{k: session.get(k) for k in ("session_id", "billing_system", "billing_id")},
+            **{k: session.get(k) for k in ("action", "offer_id", "offer_type")},
+            "action_at": action_at,
+            "episode_id": episode.episode_id or None,
+            "customer_id": matched["customer_id"],
+            "validated_at": _aware(validated_at),
+        }
+        owned = [c for c in candidates if c["customer_id"] == matched["customer_id"]]
+        return described, matched, owned
+
+    def _writer(self, system: str) -> Any:
+        if system not in self._writers:
+            self._writers[system] = self._writer_for(system)
+        return self._writers[system]
+
+    def _report(self, row: dict[str, Any]) -> dict[str, Any]:
+        if self.on_result is not None:
+            try:
+                self.on_result(row)
+            except Exception:  # the callback's failure is its own; the action stands
+                log.exception("fast path: on_result failed for %s", row["action_id"])
+        log.info(
+            "fast path: %s %s %s: %s",
+            row["billing_system"],
+            row["action_type"],
+            row["subscription_id"],
+            row["status"],
+        )
+        return row
