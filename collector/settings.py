@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -62,8 +63,11 @@ class CollectorConfig(BaseModel):
     @classmethod
     def _origins(cls, origins: list[str]) -> list[str]:
         for origin in origins:
+            parts = urlsplit(origin)
             if origin != "*" and (
-                not origin.startswith(("http://", "https://")) or origin.endswith("/")
+                parts.scheme not in ("http", "https")
+                or not parts.netloc
+                or origin != f"{parts.scheme}://{parts.netloc}"
             ):
                 raise ValueError(
                     f"{origin!r} is not an origin: write scheme://host[:port], no path"

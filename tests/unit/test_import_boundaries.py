@@ -1,7 +1,7 @@
-"""The package map, enforced: what each top-level package may import (issue #12).
+"""The package map, enforced: what each top-level package may import (issues #12, #16).
 
 Every module is parsed, not imported, so imports inside functions count as much as those
-at the top, and nothing runs. Production code (the four packages below) never reaches the
+at the top, and nothing runs. Production code (the packages below) never reaches the
 sandbox, the demo or the tests; the layers below orchestration never import it; and no two
 top-level packages import each other, however indirectly.
 """
@@ -15,17 +15,30 @@ from pathlib import Path
 import pytest
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-PRODUCTION = ("billing_clients", "dlt_sources", "writebacks", "orchestration")
+PRODUCTION = (
+    "billing_clients",
+    "dlt_sources",
+    "writebacks",
+    "webhooks",
+    "collector",
+    "orchestration",
+)
 # No production package imports these: the sandbox, the demo, the tests, and the
 # `retention` command that puts production and development commands together.
 NOT_FROM_PRODUCTION = {"sandbox", "demo", "tests", "retention_cli"}
 # The layers: what each production package must not import besides.
 FORBIDDEN = {
-    "billing_clients": {"dlt_sources", "writebacks", "orchestration"},
-    "dlt_sources": {"writebacks", "orchestration"},
-    "writebacks": {"dlt_sources", "orchestration"},
+    "billing_clients": {"dlt_sources", "writebacks", "webhooks", "collector", "orchestration"},
+    "dlt_sources": {"writebacks", "webhooks", "collector", "orchestration"},
+    "writebacks": {"dlt_sources", "webhooks", "collector", "orchestration"},
+    "webhooks": {"dlt_sources", "writebacks", "collector", "orchestration"},
+    "collector": {"orchestration"},
     "orchestration": set(),
 }
+# Of a package it may import, the only modules a package may use: the collector checks
+# sessions with the exit-sessions contract (one home of the rule) and nothing else of the
+# sources.
+ONLY_MODULES = {"collector": {"dlt_sources": {"dlt_sources.exit_sessions.contract"}}}
 
 
 def packages(root: Path = PROJECT_DIR) -> list[str]:
@@ -100,6 +113,18 @@ def test_production_imports_only_what_its_layer_may(package):
         for top, where in imports.items()
         if top in NOT_FROM_PRODUCTION | FORBIDDEN[package]
     }
+    assert not wrong, f"{package} imports {wrong}"
+
+
+@pytest.mark.parametrize("package", sorted(ONLY_MODULES))
+def test_a_package_uses_only_the_modules_it_may_of_another(package):
+    imports = imports_of(package)
+    wrong = [
+        where
+        for top, modules in ONLY_MODULES[package].items()
+        for where in imports.get(top, [])
+        if where.rsplit(" ", 1)[1] not in modules
+    ]
     assert not wrong, f"{package} imports {wrong}"
 
 
