@@ -8,17 +8,32 @@ they are missing."""
 
 from __future__ import annotations
 
+import json
+import secrets
 import time
 from functools import partial
+from pathlib import Path
 
+import duckdb
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from billing_clients.sdk import stripe_client
 from collector.log import connect, latest
+from sandbox.app import start_sandbox
+from sandbox.scenario import validate_scenario
 from tests.e2e.conftest import APP_ID, cancel_stack, load_backend
+from tests.writeback_pipeline import live_catalog, point_at
+from webhooks.config import WebhooksConfig
+from webhooks.config import load_config as load_webhooks
+from webhooks.outbox import Deliverer, Outbox
 from webhooks.signing import verify
+from writebacks.catalog import load_catalog
+from writebacks.fastpath import FastPath, serving_marts
+from writebacks.journal import Journal
+from writebacks.systems import writer_for
 
 pytestmark = pytest.mark.integration
 
@@ -109,3 +124,121 @@ def test_a_context_signed_with_another_secret_is_refused_and_the_page_says_why(
         assert state == "error" and "403" in text and "signature does not match" in text
         assert not chrome.find_element(By.ID, "cancel").is_enabled()
         assert stored_sessions(stack) == {}
+
+
+WEBHOOK_SECRET_ENV = "RETENTION_E2E_WEBHOOK_SECRET"
+
+
+def active_stripe_subscription(serving: Path) -> str:
+    """A Stripe subscription in service and neither paused nor set to cancel, from the
+    marts the fast path reads."""
+    with duckdb.connect(str(serving), read_only=True) as con:
+        rows = con.execute(
+            "select subscription_id from marts.dim_subscriptions where billing_system = "
+            "'stripe' and status = 'active' and canceled_at is null and paused_at is null "
+            "order by subscription_id limit 1"
+        ).fetchall()
+    assert rows, "the scenario has no active Stripe subscription"
+    return rows[0][0]
+
+
+def webhooks_to(receiver, tmp_path: Path, monkeypatch) -> tuple[WebhooksConfig, bytes]:
+    secret = secrets.token_hex(16)
+    monkeypatch.setenv(WEBHOOK_SECRET_ENV, secret)
+    path = tmp_path / "webhooks.yml"
+    path.write_text(
+        f"endpoints:\n  e2e:\n    url: {receiver.url}\n    secret_env: {WEBHOOK_SECRET_ENV}\n"
+        "    events: ['exit_session.*']\n"
+        "delivery: {initial_backoff_seconds: 0.1, max_backoff_seconds: 1}\n"
+    )
+    return load_webhooks(path), secret.encode()
+
+
+def poll(check, timeout: float = 30, every: float = 0.05):
+    """`check()`'s first truthy answer within `timeout` seconds, else None."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if answer := check():
+            return answer
+        time.sleep(every)
+    return None
+
+
+def test_cancel_then_accepting_the_pause_pauses_the_subscription_within_seconds(
+    chrome, tmp_path, app_secret, synced, receiver, monkeypatch
+):
+    sandbox = start_sandbox(validate_scenario(synced.doc), frozen=True)
+    point_at(monkeypatch, sandbox)
+    subscription = active_stripe_subscription(synced.serving)
+    state_db = tmp_path / "collector.sqlite"
+    catalog = load_catalog(live_catalog(tmp_path / "writebacks.yml"))
+    fast_path = FastPath(state_db, catalog, serving_marts(synced.serving), writer_for)
+    config, webhook_secret = webhooks_to(receiver, tmp_path, monkeypatch)
+    outbox = Outbox(state_db, config)
+    deliverer = Deliverer(outbox, poll_seconds=0.2).start()
+    stripe = stripe_client(sandbox.api_key, sandbox.urls["stripe"])
+    try:
+        with cancel_stack(
+            tmp_path, app_secret, ("stripe", subscription), fast_path=fast_path, outbox=outbox
+        ) as stack:
+            chrome.get(stack.page)
+            wait_for(chrome, "ready")
+            assert stripe.v1.subscriptions.retrieve(subscription).pause_collection is None
+            chrome.find_element(By.ID, "cancel").click()
+            chrome.find_element(By.ID, "accept").click()
+            clicked = time.monotonic()
+            wait_for(chrome, "done")
+            acknowledged = time.monotonic()
+            paused = poll(
+                lambda: stripe.v1.subscriptions.retrieve(subscription).pause_collection or None
+            )
+            applied = time.monotonic()
+            assert paused is not None, "the subscription was not paused within 30 s"
+            assert paused.behavior == "void"
+            (session,) = stored_sessions(stack).values()
+            assert session["action"] == "offer_accepted"
+            delivered = poll(lambda: events_of(receiver, "exit_session.offer_accepted"))
+            hooked = time.monotonic()
+    finally:
+        deliverer.stop()
+        fast_path.close()
+        outbox.close()
+        sandbox.stop()
+    print(
+        f"\ncancel page: accept clicked -> collector acknowledged {acknowledged - clicked:.3f} s, "
+        f"-> Stripe subscription paused {applied - clicked:.3f} s, "
+        f"-> webhook received {hooked - clicked:.3f} s"
+    )
+    # The journal row is applied, under the scheduled path's action id and key.
+    (row,) = [r for r in Journal(state_db).changed() if r["session_id"] == session["session_id"]]
+    assert (row["status"], row["action_type"], row["subscription_id"]) == (
+        "applied",
+        "pause",
+        subscription,
+    )
+    assert row["billing_request_id"]
+    writes = [
+        e
+        for e in sandbox.emulator("stripe").request_log
+        if e["method"] == "POST" and 200 <= e["status"] < 300 and not e["replayed"]
+    ]
+    assert [e["idempotency_key"].rsplit("-", 1)[0] for e in writes] == [row["action_id"]]
+    # The receiver got the event once per delivery, signed with its endpoint's secret.
+    assert delivered, "no exit_session.offer_accepted webhook within 30 s"
+    request = delivered[0]
+    headers = {k.lower(): v for k, v in request["headers"].items()}
+    assert verify(
+        webhook_secret,
+        [headers["retention-timestamp"], request["body"].decode()],
+        headers["retention-signature"],
+    )
+    event = json.loads(request["body"])
+    assert event["id"] == headers["retention-event-id"]
+    assert event["data"]["session_id"] == session["session_id"]
+    assert event["data"]["billing_id"] == subscription
+    assert "signature" not in event["data"]
+
+
+def events_of(receiver, event_type: str) -> list[dict]:
+    with receiver.arrived:
+        return [r for r in receiver.requests if json.loads(r["body"])["type"] == event_type]
