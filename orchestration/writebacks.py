@@ -9,6 +9,10 @@ any action is failed, listing them, so failures are visible in the UI. A failed 
 is retried by launching the job with `retry_failed: true` (or `action_ids`) once the
 catalog or the billing data is fixed.
 
+Before deriving, the run imports the fast path's journal (the collector's state database,
+`RETENTION_COLLECTOR_DB`): what the fast path applied within seconds of the click is in
+the ledger as applied, never sent again; the materialisation shows how many rows came in.
+
 The catalog is read when the run starts (`RETENTION_WRITEBACKS`, default
 writebacks.yml): a bad catalog fails the run with every problem named, before anything
 is derived or sent. Billing keys come from the `billing` resource, as the loads' do (its
@@ -37,6 +41,7 @@ from pydantic import Field
 from orchestration.marts_metadata import markdown_table
 from orchestration.resources import BillingTargets, Warehouse
 from orchestration.settings import DUCKDB_POOL
+from orchestration.writebacks_cli import fast_path_journal
 from writebacks.catalog import CatalogError, load_catalog
 from writebacks.runner import RunSummary, run_writebacks
 from writebacks.systems import writer_for
@@ -78,9 +83,9 @@ def billing_writebacks(
     except CatalogError as exc:
         raise Failure(description=str(exc)) from None
     retry: bool | list[str] = config.action_ids or config.retry_failed
-    with warehouse.get_connection() as db:
+    with warehouse.get_connection() as db, fast_path_journal() as journal:
         writers = partial(writer_for, settings=billing.settings())
-        summary = run_writebacks(db, catalog, writers, retry_failed=retry)
+        summary = run_writebacks(db, catalog, writers, retry_failed=retry, journal=journal)
     context.log.info("write-backs: %s", dict(summary.outcomes))
     yield MaterializeResult(metadata=run_metadata(summary))
     yield no_failures_check(summary)
@@ -94,6 +99,7 @@ def run_metadata(summary: RunSummary) -> dict[str, Any]:
         "failed": summary.count("failed") + summary.count("new_failed"),
         "dry_run": summary.count("dry_run"),
         "still_pending": summary.count("retry_later"),
+        "imported_from_fast_path": summary.imported,
         "ledger": MetadataValue.md(
             markdown_table(
                 ["billing system", "status", "actions"],

@@ -3,13 +3,22 @@ function as the `billing_writebacks` asset)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from collector.settings import STATE_DB_ENV, collector_db
 from orchestration.settings import DEFAULT_DATABASE, DUCKDB_PATH_ENV
 from writebacks.catalog import CatalogError, catalog_path, json_schema, load_catalog
+
+if TYPE_CHECKING:
+    from collector.settings import CollectorSettings
+    from writebacks.fastpath import FastPath
+    from writebacks.journal import Journal
 
 
 def _catalog_option(function):
@@ -66,6 +75,14 @@ def check(catalog: Path | None, schema: bool) -> None:
     help="The DuckDB warehouse with the marts and the ledger (RETENTION_WAREHOUSE=postgres: "
     "the Postgres database instead).",
 )
+@click.option(
+    "--state-db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The collector's state database, whose fast-path journal is imported first "
+    f"(default: ${STATE_DB_ENV}, else .collector/collector.sqlite; none there: nothing to "
+    "import).",
+)
 @click.option("--retry-failed", is_flag=True, help="Try failed actions again (after a fix).")
 @click.option(
     "--retry-delay",
@@ -74,8 +91,15 @@ def check(catalog: Path | None, schema: bool) -> None:
     show_default=True,
     help="First backoff (seconds) after a 5xx or dropped connection; doubles each retry.",
 )
-def run(catalog: Path | None, database: Path, retry_failed: bool, retry_delay: float) -> None:
-    """Derive pending write-backs from the marts and apply them (or dry-run them)."""
+def run(
+    catalog: Path | None,
+    database: Path,
+    state_db: Path | None,
+    retry_failed: bool,
+    retry_delay: float,
+) -> None:
+    """Derive pending write-backs from the marts and apply them (or dry-run them), after
+    importing what the fast path did."""
     from billing_clients.retries import RetryPolicy
     from orchestration.logs import log_to_stderr
     from orchestration.resources import Warehouse
@@ -91,14 +115,17 @@ def run(catalog: Path | None, database: Path, retry_failed: bool, retry_delay: f
             f"name the file with --database or {DUCKDB_PATH_ENV}"
         )
     log_to_stderr()
-    with warehouse.get_connection() as db:
+    with warehouse.get_connection() as db, fast_path_journal(state_db) as journal:
         summary = run_writebacks(
             db,
             loaded,
             writer_for,
             retry_failed=retry_failed,
             policy=RetryPolicy(base_delay=retry_delay),
+            journal=journal,
         )
+    if summary.imported:
+        click.echo(f"imported {summary.imported:,} fast-path journal row(s)")
     click.echo(f"{'system':<10} {'status':<8} {'actions':>8}")
     for (system, status), count in sorted(summary.ledger.items()):
         click.echo(f"{system:<10} {status:<8} {count:>8,}")
@@ -110,3 +137,49 @@ def run(catalog: Path | None, database: Path, retry_failed: bool, retry_delay: f
         raise click.ClickException(
             f"{summary.count('retry_later')} action(s) still pending after retries: run again"
         )
+
+
+@contextlib.contextmanager
+def fast_path_journal(state_db: Path | None = None) -> Iterator[Journal | None]:
+    """The fast path's journal in the collector's state database (`collector_db()`
+    unless given), or None when no collector ever ran here: a run never creates the file."""
+    from writebacks.journal import Journal
+
+    path = state_db or collector_db()
+    if not path.is_file():
+        yield None
+        return
+    journal = Journal(path)
+    try:
+        yield journal
+    finally:
+        journal.close()
+
+
+@contextlib.contextmanager
+def open_fast_path(settings: CollectorSettings) -> Iterator[FastPath | None]:
+    """The fast path for `retention collector serve` (collector.cli's factory): the
+    catalog, the marts of the configured warehouse (the serving copy on DuckDB and Spark,
+    the marts schema on Postgres), the billing writers and the save window as the
+    scheduled run has them. None when the catalog turns every system off."""
+    from orchestration.resources import Warehouse
+    from orchestration.serving import serving_path
+    from orchestration.settings import save_window, setting, warehouse_kind
+    from writebacks.fastpath import FastPath, serving_marts
+    from writebacks.systems import writer_for
+
+    loaded = _load(None)
+    if all(system.mode == "off" for system in loaded.systems.values()):
+        yield None
+        return
+    kind = warehouse_kind()
+    if kind == "postgres":
+        marts = Warehouse(kind=kind).get_connection
+    else:
+        database = Path(setting(DUCKDB_PATH_ENV, str(DEFAULT_DATABASE)))
+        marts = serving_marts(serving_path(database))
+    fast = FastPath(settings.state_db, loaded, marts, writer_for, window=save_window())
+    try:
+        yield fast
+    finally:
+        fast.close()
