@@ -1,4 +1,4 @@
-"""The events the webhooks send: their types (one list, which webhooks.yml is checked
+"""The events the webhooks send: their headers, their types (one list, which webhooks.yml is checked
 against), their deterministic ids, and how a session row or a validated episode becomes
 one event.
 
@@ -16,6 +16,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+# The request's headers (the body is the event: {id, type, created, data}).
+EVENT_ID_HEADER = "Retention-Event-Id"
+TIMESTAMP_HEADER = "Retention-Timestamp"
+SIGNATURE_HEADER = "Retention-Signature"
 SESSION_PREFIX = "exit_session."
 VALIDATION_PREFIX = "validation."
 # What a visitor did on the page (validation.md §1's actions; no action yet = started).

@@ -44,7 +44,13 @@ import httpx
 from tenacity import RetryCallState, wait_random_exponential
 
 from webhooks.config import Delivery, WebhooksConfig
-from webhooks.events import session_event, validation_event
+from webhooks.events import (
+    EVENT_ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    session_event,
+    validation_event,
+)
 from webhooks.signing import sign
 
 log = logging.getLogger(__name__)
@@ -203,44 +209,72 @@ class Outbox:
 
     # ------------------------------------------------------------------ emitting
 
-    def emit(self, event_type: str, payload: Mapping[str, Any], *, event_id: str) -> int:
+    def emit(
+        self,
+        event_type: str,
+        payload: Mapping[str, Any],
+        *,
+        event_id: str,
+        db: sqlite3.Connection | None = None,
+    ) -> int:
         """Store the event for every endpoint that takes it; the number of rows added
         (0 for an event already stored, or one no endpoint takes)."""
-        return self.emit_many([(event_type, event_id, dict(payload))])
+        return self.emit_many([(event_type, event_id, dict(payload))], db=db)
 
-    def emit_session(self, row: Mapping[str, Any]) -> int:
+    def emit_session(self, row: Mapping[str, Any], *, db: sqlite3.Connection | None = None) -> int:
         """The event of a session row the collector committed (`exit_session.<action>`,
         `exit_session.started` without one), id from the session id and the type."""
-        event_type, event_id, data = session_event(row)
-        return self.emit(event_type, data, event_id=event_id)
+        return self.emit_sessions([row], db=db)
 
-    def emit_validations(self, episodes: Iterable[Mapping[str, Any]]) -> int:
+    def emit_sessions(
+        self, rows: Iterable[Mapping[str, Any]], *, db: sqlite3.Connection | None = None
+    ) -> int:
+        """The events of many session rows in one transaction (one fsync for all)."""
+        return self.emit_many((session_event(row) for row in rows), db=db)
+
+    def emit_validations(
+        self, episodes: Iterable[Mapping[str, Any]], *, db: sqlite3.Connection | None = None
+    ) -> int:
         """One `validation.<status>` event per validated episode, in one transaction."""
-        return self.emit_many(validation_event(e) for e in episodes)
+        return self.emit_many((validation_event(e) for e in episodes), db=db)
 
-    def emit_many(self, events: Iterable[tuple[str, str, dict[str, Any]]]) -> int:
-        """Store (type, id, data) events in one transaction (durable on return)."""
+    def emit_many(
+        self,
+        events: Iterable[tuple[str, str, dict[str, Any]]],
+        *,
+        db: sqlite3.Connection | None = None,
+    ) -> int:
+        """Store (type, id, data) events in one transaction, durable on return. Why `db`:
+        a caller holding a transaction on the state database (the collector marking rows
+        dispatched) passes it, so its mark and the events commit together, with one
+        fsync; it then calls `wake()` after its commit."""
+        if db is not None:
+            return self._enqueue(db, events)
+        with self._transaction() as own:
+            added = self._enqueue(own, events)
+        if added:
+            self.wake()
+        return added
+
+    def _enqueue(
+        self, db: sqlite3.Connection, events: Iterable[tuple[str, str, dict[str, Any]]]
+    ) -> int:
         now = self._clock()
         added = 0
-        with self._transaction() as db:
-            for event_type, event_id, data in events:
-                endpoints = self.config.subscribers(event_type)
-                if not endpoints:
-                    continue
-                body = _body(event_id, event_type, int(now), data)
-                for endpoint in endpoints:
-                    added += db.execute(
-                        _ENQUEUE,
-                        {
-                            "endpoint": endpoint.name,
-                            "event_id": event_id,
-                            "event_type": event_type,
-                            "body": body,
-                            "now": now,
-                        },
-                    ).rowcount
-        if added:
-            self._wake.set()
+        for event_type, event_id, data in events:
+            endpoints = self.config.subscribers(event_type)
+            body = _body(event_id, event_type, int(now), data) if endpoints else ""
+            for endpoint in endpoints:
+                added += db.execute(
+                    _ENQUEUE,
+                    {
+                        "endpoint": endpoint.name,
+                        "event_id": event_id,
+                        "event_type": event_type,
+                        "body": body,
+                        "now": now,
+                    },
+                ).rowcount
         return added
 
     # ------------------------------------------------------------------ delivering
@@ -303,9 +337,9 @@ class Outbox:
         timestamp = str(int(self._clock()))
         headers = {
             "Content-Type": "application/json",
-            "Retention-Event-Id": row.event_id,
-            "Retention-Timestamp": timestamp,
-            "Retention-Signature": sign(endpoint.secret, [timestamp, row.body]),
+            EVENT_ID_HEADER: row.event_id,
+            TIMESTAMP_HEADER: timestamp,
+            SIGNATURE_HEADER: sign(endpoint.secret, [timestamp, row.body]),
         }
         started = time.perf_counter()
         try:

@@ -13,8 +13,8 @@ import yaml
 
 from webhooks.config import (
     DEFAULT_WEBHOOKS,
-    Delivery,
     WEBHOOKS_ENV,
+    Delivery,
     WebhooksConfigError,
     json_schema,
     load_config,

@@ -212,3 +212,21 @@ def test_the_backoff_grows_exponentially_with_full_jitter_up_to_the_cap(attempts
         assert len(set(delays)) > 100  # jittered, not one fixed delay
     assert backoff(attempts, delivery, retry_after=10_000) == 300
     assert backoff(attempts, delivery, retry_after=high) == high  # at least Retry-After
+
+
+def test_events_emitted_in_the_callers_transaction_commit_or_roll_back_with_it(
+    tmp_path: Path,
+) -> None:
+    box, _, _ = outbox(tmp_path, ok)
+    rows_ = [{"session_id": f"s{i}", "action": "canceled"} for i in range(3)]
+    db = sqlite3.connect(box.state_db, isolation_level=None)
+    db.execute("begin immediate")
+    assert box.emit_sessions(rows_, db=db) == 3
+    db.execute("rollback")
+    assert rows(box.state_db, OUTBOX) == []
+    db.execute("begin immediate")
+    box.emit_sessions(rows_, db=db)
+    db.execute("commit")
+    db.close()
+    box.wake()
+    assert box.deliver_pending().delivered == 3
