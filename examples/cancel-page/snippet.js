@@ -4,9 +4,10 @@
  * - On load it reads the signed context the company's backend rendered (the page URL's
  *   query when it carries `signature`, else `context.json` beside the page) and POSTs the
  *   landing (`POST /v1/sessions`).
- * - "Cancel subscription" shows the offer; "Pause my subscription" PATCHes the session
- *   with `offer_accepted` and the offer's id and type, "Cancel anyway" with `canceled`,
- *   "Never mind" with `deflected`.
+ * - "Cancel subscription" shows the offer and PATCHes `custom.offer_shown` (the offer's
+ *   id: validation.md keeps offer_id/offer_type for an accepted offer); "Pause my
+ *   subscription" PATCHes the session with `offer_accepted` and the offer's id and type,
+ *   "Cancel anyway" with `canceled`, "Never mind" with `deflected`.
  *
  * The browser never holds a secret: the signature was computed by the backend over
  * app_id, billing_system, billing_id and timestamp, and the collector checks it on every
@@ -20,6 +21,7 @@
   var SIGNED = ["app_id", "billing_system", "billing_id", "timestamp", "signature"];
   var session = null;
   var context = null;
+  var shown = Promise.resolve();
 
   function $(id) { return document.getElementById(id); }
 
@@ -109,13 +111,21 @@
     return send("POST", "/v1/sessions", signed(session));
   }
 
+  // Sent while the visitor reads the offer; the outcome waits for it (`shown`), so the
+  // collector gets the visit's changes in the order they happened.
+  function offerShown() {
+    if (!context.offer_id) return;
+    var path = "/v1/sessions/" + encodeURIComponent(session.session_id);
+    shown = send("PATCH", path, signed({ custom: { offer_shown: context.offer_id } }));
+  }
+
   function act(action, extra) {
     var update = { action: action, action_at: new Date().toISOString() };
     var reason = $("reason").value;
     if (reason) update.cancel_reason = reason;
     Object.keys(extra || {}).forEach(function (k) { update[k] = extra[k]; });
     var path = "/v1/sessions/" + encodeURIComponent(session.session_id);
-    return send("PATCH", path, signed(update));
+    return shown.then(function () { return send("PATCH", path, signed(update)); });
   }
 
   function finish(promise, doneText) {
@@ -132,6 +142,7 @@
       $("start").hidden = true;
       $("offer").hidden = false;
       show("offer", "");
+      offerShown();
     });
     $("stay").addEventListener("click", function () {
       finish(act("deflected"), "Glad you are staying: nothing changed.");

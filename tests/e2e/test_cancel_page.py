@@ -113,6 +113,8 @@ def test_the_page_posts_the_landing_then_the_outcome(chrome, tmp_path, app_secre
     assert row["started_at"] == landing["started_at"] and row["action_at"] >= row["started_at"]
     offer = ("pause_1m", "pause") if action == "offer_accepted" else (None, None)
     assert (row["offer_id"], row["offer_type"]) == offer
+    shown = None if button == "stay" else {"offer_shown": "pause_1m"}
+    assert row["custom"] == shown
 
 
 def test_a_context_signed_with_another_secret_is_refused_and_the_page_says_why(
