@@ -1,5 +1,5 @@
-"""The browser, the company's page backend, the collector under uvicorn and a webhook
-receiver, for the cancel page's end-to-end tests. Everything runs in this process on free
+"""The browser, the company's page backend, the collector under uvicorn and a synced
+warehouse, for the cancel page's end-to-end tests. Everything runs in this process on free
 ports, with its state in tmp."""
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 
@@ -98,40 +97,6 @@ def serve_asgi(app, sock: socket.socket) -> Served:
         sock.close()
 
     return Served(f"http://{host}:{port}", stop)
-
-
-@dataclass
-class Receiver:
-    """A webhook endpoint: every request's headers and body, in arrival order."""
-
-    url: str
-    requests: list[dict] = field(default_factory=list)
-    arrived: threading.Condition = field(default_factory=threading.Condition)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    box = Receiver(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            with box.arrived:
-                box.requests.append({"headers": dict(self.headers), "body": body})
-                box.arrived.notify_all()
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            """Quiet: the headers carry signatures."""
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    host, port = server.server_address[:2]
-    box.url = f"http://{host}:{port}/hooks"
-    yield box
-    server.shutdown()
 
 
 @pytest.fixture
