@@ -33,12 +33,14 @@ from orchestration.resources import build_resources
 from orchestration.sensors import drop_folder_sensor
 from orchestration.serving import serving_marts
 from orchestration.validation import validation_30d
+from orchestration.webhooks import webhook_outbox, webhook_outbox_sensor, webhooks_job
 from orchestration.writebacks import billing_writebacks
 
 
 def build_definitions(env: Mapping[str, str] = os.environ) -> Definitions:
     sync, exit_sessions, validation = billing_sync_job(), exit_sessions_job(), validation_job()
     writebacks = writebacks_job()
+    webhooks = webhooks_job()
     loads = with_freshness(load_assets(), env)
     return Definitions(
         assets=[
@@ -48,10 +50,11 @@ def build_definitions(env: Mapping[str, str] = os.environ) -> Definitions:
             validation_30d,
             billing_writebacks,
             serving_marts(),
+            webhook_outbox,
         ],
-        jobs=[sync, exit_sessions, validation, writebacks],
+        jobs=[sync, exit_sessions, validation, writebacks, webhooks],
         schedules=build_schedules(sync, validation, writebacks, env),
-        sensors=[drop_folder_sensor(exit_sessions)],
+        sensors=[drop_folder_sensor(exit_sessions), webhook_outbox_sensor(webhooks)],
         resources=build_resources(env),
         executor=in_process_executor,
     )

@@ -37,6 +37,7 @@ from orchestration.settings import (
     save_window,
     setting,
 )
+from orchestration.webhooks import load_webhooks, send_validation_events, settled_episodes
 
 SAVE_WINDOW = save_window()
 TABLE = "marts.validation_30d_daily"
@@ -104,6 +105,7 @@ def _validate(context: AssetExecutionContext, warehouse: Warehouse) -> Materiali
         _midnight(first - SAVE_WINDOW),
         _midnight(last - SAVE_WINDOW + timedelta(days=1)),
     ]
+    webhooks = load_webhooks()  # a bad webhooks.yml fails the run before anything is written
     with warehouse.get_connection() as con:
         # Each statement drained (fetchall): DuckDB 2 holds a connection until it is.
         con.execute(CREATE).fetchall()
@@ -122,6 +124,8 @@ def _validate(context: AssetExecutionContext, warehouse: Warehouse) -> Materiali
             days,
         )
         synced = query(con, "select max(validated_at) from marts.fct_exit_episodes")[1][0][0]
+        episodes_to_send = settled_episodes(con, webhooks, cohorts)
+    events = send_validation_events(context, webhooks, episodes_to_send)
     episodes = sum(r[2] for r in rows)
     # Final once T is past the end of the last day: every window of its cohort has closed.
     final = synced is not None and synced >= _midnight(last + timedelta(days=1))
@@ -136,6 +140,7 @@ def _validate(context: AssetExecutionContext, warehouse: Warehouse) -> Materiali
             "validated_at": MetadataValue.text(str(synced)),
             "final": MetadataValue.bool(final),
             "table": MetadataValue.text(TABLE),
+            **events,
         }
     )
 

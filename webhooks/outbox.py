@@ -59,7 +59,9 @@ OUTBOX = "webhook_outbox"
 DEAD_LETTERS = "webhook_dead_letters"
 # A writer of the shared state file waits this long for another's lock (design-16.md).
 BUSY_TIMEOUT_SECONDS = 10
-BATCH = 100
+# Rows claimed at once, per request in flight: small, so a claim is sent soon after it
+# is taken and its lease stays short.
+CLAIM_PER_WORKER = 4
 SCHEMA = f"""
 create table if not exists {OUTBOX} (
     endpoint text not null,
@@ -279,14 +281,27 @@ class Outbox:
 
     # ------------------------------------------------------------------ delivering
 
-    def deliver_pending(self) -> DeliveryStats:
+    def deliver_pending(self, budget_seconds: float | None = None) -> DeliveryStats:
         """Attempt every event due now, once each (failures are scheduled, not waited
-        for): what a Dagster step or a test calls; the `Deliverer` calls it in a loop."""
+        for): what a Dagster step or a test calls; the `Deliverer` calls it in a loop.
+        With `budget_seconds`, no new claim is taken after that long (a step must not
+        hang on a receiver that times out): the rest waits for the next pass."""
         stats = DeliveryStats()
+        started = time.monotonic()
         self._expire()
-        while claimed := self._claim():
+        while budget_seconds is None or time.monotonic() - started < budget_seconds:
+            claimed = self._claim()
+            if not claimed:
+                break
             stats.add(self._deliver(claimed))
         return stats
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a claim is held: every round of requests of one claim at twice the
+        timeout (httpx times connect and read apart), plus a margin."""
+        delivery = self.config.delivery
+        return CLAIM_PER_WORKER * 2 * delivery.timeout_seconds + 10
 
     def _expire(self) -> None:
         """Due rows too old, or of an endpoint no longer configured, to the dead letters."""
@@ -312,9 +327,11 @@ class Outbox:
         """Due rows of configured endpoints, each with its attempt counted and leased
         past the request's longest time."""
         now = self._clock()
-        lease = 4 * self.config.delivery.timeout_seconds + 10
+        size = CLAIM_PER_WORKER * self.config.delivery.concurrency
         with self._transaction() as db:
-            rows = db.execute(_CLAIM, (uuid.uuid4().hex, now + lease, now, BATCH)).fetchall()
+            rows = db.execute(
+                _CLAIM, (uuid.uuid4().hex, now + self.lease_seconds, now, size)
+            ).fetchall()
         return [_Claimed(*row) for row in rows]
 
     def _deliver(self, claimed: list[_Claimed]) -> DeliveryStats:

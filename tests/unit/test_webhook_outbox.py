@@ -196,7 +196,7 @@ def test_a_claim_left_by_a_crashed_process_is_taken_over_after_its_lease(tmp_pat
     box.emit("exit_session.canceled", {}, event_id="e1")
     assert len(box._claim()) == 1  # a process claimed it, then died before recording
     assert box.deliver_pending().attempts == 0  # leased: nobody else sends it meanwhile
-    clock.now += 4 * DELIVERY.timeout_seconds + 10
+    clock.now += box.lease_seconds
     stats = box.deliver_pending()
     assert (stats.delivered, len(seen)) == (1, 1)
     assert rows(box.state_db, OUTBOX) == [("crm", "e1", 2)]  # both attempts counted
