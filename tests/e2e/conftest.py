@@ -10,13 +10,17 @@ import shutil
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from collector.app import create_app
+from collector.settings import App, CollectorConfig, CollectorSettings
+from writebacks.catalog import load_catalog
 
 PROJECT = Path(__file__).resolve().parents[2]
 PAGE = PROJECT / "examples" / "cancel-page"
@@ -123,15 +127,12 @@ def cancel_stack(
     billing: tuple[str, str],
     *,
     page_secret: bytes | None = None,
-    fast_path=None,
-    outbox=None,
+    services: Callable[[CollectorSettings], AbstractContextManager] | None = None,
 ) -> Iterator[Stack]:
     """The collector under uvicorn (its origin list naming the page's origin) and the page
-    backend signing `billing` (system, id) with `page_secret` (default: the app's)."""
-    from collector.app import create_app
-    from collector.settings import App, CollectorConfig, CollectorSettings
-    from writebacks.catalog import load_catalog
-
+    backend signing `billing` (system, id) with `page_secret` (default: the app's).
+    `services(settings)` yields the (fast path, outbox) to hand the collector, opened with
+    its settings as `retention collector serve` opens them; default neither."""
     backend = load_backend()
     offer = load_catalog().offers[backend.DEFAULT_OFFER]
     sock = free_socket()
@@ -155,12 +156,14 @@ def cancel_stack(
         secrets={APP_ID: secret},
         publish_interval_seconds=0.2,
     )
-    served = serve_asgi(create_app(settings, fast_path=fast_path, outbox=outbox), sock)
-    try:
+    with ExitStack() as running:
+        running.callback(page.shutdown)
+        fast_path, outbox = running.enter_context(
+            services(settings) if services else nullcontext((None, None))
+        )
+        served = serve_asgi(create_app(settings, fast_path=fast_path, outbox=outbox), sock)
+        running.callback(served.stop)
         yield Stack(origin + "/", served.url, settings.state_db, settings.drop_folder)
-    finally:
-        served.stop()
-        page.shutdown()
 
 
 @dataclass(frozen=True)

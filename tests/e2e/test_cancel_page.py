@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -21,20 +22,21 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from billing_clients.sdk import stripe_client
+from collector.cli import webhook_outbox
 from collector.log import connect, latest
+from collector.settings import CollectorSettings
+from orchestration.serving import SERVING_PATH_ENV
+from orchestration.settings import DUCKDB_PATH_ENV, WAREHOUSE_ENV
+from orchestration.writebacks_cli import open_fast_path
 from sandbox.app import start_sandbox
 from sandbox.scenario import validate_scenario
 from tests.e2e.conftest import APP_ID, cancel_stack, load_backend
 from tests.webhook_receiver import Receiver, receiving
 from tests.writeback_pipeline import live_catalog, point_at
-from webhooks.config import WebhooksConfig
-from webhooks.config import load_config as load_webhooks
-from webhooks.outbox import Deliverer, Outbox
+from webhooks.config import WEBHOOKS_ENV
 from webhooks.signing import verify
-from writebacks.catalog import load_catalog
-from writebacks.fastpath import FastPath, serving_marts
+from writebacks.catalog import CATALOG_ENV
 from writebacks.journal import Journal
-from writebacks.systems import writer_for
 
 pytestmark = pytest.mark.integration
 
@@ -145,7 +147,7 @@ def active_stripe_subscription(serving: Path) -> str:
     return rows[0][0]
 
 
-def webhooks_to(url: str, tmp_path: Path) -> WebhooksConfig:
+def webhooks_to(url: str, tmp_path: Path) -> Path:
     """webhooks.yml with one endpoint, `url`, for the session events, retried quickly."""
     path = tmp_path / "webhooks.yml"
     path.write_text(
@@ -153,7 +155,7 @@ def webhooks_to(url: str, tmp_path: Path) -> WebhooksConfig:
         "    events: ['exit_session.*']\n"
         "delivery: {initial_backoff_seconds: 0.1, max_backoff_seconds: 1}\n"
     )
-    return load_webhooks(path)
+    return path
 
 
 def poll(check, timeout: float = 30, every: float = 0.05):
@@ -166,29 +168,38 @@ def poll(check, timeout: float = 30, every: float = 0.05):
     return None
 
 
+@contextmanager
+def as_served(settings: CollectorSettings) -> Iterator[tuple]:
+    """The fast path and the webhook outbox (with its deliverer), opened from the
+    environment by the factories `retention collector serve` uses."""
+    with webhook_outbox(settings) as outbox, open_fast_path(settings) as fast_path:
+        yield fast_path, outbox
+
+
 def test_cancel_then_accepting_the_pause_pauses_the_subscription_within_seconds(
     chrome, tmp_path, app_secret, synced, monkeypatch
 ):
     sandbox = start_sandbox(validate_scenario(synced.doc), frozen=True)
     point_at(monkeypatch, sandbox)
     subscription = active_stripe_subscription(synced.serving)
-    state_db = tmp_path / "collector.sqlite"
-    catalog = load_catalog(live_catalog(tmp_path / "writebacks.yml"))
     webhook_secret = secrets.token_hex(16)
-    monkeypatch.setenv(WEBHOOK_SECRET_ENV, webhook_secret)
     receiver = Receiver(webhook_secret.encode())
     stripe = stripe_client(sandbox.api_key, sandbox.urls["stripe"])
     with ExitStack() as running:
         running.callback(sandbox.stop)
-        fast_path = FastPath(state_db, catalog, serving_marts(synced.serving), writer_for)
-        running.callback(fast_path.close)
         running.enter_context(receiving(receiver))
-        outbox = Outbox(state_db, webhooks_to(receiver.url, tmp_path))
-        running.callback(outbox.close)
-        running.callback(Deliverer(outbox, poll_seconds=0.2).start().stop)
+        for name, value in {
+            WEBHOOK_SECRET_ENV: webhook_secret,
+            WEBHOOKS_ENV: webhooks_to(receiver.url, tmp_path),
+            CATALOG_ENV: live_catalog(tmp_path / "writebacks.yml"),
+            WAREHOUSE_ENV: "duckdb",
+            DUCKDB_PATH_ENV: synced.warehouse,
+            SERVING_PATH_ENV: synced.serving,
+        }.items():
+            monkeypatch.setenv(name, str(value))
         billing = ("stripe", subscription)
         stack = running.enter_context(
-            cancel_stack(tmp_path, app_secret, billing, fast_path=fast_path, outbox=outbox)
+            cancel_stack(tmp_path, app_secret, billing, services=as_served)
         )
         chrome.get(stack.page)
         wait_for(chrome, "ready")
@@ -206,14 +217,15 @@ def test_cancel_then_accepting_the_pause_pauses_the_subscription_within_seconds(
         hooked = time.monotonic()
         (session,) = stored_sessions(stack).values()
     print(
-        f"\ncancel page: Accept clicked -> page done (collector acknowledged) {acknowledged - clicked:.3f} s, "
-        f"-> Stripe subscription paused {applied - clicked:.3f} s, "
+        f"\ncancel page: Accept clicked -> page done (collector acknowledged) "
+        f"{acknowledged - clicked:.3f} s, -> Stripe subscription paused {applied - clicked:.3f} s, "
         f"-> webhook received {hooked - clicked:.3f} s"
     )
     assert paused is not None, "the subscription was not paused within 30 s"
     assert paused.behavior == "void" and session["action"] == "offer_accepted"
     # The journal row is applied, under the scheduled path's action id and key: one write.
-    (row,) = [r for r in Journal(state_db).changed() if r["session_id"] == session["session_id"]]
+    journal = Journal(stack.state_db)
+    (row,) = [r for r in journal.changed() if r["session_id"] == session["session_id"]]
     assert (row["status"], row["action_type"], row["subscription_id"]) == (
         "applied",
         "pause",
