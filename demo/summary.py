@@ -7,10 +7,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from collector.settings import DEFAULT_CONFIG, DROP_FOLDER_ENV, STATE_DB_ENV, parse_config
 from orchestration.marts_metadata import query
 from orchestration.resources import Warehouse
 from orchestration.serving import serving_path
-from orchestration.settings import BILLING_SYSTEMS
+from orchestration.settings import BILLING_SYSTEMS, DUCKDB_PATH_ENV
 from orchestration.validation import SAVE_WINDOW
 
 
@@ -37,6 +38,8 @@ class DemoSummary:
     validation_by_status: dict[str, int] = field(default_factory=dict)
     writebacks: dict[str, int] = field(default_factory=dict)  # "<status> (<mode>)" -> actions
     postgres: str | None = None  # the Postgres warehouse (password masked); None: DuckDB
+    cancel_page: tuple[str, str] | None = None  # (billing system, subscription id) to try
+    drop: Path | None = None  # the drop folder the collector publishes the page's visits to
 
     @property
     def save_rate(self) -> Decimal | None:
@@ -90,8 +93,38 @@ class DemoSummary:
             f"Open the UI on these runs: {self.ui_command}   (then http://127.0.0.1:3000)",
             "To sync again from the UI, serve the scenario on the default ports first:",
             f"  .venv/bin/retention sandbox serve --frozen --scenario {self.scenario}",
+            *self._cancel_page_lines(),
         ]
         return "\n".join(lines)
+
+    def _cancel_page_lines(self) -> list[str]:
+        """How to open the example cancel page for one of the demo's subscriptions: the
+        collector, then the page's backend, which signs each visit when the page loads (a
+        signed link printed here would be refused once the replay window had passed)."""
+        if self.cancel_page is None:
+            return []
+        system, subscription = self.cancel_page
+        app_id, app = next(
+            iter(parse_config(DEFAULT_CONFIG.read_text(), "collector.yml").apps.items())
+        )
+        # Where the collector publishes the visits, keeps its state, and (the fast path)
+        # finds the marts: the demo's own files.
+        places = (
+            f"{DROP_FOLDER_ENV}={self.drop} {STATE_DB_ENV}={self.log.parent / 'collector.sqlite'}"
+        )
+        if self.postgres is None:
+            places += f" {DUCKDB_PATH_ENV}={self.database}"
+        return [
+            "",
+            f"Try the cancel page for {system} subscription {subscription} "
+            "(examples/cancel-page/README.md):",
+            f"  export {app.secret_env}=$(python3 -c 'import secrets; print(secrets.token_hex(32))')",
+            f"  {places} .venv/bin/retention collector serve &",
+            f"  .venv/bin/python examples/cancel-page/backend.py --app-id {app_id} "
+            f"--secret-env {app.secret_env} --billing-system {system} --billing-id {subscription} &",
+            "  then open http://127.0.0.1:8801/ (the collector's API: http://127.0.0.1:8800/docs;"
+            " stop both with kill %1 %2)",
+        ]
 
 
 def summarise(warehouse: Warehouse, validation_day: date | None) -> dict:
@@ -125,6 +158,12 @@ def summarise(warehouse: Warehouse, validation_day: date | None) -> dict:
                 "from marts.fct_billing_writebacks group by 1 order by 1",
             )[1]
         )
+        cancel_page = query(
+            con,
+            "select billing_system, subscription_id from marts.dim_subscriptions "
+            "where status = 'active' and canceled_at is null and paused_at is null "
+            "order by billing_system = 'stripe' desc, subscription_id limit 1",
+        )[1]
         validation = (
             dict(
                 query(
@@ -148,4 +187,5 @@ def summarise(warehouse: Warehouse, validation_day: date | None) -> dict:
         "lost_mrr": Decimal(lost_mrr),
         "validation_by_status": validation,
         "writebacks": writebacks,
+        "cancel_page": tuple(cancel_page[0]) if cancel_page else None,
     }
