@@ -2,7 +2,10 @@
 seconds of the click, not at the next scheduled run.
 
 The collector hands each committed session to `FastPath.submit` (design-16.md), which
-queues it for one worker thread (the HTTP answer never waits for billing). The worker:
+queues it for a worker thread of its billing system (the HTTP answer never waits for
+billing; one system's slow API or outage never holds up the others'). A system has
+`lanes` workers, each with its own billing client; a billing id always goes to the same
+lane, so one visitor's actions are applied in the order they were committed. A worker:
 
 1. skips what the catalog does not write back (system `off`, acted before `since`);
 2. finds the episode start S from the billing id's earlier visits, those the latest
@@ -26,10 +29,12 @@ these actions done and never sends them twice.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
@@ -50,6 +55,9 @@ ACTIONS = ("canceled", "offer_accepted")
 # Seconds, not the scheduled run's minutes: what is still failing after this is left
 # pending in the journal for the scheduled run, which reads billing before resending.
 FAST_POLICY = RetryPolicy(max_attempts=4, base_delay=0.25, max_delay=5.0)
+# Workers per billing system: a burst of clicks is applied a few at a time, well within
+# the APIs' write limits (bench/bench_fastpath.py measures it).
+LANES = 4
 Marts = Callable[[], AbstractContextManager[Any]]
 
 _VISITS = """
@@ -96,8 +104,8 @@ def serving_marts(path: Path) -> Marts:
 
 
 class FastPath:
-    """Queue + one worker thread (see the module docstring). One thread, so each billing
-    system's writer (a Recurly client is not thread-safe) is used by one thread."""
+    """Queues and worker threads per billing system (see the module docstring); each
+    worker builds its own writer, as a Recurly client is not thread-safe."""
 
     def __init__(
         self,
@@ -109,57 +117,80 @@ class FastPath:
         window: timedelta = SAVE_WINDOW,
         policy: RetryPolicy = FAST_POLICY,
         on_result: Callable[[dict[str, Any]], None] | None = None,
+        lanes: int = LANES,
     ):
         self.journal = Journal(state_db)
         self.catalog, self.marts, self.window, self.policy = catalog, marts, window, policy
         self.on_result = on_result
+        self.lanes = lanes
         self._writer_for = writer_for
-        self._writers: dict[str, Any] = {}
-        self._queue: queue.Queue[tuple[dict, list[datetime]] | None] = queue.Queue()
-        self._worker = threading.Thread(target=self._work, name="fastpath", daemon=True)
-        self._worker.start()
+        self._queues: dict[tuple[str, int], queue.Queue[tuple[dict, list] | None]] = {
+            (system, lane): queue.Queue()
+            for system, settings in catalog.systems.items()
+            if settings.mode != "off"
+            for lane in range(lanes)
+        }
+        self._workers = [
+            threading.Thread(
+                target=self._work, args=lane, name=f"fastpath-{lane[0]}-{lane[1]}", daemon=True
+            )
+            for lane in self._queues
+        ]
+        for worker in self._workers:
+            worker.start()
 
     # -- the collector's side ------------------------------------------------------------
     def submit(self, session: dict[str, Any], earlier: list[datetime]) -> None:
         """Queue a committed session (the full row); returns at once. Sessions that ask
         for nothing are dropped here; a session submitted again is applied once (its
-        actions' ids are in the journal)."""
-        if session.get("action") in ACTIONS:
-            self._queue.put((session, list(earlier)))
+        actions' ids are in the journal). A system the catalog turns off has no queue."""
+        lane = zlib.crc32(str(session.get("billing_id")).encode()) % self.lanes
+        todo = self._queues.get((session.get("billing_system"), lane))
+        if todo is not None and session.get("action") in ACTIONS:
+            todo.put((session, list(earlier)))
 
     def drain(self, timeout: float) -> None:
         """Wait until every submitted session has been handled (tests, benches)."""
         deadline = time.monotonic() + timeout
-        with self._queue.all_tasks_done:
-            while self._queue.unfinished_tasks:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(
-                        f"fast path: {self._queue.unfinished_tasks} session(s) still being "
-                        f"applied after {timeout} s"
-                    )
-                self._queue.all_tasks_done.wait(remaining)
+        for (system, _), todo in self._queues.items():
+            with todo.all_tasks_done:
+                while todo.unfinished_tasks:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError(
+                            f"fast path: {todo.unfinished_tasks} {system} session(s) still "
+                            f"being applied after {timeout} s"
+                        )
+                    todo.all_tasks_done.wait(remaining)
 
     def close(self) -> None:
-        """Finish what is queued, stop the worker, close the journal."""
-        self._queue.put(None)
-        self._worker.join()
+        """Finish what is queued, stop the workers, close the journal."""
+        for todo in self._queues.values():
+            todo.put(None)
+        for worker in self._workers:
+            worker.join()
         self.journal.close()
 
-    def _work(self) -> None:
-        while (item := self._queue.get()) is not None:
+    def _work(self, system: str, lane: int) -> None:
+        todo = self._queues[(system, lane)]
+        # Built on first use: a worker whose system sees no click never reads its key.
+        writer = functools.cache(lambda: self._writer_for(system))
+        while (item := todo.get()) is not None:
             try:
-                self.apply(*item)
+                self.apply(*item, writer=writer)
             except Exception:  # logged; the scheduled run applies the session later
                 log.exception("fast path: session %s not applied", item[0].get("session_id"))
             finally:
-                self._queue.task_done()
-        self._queue.task_done()
+                todo.task_done()
+        todo.task_done()
 
     # -- the work ------------------------------------------------------------------------
-    def apply(self, session: dict[str, Any], earlier: list[datetime]) -> list[dict[str, Any]]:
-        """Match, derive, record and apply one session's actions now; the journal rows
-        (none when nothing is written back, or no subscription matched yet)."""
+    def apply(
+        self, session: dict[str, Any], earlier: list[datetime], writer: Callable[[], Any]
+    ) -> list[dict[str, Any]]:
+        """Match, derive, record and apply one session's actions now with `writer()`,
+        its system's writer; the journal rows (none when nothing is written back, or no
+        subscription matched yet)."""
         action_at = _aware(session["action_at"])
         settings = self.catalog.systems.get(session["billing_system"])
         if settings is None or not settings.enabled_for(action_at):
@@ -180,11 +211,10 @@ class FastPath:
         for row in session_actions(described, matched, owned, self.catalog):
             stored = self.journal.record(row)
             if stored.status not in FINAL:
-                writer = self._writer(stored.billing_system)
                 if stored.mode == "dry_run":
-                    dry_run_action(self.journal, stored, writer)
+                    dry_run_action(self.journal, stored, writer())
                 else:
-                    apply_action(self.journal, stored, writer, self.policy)
+                    apply_action(self.journal, stored, writer(), self.policy)
             results.append(self._report(self.journal.row(stored.action_id)))
         return results
 
@@ -220,11 +250,6 @@ class FastPath:
         }
         owned = [c for c in candidates if c["customer_id"] == matched["customer_id"]]
         return described, matched, owned
-
-    def _writer(self, system: str) -> Any:
-        if system not in self._writers:
-            self._writers[system] = self._writer_for(system)
-        return self._writers[system]
 
     def _report(self, row: dict[str, Any]) -> dict[str, Any]:
         if self.on_result is not None:
