@@ -41,11 +41,6 @@ def load_backend() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
-def backend() -> ModuleType:
-    return load_backend()
-
-
-@pytest.fixture(scope="session")
 def chrome():
     """Headless Chromium driven by Debian's chromedriver; skipped, saying what to install,
     where either is missing (`make browser` installs them as root)."""

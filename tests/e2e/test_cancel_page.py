@@ -8,10 +8,11 @@ they are missing."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def settled(driver, *states: str, timeout: float = 20) -> tuple[str, str]:
     """The page's status (state, text the visitor sees) once it reaches one of `states`
     or error."""
     element = driver.find_element(By.ID, "status")
-    WebDriverWait(driver, timeout).until(
+    WebDriverWait(driver, timeout, poll_frequency=0.02).until(
         lambda _: element.get_attribute("data-state") in (*states, "error")
     )
     return element.get_attribute("data-state"), element.text
@@ -61,9 +62,20 @@ def wait_for(driver, state: str) -> None:
 
 def stored_sessions(stack) -> dict[str, dict]:
     """Each session's latest row in the collector's log, by session id."""
-    with connect(stack.state_db) as con:
+    with closing(connect(stack.state_db)) as con:
         ids = [r[0] for r in con.execute("select distinct session_id from collector_sessions")]
         return {session_id: latest(con, session_id) for session_id in ids}
+
+
+def published(stack, session_id: str) -> list[dict]:
+    """The session's rows in the collector's segments in the drop folder (what the
+    exit-sessions source loads), in publishing order."""
+    rows = [
+        json.loads(line)
+        for segment in sorted(stack.drop.glob("*.jsonl"))
+        for line in segment.read_text().splitlines()
+    ]
+    return [row for row in rows if row["session_id"] == session_id]
 
 
 def test_the_backend_signs_a_fresh_context_for_each_visit(app_secret):
@@ -112,7 +124,11 @@ def test_the_page_posts_the_landing_then_the_outcome(chrome, tmp_path, app_secre
         chrome.find_element(By.ID, button).click()
         wait_for(chrome, "done")
         (row,) = stored_sessions(stack).values()
+        # The latest row is published to the drop folder for the scheduled load.
+        last = poll(lambda: (published(stack, row["session_id"]) or [None])[-1] == row)
+    assert last, "the session's latest row was not published to the drop folder"
     assert row["session_id"] == landing["session_id"] and row["action"] == action
+    assert not {"signature", "timestamp"} & row.keys()
     assert row["started_at"] == landing["started_at"] and row["action_at"] >= row["started_at"]
     offer = ("pause_1m", "pause") if action == "offer_accepted" else (None, None)
     assert (row["offer_id"], row["offer_type"]) == offer
@@ -224,8 +240,9 @@ def test_cancel_then_accepting_the_pause_pauses_the_subscription_within_seconds(
     assert paused is not None, "the subscription was not paused within 30 s"
     assert paused.behavior == "void" and session["action"] == "offer_accepted"
     # The journal row is applied, under the scheduled path's action id and key: one write.
-    journal = Journal(stack.state_db)
-    (row,) = [r for r in journal.changed() if r["session_id"] == session["session_id"]]
+    with closing(Journal(stack.state_db)) as journal:
+        changed = journal.changed()
+    (row,) = [r for r in changed if r["session_id"] == session["session_id"]]
     assert (row["status"], row["action_type"], row["subscription_id"]) == (
         "applied",
         "pause",
