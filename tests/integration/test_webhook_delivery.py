@@ -128,3 +128,31 @@ def test_two_processes_delivering_one_outbox_send_each_event_once(tmp_path: Path
     ids = [e["id"] for e in receiver.accepted]
     assert sorted(ids) == sorted(emitted)  # each once: a leased row is nobody else's
     assert all(d.totals.delivered > 0 for d in deliverers)  # both took part
+
+
+def test_the_commands_show_and_redeliver_dead_letters(tmp_path: Path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from orchestration.webhooks_cli import webhooks
+
+    with receiving(Receiver(SECRET.encode(), fail_rate=1.0)) as receiver:
+        cfg = config(tmp_path, receiver.url, max_attempts=1)
+        outbox = Outbox(tmp_path / "state.sqlite", cfg)
+        emitted = emit_sessions(outbox, 3)
+        monkeypatch.setenv("CRM_SECRET", SECRET)
+        options = ["--config", str(cfg.path), "--state-db", str(outbox.state_db)]
+        runner = CliRunner()
+        assert "dead 3" in runner.invoke(webhooks, ["deliver", *options]).output
+        listing = runner.invoke(webhooks, ["dead-letters", *options]).output
+        assert "3 dead letter(s)" in listing and "HTTP 500" in listing
+        receiver.fail_rate = 0.0
+        one = sorted(emitted)[0]
+        assert (
+            "1 event(s) back in the outbox; delivered 1"
+            in runner.invoke(webhooks, ["redeliver", *options, one]).output
+        )
+        assert (
+            "2 event(s) back in the outbox; delivered 2"
+            in runner.invoke(webhooks, ["redeliver", *options]).output
+        )
+    assert receiver.unique_ids() == emitted

@@ -230,3 +230,11 @@ def test_events_emitted_in_the_callers_transaction_commit_or_roll_back_with_it(
     db.close()
     box.wake()
     assert box.deliver_pending().delivered == 3
+
+
+def test_a_pass_with_its_budget_spent_takes_no_new_claim(tmp_path: Path) -> None:
+    box, seen, _ = outbox(tmp_path, ok)
+    box.emit("exit_session.canceled", {}, event_id="e1")
+    assert box.deliver_pending(budget_seconds=0).attempts == 0
+    assert seen == []
+    assert box.deliver_pending(budget_seconds=60).delivered == 1
