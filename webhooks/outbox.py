@@ -356,11 +356,12 @@ class Outbox:
         """One signed POST; never raises (an error is a failed attempt)."""
         endpoint = self.config.endpoints[row.endpoint]
         timestamp = str(int(self._clock()))
+        signature = sign(endpoint.secret, [timestamp, row.body])
         headers = {
             "Content-Type": "application/json",
             EVENT_ID_HEADER: row.event_id,
             TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: sign(endpoint.secret, [timestamp, row.body]),
+            SIGNATURE_HEADER: signature,
         }
         started = time.perf_counter()
         try:
@@ -371,9 +372,12 @@ class Outbox:
                 timeout=self.config.delivery.timeout_seconds,
             )
         except httpx.HTTPError as exc:
-            return _Result(None, _short(f"{type(exc).__name__}: {exc}"), None, _since(started))
+            error = _short(f"{type(exc).__name__}: {exc}", signature)
+            return _Result(None, error, None, _since(started))
         error = (
-            None if response.is_success else _short(f"HTTP {response.status_code}: {response.text}")
+            None
+            if response.is_success
+            else _short(f"HTTP {response.status_code}: {response.text}", signature)
         )
         return _Result(response.status_code, error, _retry_after(response), _since(started))
 
@@ -541,7 +545,10 @@ def _retry_after(response: httpx.Response) -> float | None:
     return float(value) if value.strip().isdigit() else None
 
 
-def _short(text: str) -> str:
+def _short(text: str, signature: str) -> str:
+    """An error as stored and shown: without the request's signature (a receiver may echo
+    the headers back), and short."""
+    text = text.replace(signature, "[signature]")
     return text if len(text) <= 300 else text[:297] + "..."
 
 

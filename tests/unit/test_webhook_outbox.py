@@ -238,3 +238,17 @@ def test_a_pass_with_its_budget_spent_takes_no_new_claim(tmp_path: Path) -> None
     assert box.deliver_pending(budget_seconds=0).attempts == 0
     assert seen == []
     assert box.deliver_pending(budget_seconds=60).delivered == 1
+
+
+def test_a_receiver_echoing_the_headers_leaves_no_signature_in_the_error(tmp_path: Path) -> None:
+    def echo(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, text=f"bad: {dict(request.headers)}")
+
+    box, seen, _ = outbox(tmp_path, echo)
+    box.emit("exit_session.canceled", {}, event_id="e1")
+    box.deliver_pending()
+    signature = seen[0].headers["Retention-Signature"]
+    with sqlite3.connect(box.state_db) as db:
+        [(error,)] = db.execute(f"select last_error from {OUTBOX}").fetchall()
+    assert error.startswith("HTTP 400: bad:") and "[signature]" in error
+    assert signature not in error
