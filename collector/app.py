@@ -81,6 +81,8 @@ class LandingBody(Outcome, Signed):
 class UpdateBody(Outcome, Signed):
     """PATCH /v1/sessions/{session_id}: the outcome, with the landing's signed identity."""
 
+    session_id: str | None = Field(default=None, description="if sent, the path's")
+
 
 class Refused(Exception):
     def __init__(self, status: int, problems: list[Problem]) -> None:
@@ -199,6 +201,8 @@ def create_app(
     @app.patch("/v1/sessions/{session_id}", summary="The visit's outcome, offer or action")
     async def update(session_id: str, body: UpdateBody) -> JSONResponse:
         authenticate(settings, body, settings.config.update_window_seconds)
+        if body.session_id not in (None, session_id):
+            raise Refused(422, [Problem("session_id", "session_id differs from the path's")])
         identity = body.model_dump(include={"app_id", "billing_system", "billing_id"})
         fields = body.model_dump(include=set(Outcome.model_fields), exclude_unset=True)
         return await commit(Update(session_id, identity, fields))

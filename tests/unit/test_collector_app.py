@@ -110,6 +110,13 @@ def test_an_update_of_an_unknown_session_is_not_found(client):
     )
 
 
+def test_an_update_may_repeat_its_session_id_but_not_another(client):
+    client.post("/v1/sessions", json=signed(**LANDING))
+    same = client.patch("/v1/sessions/s1", json=signed(session_id="s1", action="deflected"))
+    other = client.patch("/v1/sessions/s1", json=signed(session_id="s2", action="deflected"))
+    assert same.status_code == 200 and problem(other)[:2] == (422, "session_id")
+
+
 def test_nobody_updates_a_session_with_a_signature_for_another_billing_id(client):
     client.post("/v1/sessions", json=signed(**LANDING))
     response = client.patch("/v1/sessions/s1", json=signed("sub_2", action="canceled"))
