@@ -134,10 +134,12 @@ def measure(collector: Collector, secret: bytes, targets, done, *, burst: bool, 
 
 
 def report(title: str, results) -> None:
+    """The figures, with the machine's load: on a shared machine it moves them most."""
     statuses = defaultdict(int)
     for *_, status in results:
         statuses[status] += 1
-    print(f"{title}: {dict(statuses)}")
+    load = ", ".join(f"{n:.1f}" for n in os.getloadavg())
+    print(f"{title}: {dict(statuses)} (load average {load} on {os.cpu_count()} CPUs)")
     print(f"  POST answered      {quantiles([r[1] for r in results])}")
     print(f"  POST to applied    {quantiles([r[2] for r in results])}")
     for system in PORTS:

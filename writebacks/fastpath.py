@@ -173,8 +173,13 @@ class FastPath:
 
     def _work(self, system: str, lane: int) -> None:
         todo = self._queues[(system, lane)]
-        # Built on first use: a worker whose system sees no click never reads its key.
+        # Built before the first click (the SDK's import and client cost seconds once),
+        # else on first use: functools.cache keeps no failure.
         writer = functools.cache(lambda: self._writer_for(system))
+        try:
+            writer()
+        except Exception as exc:
+            log.warning("fast path: no %s writer yet (%s); trying again on a click", system, exc)
         while (item := todo.get()) is not None:
             try:
                 self.apply(*item, writer=writer)
