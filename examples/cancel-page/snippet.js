@@ -13,6 +13,10 @@
  * app_id, billing_system, billing_id and timestamp, and the collector checks it on every
  * request. Each request body is built once and resent unchanged on a retry, so a retry
  * after a lost answer is the same request, which the collector treats as idempotent.
+ *
+ * No time is sent: the collector stamps `started_at` and `action_at` when it first gets
+ * them (a retry keeps the first stamp), so a visitor's wrong clock cannot move the visit
+ * in or out of a 30-day episode.
  */
 (function () {
   "use strict";
@@ -104,7 +108,6 @@
       session_id: newSessionId(),
       billing_system: context.billing_system,
       billing_id: context.billing_id,
-      started_at: new Date().toISOString(),
     };
     if (context.page_id) session.page_id = context.page_id;
     if (context.email) session.email = context.email;
@@ -120,7 +123,7 @@
   }
 
   function act(action, extra) {
-    var update = { action: action, action_at: new Date().toISOString() };
+    var update = { action: action };
     var reason = $("reason").value;
     if (reason) update.cancel_reason = reason;
     Object.keys(extra || {}).forEach(function (k) { update[k] = extra[k]; });
