@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from orchestration.writebacks_cli import fast_path_journal, open_fast_path
 from tests.unit.test_writeback_runner import (
     AT,
     POLICY,
@@ -243,3 +244,47 @@ def test_a_failed_callback_does_not_undo_the_action(fast, make_catalog, marts, b
     path.submit(pause(), [])
     path.drain(10)
     assert path.journal.row(action_id("s1", "offer_accepted", "sub_1"))["status"] == "applied"
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+def test_the_scheduled_run_opens_no_state_database_where_no_collector_ran(tmp_path):
+    missing = tmp_path / ".collector" / "collector.sqlite"
+    with fast_path_journal(missing) as journal:
+        assert journal is None
+    assert not missing.parent.exists()
+    Journal(tmp_path / "state.sqlite").close()
+    with fast_path_journal(tmp_path / "state.sqlite") as journal:
+        assert journal is not None and journal.changed() == []
+
+
+@pytest.mark.parametrize("mode", ["off", "dry_run"])
+def test_the_collectors_fast_path_reads_the_serving_copy(tmp_path, monkeypatch, mode):
+    """`retention collector serve`'s factory: none when every system is off, else one on
+    the serving copy (RETENTION_SERVING_PATH) and the collector's state database."""
+    from collector.settings import CollectorConfig, CollectorSettings
+
+    catalog = catalog_maker(tmp_path)(mode=mode)
+    marts = Warehouse()
+    marts.subscription("sub_1")
+    serving = tmp_path / "serving.duckdb"
+    marts.db.execute(f"attach '{serving}' as serving_copy")
+    marts.db.execute("copy from database memory to serving_copy")
+    marts.db.execute("detach serving_copy")
+    monkeypatch.setenv("RETENTION_WRITEBACKS", str(catalog.path))
+    monkeypatch.setenv("RETENTION_WAREHOUSE", "duckdb")
+    monkeypatch.setenv("RETENTION_SERVING_PATH", str(serving))
+    settings = CollectorSettings(
+        config=CollectorConfig(apps={"a": {"secret_env": "A_SECRET"}}),
+        state_db=tmp_path / "state.sqlite",
+        drop_folder=tmp_path / "drop",
+        secrets={},
+    )
+    with open_fast_path(settings) as fast:
+        if mode == "off":
+            assert fast is None
+            return
+        [result] = fast.apply(pause(), [], writer=FakeWriter)
+    assert result["status"] == "dry_run" and result["subscription_id"] == "sub_1"
+    assert Journal(settings.state_db).row(result["action_id"])["status"] == "dry_run"
