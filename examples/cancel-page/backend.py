@@ -28,7 +28,7 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from threading import Thread
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from billing_clients.systems import BILLING_SYSTEMS
 from webhooks.signing import sign
@@ -65,6 +65,12 @@ def signed_context(
     if offer_id and offer_type:
         context |= {"offer_id": offer_id, "offer_type": offer_type}
     return context
+
+
+def signed_link(page_url: str, context: dict[str, str]) -> str:
+    """The page's URL with its signed context in the query, for a backend that makes
+    links (a redirect, an email): good only within the collector's replay window."""
+    return f"{page_url}?{urlencode(context)}"
 
 
 class _PageHandler(SimpleHTTPRequestHandler):

@@ -9,12 +9,14 @@ import secrets
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -28,6 +30,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 APP_ID = "e2e-app"
 SECRET_ENV = "RETENTION_E2E_APP_SECRET"
+WEBHOOK_SECRET_ENV = "RETENTION_E2E_WEBHOOK_SECRET"
 
 
 def load_backend() -> ModuleType:
@@ -40,16 +43,20 @@ def load_backend() -> ModuleType:
     return module
 
 
-@pytest.fixture(scope="session")
-def chrome():
-    """Headless Chromium driven by Debian's chromedriver; skipped, saying what to install,
-    where either is missing (`make browser` installs them as root)."""
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing or not shutil.which(str(CHROMEDRIVER)):
-        pytest.skip(
-            f"{', '.join(missing)} missing: run `make browser` as root, or "
-            "`sudo apt-get install -y chromium chromium-driver`"
-        )
+def missing_browser() -> str | None:
+    """Why the browser tests cannot run here (what to install), or None."""
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(str(p))]
+    if not missing:
+        return None
+    return (
+        f"{', '.join(missing)} missing: run `make browser` as root, or "
+        "`sudo apt-get install -y chromium chromium-driver`"
+    )
+
+
+def headless_chromium():
+    """Debian's Chromium under its chromedriver, both named, so selenium never downloads a
+    browser or a driver."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -57,9 +64,58 @@ def chrome():
     options.binary_location = str(CHROMIUM)
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
         options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    return webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+
+
+@pytest.fixture(scope="session")
+def chrome():
+    """Headless Chromium; skipped, saying what to install, where it or its driver is
+    missing (`make browser` installs them as root)."""
+    if reason := missing_browser():
+        pytest.skip(reason)
+    driver = headless_chromium()
     yield driver
     driver.quit()
+
+
+def settled(driver, *states: str, timeout: float = 20) -> tuple[str, str]:
+    """The page's status (state, text the visitor sees) once it reaches one of `states`
+    or error, looked at every 20 ms (selenium's default, 500 ms, would round the figures)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    element = driver.find_element(By.ID, "status")
+    WebDriverWait(driver, timeout, poll_frequency=0.02).until(
+        lambda _: element.get_attribute("data-state") in (*states, "error")
+    )
+    return element.get_attribute("data-state"), element.text
+
+
+def wait_for(driver, state: str) -> None:
+    """The page reached `state`; an error fails with what the visitor was shown."""
+    reached, text = settled(driver, state)
+    assert reached == state, text
+
+
+def poll(check: Callable[[], Any], timeout: float = 30, every: float = 0.02) -> Any:
+    """`check()`'s first truthy answer within `timeout` seconds, else None."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if answer := check():
+            return answer
+        time.sleep(every)
+    return None
+
+
+@contextmanager
+def as_served(settings: CollectorSettings) -> Iterator[tuple]:
+    """The fast path and the webhook outbox (with its deliverer), opened from the
+    environment by the factories `retention collector serve` uses."""
+    from collector.cli import webhook_outbox
+    from orchestration.writebacks_cli import open_fast_path
+
+    with webhook_outbox(settings) as outbox, open_fast_path(settings) as fast_path:
+        yield fast_path, outbox
 
 
 def free_socket() -> socket.socket:
@@ -171,8 +227,8 @@ class Synced:
     serving: Path
 
 
-@pytest.fixture(scope="session")
-def synced(tmp_path_factory) -> Synced:
+def build_synced(root: Path, customers: int) -> Synced:
+    """A generated scenario extracted and modelled into `root`, its serving copy published."""
     import duckdb
 
     from orchestration.dbt_project import ensure_manifest
@@ -181,8 +237,55 @@ def synced(tmp_path_factory) -> Synced:
     from tests.writeback_pipeline import build_warehouse
 
     ensure_manifest()
-    doc, warehouse = build_warehouse(tmp_path_factory.mktemp("e2e"), 40, AS_OF)
+    doc, warehouse = build_warehouse(root, customers, AS_OF)
     link = serving_path(warehouse, env={})
     with duckdb.connect(str(warehouse)) as con:
         publish(con, link, "e2e-sync", "e2e")
     return Synced(doc, warehouse, link)
+
+
+@pytest.fixture(scope="session")
+def synced(tmp_path_factory) -> Synced:
+    return build_synced(tmp_path_factory.mktemp("e2e"), 40)
+
+
+def active_stripe_subscriptions(serving: Path, count: int) -> list[str]:
+    """`count` Stripe subscriptions in service, neither paused nor set to cancel, from the
+    marts the fast path reads."""
+    import duckdb
+
+    with duckdb.connect(str(serving), read_only=True) as con:
+        rows = con.execute(
+            "select subscription_id from marts.dim_subscriptions where billing_system = "
+            "'stripe' and status = 'active' and canceled_at is null and paused_at is null "
+            "order by subscription_id limit ?",
+            [count],
+        ).fetchall()
+    assert len(rows) == count, f"the scenario has {len(rows)} active Stripe subscriptions"
+    return [subscription for (subscription,) in rows]
+
+
+def live_environment(synced: Synced, receiver_url: str, folder: Path) -> dict[str, str]:
+    """What `retention collector serve` reads to open its fast path and outbox: the write-
+    back catalog live on every system, the synced marts, and webhooks.yml with one endpoint,
+    `receiver_url`, for the session events (its secret in WEBHOOK_SECRET_ENV, set by the
+    caller), retried quickly."""
+    from orchestration.serving import SERVING_PATH_ENV
+    from orchestration.settings import DUCKDB_PATH_ENV, WAREHOUSE_ENV
+    from tests.writeback_pipeline import live_catalog
+    from webhooks.config import WEBHOOKS_ENV
+    from writebacks.catalog import CATALOG_ENV
+
+    webhooks = folder / "webhooks.yml"
+    webhooks.write_text(
+        f"endpoints:\n  e2e:\n    url: {receiver_url}\n    secret_env: {WEBHOOK_SECRET_ENV}\n"
+        "    events: ['exit_session.*']\n"
+        "delivery: {initial_backoff_seconds: 0.1, max_backoff_seconds: 1}\n"
+    )
+    return {
+        WEBHOOKS_ENV: str(webhooks),
+        CATALOG_ENV: str(live_catalog(folder / "writebacks.yml")),
+        WAREHOUSE_ENV: "duckdb",
+        DUCKDB_PATH_ENV: str(synced.warehouse),
+        SERVING_PATH_ENV: str(synced.serving),
+    }

@@ -11,53 +11,37 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, closing, contextmanager
+from contextlib import ExitStack, closing
 from functools import partial
-from pathlib import Path
 
-import duckdb
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
 from billing_clients.sdk import stripe_client
-from collector.cli import webhook_outbox
 from collector.log import connect, latest
-from collector.settings import CollectorSettings
-from orchestration.serving import SERVING_PATH_ENV
-from orchestration.settings import DUCKDB_PATH_ENV, WAREHOUSE_ENV
-from orchestration.writebacks_cli import open_fast_path
 from sandbox.app import start_sandbox
 from sandbox.scenario import validate_scenario
-from tests.e2e.conftest import APP_ID, cancel_stack, load_backend
+from tests.e2e.conftest import (
+    APP_ID,
+    WEBHOOK_SECRET_ENV,
+    active_stripe_subscriptions,
+    as_served,
+    cancel_stack,
+    live_environment,
+    load_backend,
+    poll,
+    settled,
+    wait_for,
+)
 from tests.webhook_receiver import Receiver, receiving
-from tests.writeback_pipeline import live_catalog, point_at
-from webhooks.config import WEBHOOKS_ENV
+from tests.writeback_pipeline import point_at
 from webhooks.signing import verify
-from writebacks.catalog import CATALOG_ENV
 from writebacks.journal import Journal
 
 pytestmark = pytest.mark.integration
 
 BILLING = ("stripe", "sub_e2e_1")
-
-
-def settled(driver, *states: str, timeout: float = 20) -> tuple[str, str]:
-    """The page's status (state, text the visitor sees) once it reaches one of `states`
-    or error."""
-    element = driver.find_element(By.ID, "status")
-    WebDriverWait(driver, timeout, poll_frequency=0.02).until(
-        lambda _: element.get_attribute("data-state") in (*states, "error")
-    )
-    return element.get_attribute("data-state"), element.text
-
-
-def wait_for(driver, state: str) -> None:
-    """The page reached `state`; an error fails with what the visitor was shown."""
-    reached, text = settled(driver, state)
-    assert reached == state, text
 
 
 def stored_sessions(stack) -> dict[str, dict]:
@@ -136,6 +120,25 @@ def test_the_page_posts_the_landing_then_the_outcome(chrome, tmp_path, app_secre
     assert row["custom"] == shown
 
 
+def test_a_signed_link_carries_the_context_in_place_of_context_json(chrome, tmp_path, app_secret):
+    backend = load_backend()
+    with cancel_stack(tmp_path, app_secret, BILLING) as stack:
+        context = backend.signed_context(
+            app_secret,
+            app_id=APP_ID,
+            billing_system="stripe",
+            billing_id="sub_e2e_link",
+            collector=stack.collector,
+        )
+        chrome.get(backend.signed_link(stack.page, context))
+        wait_for(chrome, "ready")
+        (landing,) = stored_sessions(stack).values()
+        chrome.find_element(By.ID, "cancel").click()
+        assert chrome.find_element(By.ID, "cancel-anyway").is_displayed()
+        assert not chrome.find_element(By.ID, "accept").is_displayed()  # no offer in the link
+    assert (landing["billing_system"], landing["billing_id"]) == ("stripe", "sub_e2e_link")
+
+
 def test_a_context_signed_with_another_secret_is_refused_and_the_page_says_why(
     chrome, tmp_path, app_secret
 ):
@@ -147,72 +150,21 @@ def test_a_context_signed_with_another_secret_is_refused_and_the_page_says_why(
         assert stored_sessions(stack) == {}
 
 
-WEBHOOK_SECRET_ENV = "RETENTION_E2E_WEBHOOK_SECRET"
-
-
-def active_stripe_subscription(serving: Path) -> str:
-    """A Stripe subscription in service and neither paused nor set to cancel, from the
-    marts the fast path reads."""
-    with duckdb.connect(str(serving), read_only=True) as con:
-        rows = con.execute(
-            "select subscription_id from marts.dim_subscriptions where billing_system = "
-            "'stripe' and status = 'active' and canceled_at is null and paused_at is null "
-            "order by subscription_id limit 1"
-        ).fetchall()
-    assert rows, "the scenario has no active Stripe subscription"
-    return rows[0][0]
-
-
-def webhooks_to(url: str, tmp_path: Path) -> Path:
-    """webhooks.yml with one endpoint, `url`, for the session events, retried quickly."""
-    path = tmp_path / "webhooks.yml"
-    path.write_text(
-        f"endpoints:\n  e2e:\n    url: {url}\n    secret_env: {WEBHOOK_SECRET_ENV}\n"
-        "    events: ['exit_session.*']\n"
-        "delivery: {initial_backoff_seconds: 0.1, max_backoff_seconds: 1}\n"
-    )
-    return path
-
-
-def poll(check, timeout: float = 30, every: float = 0.05):
-    """`check()`'s first truthy answer within `timeout` seconds, else None."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if answer := check():
-            return answer
-        time.sleep(every)
-    return None
-
-
-@contextmanager
-def as_served(settings: CollectorSettings) -> Iterator[tuple]:
-    """The fast path and the webhook outbox (with its deliverer), opened from the
-    environment by the factories `retention collector serve` uses."""
-    with webhook_outbox(settings) as outbox, open_fast_path(settings) as fast_path:
-        yield fast_path, outbox
-
-
 def test_cancel_then_accepting_the_pause_pauses_the_subscription_within_seconds(
     chrome, tmp_path, app_secret, synced, monkeypatch
 ):
     sandbox = start_sandbox(validate_scenario(synced.doc), frozen=True)
     point_at(monkeypatch, sandbox)
-    subscription = active_stripe_subscription(synced.serving)
+    (subscription,) = active_stripe_subscriptions(synced.serving, 1)
     webhook_secret = secrets.token_hex(16)
     receiver = Receiver(webhook_secret.encode())
     stripe = stripe_client(sandbox.api_key, sandbox.urls["stripe"])
     with ExitStack() as running:
         running.callback(sandbox.stop)
         running.enter_context(receiving(receiver))
-        for name, value in {
-            WEBHOOK_SECRET_ENV: webhook_secret,
-            WEBHOOKS_ENV: webhooks_to(receiver.url, tmp_path),
-            CATALOG_ENV: live_catalog(tmp_path / "writebacks.yml"),
-            WAREHOUSE_ENV: "duckdb",
-            DUCKDB_PATH_ENV: synced.warehouse,
-            SERVING_PATH_ENV: synced.serving,
-        }.items():
-            monkeypatch.setenv(name, str(value))
+        monkeypatch.setenv(WEBHOOK_SECRET_ENV, webhook_secret)
+        for name, value in live_environment(synced, receiver.url, tmp_path).items():
+            monkeypatch.setenv(name, value)
         billing = ("stripe", subscription)
         stack = running.enter_context(
             cancel_stack(tmp_path, app_secret, billing, services=as_served)
