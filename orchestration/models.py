@@ -95,6 +95,7 @@ def with_marts_metadata(
 def _build_models(
     context: AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse
 ) -> Iterator[Any]:
+    warehouse.prepare_dbt()
     invocation = dbt.cli([*BUILD, *warehouse.dbt_args()], context=context, raise_on_error=False)
     yield from with_marts_metadata(context, invocation.stream(), warehouse)
     if not invocation.is_successful():

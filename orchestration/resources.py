@@ -1,5 +1,5 @@
-"""Dagster resources: the tools (dlt, dbt), the warehouse (a DuckDB file, or Postgres:
-RETENTION_WAREHOUSE), the drop folder and where each billing system points.
+"""Dagster resources: the tools (dlt, dbt), the warehouse (a DuckDB file, Postgres, or
+Spark with its operational state in a DuckDB file: RETENTION_WAREHOUSE), the drop folder and where each billing system points.
 
 Values come from the environment through `EnvVar` when set (resolved in each run's own
 process, never written into the definitions or the run storage), else the project's
@@ -46,6 +46,16 @@ from orchestration.settings import (
     postgres_credentials,
     spark_lake,
     warehouse_kind,
+)
+from orchestration.spark import (
+    LAKE_TABLE_FORMAT,
+    SPARK_WAREHOUSE_DIR_ENV,
+    attach_marts,
+    lands_in_lake,
+    load_as_the_lake_needs,
+    publish_ledger,
+    require_raw_tables,
+    spark_tables_dir,
 )
 
 # What a failed warehouse statement raises, on either engine.
@@ -108,14 +118,20 @@ class Warehouse(DuckDBResource):
 
     kind: str = "duckdb"
     database: str = str(DEFAULT_DATABASE)  # the DuckDB file (not read on Postgres)
+    # Spark: the session's warehouse folder, whose tables/ hold the marts' files; None:
+    # RETENTION_SPARK_WAREHOUSE_DIR (or its default), as dbt's profile reads it.
+    spark_warehouse_dir: str | None = None
 
     @contextmanager
     def get_connection(self) -> Iterator[Any]:
         """A DuckDB connection (DuckDB, and Spark, whose operational state stays in the
-        DuckDB file beside the lake), or a `PostgresConnection`: the same `execute` either
-        way."""
+        DuckDB file beside the lake, its `marts` schema showing the Spark marts as views
+        over their parquet files: `spark.attach_marts`), or a `PostgresConnection`: the
+        same `execute` either way."""
         if self.kind in ("duckdb", "spark"):
             with super().get_connection() as con:
+                if self.kind == "spark":
+                    attach_marts(con, self._spark_tables())
                 yield con
             return
         con = PostgresConnection(
@@ -134,6 +150,23 @@ class Warehouse(DuckDBResource):
             return f"Spark lake {spark_lake()} (state: DuckDB {Path(self.database).resolve()})"
         return f"Postgres {postgres_credentials()}"
 
+    def _spark_tables(self) -> Path:
+        given = {SPARK_WAREHOUSE_DIR_ENV: self.spark_warehouse_dir}
+        return spark_tables_dir(given if self.spark_warehouse_dir else os.environ)
+
+    def prepare_dbt(self) -> None:
+        """What dbt needs before it builds: on Spark, raw tables in the lake (else an
+        error naming RETENTION_SPARK_LAKE and what to run) and the write-back ledger,
+        which lives in the DuckDB state file, published to the lake where dbt registers
+        it for fct_billing_writebacks. Nothing on DuckDB and Postgres, where dbt reads
+        the warehouse the steps write."""
+        if self.kind != "spark":
+            return
+        lake = spark_lake()
+        require_raw_tables(lake)
+        with self.get_connection() as con:
+            publish_ledger(con, lake)
+
     def dbt_args(self) -> list[str]:
         """dbt's target, and its DuckDB file as an absolute path (dbt runs in
         dbt_project/), so dlt, dbt and the figures share one warehouse whatever the run's
@@ -143,6 +176,18 @@ class Warehouse(DuckDBResource):
         through a command line."""
         database = json.dumps({DUCKDB_PATH_VAR: str(Path(self.database).resolve())})
         return ["--target", self.kind, "--vars", database]
+
+
+class LakeAwareDltResource(DagsterDltResource):
+    """dagster-dlt's runs; into the Spark lake, loaded as `retention extract` loads it:
+    Delta tables, one row per key, vacuumed (`spark.load_as_the_lake_needs`). Without
+    this, a Dagster sync into the lake would write plain parquet, where a merge appends."""
+
+    def _run(self, context, dlt_source, dlt_pipeline, dagster_dlt_translator, **kwargs):
+        if lands_in_lake(dlt_pipeline):
+            load_as_the_lake_needs(dlt_pipeline)
+            kwargs["table_format"] = LAKE_TABLE_FORMAT
+        return super()._run(context, dlt_source, dlt_pipeline, dagster_dlt_translator, **kwargs)
 
 
 class DropFolder(ConfigurableResource):
@@ -210,7 +255,7 @@ def billing_targets(env: Mapping[str, str] = os.environ) -> BillingTargets:
 def build_resources(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
     """The resources every asset, job and sensor of the code location uses."""
     return {
-        "dlt": DagsterDltResource(),
+        "dlt": LakeAwareDltResource(),
         "dbt": DbtCliResource(project_dir=retention_dbt, dbt_executable=DBT_EXECUTABLE),
         "warehouse": Warehouse(
             kind=warehouse_kind(env),

@@ -19,7 +19,10 @@ new file of their own, a *build*, and points `RETENTION_SERVING_PATH` at it:
 - the newest KEEP_BUILDS builds stay; older ones are deleted, which POSIX allows while a
   reader still has one open (its data stays until it closes).
 
-On Postgres there is no serving file: BI reads the `marts` schema under MVCC.
+On Postgres there is no serving file: BI reads the `marts` schema under MVCC. On Spark
+the copy is made from the state DuckDB file, whose `marts` schema shows the Spark marts
+(views over their parquet files) beside validation_30d's table: one file holding every
+mart, as on DuckDB, for BI tools without a Spark connection.
 """
 
 import os
@@ -181,8 +184,8 @@ def _published(build: Build, link: Path) -> MaterializeResult:
 
 
 def _serve(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
-    if warehouse.kind != "duckdb":
-        context.log.info("the warehouse is %s: BI reads its marts schema", warehouse.kind)
+    if warehouse.kind == "postgres":
+        context.log.info("the warehouse is Postgres: BI reads its marts schema")
         return MaterializeResult(metadata={"published": False})
     link = serving_path(Path(warehouse.database))
     with warehouse.get_connection() as con:

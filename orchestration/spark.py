@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+from orchestration.settings import DBT_PROJECT_DIR, SPARK_LAKE_ENV
 
 # dlt's table format for the lake: Delta keeps `merge` a merge (upsert by primary key) and
 # takes a column that first appears in a later load; plain parquet would append.
@@ -42,6 +46,24 @@ def vacuum(pipeline: Any) -> list[str]:
     for table in get_delta_tables(pipeline).values():
         removed += table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
     return removed
+
+
+def load_as_the_lake_needs(pipeline: Any) -> None:
+    """Make `pipeline`'s loads (those `pipeline.run` makes too, as dagster-dlt runs them)
+    load into the lake as `retention extract` does: one row per key in the load's files
+    first (`deduplicate`), and the replaced files vacuumed after. `pipeline.run` calls
+    `self.load` between its normalize and the end of its trace, so wrapping the instance's
+    `load` keeps one run, one trace, and dagster-dlt's metadata as they are; the run itself
+    needs `table_format=LAKE_TABLE_FORMAT`."""
+    load = type(pipeline).load.__get__(pipeline)
+
+    def lake_load(*args: Any, **kwargs: Any) -> Any:
+        deduplicate(pipeline)
+        info = load(*args, **kwargs)
+        vacuum(pipeline)
+        return info
+
+    pipeline.load = lake_load
 
 
 def deduplicate(pipeline: Any) -> int:
@@ -91,3 +113,130 @@ def _keep_one_per_key(table: dict, paths: list[str]) -> int:
     for path in paths[1:]:
         os.remove(path)
     return rows.num_rows - len(keep)
+
+
+# Where dbt-spark's session keeps the models' files and its metastore (profiles.yml reads
+# the same variable, relative to dbt_project/); its `tables/marts.db/<mart>/` folders hold
+# each mart table as parquet files.
+SPARK_WAREHOUSE_DIR_ENV = "RETENTION_SPARK_WAREHOUSE_DIR"
+MARTS_SCHEMA = "marts"
+# Where the write-back ledger is published in the lake: dbt's register_raw_tables()
+# registers `<lake>/writebacks/actions/` as the source writebacks.actions, as it does
+# every raw table (macros/spark_raw.sql).
+LEDGER_TABLE = "writebacks.actions"
+LEDGER_FOLDER = "writebacks/actions"
+LEDGER_FILE = "actions.parquet"
+
+
+class SparkWarehouseError(RuntimeError):
+    """The Spark warehouse cannot be read or written as configured: what to set or run."""
+
+
+def spark_tables_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """The folder of the Spark session's tables, `<RETENTION_SPARK_WAREHOUSE_DIR>/tables`
+    (default the project's spark-warehouse/): a relative value is relative to
+    dbt_project/, where dbt runs. An object-store URL is refused: the Python steps read
+    the marts' files with DuckDB, whose httpfs extension is not installed offline."""
+    value = (env.get(SPARK_WAREHOUSE_DIR_ENV) or "").strip() or "../spark-warehouse"
+    if "://" in value:
+        raise SparkWarehouseError(
+            f"{SPARK_WAREHOUSE_DIR_ENV}={value!r}: the Python steps (validation_30d, the "
+            "write-backs, the figures, the serving copy) read the Spark marts' parquet files "
+            "with DuckDB from a local folder; give a local or mounted folder"
+        )
+    return (DBT_PROJECT_DIR / value / "tables").resolve()
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def attach_marts(con: Any, tables: Path) -> list[str]:
+    """Make `marts.<mart>` in the DuckDB state file `con` the Spark marts: one view per
+    mart folder under `<tables>/marts.db/` that holds parquet files (Spark writes a
+    schema-only file for an empty table), read at query time, so a view stays right
+    across dbt rebuilds. Views left by marts no longer there are dropped; tables of the
+    schema (validation_30d's) are kept. The marts viewed."""
+    folder = tables / f"{MARTS_SCHEMA}.db"
+    marts = (
+        sorted(d.name for d in folder.glob("*") if d.is_dir() and any(d.glob("*.parquet")))
+        if folder.is_dir()
+        else []
+    )
+    con.execute(f"create schema if not exists {MARTS_SCHEMA}").fetchall()
+    stale = con.execute(
+        "select table_name from information_schema.tables where table_catalog = "
+        "current_database() and table_schema = ? and table_type = 'VIEW'",
+        [MARTS_SCHEMA],
+    ).fetchall()
+    for (name,) in stale:
+        if name not in marts:
+            con.execute(f'drop view {MARTS_SCHEMA}."{name}"').fetchall()
+    for name in marts:
+        source = (
+            f"read_parquet({_sql_string(str(folder / name / '*.parquet'))}, union_by_name = true)"
+        )
+        con.execute(
+            f'create or replace view {MARTS_SCHEMA}."{name}" as '
+            f"select {_as_instants(con, source)} from {source}"
+        ).fetchall()
+    return marts
+
+
+def _as_instants(con: Any, source: str) -> str:
+    """`*`, with each timestamp without time zone read as the UTC instant it is: Spark
+    writes its timestamps (instants) as parquet INT96, which DuckDB reads as local
+    timestamps, so comparisons with instants and UTC day boundaries would shift."""
+    described = con.execute(f"describe select * from {source}").fetchall()
+    naive = [name for name, kind, *_ in described if kind == "TIMESTAMP"]
+    if not naive:
+        return "*"
+    replaced = ", ".join(f'timezone(\'UTC\', "{n}") as "{n}"' for n in naive)
+    return f"* replace ({replaced})"
+
+
+def _lake_fs(lake: str) -> tuple[Any, str]:
+    """fsspec's filesystem for the lake (a folder, or an object-store URL with dlt's
+    credentials' libraries installed) and the lake's path on it."""
+    from fsspec.core import url_to_fs
+
+    return url_to_fs(lake)
+
+
+def require_raw_tables(lake: str) -> None:
+    """Fail, naming RETENTION_SPARK_LAKE and what to run, when the lake holds no raw
+    table yet: dbt's registration would otherwise stop on Spark's PATH_NOT_FOUND."""
+    fs, root = _lake_fs(lake)
+    if not fs.glob(f"{root}/*/*/*.parquet"):
+        raise SparkWarehouseError(
+            f"{SPARK_LAKE_ENV}={lake} holds no raw tables: run `retention extract` first "
+            f"(with RETENTION_WAREHOUSE=spark and the same {SPARK_LAKE_ENV}), or point "
+            f"{SPARK_LAKE_ENV} at the lake the loads write"
+        )
+
+
+def publish_ledger(con: Any, lake: str) -> int | None:
+    """Write the write-back ledger of the DuckDB state file `con` (writebacks.actions) to
+    `<lake>/writebacks/actions/` as one parquet file, replaced whole (written beside it
+    under a dot name, which Spark's readers skip, then moved over it), so dbt on Spark
+    builds fct_billing_writebacks from the same rows as on DuckDB. The rows published;
+    None when no write-back has run yet (no ledger: the mart is empty)."""
+    import pyarrow.parquet as pq
+
+    schema, table = LEDGER_TABLE.split(".")
+    exists = con.execute(
+        "select count(*) from information_schema.tables where table_catalog = "
+        "current_database() and table_schema = ? and table_name = ?",
+        [schema, table],
+    ).fetchall()[0][0]
+    if not exists:
+        return None
+    rows = con.sql(f"select * from {LEDGER_TABLE}").to_arrow_table()
+    fs, root = _lake_fs(lake)
+    folder = f"{root}/{LEDGER_FOLDER}"
+    fs.makedirs(folder, exist_ok=True)
+    staged = f"{folder}/.{LEDGER_FILE}.{os.getpid()}"
+    with fs.open(staged, "wb") as out:
+        pq.write_table(rows, out)
+    fs.mv(staged, f"{folder}/{LEDGER_FILE}")
+    return rows.num_rows

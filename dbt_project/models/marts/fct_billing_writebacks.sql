@@ -1,7 +1,9 @@
 -- One row per write-back action (marts.md): the runner's ledger as it is now. A view, so
 -- BI reads the live state; empty (with the contract's columns) until write-backs first run.
+-- On Spark a table: the ledger is a copy published to the lake before each dbt run
+-- (orchestration/spark.py), and the Python steps read marts as parquet folders.
 {%- set ledger = source('writebacks', 'actions') %}
-{{ config(materialized='view') }}
+{{ config(materialized='table' if target.type == 'spark' else 'view') }}
 with ledger as (
     {%- if relation_exists(ledger) %}
     select * from {{ ledger }}
