@@ -10,8 +10,9 @@ the day before `as_of` (one backfill run), and `billing_writebacks_job` with the
 project's catalog (writebacks.yml: a dry run until a system is switched to live, so the
 demo records what it would send to billing and sends nothing). The runs are in that
 instance's history, so `make ui` shows them afterwards. The warehouse is the one
-RETENTION_WAREHOUSE picks: a new DuckDB file, or a Postgres database holding no warehouse
-yet (DESTINATION__POSTGRES__CREDENTIALS).
+RETENTION_WAREHOUSE picks: a new DuckDB file, a Postgres database holding no warehouse
+yet (DESTINATION__POSTGRES__CREDENTIALS), or Spark on a new lake and Spark warehouse folder
+in the work folder (the state, ledger included, in the new DuckDB file).
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ from orchestration.settings import (
     INSTANCE_TEMPLATE,
     POSTGRES_CREDENTIALS_ENV,
     PROJECT_DIR,
+    SPARK_LAKE_ENV,
     postgres_credentials,
     warehouse_kind,
 )
+from orchestration.spark import SPARK_WAREHOUSE_DIR_ENV
 from orchestration.validation import validation_partitions
 from sandbox.app import Sandbox, start_sandbox
 from sandbox.exit_files import write_exit_session_files
@@ -88,6 +91,21 @@ def _fresh_postgres(warehouse: Warehouse) -> None:
         )
 
 
+def _fresh_spark(kind: str, workdir: Path) -> dict[str, str]:
+    """On Spark, the demo's own lake and Spark warehouse folder (models' files and the
+    metastore) under `workdir`, emptied, as the variables the runs read: one scenario
+    per lake. Nothing elsewhere."""
+    if kind != "spark":
+        return {}
+    places = {
+        SPARK_LAKE_ENV: workdir / "lake",
+        SPARK_WAREHOUSE_DIR_ENV: workdir / "spark-warehouse",
+    }
+    for folder in places.values():
+        shutil.rmtree(folder, ignore_errors=True)
+    return {name: str(folder) for name, folder in places.items()}
+
+
 def _scenario(path: Path | None, workdir: Path, customers: int, say: Callable[[str], None]):
     if path is not None:
         return path.resolve()
@@ -98,17 +116,20 @@ def _scenario(path: Path | None, workdir: Path, customers: int, say: Callable[[s
     return path.resolve()
 
 
-def _ui_command(database: Path, drop: Path, dagster_home: Path) -> str:
-    """`make ui` shows the default demo; another warehouse or instance needs naming."""
+def _ui_command(database: Path, drop: Path, dagster_home: Path, spark: Mapping[str, str]) -> str:
+    """`make ui` shows the default demo; another warehouse or instance needs naming, and
+    so do the demo's own lake and Spark folder (`spark`: their variables)."""
     defaults = (
         DEFAULT_WORKDIR.resolve() / "warehouse.duckdb",
         DEFAULT_WORKDIR.resolve() / "drop",
         DEFAULT_DAGSTER_HOME.resolve(),
     )
-    if (database, drop, dagster_home) == defaults:
+    if (database, drop, dagster_home) == defaults and not spark:
         return "make ui"
+    places = "".join(f"{name}={value} " for name, value in spark.items())
     return (
-        f"{DUCKDB_PATH_ENV}={database} {DROP_FOLDER_ENV}={drop} DAGSTER_HOME={dagster_home} make ui"
+        f"{places}{DUCKDB_PATH_ENV}={database} {DROP_FOLDER_ENV}={drop} "
+        f"DAGSTER_HOME={dagster_home} make ui"
     )
 
 
@@ -197,7 +218,10 @@ def run_demo(
     except ValueError as exc:  # an unknown warehouse, or Postgres without credentials
         raise DemoError(str(exc)) from None
     database = _fresh_database(database, workdir)
-    warehouse = Warehouse(kind=kind, database=str(database))
+    spark = _fresh_spark(kind, workdir)
+    warehouse = Warehouse(
+        kind=kind, database=str(database), spark_warehouse_dir=spark.get(SPARK_WAREHOUSE_DIR_ENV)
+    )
     drop = workdir / "drop"
     shutil.rmtree(drop, ignore_errors=True)
     write_exit_session_files(loaded, drop)
@@ -216,7 +240,7 @@ def run_demo(
             "sandbox (clock frozen at as_of): "
             + ", ".join(f"{s} {u}" for s, u in sandbox.urls.items())
         )
-        env = _runs_environment(sandbox, database, drop, dagster_home, workdir)
+        env = _runs_environment(sandbox, database, drop, dagster_home, workdir) | spark
         say(f"tool output (dlt, dbt, dagster) goes to {log}")
         run_ids, validation_from = _run_jobs(env, database, validation_day, log, say)
     except DemoError as exc:
@@ -224,7 +248,7 @@ def run_demo(
     finally:
         sandbox.stop()
     return DemoSummary(
-        ui_command=_ui_command(database, drop, dagster_home),
+        ui_command=_ui_command(database, drop, dagster_home, spark),
         drop=drop,
         scenario=scenario_path,
         as_of=loaded.as_of,
