@@ -1,9 +1,11 @@
 """Handing each committed session change to the webhook outbox and, for a completed cancel
 or an accepted offer, to the write-back fast path: at least once, in log order.
 
-A change is marked dispatched only after both took it; after a crash or an error the
-unmarked ones are handed over again, which both accept (the outbox by event id, the fast
-path by the write-back's action id)."""
+A round submits its changes to the fast path (a queue: it returns at once), then, in ONE
+transaction of the state database, enqueues their webhook events and marks them
+dispatched: the events and the marks commit together with one fsync, so an event is
+enqueued exactly once. After a crash or an error the unmarked changes are handed over
+again; the fast path applies a session once (the write-back's action id)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ log = logging.getLogger(__name__)
 
 
 class Outbox(Protocol):
-    def emit_session(self, row: dict[str, Any]) -> None: ...
+    def emit_sessions(self, rows: list[dict[str, Any]], *, db: sqlite3.Connection) -> int: ...
+
+    def wake(self) -> None: ...
 
 
 class FastPath(Protocol):
@@ -46,29 +50,33 @@ def dispatch_once(
     fast_path: FastPath | None,
     limit: int = 500,
 ) -> int:
-    """Hand the oldest undispatched changes over; the number handed. An error stops the
-    round at that change (it and those after it are retried next round)."""
-    pending = con.execute(
-        "select seq, row from collector_sessions where dispatched_at is null order by seq limit ?",
-        (limit,),
-    ).fetchall()
-    done = []
-    try:
-        for seq, text in pending:
-            row = decode(text)
-            if outbox is not None:
-                outbox.emit_session(row)
-            if fast_path is not None and row["action"] in FAST_PATH_ACTIONS:
+    """Hand the oldest undispatched changes over; the number handed. An error leaves the
+    whole round unmarked, to be handed over again."""
+    pending = [
+        (seq, decode(text))
+        for seq, text in con.execute(
+            "select seq, row from collector_sessions where dispatched_at is null"
+            " order by seq limit ?",
+            (limit,),
+        )
+    ]
+    if not pending:
+        return 0
+    if fast_path is not None:
+        for _, row in pending:
+            if row["action"] in FAST_PATH_ACTIONS:
                 fast_path.submit(row, earlier_starts(con, row))
-            done.append(seq)
-    finally:
-        if done:
-            with transaction(con):
-                con.executemany(
-                    "update collector_sessions set dispatched_at = ? where seq = ?",
-                    [(now(), seq) for seq in done],
-                )
-    return len(done)
+    with transaction(con):
+        if outbox is not None:
+            outbox.emit_sessions([row for _, row in pending], db=con)
+        at = now()
+        con.executemany(
+            "update collector_sessions set dispatched_at = ? where seq = ?",
+            [(at, seq) for seq, _ in pending],
+        )
+    if outbox is not None:
+        outbox.wake()
+    return len(pending)
 
 
 class Dispatcher:

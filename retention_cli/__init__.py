@@ -11,11 +11,11 @@ import click
 from collector.cli import collector_command
 from demo.cli import demo
 from orchestration.cli import extract, load_env_file
-from orchestration.writebacks_cli import writebacks
+from orchestration.writebacks_cli import open_fast_path, writebacks
 from sandbox.cli import sandbox
 
 
-@click.group(commands=[sandbox, extract, writebacks, collector_command(), demo])
+@click.group(commands=[sandbox, extract, writebacks, collector_command(open_fast_path), demo])
 @click.version_option(package_name="retention-data")
 def main() -> None:
     """Retention-data pipeline: billing sandbox, extraction, models, orchestration."""

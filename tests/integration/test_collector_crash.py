@@ -41,11 +41,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def collector_env(folder: Path) -> dict[str, str]:
-    """A collector's configuration and state, all under `folder` (no webhook endpoints)."""
+def collector_env(folder: Path, more_config: str = "") -> dict[str, str]:
+    """A collector's configuration and state, all under `folder` (no webhook endpoints);
+    `more_config` is appended to its collector.yml."""
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "collector.yml"
-    config.write_text(f"apps:\n  {APP}:\n    secret_env: COLLECTOR_TEST_SECRET\n")
+    config.write_text(f"apps:\n  {APP}:\n    secret_env: COLLECTOR_TEST_SECRET\n{more_config}")
     return {
         **os.environ,
         "COLLECTOR_TEST_SECRET": SECRET,
@@ -56,14 +57,17 @@ def collector_env(folder: Path) -> dict[str, str]:
     }
 
 
-def start_collector(folder: Path, port: int, log_name: str) -> subprocess.Popen:
+def start_collector(
+    folder: Path, port: int, log_name: str, more_config: str = ""
+) -> subprocess.Popen:
     """The collector as its own process (`python -m retention_cli collector serve`), its
     output in `folder/log_name`; returns once /healthz answers."""
+    env = collector_env(folder, more_config)
     log = (folder / log_name).open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "retention_cli", "collector", "serve", "--port", str(port)],
         cwd=folder,
-        env=collector_env(folder),
+        env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -89,11 +89,15 @@ class Recorder:
         self.sessions: list[tuple[str, object]] = []
         self.fail_first = fail_first
 
-    def emit_session(self, row):
+    def emit_sessions(self, rows, *, db):
+        assert db.in_transaction  # enqueued with the dispatched marks, in one commit
         if self.fail_first:
             self.fail_first -= 1
-            raise RuntimeError("receiver down")
-        self.sessions.append((row["session_id"], row["action"]))
+            raise RuntimeError("state file locked")
+        self.sessions += [(row["session_id"], row["action"]) for row in rows]
+
+    def wake(self):
+        self.woken = True
 
     def submit(self, session, earlier):
         self.sessions.append((session["session_id"], earlier))
@@ -117,7 +121,9 @@ def test_dispatch_hands_over_at_least_once_with_the_earlier_sessions(con):
     assert dispatch_once(con, outbox, fast_path) == 4
     assert dispatch_once(con, outbox, fast_path) == 0
     assert outbox.sessions == [("s1", None), ("other", None), ("s2", None), ("s2", "canceled")]
-    assert fast_path.sessions == [("s2", [datetime(2026, 3, 1, 8, tzinfo=UTC)])]
+    # Submitted again after the failed round: the fast path applies a session once.
+    assert fast_path.sessions == [("s2", [datetime(2026, 3, 1, 8, tzinfo=UTC)])] * 2
+    assert outbox.woken
 
 
 def test_a_failed_commit_answers_with_the_error(tmp_path):
