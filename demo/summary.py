@@ -124,6 +124,8 @@ class DemoSummary:
             f"--secret-env {app.secret_env} --billing-system {system} --billing-id {subscription} &",
             "  then open http://127.0.0.1:8801/ (the collector's API: http://127.0.0.1:8800/docs;"
             " stop both with kill %1 %2)",
+            "  (an accepted offer or a cancel goes to the fast path at once: with writebacks.yml's "
+            "dry run it records what it would send, in the collector's state file)",
         ]
 
 
