@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from writebacks.ledger import ALL_COLUMNS, LedgerRow
+from writebacks.ledger import ALL_COLUMNS, LedgerRow, Recorder, as_json
 
 TABLE = "fastpath_journal"
 BUSY_TIMEOUT_MS = 10_000  # other processes (collector, Dagster runs) share the file
@@ -75,28 +76,29 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _json(value: dict[str, Any] | None) -> str | None:
-    return json.dumps(value, sort_keys=True) if value is not None else None
-
-
-class Journal:
+class Journal(Recorder):
     """The journal table on the state database at `state_db` (or an open connection).
     One connection, shared by the fast path's worker and its callers, one statement at
-    a time."""
+    a time. Attempts and outcomes are written as the ledger writes them (Recorder)."""
+
+    table = TABLE
 
     def __init__(self, state_db: Path | sqlite3.Connection):
         self.db = state_db if isinstance(state_db, sqlite3.Connection) else connect(state_db)
         self._lock = threading.Lock()
         self._run(_DDL)
 
-    def _run(self, sql: str, params: list[Any] | tuple = ()) -> list[tuple]:
+    def _run(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         with self._lock:
-            return self.db.execute(sql, params).fetchall()
+            return self.db.execute(sql, list(params)).fetchall()
+
+    def _stamp(self) -> str:
+        return _now()
 
     def close(self) -> None:
         self.db.close()
 
-    # -- the fast path's side: the ledger's own writes (writebacks.ledger.ActionLog) ----
+    # -- the fast path's side -------------------------------------------------------------
     def record(self, row: LedgerRow) -> LedgerRow:
         """The action as the journal holds it: `row` added if new, else the stored one
         (status and attempts as a previous try left them)."""
@@ -117,7 +119,7 @@ class Journal:
                 row.offer_id,
                 row.action_at.astimezone(UTC).isoformat(),
                 row.mode,
-                _json(row.parameters),
+                as_json(row.parameters),
                 row.status,
                 row.error,
                 now,
@@ -126,45 +128,6 @@ class Journal:
         )
         stored = self.row(row.action_id)
         return LedgerRow(**{name: stored[name] for name in LedgerRow.__dataclass_fields__})
-
-    def start_attempt(self, action_id: str, request: dict[str, Any]) -> None:
-        """Counted (and fsynced) before the request leaves."""
-        now = _now()
-        self._run(
-            f"update {TABLE} set attempts = attempts + 1, request = ?, last_attempt_at = ?, "
-            "updated_at = ? where action_id = ?",
-            [_json(request), now, now, action_id],
-        )
-
-    def finish(
-        self,
-        action_id: str,
-        status: str,
-        *,
-        reason: str | None = None,
-        error: str | None = None,
-        billing_request_id: str | None = None,
-        request: dict[str, Any] | None = None,
-    ) -> None:
-        now = _now()
-        self._run(
-            f"update {TABLE} set status = ?, reason = ?, error = ?, "
-            "billing_request_id = coalesce(?, billing_request_id), "
-            "request = coalesce(?, request), "
-            "applied_at = case when ? = 'applied' then ? else applied_at end, "
-            "updated_at = ? where action_id = ?",
-            [
-                status,
-                reason,
-                error,
-                billing_request_id,
-                _json(request),
-                status,
-                now,
-                now,
-                action_id,
-            ],
-        )
 
     # -- reading -------------------------------------------------------------------------
     def row(self, action_id: str) -> dict[str, Any]:

@@ -98,13 +98,14 @@ _COLUMNS = (
 )
 
 
-def _json(value: dict[str, Any] | None) -> str | None:
+def as_json(value: dict[str, Any] | None) -> str | None:
+    """A parameters or request column as stored (keys sorted: equal dicts, equal text)."""
     return json.dumps(value, sort_keys=True) if value is not None else None
 
 
 def _values(row: LedgerRow) -> list[Any]:
     return [
-        _json(getattr(row, c)) if c in ("parameters", "request") else getattr(row, c)
+        as_json(getattr(row, c)) if c in ("parameters", "request") else getattr(row, c)
         for c in _COLUMNS
     ]
 
@@ -134,11 +135,34 @@ class Connection(Protocol):
     def executemany(self, sql: str, rows: Any) -> Any: ...
 
 
-class ActionLog(Protocol):
-    """Where the runner records an action's attempts and outcome: the ledger, or the
-    fast path's journal (writebacks.journal), with the same meaning."""
+_INSERT = (
+    f"insert into {TABLE} ({', '.join(_COLUMNS)}, derived_at, updated_at) "
+    f"values ({', '.join('?' * (len(_COLUMNS) + 2))}) on conflict do nothing"
+)
 
-    def start_attempt(self, action_id: str, request: dict[str, Any]) -> None: ...
+
+class Recorder:
+    """The writes the runner makes around each request, shared by the ledger and the fast
+    path's journal (writebacks.journal): one committed statement each, so the attempt is
+    recorded before the request leaves and the outcome before the next one."""
+
+    table: str
+
+    def _run(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        raise NotImplementedError
+
+    def _stamp(self) -> Any:
+        """Now, as the table stores times."""
+        return _now()
+
+    def start_attempt(self, action_id: str, request: dict[str, Any]) -> None:
+        """Counted before the request leaves: `attempts > 0` means it may have arrived."""
+        now = self._stamp()
+        self._run(
+            f"update {self.table} set attempts = attempts + 1, request = ?, last_attempt_at = ?, "
+            "updated_at = ? where action_id = ?",
+            [as_json(request), now, now, action_id],
+        )
 
     def finish(
         self,
@@ -149,17 +173,32 @@ class ActionLog(Protocol):
         error: str | None = None,
         billing_request_id: str | None = None,
         request: dict[str, Any] | None = None,
-    ) -> None: ...
+    ) -> None:
+        now = self._stamp()
+        self._run(
+            f"update {self.table} set status = ?, reason = ?, error = ?, "
+            "billing_request_id = coalesce(?, billing_request_id), "
+            "request = coalesce(?, request), "
+            "applied_at = case when ? = 'applied' then ? else applied_at end, "
+            "updated_at = ? where action_id = ?",
+            [
+                status,
+                reason,
+                error,
+                billing_request_id,
+                as_json(request),
+                status,
+                now,
+                now,
+                action_id,
+            ],
+        )
 
 
-_INSERT = (
-    f"insert into {TABLE} ({', '.join(_COLUMNS)}, derived_at, updated_at) "
-    f"values ({', '.join('?' * (len(_COLUMNS) + 2))}) on conflict do nothing"
-)
-
-
-class Ledger:
+class Ledger(Recorder):
     """The ledger table on an open warehouse connection (DuckDB's or Postgres')."""
+
+    table = TABLE
 
     def __init__(self, connection: Connection):
         self.db = connection
@@ -241,7 +280,7 @@ class Ledger:
             + " where a.status = 'pending' or (a.status = 'failed' and excluded.status = 'applied')"
         )
         values = [
-            [_json(r[c]) if c in ("parameters", "request") else r[c] for c in ALL_COLUMNS]
+            [as_json(r[c]) if c in ("parameters", "request") else r[c] for c in ALL_COLUMNS]
             for r in records
         ]
         with self._lock:
@@ -256,7 +295,7 @@ class Ledger:
             "action_type = ?, mode = ?, error = null, updated_at = ? "
             "where action_id = ? and status = 'failed'",
             [
-                _json(row.parameters),
+                as_json(row.parameters),
                 row.subscription_id,
                 row.action_type,
                 row.mode,
@@ -272,43 +311,4 @@ class Ledger:
             f"update {TABLE} set mode = ?, updated_at = ? "
             "where action_id = ? and status = 'pending' and mode <> ?",
             [mode, _now(), action_id, mode],
-        )
-
-    def start_attempt(self, action_id: str, request: dict[str, Any]) -> None:
-        """Counted before the request leaves: `attempts > 0` means it may have arrived."""
-        now = _now()
-        self._run(
-            f"update {TABLE} set attempts = attempts + 1, request = ?, last_attempt_at = ?, "
-            "updated_at = ? where action_id = ?",
-            [_json(request), now, now, action_id],
-        )
-
-    def finish(
-        self,
-        action_id: str,
-        status: str,
-        *,
-        reason: str | None = None,
-        error: str | None = None,
-        billing_request_id: str | None = None,
-        request: dict[str, Any] | None = None,
-    ) -> None:
-        now = _now()
-        self._run(
-            f"update {TABLE} set status = ?, reason = ?, error = ?, "
-            "billing_request_id = coalesce(?, billing_request_id), "
-            "request = coalesce(?, request), "
-            "applied_at = case when ? = 'applied' then ? else applied_at end, "
-            "updated_at = ? where action_id = ?",
-            [
-                status,
-                reason,
-                error,
-                billing_request_id,
-                _json(request),
-                status,
-                now,
-                now,
-                action_id,
-            ],
         )

@@ -37,7 +37,7 @@ from billing_clients.retries import RetryPolicy, with_retries
 from writebacks.catalog import Catalog
 from writebacks.derive import derive_actions, sessions_in_marts
 from writebacks.journal import Journal
-from writebacks.ledger import ActionLog, Ledger, LedgerRow
+from writebacks.ledger import Ledger, LedgerRow, Recorder
 from writebacks.systems.base import Action, BillingWriter, WriteRequest
 
 log = logging.getLogger("retention.writebacks")
@@ -220,7 +220,7 @@ def _action(row: LedgerRow) -> Action:
     )
 
 
-def dry_run_action(ledger: ActionLog, row: LedgerRow, writer: BillingWriter) -> str:
+def dry_run_action(ledger: Recorder, row: LedgerRow, writer: BillingWriter) -> str:
     """What would be sent, from the stored parameters alone: no request of any kind."""
     request = writer.request(_action(row), None)
     earlier = (
@@ -238,7 +238,7 @@ def dry_run_action(ledger: ActionLog, row: LedgerRow, writer: BillingWriter) -> 
 
 
 def apply_action(
-    ledger: ActionLog, row: LedgerRow, writer: BillingWriter, policy: RetryPolicy | None
+    ledger: Recorder, row: LedgerRow, writer: BillingWriter, policy: RetryPolicy | None
 ) -> str:
     """Read, check, send, record (see the module docstring); the outcome. The fast path
     applies its actions with this too, recording to its journal."""
@@ -288,7 +288,7 @@ def _landed_anyway(writer: BillingWriter, action: Action, policy: RetryPolicy | 
     return writer.already_done(action, current)
 
 
-def _already(ledger: ActionLog, action_id: str, attempts: int, reason: str) -> str:
+def _already(ledger: Recorder, action_id: str, attempts: int, reason: str) -> str:
     if attempts > 0:  # our own earlier attempt got through
         ledger.finish(
             action_id,
