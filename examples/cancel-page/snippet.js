@@ -152,10 +152,10 @@
     });
     $("accept").addEventListener("click", function () {
       var offer = { offer_id: context.offer_id, offer_type: context.offer_type };
-      finish(act("offer_accepted", offer), "Done: your subscription is paused.");
+      finish(act("offer_accepted", offer), "Done: your subscription will be paused.");
     });
     $("cancel-anyway").addEventListener("click", function () {
-      finish(act("canceled"), "Your subscription is canceled.");
+      finish(act("canceled"), "Done: your subscription will be canceled.");
     });
   }
 
