@@ -25,6 +25,7 @@ import duckdb
 import httpx
 import pytest
 
+from billing_clients.systems import BILLING_SYSTEMS
 from dlt_sources.exit_sessions import exit_sessions_source
 from webhooks.signing import sign
 
@@ -42,11 +43,17 @@ def free_port() -> int:
 
 
 def collector_env(folder: Path, more_config: str = "") -> dict[str, str]:
-    """A collector's configuration and state, all under `folder` (no webhook endpoints);
-    `more_config` is appended to its collector.yml."""
+    """A collector's configuration and state, all under `folder`: no webhook endpoints,
+    write-backs off (so no fast path reads the project's marts); `more_config` is appended
+    to its collector.yml."""
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "collector.yml"
     config.write_text(f"apps:\n  {APP}:\n    secret_env: COLLECTOR_TEST_SECRET\n{more_config}")
+    catalog = folder / "writebacks.yml"
+    catalog.write_text(
+        "billing_systems:\n"
+        + "".join(f"  {system}: {{mode: 'off'}}\n" for system in BILLING_SYSTEMS)
+    )
     return {
         **os.environ,
         "COLLECTOR_TEST_SECRET": SECRET,
@@ -54,6 +61,7 @@ def collector_env(folder: Path, more_config: str = "") -> dict[str, str]:
         "RETENTION_COLLECTOR_DB": str(folder / "state" / "collector.sqlite"),
         "SOURCES__EXIT_SESSIONS__FOLDER": str(folder / "drop"),
         "RETENTION_WEBHOOKS": str(folder / "no-webhooks.yml"),
+        "RETENTION_WRITEBACKS": str(catalog),
     }
 
 
