@@ -78,14 +78,13 @@ _VALIDATED_AT = "select max(validated_at) from marts.fct_exit_episodes where bil
 
 
 def _aware(value: datetime | str | None) -> datetime | None:
-    """A time from the marts or the collector (ISO-8601 text or a datetime), in UTC."""
+    """A time from the marts or the collector (ISO-8601 text or a datetime), in UTC; one
+    without an offset is UTC, as the exit-session contract reads it."""
     if value is None or value == "":
         return None
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        raise ValueError(f"{value.isoformat()} has no time zone: exit session times are UTC")
-    return value.astimezone(UTC)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _records(db: Any, query: str, params: list[Any]) -> list[dict[str, Any]]:

@@ -155,6 +155,13 @@ def test_the_episode_start_comes_from_the_earlier_visits(fast, make_catalog, mar
     assert path.results[-1]["episode_id"] == "s0"
 
 
+def test_times_in_z_or_without_an_offset_are_utc(fast, make_catalog, marts, billing):
+    marts.subscription("sub_1")
+    session = pause(started_at="2026-06-01T11:59:00", action_at="2026-06-01T12:00:00Z")
+    [result] = submit(fast(make_catalog()), session)
+    assert result["status"] == "applied" and result["action_at"] == AT
+
+
 def test_dry_run_records_the_request_and_sends_nothing(fast, make_catalog, marts, billing):
     marts.subscription("sub_1")
     [result] = submit(fast(make_catalog(mode="dry_run")), pause())
