@@ -9,14 +9,23 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from dagster import DagsterInstance, materialize
 
 from orchestration.extract import run_extract
+from orchestration.marts_metadata import MARTS_METADATA
+from orchestration.resources import BillingTargets, Warehouse
+from orchestration.serving import publish
+from orchestration.spark import LEDGER_TABLE as LEDGER
+from orchestration.validation import validation_30d
+from orchestration.writebacks import billing_writebacks
 from sandbox.app import start_sandbox
 from sandbox.exit_files import write_exit_session_files
 from sandbox.generate import GenerateOptions, write_scenario
@@ -165,3 +174,108 @@ def test_every_mart_is_the_same_on_spark(built):
             assert len(got[1]) == len(want[1]), mart
             for got_row, want_row in zip(got[1], want[1], strict=True):
                 assert got_row == want_row, mart
+
+
+# The Python steps on Spark (#15): validation_30d, the write-backs and the marts' figures
+# read the Spark marts through the state DuckDB file's views and give DuckDB's answers;
+# the ledger published to the lake makes the same fct_billing_writebacks. These run after
+# the test above, on its Spark build, and add validation's table to the DuckDB file.
+
+# The last 90 days to as_of: one single-run backfill.
+VALIDATION_DAYS = {
+    "dagster/asset_partition_range_start": (AS_OF.date() - timedelta(days=90)).isoformat(),
+    "dagster/asset_partition_range_end": (AS_OF.date() - timedelta(days=1)).isoformat(),
+}
+# The ledger's wall-clock columns: when this test ran, not what was derived.
+WALL_CLOCK = {"derived_at", "updated_at", "last_attempt_at", "applied_at"}
+
+
+def steps(database: Path, kind: str) -> Warehouse:
+    return Warehouse(kind=kind, database=str(database))
+
+
+def run_assets(assets: list, wh: Warehouse, tags: dict[str, str] | None = None) -> None:
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(
+            assets,
+            instance=instance,
+            resources={"warehouse": wh, "billing": BillingTargets(sandbox_api_key="unused")},
+            tags=tags,
+            raise_on_error=False,
+        )
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+
+
+def table_rows(wh: Warehouse, relation: str, leave_out: set[str] = frozenset()) -> list[tuple]:
+    with wh.get_connection() as con:
+        names = [d[0] for d in con.execute(f"select * from {relation} limit 0").description]
+        kept = ", ".join(f'"{n}"' for n in names if n not in leave_out)
+        return rows(con, f"(select {kept} from {relation})")[1]
+
+
+def duckdb_copy(built: Built) -> Path:
+    """The DuckDB warehouse as a file of its own: dbt-duckdb may still hold the built one
+    open in this process, with a configuration a Dagster resource's connection differs
+    from, and validation's table must not join the marts the test above compares."""
+    with warehouse(built) as con:
+        con.execute("checkpoint")
+    copy = built.folder / "steps.duckdb"
+    shutil.copyfile(built.duckdb, copy)
+    return copy
+
+
+def test_the_python_steps_give_duckdbs_answers_on_spark(built):
+    duck = steps(duckdb_copy(built), "duckdb")
+    spark_state = steps(built.folder / "state.duckdb", "spark")
+    with duck.get_connection() as d, spark_state.get_connection() as s:
+        for key, figures in MARTS_METADATA.items():
+            assert figures(s) == figures(d), key.to_user_string()
+
+    for wh in (duck, spark_state):
+        run_assets([validation_30d], wh, VALIDATION_DAYS)
+        run_assets([billing_writebacks], wh)
+    validated = table_rows(duck, "marts.validation_30d_daily")
+    assert validated and table_rows(spark_state, "marts.validation_30d_daily") == validated
+    ledger = table_rows(duck, "writebacks.actions", WALL_CLOCK)
+    assert ledger and table_rows(spark_state, LEDGER, WALL_CLOCK) == ledger
+
+    spark_state.prepare_dbt()  # publishes the ledger, as the dbt step does before dbt
+    built.dbt("spark", "run", "--select", "fct_billing_writebacks")
+    mart = table_rows(spark_state, "marts.fct_billing_writebacks")
+    assert len(mart) == len(ledger) and mart == table_rows(spark_state, LEDGER)
+
+
+def test_the_serving_copy_holds_the_spark_marts_and_validation(built, tmp_path):
+    spark_state = steps(built.folder / "state.duckdb", "spark")
+    with spark_state.get_connection() as con:
+        build = publish(con, tmp_path / "serving.duckdb", "run-id", "test")
+    assert "validation_30d_daily" in build.tables and "fct_exit_episodes" in build.tables
+    with duckdb.connect(str(built.duckdb)) as con:
+        assert (
+            build.tables["fct_exit_episodes"]
+            == con.sql("select count(*) from marts.fct_exit_episodes").fetchall()[0][0]
+        )
+
+
+def registration(name: str) -> tuple[list[str], str]:
+    """A raw table's columns and when Spark created it."""
+    described = spark().sql(f"describe table extended {name}").collect()
+    created = next(r.data_type for r in described if r.col_name == "Created Time")
+    return [c.name for c in spark().catalog.listColumns(name)], created
+
+
+def test_registration_keeps_current_tables_and_re_creates_a_changed_one(built):
+    """Re-created only when the lake's schema changed: an empty file with one more column
+    (no row added, so the marts stay as they are) makes the table re-created with it."""
+    kept, changed = "raw_stripe.customers", "raw_stripe.subscriptions"
+    before = {name: registration(name) for name in (kept, changed)}
+    folder = built.lake / "raw_stripe" / "subscriptions"
+    latest = max(folder.glob("*.parquet"), key=lambda p: p.stat().st_mtime)
+    empty = pq.read_table(latest).slice(0, 0)
+    empty = empty.append_column("late_column", pa.array([], pa.string()))
+    pq.write_table(empty, folder / "zz-late-column.parquet")
+
+    built.dbt("spark", "run-operation", "register_raw_tables")
+    assert registration(kept) == before[kept]
+    columns, created = registration(changed)
+    assert columns == [*before[changed][0], "late_column"] and created != before[changed][1]
