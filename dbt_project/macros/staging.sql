@@ -25,8 +25,18 @@
 {#- Minor units to major-unit decimals, per billing system as each vendor documents its
     currencies. Stripe (ISO 4217): sixteen zero-decimal currencies unchanged, the five
     three-decimal ones ÷ 1000, others ÷ 100. Chargebee: only JPY, KRW, XAF and XOF unchanged,
-    every other currency (three-decimal ones included) ÷ 100. -#}
+    every other currency (three-decimal ones included) ÷ 100. One division at money's
+    declared precision (divide_once, macros/walk.sql): a decimal divided by `/` is a double
+    on DuckDB (12345678901 ÷ 100 came out as 123456789.0100000024), so every engine gives
+    the same digits only through that macro. -#}
 {% macro minor_to_major(amount, currency, system) -%}
+    {{ retention.divide_once(amount, retention.minor_unit_divisor(currency, system)) }}
+{%- endmacro %}
+
+{#- How many minor units make one major unit of `currency` under `system`'s rules (1, 100
+    or 1000): the one home of the pipeline's currency exponents (tests/unit/
+    test_currency_exponents.py holds them against the emulators'). -#}
+{% macro minor_unit_divisor(currency, system) -%}
     {%- set zero_decimal = {
         'stripe': ['BIF', 'CLP', 'DJF', 'GNF', 'JPY', 'KMF', 'KRW', 'MGA',
                    'PYG', 'RWF', 'UGX', 'VND', 'VUV', 'XAF', 'XOF', 'XPF'],
@@ -39,13 +49,11 @@
             ~ zero_decimal.keys() | list ~ ", got " ~ system) }}
     {%- endif -%}
     case
-        when upper({{ currency }}) in ('{{ zero_decimal[system] | join("', '") }}')
-            then cast({{ amount }} as {{ retention.type_decimal() }})
+        when upper({{ currency }}) in ('{{ zero_decimal[system] | join("', '") }}') then 1
         {%- if three_decimal[system] %}
-        when upper({{ currency }}) in ('{{ three_decimal[system] | join("', '") }}')
-            then cast({{ amount }} as {{ retention.type_decimal() }}) / 1000
+        when upper({{ currency }}) in ('{{ three_decimal[system] | join("', '") }}') then 1000
         {%- endif %}
-        else cast({{ amount }} as {{ retention.type_decimal() }}) / 100
+        else 100
     end
 {%- endmacro %}
 

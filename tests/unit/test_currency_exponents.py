@@ -22,9 +22,6 @@ from sandbox.scenario import (
 )
 
 MACROS = Path(__file__).parents[2] / "dbt_project" / "macros" / "staging.sql"
-# The project's own macros it calls as `retention.<name>` (type_decimal: one home for the
-# precision of money), rendered from their file as dbt would.
-DIALECT = MACROS.with_name("dialect.sql")
 # Systems whose API sends minor units (Recurly sends major-unit decimals: no conversion).
 MINOR_UNIT_SYSTEMS = ("stripe", "chargebee")
 # Currencies no list names: the default (÷ 100) must hold for them on both sides.
@@ -33,19 +30,15 @@ ORDINARY = ("USD", "EUR", "GBP", "CHF", "INR")
 
 def macro_exponents(system: str) -> dict[str, int]:
     """Each currency the macro names for `system`, with its exponent as the macro applies
-    it (the divisor of its `when` branch: 1 → 0, 1000 → 3)."""
-    env = jinja2.Environment()
-    retention = env.from_string(DIALECT.read_text()).module
-    module = env.from_string(MACROS.read_text(), globals={"retention": retention}).module
-    sql = str(module.minor_to_major("amount", "currency", system))
+    it (the divisor of its `when` branch: 1 → 0, 1000 → 3). `minor_to_major` divides the
+    amount by `minor_unit_divisor`, which holds the lists: that one is rendered."""
+    module = jinja2.Environment().from_string(MACROS.read_text()).module
+    sql = str(module.minor_unit_divisor("currency", system))
     exponents: dict[str, int] = {}
-    for names, divisor in re.findall(
-        r"in \(([^)]*)\)\s*then cast\(amount as [^)]*\)\)( / \d+)?", sql
-    ):
-        exponent = len(divisor.strip(" /")) - 1 if divisor else 0
+    for names, divisor in re.findall(r"in \(([^)]*)\) then (\d+)", sql):
         for name in re.findall(r"'([A-Z]{3})'", names):
-            exponents[name] = exponent
-    assert exponents, f"no currency list found in minor_to_major for {system}: {sql}"
+            exponents[name] = len(divisor) - 1
+    assert exponents, f"no currency list found in minor_unit_divisor for {system}: {sql}"
     return exponents
 
 
