@@ -26,9 +26,9 @@
     currencies. Stripe (ISO 4217): sixteen zero-decimal currencies unchanged, the five
     three-decimal ones ÷ 1000, others ÷ 100. Chargebee: only JPY, KRW, XAF and XOF unchanged,
     every other currency (three-decimal ones included) ÷ 100. One division at money's
-    declared precision (divide_once, macros/walk.sql): a decimal divided by `/` is a double
-    on DuckDB (12345678901 ÷ 100 came out as 123456789.0100000024), so every engine gives
-    the same digits only through that macro. -#}
+    declared precision (divide_once, macros/walk.sql): DuckDB computes a decimal's `/` as a
+    double (12345678901234 cents came out as 123456789012.3399888896), so only that macro
+    gives the same digits on every engine. -#}
 {% macro minor_to_major(amount, currency, system) -%}
     {{ retention.divide_once(amount, retention.minor_unit_divisor(currency, system)) }}
 {%- endmacro %}
