@@ -51,7 +51,9 @@ def emit_cost(folder: Path) -> tuple[float, float]:
 
 def run(args: argparse.Namespace, folder: Path) -> None:
     delivery = Delivery(
-        initial_backoff_seconds=args.initial_backoff, max_attempts=args.max_attempts
+        initial_backoff_seconds=args.initial_backoff,
+        max_attempts=args.max_attempts,
+        concurrency=args.concurrency,
     )
     receiver = Receiver(SECRET, fail_rate=args.fail_rate)
     with receiving(receiver):
@@ -86,7 +88,10 @@ def run(args: argparse.Namespace, folder: Path) -> None:
     latencies = [first_seen[s] - emitted[s] for s in first_seen]
     lost = len(emitted) - len(first_seen)
     totals = deliverer.totals
-    print(f"events {len(emitted)} at {args.rate}/s, receiver failing {args.fail_rate:.0%}")
+    print(
+        f"events {len(emitted)} at {args.rate:g}/s, receiver failing {args.fail_rate:.0%}, "
+        f"initial backoff {args.initial_backoff:g} s, concurrency {args.concurrency}"
+    )
     print(
         f"  delivery latency emit→first accept: p50 {statistics.median(latencies) * 1000:.0f} ms, "
         f"p95 {percentile(latencies, 0.95) * 1000:.0f} ms, p99 {percentile(latencies, 0.99) * 1000:.0f} ms, "
@@ -111,6 +116,7 @@ def main() -> None:
     parser.add_argument("--fail-rate", type=float, default=0.3)
     parser.add_argument("--initial-backoff", type=float, default=Delivery().initial_backoff_seconds)
     parser.add_argument("--max-attempts", type=int, default=Delivery().max_attempts)
+    parser.add_argument("--concurrency", type=int, default=Delivery().concurrency)
     parser.add_argument("--poll", type=float, default=0.5, help="the Deliverer's poll seconds")
     parser.add_argument("--wait", type=float, default=300, help="longest wait for delivery")
     args = parser.parse_args()

@@ -62,6 +62,8 @@ def receiving(receiver: Receiver) -> Iterator[Receiver]:
     """`receiver` served on 127.0.0.1 at a free port (its `url`) until the block ends."""
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: a sender reuses its connections
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             status = receiver.handle(dict(self.headers.items()), body)
@@ -72,7 +74,12 @@ def receiving(receiver: Receiver) -> Iterator[Receiver]:
         def log_message(self, *args: object) -> None:  # quiet test output
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        # The default backlog (5) drops connections beyond it: their SYN retried a
+        # second later, which a bench would read as the sender's latency.
+        request_queue_size = 128
+
+    server = Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
