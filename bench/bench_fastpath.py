@@ -184,6 +184,7 @@ def main() -> None:
             fast = FastPath(
                 settings.state_db, live, serving_marts(serving), writer_for, on_result=applied
             )
+            fast.wait_ready(60)  # as `retention collector serve` does before serving
             collector = Collector(settings, fast)
             try:
                 print(

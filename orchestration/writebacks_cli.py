@@ -179,6 +179,7 @@ def open_fast_path(settings: CollectorSettings) -> Iterator[FastPath | None]:
         database = Path(setting(DUCKDB_PATH_ENV, str(DEFAULT_DATABASE)))
         marts = serving_marts(serving_path(database))
     fast = FastPath(settings.state_db, loaded, marts, writer_for, window=save_window())
+    fast.wait_ready(60)  # the collector answers once the first click is as fast as the next
     try:
         yield fast
     finally:

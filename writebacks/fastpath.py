@@ -129,6 +129,8 @@ class FastPath:
             if settings.mode != "off"
             for lane in range(lanes)
         }
+        # Set by each worker once its writer is built (or failed to be).
+        self._warm = {lane: threading.Event() for lane in self._queues}
         self._workers = [
             threading.Thread(
                 target=self._work, args=lane, name=f"fastpath-{lane[0]}-{lane[1]}", daemon=True
@@ -147,6 +149,13 @@ class FastPath:
         todo = self._queues.get((session.get("billing_system"), lane))
         if todo is not None and session.get("action") in ACTIONS:
             todo.put((session, list(earlier)))
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until every worker has built its billing client (or failed to, logged):
+        the first click of a system otherwise pays for the SDK's import. False if some
+        were still building at `timeout`."""
+        deadline = time.monotonic() + timeout
+        return all(e.wait(max(deadline - time.monotonic(), 0)) for e in self._warm.values())
 
     def drain(self, timeout: float) -> None:
         """Wait until every submitted session has been handled (tests, benches)."""
@@ -179,6 +188,8 @@ class FastPath:
             writer()
         except Exception as exc:
             log.warning("fast path: no %s writer yet (%s); trying again on a click", system, exc)
+        finally:
+            self._warm[(system, lane)].set()
         while (item := todo.get()) is not None:
             try:
                 self.apply(*item, writer=writer)

@@ -256,6 +256,38 @@ def test_a_failed_callback_does_not_undo_the_action(fast, make_catalog, marts, b
 # --------------------------------------------------------------------------- wiring
 
 
+def test_workers_build_their_writers_before_the_first_click(tmp_path, make_catalog, marts):
+    """Ready once every lane has tried; a lane whose client could not be built (no key
+    yet) builds it on the next click."""
+    marts.subscription("sub_1")
+    built: list[str] = []
+    broken = True
+
+    def writers(system: str) -> FakeWriter:
+        built.append(system)
+        if broken:
+            raise RuntimeError(f"no {system} key")
+        return FakeWriter()
+
+    path = FastPath(
+        tmp_path / "state.sqlite",
+        make_catalog(),
+        lambda: contextlib.closing(marts.db.cursor()),
+        writers,
+        policy=POLICY,
+        lanes=2,
+    )
+    try:
+        assert path.wait_ready(10)
+        assert sorted(built) == sorted(["chargebee", "recurly", "stripe"] * 2)
+        broken = False
+        path.submit(pause(), [])
+        path.drain(10)
+        assert path.journal.row(action_id("s1", "offer_accepted", "sub_1"))["status"] == "applied"
+    finally:
+        path.close()
+
+
 def test_the_scheduled_run_opens_no_state_database_where_no_collector_ran(tmp_path):
     missing = tmp_path / ".collector" / "collector.sqlite"
     with fast_path_journal(missing) as journal:
