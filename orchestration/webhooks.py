@@ -104,12 +104,9 @@ def send_validation_events(
     the warehouse is released); the step's metadata about them."""
     if not webhooks.wants(VALIDATION_PREFIX):
         return {}
-    outbox = Outbox(collector_db(), webhooks)
-    try:
+    with Outbox(collector_db(), webhooks) as outbox:
         emitted = outbox.emit_validations(episodes)
         stats = outbox.deliver_pending(VALIDATION_BUDGET_SECONDS)
-    finally:
-        outbox.close()
     context.log.info(
         "webhooks: %s validation event(s) emitted for %s episode(s); %s delivered, %s to retry",
         emitted,
@@ -139,16 +136,13 @@ class WebhookOutboxConfig(Config):
     "endpoint and the dead letters; run with redeliver: true to send them again.",
 )
 def webhook_outbox(context: AssetExecutionContext, config: WebhookOutboxConfig):
-    outbox = Outbox(collector_db(), load_webhooks())
-    try:
+    with Outbox(collector_db(), load_webhooks()) as outbox:
         if config.redeliver or config.event_ids:
             moved = outbox.redeliver(config.event_ids or None)
             context.log.info("webhooks: %s dead letter(s) back in the outbox", moved)
         stats = outbox.deliver_pending(STEP_BUDGET_SECONDS)
         counts = outbox.counts()
         dead = outbox.dead_letters()
-    finally:
-        outbox.close()
     yield MaterializeResult(
         metadata={
             **_delivery_metadata(stats),

@@ -69,12 +69,9 @@ def check(config: Path | None, schema: bool) -> None:
 @_state_db_option
 def deliver(config: Path | None, state_db: Path | None) -> None:
     """Attempt every event due now, once; print what happened and what the outbox holds."""
-    outbox = _outbox(config, state_db)
-    try:
+    with _outbox(config, state_db) as outbox:
         stats = outbox.deliver_pending()
         counts = outbox.counts()
-    finally:
-        outbox.close()
     click.echo(
         f"attempts {stats.attempts}: delivered {stats.delivered}, retry later "
         f"{stats.retry_later}, dead {stats.dead}"
@@ -88,11 +85,8 @@ def deliver(config: Path | None, state_db: Path | None) -> None:
 @_state_db_option
 def dead_letters(config: Path | None, state_db: Path | None) -> None:
     """List the dead letters, newest first, with why each one died."""
-    outbox = _outbox(config, state_db)
-    try:
+    with _outbox(config, state_db) as outbox:
         dead = outbox.dead_letters()
-    finally:
-        outbox.close()
     for d in dead:
         click.echo(
             f"{d['event_id']} {d['endpoint']} {d['event_type']} attempts {d['attempts']}: "
@@ -107,10 +101,7 @@ def dead_letters(config: Path | None, state_db: Path | None) -> None:
 @click.argument("event_ids", nargs=-1)
 def redeliver(config: Path | None, state_db: Path | None, event_ids: tuple[str, ...]) -> None:
     """Put dead letters (all, or EVENT_IDS) back in the outbox, then deliver once."""
-    outbox = _outbox(config, state_db)
-    try:
+    with _outbox(config, state_db) as outbox:
         moved = outbox.redeliver(list(event_ids) or None)
         stats = outbox.deliver_pending()
-    finally:
-        outbox.close()
     click.echo(f"{moved} event(s) back in the outbox; delivered {stats.delivered}")

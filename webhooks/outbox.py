@@ -466,6 +466,12 @@ class Outbox:
         self._wake.wait(timeout)
         self._wake.clear()
 
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         with self._connections_lock:
             for db in self._connections:
