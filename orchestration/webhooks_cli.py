@@ -46,7 +46,7 @@ def webhooks() -> None:
     """Webhooks out: exit-session and validation events, signed, at least once."""
 
 
-@webhooks.command()
+@webhooks.command(short_help="Validate webhooks.yml and list its endpoints.")
 @_config_option
 @click.option("--schema", is_flag=True, help="Print the file's JSON Schema instead.")
 def check(config: Path | None, schema: bool) -> None:
@@ -64,7 +64,7 @@ def check(config: Path | None, schema: bool) -> None:
     click.echo(f"{path}: ok, {len(loaded.endpoints)} endpoint(s)")
 
 
-@webhooks.command()
+@webhooks.command(short_help="Attempt every event due now, once.")
 @_config_option
 @_state_db_option
 def deliver(config: Path | None, state_db: Path | None) -> None:
@@ -80,7 +80,7 @@ def deliver(config: Path | None, state_db: Path | None) -> None:
         click.echo(f"{endpoint:<16} {state:<10} {count:>8,}")
 
 
-@webhooks.command("dead-letters")
+@webhooks.command("dead-letters", short_help="List the dead letters and why each died.")
 @_config_option
 @_state_db_option
 def dead_letters(config: Path | None, state_db: Path | None) -> None:
@@ -95,7 +95,7 @@ def dead_letters(config: Path | None, state_db: Path | None) -> None:
     click.echo(f"{len(dead)} dead letter(s)")
 
 
-@webhooks.command()
+@webhooks.command(short_help="Send dead letters again (all, or the ids given).")
 @_config_option
 @_state_db_option
 @click.argument("event_ids", nargs=-1)

@@ -47,3 +47,10 @@ def test_the_outbox_commands_on_an_empty_state_database(tmp_path: Path) -> None:
     assert "attempts 0" in runner.invoke(webhooks, ["deliver", *state]).output
     assert "0 dead letter(s)" in runner.invoke(webhooks, ["dead-letters", *state]).output
     assert "0 event(s) back" in runner.invoke(webhooks, ["redeliver", *state]).output
+
+
+def test_no_command_summary_is_cut_off() -> None:
+    output = CliRunner().invoke(webhooks, ["--help"], terminal_width=80).output
+    commands = output.split("Commands:\n", 1)[1].splitlines()
+    assert len(commands) == len(webhooks.commands)
+    assert not [line for line in commands if line.rstrip().endswith("...")]
