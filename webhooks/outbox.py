@@ -282,8 +282,9 @@ class Outbox:
     # ------------------------------------------------------------------ delivering
 
     def deliver_pending(self, budget_seconds: float | None = None) -> DeliveryStats:
-        """Attempt every event due now, once each (failures are scheduled, not waited
-        for): what a Dagster step or a test calls; the `Deliverer` calls it in a loop.
+        """Attempt the events due until none is (a failure is scheduled after its
+        backoff, not waited for): what a Dagster step or a test calls; the `Deliverer`
+        calls it in a loop.
         With `budget_seconds`, no new claim is taken after that long (a step must not
         hang on a receiver that times out): the rest waits for the next pass."""
         stats = DeliveryStats()
