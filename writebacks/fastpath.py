@@ -99,7 +99,16 @@ def _records(db: Any, query: str, params: list[Any]) -> list[dict[str, Any]]:
 def serving_marts(path: Path) -> Marts:
     """`marts` for the serving DuckDB copy at `path` (orchestration/serving.py): a
     read-only connection per call, so each sees the newest published build."""
-    return lambda: duckdb.connect(str(path), read_only=True)
+
+    def connect() -> duckdb.DuckDBPyConnection:
+        if not path.exists():
+            raise FileNotFoundError(
+                f"no serving copy of the marts at {path} yet: the sync publishes it "
+                "(serving_marts); until then the scheduled write-back run applies sessions"
+            )
+        return duckdb.connect(str(path), read_only=True)
+
+    return connect
 
 
 class FastPath:

@@ -20,7 +20,7 @@ from tests.unit.test_writeback_runner import (
     catalog_maker,
 )
 from writebacks.derive import action_id, derive_actions
-from writebacks.fastpath import FastPath
+from writebacks.fastpath import FastPath, serving_marts
 from writebacks.journal import Journal
 from writebacks.runner import run_writebacks
 
@@ -327,3 +327,20 @@ def test_the_collectors_fast_path_reads_the_serving_copy(tmp_path, monkeypatch, 
         [result] = fast.apply(pause(), [], writer=FakeWriter)
     assert result["status"] == "dry_run" and result["subscription_id"] == "sub_1"
     assert Journal(settings.state_db).row(result["action_id"])["status"] == "dry_run"
+
+
+def test_no_serving_copy_yet_is_said_and_nothing_is_written(tmp_path, make_catalog, caplog):
+    path = FastPath(
+        tmp_path / "state.sqlite",
+        make_catalog(),
+        serving_marts(tmp_path / "serving.duckdb"),
+        lambda system: FakeWriter(),
+        policy=POLICY,
+    )
+    try:
+        path.submit(pause(), [])
+        path.drain(10)
+    finally:
+        path.close()
+    assert "no serving copy of the marts" in caplog.text
+    assert journal(tmp_path) == {}
