@@ -92,6 +92,11 @@ class Delivery(_Entry):
     initial_backoff_seconds: Seconds = 1
     max_backoff_seconds: Seconds = 600
     concurrency: int = Field(4, ge=1, description="Requests in flight at once.")
+    keep_delivered_seconds: Seconds = Field(
+        30 * 24 * 3600,
+        description="How long a delivered event is kept (an emit of the same id within it "
+        "adds nothing).",
+    )
 
 
 class WebhooksFile(_Entry):

@@ -62,6 +62,7 @@ BUSY_TIMEOUT_SECONDS = 10
 # Rows claimed at once, per request in flight: small, so a claim is sent soon after it
 # is taken and its lease stays short.
 CLAIM_PER_WORKER = 8
+PRUNE_EVERY_SECONDS = 3600
 SCHEMA = f"""
 create table if not exists {OUTBOX} (
     endpoint text not null,
@@ -79,6 +80,8 @@ create table if not exists {OUTBOX} (
 );
 create index if not exists {OUTBOX}_due on {OUTBOX} (next_attempt_at)
     where delivered_at is null;
+create index if not exists {OUTBOX}_delivered on {OUTBOX} (delivered_at)
+    where delivered_at is not null;
 create table if not exists {DEAD_LETTERS} (
     endpoint text not null,
     event_id text not null,
@@ -201,6 +204,7 @@ class Outbox:
         self._client = client or httpx.Client(follow_redirects=False)
         self._own_client = client is None
         self._wake = threading.Event()
+        self._pruned_at = float("-inf")
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
@@ -289,6 +293,7 @@ class Outbox:
         hang on a receiver that times out): the rest waits for the next pass."""
         stats = DeliveryStats()
         started = time.monotonic()
+        self._prune()
         self._expire()
         while budget_seconds is None or time.monotonic() - started < budget_seconds:
             claimed = self._claim()
@@ -303,6 +308,20 @@ class Outbox:
         timeout (httpx times connect and read apart), plus a margin."""
         delivery = self.config.delivery
         return CLAIM_PER_WORKER * 2 * delivery.timeout_seconds + 10
+
+    def _prune(self) -> None:
+        """Delivered rows older than keep_delivered_seconds deleted, at most once every
+        PRUNE_EVERY_SECONDS per outbox: the table does not grow forever, and an event
+        emitted again within the time is still recognised."""
+        now = self._clock()
+        if now - self._pruned_at < PRUNE_EVERY_SECONDS:
+            return
+        self._pruned_at = now
+        with self._transaction(durable=False) as db:
+            db.execute(
+                f"delete from {OUTBOX} where delivered_at < ?",
+                (now - self.config.delivery.keep_delivered_seconds,),
+            )
 
     def _expire(self) -> None:
         """Due rows too old, or of an endpoint no longer configured, to the dead letters."""

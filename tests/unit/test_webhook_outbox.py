@@ -252,3 +252,17 @@ def test_a_receiver_echoing_the_headers_leaves_no_signature_in_the_error(tmp_pat
         [(error,)] = db.execute(f"select last_error from {OUTBOX}").fetchall()
     assert error.startswith("HTTP 400: bad:") and "[signature]" in error
     assert signature not in error
+
+
+def test_delivered_events_are_kept_for_their_time_then_pruned(tmp_path: Path) -> None:
+    keep = Delivery(keep_delivered_seconds=7200)
+    box, seen, clock = outbox(tmp_path, ok, config("crm", delivery=keep))
+    box.emit("exit_session.canceled", {}, event_id="e1")
+    box.deliver_pending()
+    clock.now += 7000
+    box.deliver_pending()
+    assert box.emit("exit_session.canceled", {}, event_id="e1") == 0  # still recognised
+    clock.now += 3601  # past the time kept, and an hour after the last prune
+    box.deliver_pending()
+    assert rows(box.state_db, OUTBOX) == []
+    assert len(seen) == 1
