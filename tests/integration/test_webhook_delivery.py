@@ -1,7 +1,8 @@
 """Webhook delivery over real HTTP to a local receiver (tests/webhook_receiver.py) that
 fails 30% of requests or answers after the sender gave up: every event arrives at least
-once with a valid signature, the receiver dedupes repeats by event id, and two
-processes delivering one outbox never send an event twice while it is leased."""
+once with a valid signature, the receiver dedupes repeats by event id, two processes
+delivering one outbox never send an event twice while it is leased, and a delivering
+process killed with SIGKILL loses nothing."""
 
 from __future__ import annotations
 
@@ -156,3 +157,48 @@ def test_the_commands_show_and_redeliver_dead_letters(tmp_path: Path, monkeypatc
             in runner.invoke(webhooks, ["redeliver", *options]).output
         )
     assert receiver.unique_ids() == emitted
+
+
+DELIVERER_PROCESS = """
+import sys, time
+from webhooks.config import load_config
+from webhooks.outbox import Deliverer, Outbox
+Deliverer(Outbox(sys.argv[1], load_config()), poll_seconds=0.05).start()
+time.sleep(600)
+"""
+
+
+def test_a_deliverer_killed_mid_delivery_loses_nothing(tmp_path: Path, monkeypatch) -> None:
+    """kill -9 of a delivering process mid-way: what it had claimed waits out its lease,
+    then another process delivers it with the rest; every event arrives."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from orchestration.settings import PROJECT_DIR
+
+    slow = Receiver(SECRET.encode(), slow_rate=0.5, slow_seconds=0.15)
+    with receiving(slow) as receiver:
+        cfg = config(tmp_path, receiver.url, timeout_seconds=0.2, concurrency=2)
+        state = tmp_path / "state.sqlite"
+        emitted = emit_sessions(Outbox(state, cfg), 300)
+        monkeypatch.setenv("RETENTION_WEBHOOKS", str(cfg.path))
+        monkeypatch.setenv("CRM_SECRET", SECRET)
+        process = subprocess.Popen(
+            [sys.executable, "-c", DELIVERER_PROCESS, str(state)], cwd=PROJECT_DIR, env=os.environ
+        )
+        deadline = time.monotonic() + 60
+        while len(receiver.unique_ids()) < 50:
+            assert time.monotonic() < deadline and process.poll() is None, "no delivery"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        cut = len(receiver.unique_ids())
+        assert cut < len(emitted)  # killed mid-way, not after the end
+        survivor = Outbox(state, cfg)
+        wait = Deliverer(survivor, poll_seconds=0.1).start()
+        wait_until_delivered(survivor, timeout=120)
+        wait.stop()
+    assert receiver.unique_ids() == emitted
+    assert survivor.dead_letters() == []
