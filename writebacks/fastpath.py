@@ -29,6 +29,7 @@ these actions done and never sends them twice.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import queue
@@ -97,16 +98,25 @@ def _records(db: Any, query: str, params: list[Any]) -> list[dict[str, Any]]:
 
 
 def serving_marts(path: Path) -> Marts:
-    """`marts` for the serving DuckDB copy at `path` (orchestration/serving.py): a
-    read-only connection per call, so each sees the newest published build."""
+    """`marts` for the serving DuckDB copy at `path` (orchestration/serving.py): a read-only
+    connection per worker thread, kept while `path` points at the same build and reopened
+    on the newest one as soon as a sync publishes it (opening costs ~20 ms of CPU a click)."""
+    local = threading.local()
 
-    def connect() -> duckdb.DuckDBPyConnection:
+    def connect() -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         if not path.exists():
             raise FileNotFoundError(
                 f"no serving copy of the marts at {path} yet: the sync publishes it "
                 "(serving_marts); until then the scheduled write-back run applies sessions"
             )
-        return duckdb.connect(str(path), read_only=True)
+        build = path.resolve()
+        stat = build.stat()
+        key = (build, stat.st_ino, stat.st_mtime_ns)
+        if getattr(local, "key", None) != key:
+            if getattr(local, "connection", None) is not None:
+                local.connection.close()
+            local.connection, local.key = duckdb.connect(str(build), read_only=True), key
+        return contextlib.nullcontext(local.connection)
 
     return connect
 

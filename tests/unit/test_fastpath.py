@@ -344,3 +344,30 @@ def test_no_serving_copy_yet_is_said_and_nothing_is_written(tmp_path, make_catal
         path.close()
     assert "no serving copy of the marts" in caplog.text
     assert journal(tmp_path) == {}
+
+
+def test_each_click_reads_the_newest_published_build(tmp_path, make_catalog, marts, billing):
+    """A subscription synced after the collector started is matched as soon as the sync
+    publishes its serving build, though the workers keep their connections between clicks."""
+    from orchestration.serving import publish
+
+    link = tmp_path / "serving.duckdb"
+    publish(marts.db, link, "sync-1", "test")
+    path = FastPath(
+        tmp_path / "state.sqlite",
+        make_catalog(),
+        serving_marts(link),
+        lambda system: billing,
+        policy=POLICY,
+        lanes=1,
+    )
+    path.results = []
+    path.on_result = path.results.append
+    try:
+        assert submit(path, pause("s1", billing_id="sub_new")) == []
+        marts.subscription("sub_new")
+        publish(marts.db, link, "sync-2", "test")
+        [result] = submit(path, pause("s2", billing_id="sub_new"))
+    finally:
+        path.close()
+    assert result["status"] == "applied" and billing.sends() == ["sub_new"]
