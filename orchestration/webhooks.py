@@ -18,10 +18,8 @@
 A bad webhooks.yml fails the run before anything is written, with every problem named.
 """
 
-import sqlite3
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from dagster import (
@@ -52,7 +50,7 @@ from collector.settings import collector_db
 from orchestration.marts_metadata import markdown_table, query
 from webhooks.config import WebhooksConfig, WebhooksConfigError, load_config
 from webhooks.events import EPISODE_FIELDS, VALIDATION_PREFIX
-from webhooks.outbox import OUTBOX, DeliveryStats, Outbox
+from webhooks.outbox import DeliveryStats, Outbox, due_events
 
 WEBHOOKS_GROUP = "webhooks"
 NO_DEAD_LETTERS = "no_webhook_dead_letters"
@@ -205,23 +203,6 @@ def webhooks_job() -> JobDefinition:
         selection=AssetSelection.assets(webhook_outbox),
         description="Deliver the webhook events due; with redeliver: true, the dead letters too.",
     )
-
-
-def due_events(state_db: Path, now: float) -> int:
-    """Events due for an attempt (0 while the outbox does not exist yet). Read-only: the
-    sensor never creates the state file."""
-    if not state_db.exists():
-        return 0
-    db = sqlite3.connect(f"file:{state_db}?mode=ro", uri=True, timeout=5)
-    try:
-        return db.execute(
-            f"select count(*) from {OUTBOX} where delivered_at is null and next_attempt_at <= ?",
-            (now,),
-        ).fetchone()[0]
-    except sqlite3.OperationalError:  # no outbox table yet
-        return 0
-    finally:
-        db.close()
 
 
 def webhook_outbox_sensor(job: JobDefinition) -> SensorDefinition:

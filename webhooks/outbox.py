@@ -104,10 +104,12 @@ where not exists (
     select 1 from {DEAD_LETTERS} where endpoint = :endpoint and event_id = :event_id
 )
 """
+# A row to attempt: not delivered, and its next attempt (or its lease's end) has come.
+_DUE = "delivered_at is null and next_attempt_at <= ?"
 _CLAIM = f"""
 update {OUTBOX} set attempts = attempts + 1, claim = ?, next_attempt_at = ?
 where rowid in (
-    select rowid from {OUTBOX} where delivered_at is null and next_attempt_at <= ?
+    select rowid from {OUTBOX} where {_DUE}
     order by next_attempt_at limit ?
 )
 returning endpoint, event_id, body, attempts, claim
@@ -327,8 +329,7 @@ class Outbox:
         """Due rows too old, or of an endpoint no longer configured, to the dead letters."""
         now = self._clock()
         expired = (
-            f"select endpoint, event_id, attempts from {OUTBOX} "
-            "where delivered_at is null and next_attempt_at <= ? "
+            f"select endpoint, event_id, attempts from {OUTBOX} where {_DUE} "
             "and (enqueued_at <= ? or endpoint not in (select value from json_each(?)))"
         )
         found = (now, now - self.config.delivery.max_age_seconds)
@@ -567,6 +568,20 @@ class Deliverer:
             except Exception:  # the thread must outlive a locked or unreadable state file
                 log.exception("webhooks: a delivery pass failed; retrying")
             self.outbox.wait_for_events(self.poll_seconds)
+
+
+def due_events(state_db: Path, now: float) -> int:
+    """Events due for an attempt (0 while there is no outbox yet), read-only: a sensor
+    polling it never creates the state file."""
+    if not state_db.exists():
+        return 0
+    db = sqlite3.connect(f"file:{state_db}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_SECONDS)
+    try:
+        return db.execute(f"select count(*) from {OUTBOX} where {_DUE}", (now,)).fetchone()[0]
+    except sqlite3.OperationalError:  # no outbox table yet
+        return 0
+    finally:
+        db.close()
 
 
 def _bury(db: sqlite3.Connection, endpoint: str, event_id: str, reason: str, now: float) -> None:

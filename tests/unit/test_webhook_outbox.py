@@ -14,7 +14,7 @@ import pytest
 
 from webhooks.config import Delivery, Endpoint, WebhooksConfig
 from webhooks.events import event_id
-from webhooks.outbox import DEAD_LETTERS, OUTBOX, Outbox, backoff
+from webhooks.outbox import DEAD_LETTERS, OUTBOX, Outbox, backoff, due_events
 from webhooks.signing import verify
 
 SECRET = b"whsec_unit"
@@ -266,3 +266,15 @@ def test_delivered_events_are_kept_for_their_time_then_pruned(tmp_path: Path) ->
     box.deliver_pending()
     assert rows(box.state_db, OUTBOX) == []
     assert len(seen) == 1
+
+
+def test_due_events_reads_without_creating_the_state_file(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.sqlite"
+    assert due_events(missing, 0) == 0
+    assert not missing.exists()
+    box, _, clock = outbox(tmp_path, down)
+    box.emit("exit_session.canceled", {}, event_id="e1")
+    assert due_events(box.state_db, clock.now) == 1
+    box.deliver_pending()  # failed: due again only after its backoff
+    assert due_events(box.state_db, clock.now) == 0
+    assert due_events(box.state_db, clock.now + DELIVERY.max_backoff_seconds) == 1
