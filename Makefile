@@ -112,6 +112,10 @@ bench: $(STAMP) manifest
 	$(PY) bench/bench_exit_sessions.py
 	$(PY) bench/bench_marts.py --sizes 1,100000  # the 1M and 10M points by hand (README "Benchmarks")
 	$(PY) bench/bench_writebacks.py
+	$(PY) bench/bench_fastpath.py
+	$(PY) bench/bench_collector.py
+	$(PY) bench/bench_webhooks.py
+	$(PY) bench/bench_cancel_page.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .demo .dagster_home .dagster_deploy .pytest_cache

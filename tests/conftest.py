@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,6 +14,12 @@ import pytest
 
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+# The collector's state database (session log, fast-path journal, webhook outbox) is the
+# test run's own, never the checkout's .collector/: a journal left there by a collector a
+# developer ran would be imported into a test's write-back ledger.
+os.environ["RETENTION_COLLECTOR_DB"] = os.path.join(
+    tempfile.mkdtemp(prefix="retention-state-"), "collector.sqlite"
+)
 
 from sandbox.app import Sandbox, start_sandbox
 from sandbox.scenario import validate_scenario
@@ -33,6 +40,12 @@ def serve_scenario() -> Iterator[Callable[..., Sandbox]]:
     yield serve
     for sandbox in started:
         sandbox.stop()
+
+
+@pytest.fixture(autouse=True)
+def _state_db_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's own state database, so no test imports another's fast-path journal."""
+    monkeypatch.setenv("RETENTION_COLLECTOR_DB", str(tmp_path / "collector.sqlite"))
 
 
 DBT_PROJECT = Path(__file__).resolve().parent.parent / "dbt_project"

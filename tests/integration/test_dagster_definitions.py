@@ -115,13 +115,25 @@ def test_one_graph_from_every_origin_to_the_marts(graph):
 
 
 def test_every_warehouse_writer_is_in_the_duckdb_pool(defs, graph):
-    writers = {graph.get(key).assets_def for key in graph.materializable_asset_keys}
+    # webhook_outbox writes the collector's state SQLite file, never the warehouse.
+    not_warehouse = {AssetKey("webhook_outbox")}
+    writers = {graph.get(key).assets_def for key in graph.materializable_asset_keys - not_warehouse}
     assert (
         len(writers) == 8
     )  # four loads, the dbt models, validation_30d, write-backs, serving_marts
     assert {assets_def.op.pool for assets_def in writers} == {"duckdb"}
+    assert graph.get(AssetKey("webhook_outbox")).assets_def.op.pool is None
     for job in defs.resolve_all_job_defs():
         assert job.executor_def.name == "in_process", job.name
+
+
+def test_the_webhook_outbox_has_its_job_and_a_stopped_sensor(defs):
+    from dagster import DefaultSensorStatus
+
+    jobs = {job.name: job for job in defs.resolve_all_job_defs()}
+    assert jobs["webhooks_deliver"].asset_layer.selected_asset_keys == {AssetKey("webhook_outbox")}
+    sensor = defs.resolve_sensor_def("webhook_outbox_sensor")
+    assert sensor.default_status == DefaultSensorStatus.STOPPED
 
 
 def test_jobs_select_loads_then_models(defs, graph):
