@@ -214,17 +214,22 @@ def main(seconds: float) -> None:
         try:
             asyncio.run(open_loop(base_url, 50, 2, "warmup"))
             print(f"\n## Acknowledgement latency, open loop, {seconds:g} s per rate")
+            print(f"load average before: {os.getloadavg()[0]:.1f}")
             print(
-                "| rate/s | sent | acknowledged | achieved/s | p50 ms | p99 ms | max ms | statuses |"
+                "| rate/s | sent | acknowledged | achieved/s | p50 ms | p99 ms | max ms |"
+                " collector CPU ms/session | statuses |"
             )
-            print("|---|---|---|---|---|---|---|---|")
+            print("|---|---|---|---|---|---|---|---|---|")
             for rate in RATES:
+                cpu = cpu_seconds(process.pid)
                 r = asyncio.run(open_loop(base_url, rate, seconds, f"r{rate}"))
+                per_session = (cpu_seconds(process.pid) - cpu) * 1000 / r["sent"]
                 print(
                     f"| {r['rate']} | {r['sent']} | {r['acknowledged']} | "
                     f"{r['achieved_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-                    f"{r['max_ms']:.1f} | {r['statuses']} |"
+                    f"{r['max_ms']:.1f} | {per_session:.2f} | {r['statuses']} |"
                 )
+            print(f"load average after: {os.getloadavg()[0]:.1f}")
             print("\n## Forged and replayed requests")
             print("| kind | tried | refused | statuses |")
             print("|---|---|---|---|")

@@ -89,11 +89,13 @@ class Dispatcher:
         outbox: Outbox | None,
         fast_path: FastPath | None,
         interval: float = 1.0,
+        gather: float = 0.05,
     ) -> None:
         self.state_db = state_db
         self.outbox = outbox
         self.fast_path = fast_path
         self.interval = interval
+        self.gather = gather
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -116,6 +118,8 @@ class Dispatcher:
         with closing(connect(self.state_db)) as con:
             while not self._stop.is_set():
                 self._wake.wait(self.interval)
+                # Let a burst of commits gather into one round (one transaction).
+                self._stop.wait(self.gather)
                 self._wake.clear()
                 try:
                     while dispatch_once(con, self.outbox, self.fast_path):

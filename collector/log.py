@@ -15,6 +15,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import closing, contextmanager
@@ -121,9 +122,10 @@ _STOP = object()
 class SessionLog:
     """The session log and its writer thread."""
 
-    def __init__(self, path: Path, max_batch: int = 512) -> None:
+    def __init__(self, path: Path, max_batch: int = 512, linger: float = 0.002) -> None:
         self.path = path
         self.max_batch = max_batch
+        self.linger = linger
         create_tables(path)
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -156,10 +158,15 @@ class SessionLog:
                     return
 
     def _take(self) -> list:
+        """The next group: the first waiting change, and those arriving within `linger`
+        after it. A group costs about 3 ms of CPU whatever its size (one contract pass,
+        one commit), so a moment's wait that makes groups larger costs far less than it
+        saves once the rate is high."""
         items = [self._queue.get()]
+        deadline = time.monotonic() + self.linger
         while len(items) < self.max_batch:
             try:
-                items.append(self._queue.get_nowait())
+                items.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
             except queue.Empty:
                 break
         return items
