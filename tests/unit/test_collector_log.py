@@ -136,3 +136,23 @@ def test_a_failed_commit_answers_with_the_error(tmp_path):
     with pytest.raises(sqlite3.OperationalError):
         future.result(timeout=30)
     session_log.stop()
+
+
+def test_dispatch_enqueues_the_outboxs_events_with_its_marks_once(con, tmp_path):
+    """With the real webhook outbox on the same state file: each change's event is
+    enqueued once, in the transaction that marks it dispatched."""
+    from webhooks.config import Endpoint, WebhooksConfig
+    from webhooks.outbox import OUTBOX, Outbox
+
+    state_db = tmp_path / "collector.sqlite"
+    endpoint = Endpoint("crm", "http://127.0.0.1:9/hook", ("exit_session.*",), b"hook-secret")
+    outbox = Outbox(state_db, WebhooksConfig(None, {"crm": endpoint}))
+    with transaction(con):
+        apply(con, [landing("s1", "2026-04-02T08:00:00Z"), cancel("s1")], AT)
+    assert dispatch_once(con, outbox, None) == 2
+    # Handed over again (the marks lost, say a restored state file): enqueued once.
+    con.execute("update collector_sessions set dispatched_at = null")
+    assert dispatch_once(con, outbox, None) == 2
+    events = con.execute(f"select event_type from {OUTBOX} order by event_type").fetchall()
+    assert events == [("exit_session.canceled",), ("exit_session.started",)]
+    outbox.close()
