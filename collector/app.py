@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
 from collector.dispatch import Dispatcher, FastPath, Outbox
-from collector.guards import BodyLimit, OriginGuard, refusal
+from collector.guards import BodyLimit, OriginGuard, refusal, refused
 from collector.log import Landing, Result, SessionLog, Update
 from collector.segments import Publisher
 from collector.sessions import Problem
@@ -90,13 +90,6 @@ class Refused(Exception):
         self.problems = problems
 
 
-def _problems(status: int, problems: list[Problem]) -> JSONResponse:
-    return JSONResponse(
-        {"detail": [{"field": p.field, "problem": p.problem} for p in problems]},
-        status_code=status,
-    )
-
-
 def authenticate(settings: CollectorSettings, body: Signed, max_age: int) -> None:
     """The signature first (a wrong one says nothing about the timestamp), then the
     timestamp: at most `max_age` old, and not from further ahead than the replay window."""
@@ -136,7 +129,7 @@ def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     if any(e["type"] == "json_invalid" for e in errors):
         message = errors[0].get("ctx", {}).get("error", "")
         return refusal(400, "body", f"body is not valid JSON: {message}".rstrip(": "))
-    return _problems(
+    return refused(
         422,
         [Problem(".".join(str(p) for p in e["loc"][1:]) or "body", e["msg"]) for e in errors],
     )
@@ -144,7 +137,7 @@ def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
 
 def _answer(result: Result) -> JSONResponse:
     if result.problems:
-        return _problems(result.status, result.problems)
+        return refused(result.status, result.problems)
     return JSONResponse({"session": result.row, "stored": result.stored}, status_code=result.status)
 
 
@@ -181,7 +174,7 @@ def create_app(
         description=__doc__,
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Refused, lambda _, e: _problems(e.status, e.problems))
+    app.add_exception_handler(Refused, lambda _, e: refused(e.status, e.problems))
 
     async def commit(change: Landing | Update) -> JSONResponse:
         try:

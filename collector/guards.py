@@ -10,10 +10,19 @@ from collections.abc import Sequence
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from collector.sessions import Problem
+
+
+def refused(status: int, problems: list[Problem]) -> JSONResponse:
+    """The one shape of every refusal: which field (or part of the request) and why."""
+    return JSONResponse(
+        {"detail": [{"field": p.field, "problem": p.problem} for p in problems]},
+        status_code=status,
+    )
+
 
 def refusal(status: int, field: str, problem: str) -> JSONResponse:
-    """The one shape of every refusal: which field (or part of the request) and why."""
-    return JSONResponse({"detail": [{"field": field, "problem": problem}]}, status_code=status)
+    return refused(status, [Problem(field, problem)])
 
 
 class BodyLimit:
