@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from collector.log import connect, now, transaction
 from collector.sessions import FAST_PATH_ACTIONS, decode
+from collector.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,11 @@ def dispatch_once(
     return len(pending)
 
 
-class Dispatcher:
+class Dispatcher(Worker):
     """A thread dispatching new changes; woken when the log commits, else every
     `interval` seconds (and after an error, `interval` later)."""
+
+    thread_name = "collector-dispatch"
 
     def __init__(
         self,
@@ -91,28 +94,19 @@ class Dispatcher:
         interval: float = 1.0,
         gather: float = 0.05,
     ) -> None:
+        super().__init__()
         self.state_db = state_db
         self.outbox = outbox
         self.fast_path = fast_path
         self.interval = interval
         self.gather = gather
         self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="collector-dispatch", daemon=True)
-        self._thread.start()
 
     def wake(self) -> None:
         self._wake.set()
 
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._wake.set()
-            self._thread.join()
-            self._thread = None
+    def _interrupt(self) -> None:
+        self._wake.set()
 
     def _run(self) -> None:
         with closing(connect(self.state_db)) as con:

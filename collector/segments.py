@@ -14,12 +14,12 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import threading
 import uuid
 from contextlib import closing
 from pathlib import Path
 
 from collector.log import connect, now, transaction
+from collector.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -98,25 +98,16 @@ def write_atomically(path: Path, data: bytes) -> None:
         os.close(directory)
 
 
-class Publisher:
+class Publisher(Worker):
     """A thread publishing segments every `interval` seconds, and once more on stop."""
 
+    thread_name = "collector-publish"
+
     def __init__(self, state_db: Path, folder: Path, interval: float = 1.0) -> None:
+        super().__init__()
         self.state_db = state_db
         self.folder = folder
         self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="collector-publish", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
 
     def _run(self) -> None:
         with closing(connect(self.state_db)) as con:
