@@ -1,5 +1,8 @@
-"""The Spark warehouse's raw tables: Delta tables dlt writes under the lake
-(RETENTION_SPARK_LAKE), kept readable as plain parquet folders.
+"""The Spark warehouse's operational side: the raw tables dlt lands in the lake, the marts
+as the Python steps read them, and the write-back ledger published for dbt.
+
+The raw tables: Delta tables dlt writes under the lake (RETENTION_SPARK_LAKE), kept
+readable as plain parquet folders.
 
 Spark reads them through the metastore tables dbt's register_raw_tables() creates
 (macros/spark_raw.sql), `USING parquet` unless the cluster has the Delta jars: a reader
@@ -12,6 +15,12 @@ DuckDB and Postgres dlt's delete-insert keeps one row per key (by `dedup_sort`),
 Delta two rows of one key (an exit session in two drop files of one run) are both
 inserted, or, when the key is already in the table, delta-rs refuses the whole merge.
 `deduplicate` keeps one row per key in the load's files first, as delete-insert would.
+
+The operational state (the write-back ledger) stays in a DuckDB file beside the lake.
+Its `marts` schema shows the Spark marts as views over their parquet folders
+(`attach_marts`), so validation_30d, the write-backs, the figures and the serving copy run
+there unchanged; the ledger is published to the lake before each dbt run
+(`publish_ledger`), where dbt registers it for fct_billing_writebacks.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +135,9 @@ MARTS_SCHEMA = "marts"
 # every raw table (macros/spark_raw.sql).
 LEDGER_TABLE = "writebacks.actions"
 LEDGER_FOLDER = "writebacks/actions"
-LEDGER_FILE = "actions.parquet"
+# Each publication's file has a new name (`actions-<UTC time>.parquet`): registration
+# notes a table's newest file's name to tell whether anything changed.
+LEDGER_FILE = "actions-{at:%Y%m%dT%H%M%S%fZ}.parquet"
 
 
 class SparkWarehouseError(RuntimeError):
@@ -217,10 +229,11 @@ def require_raw_tables(lake: str) -> None:
 
 def publish_ledger(con: Any, lake: str) -> int | None:
     """Write the write-back ledger of the DuckDB state file `con` (writebacks.actions) to
-    `<lake>/writebacks/actions/` as one parquet file, replaced whole (written beside it
-    under a dot name, which Spark's readers skip, then moved over it), so dbt on Spark
-    builds fct_billing_writebacks from the same rows as on DuckDB. The rows published;
-    None when no write-back has run yet (no ledger: the mart is empty)."""
+    `<lake>/writebacks/actions/` as one parquet file of a new name that replaces the
+    folder's others (written under a dot name, which Spark's readers skip, then renamed;
+    the others deleted after: a reader in between may see a row twice, never none), so
+    dbt on Spark builds fct_billing_writebacks from the same rows as on DuckDB. The rows
+    published; None when no write-back has run yet (no ledger: the mart is empty)."""
     import pyarrow.parquet as pq
 
     schema, table = LEDGER_TABLE.split(".")
@@ -235,8 +248,12 @@ def publish_ledger(con: Any, lake: str) -> int | None:
     fs, root = _lake_fs(lake)
     folder = f"{root}/{LEDGER_FOLDER}"
     fs.makedirs(folder, exist_ok=True)
-    staged = f"{folder}/.{LEDGER_FILE}.{os.getpid()}"
+    name = LEDGER_FILE.format(at=datetime.now(UTC))
+    staged = f"{folder}/.{name}.{os.getpid()}"
     with fs.open(staged, "wb") as out:
         pq.write_table(rows, out)
-    fs.mv(staged, f"{folder}/{LEDGER_FILE}")
+    older = fs.glob(f"{folder}/*.parquet")
+    fs.mv(staged, f"{folder}/{name}")
+    for path in older:
+        fs.rm(path)
     return rows.num_rows

@@ -13,7 +13,6 @@ import pytest
 
 from orchestration.resources import Warehouse
 from orchestration.spark import (
-    LEDGER_FILE,
     LEDGER_FOLDER,
     SparkWarehouseError,
     attach_marts,
@@ -95,9 +94,9 @@ def test_the_ledger_is_published_whole_into_the_lake(tmp_path):
         assert publish_ledger(con, str(lake)) == 1
         con.execute("insert into writebacks.actions values ('a2', 1)")
         assert publish_ledger(con, str(lake)) == 2
-    folder = lake / LEDGER_FOLDER
-    assert [p.name for p in folder.iterdir()] == [LEDGER_FILE]
-    assert pq.read_table(folder / LEDGER_FILE).to_pydict() == {
+    [published] = (lake / LEDGER_FOLDER).iterdir()
+    assert published.name.startswith("actions-") and published.suffix == ".parquet"
+    assert pq.read_table(published).to_pydict() == {
         "action_id": ["a1", "a2"],
         "attempts": [0, 1],
     }
