@@ -157,6 +157,17 @@ class Journal(Recorder):
         """Every session the fast path has acted on."""
         return {session_id for (session_id,) in self._run(f"select session_id from {TABLE}")}
 
+    def prune(self, before: datetime) -> int:
+        """Forget finished rows imported as they are now and last changed before `before`:
+        the ledger holds them. Keeps the journal as small as the fast path's recent work."""
+        with self._lock:
+            return self.db.execute(
+                f"delete from {TABLE} where imported_at = updated_at "
+                f"and status in ({', '.join('?' * len(FINAL))}) "
+                "and julianday(updated_at) < julianday(?)",
+                [*FINAL, before.astimezone(UTC).isoformat()],
+            ).rowcount
+
     def mark_imported(self, rows: list[dict[str, Any]]) -> None:
         """Imported as they were read: a row changed since is imported again next time."""
         with self._lock:

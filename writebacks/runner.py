@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -41,6 +42,8 @@ from writebacks.ledger import Ledger, LedgerRow, Recorder
 from writebacks.systems.base import Action, BillingWriter, WriteRequest
 
 log = logging.getLogger("retention.writebacks")
+# Finished fast-path journal rows are forgotten this long after the ledger took them.
+JOURNAL_KEEP = timedelta(days=30)
 WriterFactory = Callable[[str], BillingWriter]
 
 
@@ -90,6 +93,7 @@ def run_writebacks(
         changed = journal.changed()
         summary.imported = ledger.import_rows(changed)
         journal.mark_imported(changed)
+        journal.prune(datetime.now(UTC) - JOURNAL_KEEP)
         ahead = journal.session_ids() - sessions_in_marts(db)
     _sync_ledger(ledger, derive_actions(db, catalog), ahead, catalog, retry_failed, summary)
     pending: dict[str, list[LedgerRow]] = {}

@@ -87,3 +87,23 @@ def test_journal_rows_merge_into_the_ledger(ledger, tmp_path):
     journal.mark_imported(journal.changed())
     assert statuses(ledger)["wb_interrupted"][:2] == ("applied", 1)
     assert journal.changed() == []
+
+
+def test_finished_imported_rows_are_pruned_and_nothing_else(ledger, tmp_path):
+    journal = Journal(tmp_path / "state.sqlite")
+    for name in ("old_done", "old_pending", "old_unimported", "recent_done"):
+        journal.record(row(name))
+    for name in ("old_done", "old_unimported", "recent_done"):
+        journal.finish(f"wb_{name}", "applied")
+    imported = [r for r in journal.changed() if r["action_id"] != "wb_old_unimported"]
+    ledger.import_rows(imported)
+    journal.mark_imported(imported)
+    # Three of them last changed 40 days ago.
+    journal.db.execute(
+        "update fastpath_journal set updated_at = ?, imported_at = case when imported_at "
+        "is null then null else ? end where action_id like 'wb_old%'",
+        ["2026-10-01T00:00:00+00:00"] * 2,
+    )
+    assert journal.prune(datetime(2026, 11, 1, tzinfo=UTC)) == 1
+    assert journal.session_ids() == {"s_old_pending", "s_old_unimported", "s_recent_done"}
+    assert statuses(ledger)["wb_old_done"][0] == "applied"  # the ledger keeps it
