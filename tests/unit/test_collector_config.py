@@ -52,3 +52,18 @@ def test_secrets_come_from_the_named_variables_and_never_show(tmp_path):
 def test_a_missing_file_says_how_to_point_at_one(tmp_path):
     with pytest.raises(ConfigError, match="RETENTION_COLLECTOR_CONFIG"):
         load_settings(tmp_path / "none.yml", {})
+
+
+def test_serve_refuses_a_bad_config_with_the_reason_and_no_traceback(tmp_path):
+    from click.testing import CliRunner
+
+    from collector.cli import collector_command
+
+    path = tmp_path / "collector.yml"
+    path.write_text(GOOD)
+    runner = CliRunner()
+    missing = runner.invoke(collector_command(), ["serve", "--config", str(tmp_path / "x.yml")])
+    unset = runner.invoke(collector_command(), ["serve", "--config", str(path)], env={})
+    assert missing.exit_code == 1 and "not found" in missing.output
+    assert unset.exit_code == 1 and "SHOP_SECRET" in unset.output
+    assert "Traceback" not in missing.output + unset.output
