@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse
 
 from collector.dispatch import Dispatcher, FastPath, Outbox
 from collector.guards import BodyLimit, OriginGuard, refusal, refused
-from collector.log import Landing, Result, SessionLog, Update
+from collector.log import Landing, Result, SessionLog, Update, backlog, connect
 from collector.segments import Publisher
 from collector.sessions import Problem
 from collector.settings import CollectorSettings
@@ -200,9 +200,16 @@ def create_app(
         fields = body.model_dump(include=set(Outcome.model_fields), exclude_unset=True)
         return await commit(Update(session_id, identity, fields))
 
-    @app.get("/healthz", summary="The collector is up")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get("/healthz", summary="The collector is up, and how far behind its log is")
+    def healthz() -> JSONResponse:
+        """503 when the log writer is not running (nothing could be acknowledged)."""
+        with closing(connect(settings.state_db)) as con:
+            counts = backlog(con)
+        up = session_log.alive()
+        return JSONResponse(
+            {"status": "ok" if up else "log writer stopped", **counts},
+            status_code=200 if up else 503,
+        )
 
     app.add_middleware(BodyLimit, max_bytes=settings.config.max_body_bytes)
     app.add_middleware(OriginGuard, allowed=settings.config.allowed_origins)

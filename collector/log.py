@@ -134,6 +134,9 @@ class SessionLog:
         self._thread = threading.Thread(target=self._run, name="collector-log", daemon=True)
         self._thread.start()
 
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
         if self._thread is not None:
             self._queue.put(_STOP)
@@ -302,3 +305,17 @@ def _store(
         ),
     )
     return Result(201 if isinstance(change, Landing) else 200, row, stored=True)
+
+
+def backlog(con: sqlite3.Connection) -> dict[str, int]:
+    """Committed changes not yet handed to the outbox and fast path, and not yet published
+    into the drop folder: both stay near zero while the collector keeps up."""
+    undispatched = con.execute(
+        "select count(*) from collector_sessions where dispatched_at is null"
+    ).fetchone()[0]
+    unpublished = con.execute(
+        "select coalesce((select max(seq) from collector_sessions), 0)"
+        " - coalesce((select max(last_seq) from collector_segments"
+        " where published_at is not null), 0)"
+    ).fetchone()[0]
+    return {"undispatched": undispatched, "unpublished": unpublished}

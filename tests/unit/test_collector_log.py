@@ -10,7 +10,16 @@ from datetime import UTC, datetime
 import pytest
 
 from collector.dispatch import dispatch_once
-from collector.log import Landing, SessionLog, Update, apply, connect, create_tables, transaction
+from collector.log import (
+    Landing,
+    SessionLog,
+    Update,
+    apply,
+    backlog,
+    connect,
+    create_tables,
+    transaction,
+)
 from collector.segments import publish_once
 
 AT = "2026-04-02T09:00:00+00:00"
@@ -156,3 +165,12 @@ def test_dispatch_enqueues_the_outboxs_events_with_its_marks_once(con, tmp_path)
     events = con.execute(f"select event_type from {OUTBOX} order by event_type").fetchall()
     assert events == [("exit_session.canceled",), ("exit_session.started",)]
     outbox.close()
+
+
+def test_the_backlog_counts_what_is_not_yet_published_or_dispatched(con, tmp_path):
+    with transaction(con):
+        apply(con, [landing("s1", "2026-04-02T08:00:00Z"), cancel("s1")], AT)
+    assert backlog(con) == {"undispatched": 2, "unpublished": 2}
+    publish_once(con, tmp_path / "drop")
+    dispatch_once(con, None, None)
+    assert backlog(con) == {"undispatched": 0, "unpublished": 0}
