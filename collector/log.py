@@ -16,15 +16,15 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from collector.sessions import Checked, Problem, check_rows, decode, encode
+from statedb import connect, transaction
 
 log = logging.getLogger(__name__)
 
@@ -53,35 +53,6 @@ create table if not exists collector_segments (
 );
 create table if not exists collector_meta (key text primary key, value text not null);
 """
-
-BUSY_TIMEOUT_MS = 10_000
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    """A connection to the state database as every user of it opens it: WAL (readers and
-    one writer at once, across processes), synchronous=FULL (a commit survives power loss),
-    a busy timeout instead of an immediate "database is locked"; autocommit, so each
-    transaction is explicit."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(
-        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-    )
-    con.execute(f"pragma busy_timeout={BUSY_TIMEOUT_MS}")
-    con.execute("pragma journal_mode=WAL")
-    con.execute("pragma synchronous=FULL")
-    return con
-
-
-@contextmanager
-def transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """`begin immediate` ... commit, rolled back on any error."""
-    con.execute("begin immediate")
-    try:
-        yield con
-    except BaseException:
-        con.execute("rollback")
-        raise
-    con.execute("commit")
 
 
 def create_tables(path: Path) -> None:

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 STATE_DB_ENV = "RETENTION_COLLECTOR_DB"
 CONFIG_ENV = "RETENTION_COLLECTOR_CONFIG"
-# The drop folder the exit-sessions source and its sensor read (orchestration/settings.py
-# names the same variable; the collector may not import orchestration).
+# The drop folder the exit-sessions source and its sensor read (dlt's variable for the
+# source's `folder`): its one home, which orchestration/settings.py imports.
 DROP_FOLDER_ENV = "SOURCES__EXIT_SESSIONS__FOLDER"
 DEFAULT_STATE_DB = PROJECT_DIR / ".collector" / "collector.sqlite"
 DEFAULT_CONFIG = PROJECT_DIR / "collector.yml"

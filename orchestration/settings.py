@@ -23,6 +23,11 @@ from dagster import EnvVar
 
 from billing_clients.systems import BILLING_SYSTEMS
 
+# The drop folder (dlt's variable for the exit-sessions source's `folder`) and its default
+# have their home with the collector, which writes into it and may not import orchestration.
+from collector.settings import DEFAULT_DROP_FOLDER as DEFAULT_DROP_FOLDER
+from collector.settings import DROP_FOLDER_ENV as DROP_FOLDER_ENV
+
 if TYPE_CHECKING:
     from dlt.destinations.impl.postgres.configuration import PostgresCredentials
 
@@ -41,7 +46,6 @@ POSTGRES_CREDENTIALS_ENV = "DESTINATION__POSTGRES__CREDENTIALS"
 # destination takes (s3://, gs://, az://, with credentials in dlt's
 # DESTINATION__FILESYSTEM__CREDENTIALS__*); dbt's macros/spark_raw.sql reads it too.
 SPARK_LAKE_ENV = "RETENTION_SPARK_LAKE"
-DROP_FOLDER_ENV = "SOURCES__EXIT_SESSIONS__FOLDER"
 SYNC_CRON_ENV = "RETENTION_SYNC_CRON"
 WRITEBACKS_CRON_ENV = "RETENTION_WRITEBACKS_CRON"
 VALIDATION_START_ENV = "RETENTION_VALIDATION_START"
@@ -53,7 +57,6 @@ BILLING_SYSTEMS_ENV = "RETENTION_BILLING_SYSTEMS"
 DEFAULT_DATABASE = PROJECT_DIR / "warehouse.duckdb"
 # dbt's macros/spark_raw.sql defaults to ../lake from dbt_project/: the same folder.
 DEFAULT_SPARK_LAKE = PROJECT_DIR / "lake"
-DEFAULT_DROP_FOLDER = PROJECT_DIR / "drop"
 DEFAULT_DAGSTER_HOME = PROJECT_DIR / ".dagster_home"
 DEFAULT_SYNC_CRON = "0 * * * *"  # hourly, on the hour (UTC)
 DEFAULT_WRITEBACKS_CRON = "30 * * * *"  # hourly, half an hour after the sync

@@ -43,6 +43,7 @@ from typing import Any
 import httpx
 from tenacity import RetryCallState, wait_random_exponential
 
+import statedb
 from webhooks.config import Delivery, WebhooksConfig
 from webhooks.events import (
     EVENT_ID_HEADER,
@@ -58,7 +59,6 @@ log = logging.getLogger(__name__)
 OUTBOX = "webhook_outbox"
 DEAD_LETTERS = "webhook_dead_letters"
 # A writer of the shared state file waits this long for another's lock (design-16.md).
-BUSY_TIMEOUT_SECONDS = 10
 # Rows claimed at once, per request in flight: small, so a claim is sent soon after it
 # is taken and its lease stays short.
 CLAIM_PER_WORKER = 8
@@ -211,9 +211,7 @@ class Outbox:
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self.state_db.parent.mkdir(parents=True, exist_ok=True)
-        db = self._connection()
-        db.execute("pragma journal_mode=WAL")
-        db.executescript(SCHEMA)
+        self._connection().executescript(SCHEMA)
 
     # ------------------------------------------------------------------ emitting
 
@@ -508,12 +506,7 @@ class Outbox:
         time, which capped delivery at about 300 events/s."""
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(
-                self.state_db,
-                timeout=BUSY_TIMEOUT_SECONDS,
-                isolation_level=None,
-                check_same_thread=False,  # used by its thread only; closed by close()
-            )
+            db = statedb.connect(self.state_db)  # used by its thread only; closed by close()
             self._local.db = db
             with self._connections_lock:
                 self._connections.append(db)
@@ -575,7 +568,7 @@ def due_events(state_db: Path, now: float) -> int:
     polling it never creates the state file."""
     if not state_db.exists():
         return 0
-    db = sqlite3.connect(f"file:{state_db}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_SECONDS)
+    db = statedb.connect_read_only(state_db)
     try:
         return db.execute(f"select count(*) from {OUTBOX} where {_DUE}", (now,)).fetchone()[0]
     except sqlite3.OperationalError:  # no outbox table yet

@@ -23,10 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from statedb import connect
 from writebacks.ledger import ALL_COLUMNS, LedgerRow, Recorder, as_json
 
 TABLE = "fastpath_journal"
-BUSY_TIMEOUT_MS = 10_000  # other processes (collector, Dagster runs) share the file
 
 _DDL = f"""
 create table if not exists {TABLE} (
@@ -56,20 +56,6 @@ create table if not exists {TABLE} (
 """
 TIMES = ("action_at", "derived_at", "last_attempt_at", "applied_at", "updated_at")
 FINAL = ("applied", "skipped", "failed", "dry_run")
-
-
-def connect(state_db: Path) -> sqlite3.Connection:
-    """The state database as every user of it opens it (design-16.md): WAL, each
-    commit fsynced, waiting for other writers instead of failing; autocommit, one
-    statement a transaction."""
-    state_db.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(
-        state_db, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-    )
-    connection.execute("pragma journal_mode=wal")
-    connection.execute("pragma synchronous=full")
-    connection.execute(f"pragma busy_timeout={BUSY_TIMEOUT_MS}")
-    return connection
 
 
 def _now() -> str:

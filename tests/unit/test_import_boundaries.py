@@ -16,6 +16,7 @@ import pytest
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 PRODUCTION = (
+    "statedb",
     "billing_clients",
     "dlt_sources",
     "writebacks",
@@ -28,6 +29,15 @@ PRODUCTION = (
 NOT_FROM_PRODUCTION = {"sandbox", "demo", "tests", "retention_cli"}
 # The layers: what each production package must not import besides.
 FORBIDDEN = {
+    # The state database's opener: below everything that shares the file.
+    "statedb": {
+        "billing_clients",
+        "dlt_sources",
+        "writebacks",
+        "webhooks",
+        "collector",
+        "orchestration",
+    },
     "billing_clients": {"dlt_sources", "writebacks", "webhooks", "collector", "orchestration"},
     "dlt_sources": {"writebacks", "webhooks", "collector", "orchestration"},
     "writebacks": {"dlt_sources", "webhooks", "collector", "orchestration"},
