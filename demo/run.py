@@ -38,10 +38,10 @@ from orchestration.settings import (
     POSTGRES_CREDENTIALS_ENV,
     PROJECT_DIR,
     SPARK_LAKE_ENV,
+    SPARK_WAREHOUSE_DIR_ENV,
     postgres_credentials,
     warehouse_kind,
 )
-from orchestration.spark import SPARK_WAREHOUSE_DIR_ENV
 from orchestration.validation import validation_partitions
 from sandbox.app import Sandbox, start_sandbox
 from sandbox.exit_files import write_exit_session_files

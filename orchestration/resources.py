@@ -42,6 +42,7 @@ from orchestration.settings import (
     DEFAULT_DROP_FOLDER,
     DROP_FOLDER_ENV,
     DUCKDB_PATH_ENV,
+    SPARK_WAREHOUSE_DIR_ENV,
     env_or_default,
     postgres_credentials,
     spark_lake,
@@ -49,7 +50,6 @@ from orchestration.settings import (
 )
 from orchestration.spark import (
     LAKE_TABLE_FORMAT,
-    SPARK_WAREHOUSE_DIR_ENV,
     attach_marts,
     lands_in_lake,
     load_as_the_lake_needs,

@@ -46,6 +46,9 @@ POSTGRES_CREDENTIALS_ENV = "DESTINATION__POSTGRES__CREDENTIALS"
 # destination takes (s3://, gs://, az://, with credentials in dlt's
 # DESTINATION__FILESYSTEM__CREDENTIALS__*); dbt's macros/spark_raw.sql reads it too.
 SPARK_LAKE_ENV = "RETENTION_SPARK_LAKE"
+# Spark's tables and Derby metastore (dbt's profiles.yml reads it; the Python steps read the
+# marts' parquet folders under it).
+SPARK_WAREHOUSE_DIR_ENV = "RETENTION_SPARK_WAREHOUSE_DIR"
 SYNC_CRON_ENV = "RETENTION_SYNC_CRON"
 WRITEBACKS_CRON_ENV = "RETENTION_WRITEBACKS_CRON"
 VALIDATION_START_ENV = "RETENTION_VALIDATION_START"

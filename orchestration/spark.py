@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestration.settings import DBT_PROJECT_DIR, SPARK_LAKE_ENV
+from orchestration.settings import DBT_PROJECT_DIR, SPARK_LAKE_ENV, SPARK_WAREHOUSE_DIR_ENV
 
 # dlt's table format for the lake: Delta keeps `merge` a merge (upsert by primary key) and
 # takes a column that first appears in a later load; plain parquet would append.
@@ -125,10 +125,9 @@ def _keep_one_per_key(table: dict, paths: list[str]) -> int:
     return rows.num_rows - len(keep)
 
 
-# Where dbt-spark's session keeps the models' files and its metastore (profiles.yml reads
-# the same variable, relative to dbt_project/); its `tables/marts.db/<mart>/` folders hold
-# each mart table as parquet files.
-SPARK_WAREHOUSE_DIR_ENV = "RETENTION_SPARK_WAREHOUSE_DIR"
+# SPARK_WAREHOUSE_DIR_ENV: where dbt-spark's session keeps the models' files and its
+# metastore (profiles.yml reads it, relative to dbt_project/); its `tables/marts.db/<mart>/`
+# folders hold each mart table as parquet files.
 MARTS_SCHEMA = "marts"
 # Where the write-back ledger is published in the lake: dbt's register_raw_tables()
 # registers `<lake>/writebacks/actions/` as the source writebacks.actions, as it does
