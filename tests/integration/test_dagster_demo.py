@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
 
+import duckdb
 import pytest
 from click.testing import CliRunner
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus
@@ -108,6 +109,19 @@ def test_the_summary_equals_the_facts(demo):
     assert f"DuckDB file for BI tools (read-only): {bi_file}" in output
     assert bi_file.resolve().is_file()  # the symlink names the last published build
     assert "make ui" in output
+
+    # How to try the cancel page: one of the demo's subscriptions, in service and not
+    # canceling (so an accepted pause has something to pause), with the collector's command.
+    page = re.search(r"Try the cancel page for (\w+) subscription (\S+) ", output)
+    assert page, output
+    with duckdb.connect(str(bi_file), read_only=True) as con:
+        status = con.execute(
+            "select status, canceled_at from marts.dim_subscriptions "
+            "where billing_system = ? and subscription_id = ?",
+            list(page.groups()),
+        ).fetchall()
+    assert status == [("active", None)]
+    assert "retention collector serve" in output
 
 
 def test_the_runs_are_in_the_instance_with_the_marts_figures(demo):
