@@ -89,10 +89,11 @@ def wait_for_server(proc: subprocess.Popen, port: int, log: Path) -> None:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    """The server's process group (spark-submit and its JVM), politely, then not."""
+    """The server's process group (spark-submit and its JVM), politely, then not: its state
+    is in tmp, and once its JVM's shutdown took over 30 s (after test_spark_marts)."""
     os.killpg(proc.pid, signal.SIGTERM)
     try:
-        proc.wait(timeout=30)
+        proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
