@@ -38,13 +38,13 @@ from tests.integration.test_collector_crash import (  # noqa: E402
     APP,
     SECRET,
     Load,
-    free_port,
     key,
     published_rows,
     signed,
     start_collector,
     stop_collector,
 )
+from tests.ports import free_port  # noqa: E402
 from webhooks.signing import sign  # noqa: E402
 
 ORIGIN = "https://shop.example"

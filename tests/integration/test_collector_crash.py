@@ -11,7 +11,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ import pytest
 
 from billing_clients.systems import BILLING_SYSTEMS
 from dlt_sources.exit_sessions import exit_sessions_source
+from tests.ports import free_port
 from webhooks.signing import sign
 
 pytestmark = pytest.mark.integration
@@ -34,12 +34,6 @@ pytestmark = pytest.mark.integration
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 SECRET = "collector-process-test-secret-7f3a"
 APP = "load"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def collector_env(folder: Path, more_config: str = "") -> dict[str, str]:

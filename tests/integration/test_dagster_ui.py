@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 
 from sandbox.generate import GenerateOptions, write_scenario
 from sandbox.scenario import load_scenario
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 PROJECT = Path(__file__).resolve().parents[2]
@@ -52,12 +52,6 @@ mutation ($params: ExecutionParams!) {
 RUN = """
 query ($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { status } } }
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _wait_for(what: str, probe: Callable[[], object], timeout: float, log: Path) -> object:

@@ -41,7 +41,7 @@ from sandbox.exit_files import session_rows
 from sandbox.generate import GenerateOptions, write_scenario
 from sandbox.scenario import load_scenario
 from tests.conftest import PG, scratch_database
-from tests.integration.test_dagster_ui import free_port
+from tests.ports import free_port
 from tests.writeback_pipeline import live_catalog
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]

@@ -5,7 +5,6 @@ as the sync time."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from retention_cli import main
 from sandbox.exit_files import write_exit_session_files
 from sandbox.generate import GenerateOptions, write_scenario
 from sandbox.scenario import load_scenario
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 AS_OF = datetime(2026, 6, 30, tzinfo=UTC)
@@ -159,9 +159,7 @@ def test_an_unreachable_sandbox_fails_at_once_naming_the_fix(tmp_path, monkeypat
     """Nothing listens at the sandbox's address: the run fails in seconds (it used to retry
     for minutes and end in errors that hid the refused connection), says what to do, and
     does not claim to have loaded anything."""
-    with socket.socket() as probe:  # a free port, closed again: nothing answers there
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # closed again: nothing answers there
     monkeypatch.setenv("SOURCES__STRIPE__BASE_URL", f"http://127.0.0.1:{port}")
     monkeypatch.delenv("SOURCES__STRIPE__API_KEY", raising=False)
     monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 if shutil.which("java") is None:
     pytest.skip(
@@ -50,12 +52,6 @@ SESSIONS = [
     ("s4", "stripe", "cus_A", 45, "s3"),
     ("s5", "recurly", "acct_B", 3, "s5"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def server_command(spark_home: Path, warehouse: Path, port: int) -> list[str]:
