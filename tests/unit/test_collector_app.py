@@ -123,30 +123,32 @@ def test_nobody_updates_a_session_with_a_signature_for_another_billing_id(client
     assert problem(response)[:2] == (403, "billing_id")
 
 
+# Each body is made when its test runs, not when the tests are collected: a body signed at
+# collection is stale (403 timestamp) once a long run reaches it past the replay window.
 @pytest.mark.parametrize(
-    ("body", "field", "says"),
+    ("make_body", "field", "says"),
     [
-        ({**signed(**LANDING), "signature": "0" * 64}, "signature", "does not match"),
+        (lambda: {**signed(**LANDING), "signature": "0" * 64}, "signature", "does not match"),
         # Signed for sub_1, sent for someone else's subscription.
-        ({**signed(**LANDING), "billing_id": "sub_other"}, "signature", "does not match"),
-        (signed(timestamp=int(time.time()) - 301, **LANDING), "timestamp", "sign again"),
-        (signed(timestamp=int(time.time()) + 3600, **LANDING), "timestamp", "sign again"),
-        ({**signed(**LANDING), "app_id": "other"}, "app_id", "not configured"),
-        ({k: v for k, v in signed(**LANDING).items() if k != "signature"}, "signature", ""),
-        (signed(**LANDING, action=5), "action", "string"),
-        (signed(**LANDING, unknown="x"), "unknown", "Extra inputs"),
-        (signed(**LANDING, action="refunded"), "action", "not one of"),
+        (lambda: {**signed(**LANDING), "billing_id": "sub_other"}, "signature", "does not match"),
+        (lambda: signed(timestamp=int(time.time()) - 301, **LANDING), "timestamp", "sign again"),
+        (lambda: signed(timestamp=int(time.time()) + 3600, **LANDING), "timestamp", "sign again"),
+        (lambda: {**signed(**LANDING), "app_id": "other"}, "app_id", "not configured"),
+        (lambda: {k: v for k, v in signed(**LANDING).items() if k != "signature"}, "signature", ""),
+        (lambda: signed(**LANDING, action=5), "action", "string"),
+        (lambda: signed(**LANDING, unknown="x"), "unknown", "Extra inputs"),
+        (lambda: signed(**LANDING, action="refunded"), "action", "not one of"),
         (
-            signed(**LANDING, action="canceled", action_at="2026-04-01T00:00:00Z"),
+            lambda: signed(**LANDING, action="canceled", action_at="2026-04-01T00:00:00Z"),
             "action_at",
             "before",
         ),
-        (signed(**LANDING, action="offer_accepted"), "offer_type", "required"),
-        ({**signed(**LANDING), "billing_system": "paypal"}, "signature", "does not match"),
+        (lambda: signed(**LANDING, action="offer_accepted"), "offer_type", "required"),
+        (lambda: {**signed(**LANDING), "billing_system": "paypal"}, "signature", "does not match"),
     ],
 )
-def test_refusals_name_the_problem(client, settings, body, field, says):
-    response = client.post("/v1/sessions", json=body)
+def test_refusals_name_the_problem(client, settings, make_body, field, says):
+    response = client.post("/v1/sessions", json=make_body())
     status, named, text = problem(response)
     assert 400 <= status < 500 and named == field and says in text
     assert log_rows(settings) == []
